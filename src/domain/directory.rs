@@ -1,0 +1,181 @@
+//! The school's directory: recipients, their roles, contracts and consent.
+//!
+//! The platform owns this data and feeds it to Herald (import, later the API); each
+//! record is keyed by the platform's `external_id`, so feeding the same data twice
+//! changes nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+/// Herald's own id of a recipient (the store's primary key).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct RecipientId(pub i64);
+
+impl fmt::Display for RecipientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a recipient is to the school.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Has contracts; may have guardians.
+    Student,
+    /// A parent or other carer of one or more students.
+    Guardian,
+    /// Teaches groups.
+    Teacher,
+    /// Anyone else on the school's side.
+    Staff,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Student, Role::Guardian, Role::Teacher, Role::Staff];
+
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Guardian => "guardian",
+            Role::Teacher => "teacher",
+            Role::Staff => "staff",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no role.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown role {0:?}: expected one of student, guardian, teacher, staff")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == lower)
+            .ok_or_else(|| UnknownRole(s.to_owned()))
+    }
+}
+
+/// Where a contract stands. Only an `active` contract's consent counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractStatus {
+    /// Signed but not started yet.
+    Pending,
+    /// In force.
+    Active,
+    /// Paused (e.g. a break the family asked for).
+    Suspended,
+    /// Ended or terminated.
+    Ended,
+}
+
+impl ContractStatus {
+    /// Every status.
+    pub const ALL: [ContractStatus; 4] = [
+        ContractStatus::Pending,
+        ContractStatus::Active,
+        ContractStatus::Suspended,
+        ContractStatus::Ended,
+    ];
+
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractStatus::Pending => "pending",
+            ContractStatus::Active => "active",
+            ContractStatus::Suspended => "suspended",
+            ContractStatus::Ended => "ended",
+        }
+    }
+}
+
+impl fmt::Display for ContractStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no contract status.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown contract status {0:?}: expected one of pending, active, suspended, ended")]
+pub struct UnknownContractStatus(pub String);
+
+impl FromStr for ContractStatus {
+    type Err = UnknownContractStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        ContractStatus::ALL
+            .into_iter()
+            .find(|r| r.as_str() == lower)
+            .ok_or_else(|| UnknownContractStatus(s.to_owned()))
+    }
+}
+
+/// A consent for one channel: given or not, and when and where that was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Consent {
+    /// Whether the consent is in force.
+    pub given: bool,
+    /// When it was given or withdrawn, if known.
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// What eligibility needs to know of one contract.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContractConsent {
+    /// The platform's id of the contract.
+    pub contract: String,
+    /// The platform's id of the student the contract is for.
+    pub student: String,
+    /// Where the contract stands.
+    pub status: ContractStatus,
+    /// Consent to email.
+    pub email: Consent,
+    /// Consent to SMS.
+    pub sms: Consent,
+    /// Where the consent was given (a form, the parents' portal, …), if known.
+    pub source: Option<String>,
+}
+
+/// A recipient as the directory holds them, contact points as the platform gave them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Recipient {
+    /// Herald's id.
+    pub id: RecipientId,
+    /// The platform's id.
+    pub external_id: String,
+    /// What they are to the school.
+    pub role: Role,
+    /// Full name as shown to people.
+    pub name: String,
+    /// Preferred locale (`pl`, `en`, …), if the platform knows it.
+    pub locale: Option<String>,
+    /// The email address as given; may be invalid.
+    pub email: Option<String>,
+    /// The phone number as given; may be invalid.
+    pub phone: Option<String>,
+    /// Whether the phone number is marked as receiving SMS.
+    pub sms_enabled: bool,
+}

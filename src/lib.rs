@@ -1,0 +1,2 @@
+//! Herald: a message-dispatch daemon for schools and course centres.
+pub mod domain;
