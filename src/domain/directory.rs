@@ -179,3 +179,89 @@ pub struct Recipient {
     /// Whether the phone number is marked as receiving SMS.
     pub sms_enabled: bool,
 }
+
+/// A recipient as the platform sends it: the input of an import or an API call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientRecord {
+    /// The platform's id (not empty).
+    pub external_id: String,
+    /// What they are to the school.
+    pub role: Role,
+    /// Full name (not empty).
+    pub name: String,
+    /// Preferred locale.
+    pub locale: Option<String>,
+    /// The email address as given.
+    pub email: Option<String>,
+    /// The phone number as given.
+    pub phone: Option<String>,
+    /// The phone in E.164 when it is a valid mobile number.
+    pub phone_e164: Option<String>,
+    /// Whether the phone receives SMS.
+    pub sms_enabled: bool,
+}
+
+/// A contract as the platform sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractRecord {
+    /// The platform's id of the contract.
+    pub external_id: String,
+    /// The platform's id of the student.
+    pub student: String,
+    /// The contract number people see.
+    pub number: Option<String>,
+    /// Where it stands.
+    pub status: ContractStatus,
+    /// Consent to email.
+    pub consent_email: bool,
+    /// Consent to SMS.
+    pub consent_sms: bool,
+    /// When the consent was given or withdrawn; `None` lets Herald record the moment
+    /// it learns of a change.
+    pub consent_at: Option<DateTime<Utc>>,
+    /// Where the consent was given.
+    pub consent_source: Option<String>,
+}
+
+/// One record of the directory, as imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryRecord {
+    /// A person.
+    Recipient(RecipientRecord),
+    /// A guardian cares for a student (both by the platform's ids).
+    Guardianship {
+        /// The guardian's platform id.
+        guardian: String,
+        /// The student's platform id.
+        student: String,
+    },
+    /// A group (class, course).
+    Group {
+        /// The platform's id.
+        external_id: String,
+        /// The name people see.
+        name: String,
+    },
+    /// A student or teacher belongs to a group.
+    Membership {
+        /// The group's platform id.
+        group: String,
+        /// The member's platform id.
+        member: String,
+    },
+    /// A contract.
+    Contract(ContractRecord),
+}
+
+/// A group with how many students and teachers it has.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupSummary {
+    /// The platform's id.
+    pub external_id: String,
+    /// The name people see.
+    pub name: String,
+    /// Students in it.
+    pub students: i64,
+    /// Teachers teaching it.
+    pub teachers: i64,
+}
