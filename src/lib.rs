@@ -1,4 +1,24 @@
 //! Herald: a message-dispatch daemon for schools and course centres.
+//!
+//! It decides who may receive what, when, through which channel and at what cost,
+//! and can explain every message that did not arrive. See `ARCHITECTURE.md` for the
+//! map and the invariants.
+//!
+//! # Layout
+//!
+//! - [`domain`]: pure types and rules (recipients, contact points, eligibility, the
+//!   send window and calendar, reason codes). No IO, no clock.
+//! - [`config`]: the settings tree, layered and validated once at start-up.
+//! - [`store`]: the store traits and their backends; the only place with SQL.
+//! - [`import`]: CSV and JSON import of the directory.
+//! - [`demo`]: the demo school.
+//! - [`cli`]: commands; the only place that prints for people.
+//! - [`telemetry`]: logging.
+
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
+pub mod import;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,37 @@
-fn main() {}
+//! The `herald` binary: parse the command line, load the configuration, start
+//! logging, and hand off to the library. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::cli::{self, Cli};
+use herald::config::Settings;
+
+/// sysexits' EX_CONFIG: systemd and scripts can tell a bad configuration from a crash.
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let settings = match Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    herald::telemetry::init(&settings.telemetry);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

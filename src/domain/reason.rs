@@ -82,7 +82,7 @@ impl Reason {
             Reason::InvalidPhone => "the phone number on record is not a valid mobile number",
             Reason::PhoneNotSmsEnabled => "the phone number is not marked as receiving SMS",
             Reason::NoConsent => {
-                "no active contract with consent to this kind of message covers this person"
+                "no active contract with consent for this channel covers this person"
             }
             Reason::RecipientUnknown => "this person is not in Herald's directory",
             Reason::AwaitingApproval => "waiting for someone to approve the batch",

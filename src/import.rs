@@ -1,0 +1,813 @@
+//! Import of the school's directory from CSV and JSON files.
+//!
+//! A file is read whole and every row is checked before anything is written; rows
+//! that are good are applied (upserted by the platform's ids), rows that are bad are
+//! reported with file, line, field, value and what was expected, and do not stop the
+//! good ones. Contact points are stored as given even when they do not parse, so that
+//! Herald can say why a message to that person is blocked; such rows are warned about.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::domain::contact::{EmailAddress, PhoneNumber, PhoneRegion};
+use crate::domain::directory::{
+    ContractRecord, ContractStatus, DirectoryRecord, RecipientRecord, Role,
+};
+use crate::store::{Applied, DirectoryStore, StoreError};
+
+/// What a file (or a section of a JSON file) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportKind {
+    /// People: students, guardians, teachers, staff.
+    Recipients,
+    /// Classes and courses.
+    Groups,
+    /// Which guardian cares for which student.
+    Guardianships,
+    /// Which student or teacher is in which group.
+    Memberships,
+    /// Students' contracts with status and consent.
+    Contracts,
+}
+
+impl ImportKind {
+    /// In the order a JSON document is applied: what others refer to comes first.
+    pub const ALL: [ImportKind; 5] = [
+        ImportKind::Recipients,
+        ImportKind::Groups,
+        ImportKind::Guardianships,
+        ImportKind::Memberships,
+        ImportKind::Contracts,
+    ];
+
+    /// The name of the kind, as in file names and JSON sections.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::Recipients => "recipients",
+            ImportKind::Groups => "groups",
+            ImportKind::Guardianships => "guardianships",
+            ImportKind::Memberships => "memberships",
+            ImportKind::Contracts => "contracts",
+        }
+    }
+
+    /// The columns (CSV) or keys (JSON) a record of this kind may have; the required
+    /// ones first.
+    pub fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            ImportKind::Recipients => (
+                &["external_id", "role", "name"],
+                &["email", "phone", "sms_enabled", "locale"],
+            ),
+            ImportKind::Groups => (&["external_id", "name"], &[]),
+            ImportKind::Guardianships => (&["guardian_id", "student_id"], &[]),
+            ImportKind::Memberships => (&["group_id", "member_id"], &[]),
+            ImportKind::Contracts => (
+                &["external_id", "student_id", "status"],
+                &[
+                    "number",
+                    "consent",
+                    "consent_email",
+                    "consent_sms",
+                    "consent_date",
+                    "consent_source",
+                ],
+            ),
+        }
+    }
+
+    /// Guesses the kind from a file name such as `recipients.csv` or
+    /// `2026-09-contracts.csv`.
+    pub fn from_file_name(path: &Path) -> Option<ImportKind> {
+        let stem = path.file_stem()?.to_str()?.to_ascii_lowercase();
+        let aliases: [(&str, ImportKind); 7] = [
+            ("recipients", ImportKind::Recipients),
+            ("guardianships", ImportKind::Guardianships),
+            ("guardians", ImportKind::Guardianships),
+            ("memberships", ImportKind::Memberships),
+            ("members", ImportKind::Memberships),
+            ("groups", ImportKind::Groups),
+            ("contracts", ImportKind::Contracts),
+        ];
+        aliases
+            .into_iter()
+            .find(|(name, _)| stem.contains(name))
+            .map(|(_, kind)| kind)
+    }
+}
+
+impl fmt::Display for ImportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a file could not be imported at all (nothing was written).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file cannot be read.
+    #[error("{file}: cannot read the file: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Neither `--kind` nor the file name says what the file holds.
+    #[error(
+        "{file}: cannot tell what the file holds; name it after its contents \
+         (recipients, groups, guardianships, memberships or contracts, e.g. \
+         recipients.csv) or pass --kind"
+    )]
+    UnknownKind {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The file's extension is neither `.csv` nor `.json`.
+    #[error("{file}: expected a .csv or .json file")]
+    UnknownFormat {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The file's structure is wrong (a bad header, JSON that does not parse).
+    #[error("{file}:{line}: {message}")]
+    Structure {
+        /// The file.
+        file: PathBuf,
+        /// The line where the problem is.
+        line: u64,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A row that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowProblem {
+    /// The file.
+    pub file: String,
+    /// The line the row starts on.
+    pub line: u64,
+    /// What the row holds.
+    pub kind: ImportKind,
+    /// The field at fault.
+    pub field: String,
+    /// Its value.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: String,
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} {} = {:?}: {}",
+            self.file, self.line, self.kind, self.field, self.value, self.expected
+        )
+    }
+}
+
+/// Counts per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    /// New records.
+    pub created: u64,
+    /// Changed records.
+    pub updated: u64,
+    /// Records already as given.
+    pub unchanged: u64,
+    /// Rows not imported.
+    pub failed: u64,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Counts per kind, for the kinds the file held.
+    pub counts: Vec<(ImportKind, KindCounts)>,
+    /// Rows not imported, in file order.
+    pub errors: Vec<RowProblem>,
+    /// Rows imported with a value Herald cannot use (an invalid email or phone).
+    pub warnings: Vec<RowProblem>,
+}
+
+impl ImportReport {
+    /// Whether any row failed.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    fn counts_mut(&mut self, kind: ImportKind) -> &mut KindCounts {
+        if let Some(i) = self.counts.iter().position(|(k, _)| *k == kind) {
+            return &mut self.counts[i].1;
+        }
+        self.counts.push((kind, KindCounts::default()));
+        &mut self.counts.last_mut().expect("just pushed").1
+    }
+}
+
+/// How an import reads values.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// The region phone numbers without a country code are read in.
+    pub phone_region: PhoneRegion,
+    /// Show a progress bar when the file has more rows than this.
+    pub progress_threshold: u64,
+}
+
+/// One row's fields, as text, with the line it starts on.
+struct Row {
+    line: u64,
+    fields: HashMap<String, String>,
+}
+
+impl Row {
+    /// The trimmed value of a column; `None` when absent or blank.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A row checked into a record, or the problems found in it.
+struct Checked {
+    line: u64,
+    record: Result<DirectoryRecord, Vec<(String, String, String)>>,
+    warnings: Vec<(String, String, String)>,
+}
+
+/// Imports one file into the store. Rows are applied in the order of the file (for
+/// JSON, in the order of [`ImportKind::ALL`]).
+pub async fn import_file(
+    store: &dyn DirectoryStore,
+    path: &Path,
+    kind: Option<ImportKind>,
+    options: ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let sections = match extension.as_deref() {
+        Some("csv") => {
+            let kind = kind
+                .or_else(|| ImportKind::from_file_name(path))
+                .ok_or_else(|| ImportError::UnknownKind {
+                    file: path.to_owned(),
+                })?;
+            vec![(kind, read_csv(path, &text, kind)?)]
+        }
+        Some("json") => read_json(path, &text, kind)?,
+        _ => {
+            return Err(ImportError::UnknownFormat {
+                file: path.to_owned(),
+            });
+        }
+    };
+    let file = path.display().to_string();
+    let total: u64 = sections.iter().map(|(_, rows)| rows.len() as u64).sum();
+    let progress = if total > options.progress_threshold {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>14} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta} left)",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let mut report = ImportReport::default();
+    for (kind, rows) in sections {
+        progress.set_message(kind.as_str());
+        let checked = check_rows(kind, rows, options.phone_region);
+        let counts = report.counts_mut(kind);
+        let mut good: Vec<(u64, DirectoryRecord)> = Vec::new();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for c in checked {
+            for (field, value, expected) in c.warnings {
+                warnings.push(problem(&file, c.line, kind, field, value, expected));
+            }
+            match c.record {
+                Ok(record) => good.push((c.line, record)),
+                Err(problems) => {
+                    counts.failed += 1;
+                    progress.inc(1);
+                    for (field, value, expected) in problems {
+                        errors.push(problem(&file, c.line, kind, field, value, expected));
+                    }
+                }
+            }
+        }
+        // Apply in slices so the progress bar moves and memory stays flat.
+        for slice in good.chunks(1000) {
+            let records: Vec<DirectoryRecord> = slice.iter().map(|(_, r)| r.clone()).collect();
+            let outcomes = store.apply(&records, now).await?;
+            for ((line, _), outcome) in slice.iter().zip(outcomes) {
+                match outcome {
+                    Ok(Applied::Created) => counts.created += 1,
+                    Ok(Applied::Updated) => counts.updated += 1,
+                    Ok(Applied::Unchanged) => counts.unchanged += 1,
+                    Err(refused) => {
+                        counts.failed += 1;
+                        errors.push(problem(
+                            &file,
+                            *line,
+                            kind,
+                            refused.field().to_owned(),
+                            refused.value().to_owned(),
+                            refused.to_string(),
+                        ));
+                    }
+                }
+            }
+            progress.inc(slice.len() as u64);
+        }
+        report.errors.append(&mut errors);
+        report.warnings.append(&mut warnings);
+    }
+    progress.finish_and_clear();
+    report.errors.sort_by_key(|p| p.line);
+    report.warnings.sort_by_key(|p| p.line);
+    Ok(report)
+}
+
+fn problem(
+    file: &str,
+    line: u64,
+    kind: ImportKind,
+    field: String,
+    value: String,
+    expected: String,
+) -> RowProblem {
+    RowProblem {
+        file: file.to_owned(),
+        line,
+        kind,
+        field,
+        value,
+        expected,
+    }
+}
+
+fn read_csv(path: &Path, text: &str, kind: ImportKind) -> Result<Vec<Row>, ImportError> {
+    let structure = |line: u64, message: String| ImportError::Structure {
+        file: path.to_owned(),
+        line,
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| structure(1, format!("the header row cannot be read: {e}")))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
+    check_columns(kind, &headers).map_err(|m| structure(1, m))?;
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let line = index as u64 + 2;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(line);
+                return Err(structure(line, format!("the row cannot be read: {e}")));
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        if record.iter().all(|v| v.is_empty()) {
+            continue;
+        }
+        let mut fields: HashMap<String, String> = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(h, v)| (h.clone(), v.to_owned()))
+            .collect();
+        if record.len() != headers.len() {
+            // Reported as a row problem so the other rows still go in.
+            fields.insert(
+                "\u{0}columns".into(),
+                format!("{} fields for {} columns", record.len(), headers.len()),
+            );
+        }
+        rows.push(Row { line, fields });
+    }
+    Ok(rows)
+}
+
+fn check_columns(kind: ImportKind, columns: &[String]) -> Result<(), String> {
+    let (required, optional) = kind.columns();
+    let expected = || {
+        format!(
+            "{kind} take the columns {} (required) and {}",
+            required.join(", "),
+            if optional.is_empty() {
+                "no others".to_owned()
+            } else {
+                format!("{} (optional)", optional.join(", "))
+            }
+        )
+    };
+    if let Some(missing) = required.iter().find(|r| !columns.iter().any(|c| c == *r)) {
+        return Err(format!("the column {missing:?} is missing; {}", expected()));
+    }
+    if let Some(unknown) = columns
+        .iter()
+        .find(|c| !required.contains(&c.as_str()) && !optional.contains(&c.as_str()))
+    {
+        return Err(format!("unknown column {unknown:?}; {}", expected()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("the column {twice:?} appears twice"));
+    }
+    Ok(())
+}
+
+/// Reads a JSON document: an object with a list per kind, or (with a kind from
+/// `--kind` or the file name) a bare list of records.
+fn read_json(
+    path: &Path,
+    text: &str,
+    kind: Option<ImportKind>,
+) -> Result<Vec<(ImportKind, Vec<Row>)>, ImportError> {
+    let structure = |line: u64, message: String| ImportError::Structure {
+        file: path.to_owned(),
+        line,
+        message,
+    };
+    let json_error =
+        |e: serde_json::Error| structure(e.line() as u64, format!("not valid JSON: {e}"));
+    // Borrowed raw values keep their place in `text`, which gives each record's line.
+    let sections: Vec<(ImportKind, Vec<&RawValue>)> = if text.trim_start().starts_with('[') {
+        let kind = kind
+            .or_else(|| ImportKind::from_file_name(path))
+            .ok_or_else(|| ImportError::UnknownKind {
+                file: path.to_owned(),
+            })?;
+        vec![(kind, serde_json::from_str(text).map_err(json_error)?)]
+    } else {
+        let document: HashMap<String, Vec<&RawValue>> =
+            serde_json::from_str(text).map_err(json_error)?;
+        if let Some(unknown) = document.keys().find(|k| {
+            !ImportKind::ALL
+                .iter()
+                .any(|kind| kind.as_str() == k.as_str())
+        }) {
+            return Err(structure(
+                1,
+                format!(
+                    "unknown section {unknown:?}; expected some of recipients, groups, \
+                     guardianships, memberships, contracts"
+                ),
+            ));
+        }
+        let mut document = document;
+        ImportKind::ALL
+            .into_iter()
+            .filter(|k| kind.is_none_or(|only| only == *k))
+            .filter_map(|k| document.remove(k.as_str()).map(|v| (k, v)))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (kind, records) in sections {
+        let (required, optional) = kind.columns();
+        let mut rows = Vec::with_capacity(records.len());
+        for raw in records {
+            let offset = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            let line = text[..offset].matches('\n').count() as u64 + 1;
+            let object: serde_json::Map<String, serde_json::Value> =
+                match serde_json::from_str(raw.get()) {
+                    Ok(o) => o,
+                    Err(_) => {
+                        let mut fields = HashMap::new();
+                        fields.insert("\u{0}object".into(), raw.get().chars().take(60).collect());
+                        rows.push(Row { line, fields });
+                        continue;
+                    }
+                };
+            let mut fields = HashMap::new();
+            for (key, value) in object {
+                if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
+                    fields.insert("\u{0}unknown".into(), key);
+                    continue;
+                }
+                let text = match value {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                fields.insert(key, text);
+            }
+            rows.push(Row { line, fields });
+        }
+        out.push((kind, rows));
+    }
+    Ok(out)
+}
+
+/// Checks rows into records, field by field, and finds ids repeated in the file.
+fn check_rows(kind: ImportKind, rows: Vec<Row>, region: PhoneRegion) -> Vec<Checked> {
+    let mut first_line: HashMap<String, u64> = HashMap::new();
+    rows.into_iter()
+        .map(|row| {
+            let mut checker = RowChecker {
+                row: &row,
+                problems: Vec::new(),
+                warnings: Vec::new(),
+            };
+            let record = checker.record(kind, region);
+            let mut problems = checker.problems;
+            let warnings = checker.warnings;
+            if let Some(record) = &record {
+                let key = record_key(record);
+                match first_line.get(&key) {
+                    Some(first) => problems.push((
+                        key_field(kind).to_owned(),
+                        key.clone(),
+                        format!("a value not used by another row (line {first} has it already)"),
+                    )),
+                    None => {
+                        first_line.insert(key, row.line);
+                    }
+                }
+            }
+            Checked {
+                line: row.line,
+                record: match record {
+                    Some(r) if problems.is_empty() => Ok(r),
+                    _ => Err(problems),
+                },
+                warnings,
+            }
+        })
+        .collect()
+}
+
+fn key_field(kind: ImportKind) -> &'static str {
+    match kind {
+        ImportKind::Guardianships => "guardian_id, student_id",
+        ImportKind::Memberships => "group_id, member_id",
+        _ => "external_id",
+    }
+}
+
+fn record_key(record: &DirectoryRecord) -> String {
+    match record {
+        DirectoryRecord::Recipient(r) => r.external_id.clone(),
+        DirectoryRecord::Group { external_id, .. } => external_id.clone(),
+        DirectoryRecord::Contract(c) => c.external_id.clone(),
+        DirectoryRecord::Guardianship { guardian, student } => format!("{guardian}, {student}"),
+        DirectoryRecord::Membership { group, member } => format!("{group}, {member}"),
+    }
+}
+
+type Problem = (String, String, String);
+
+struct RowChecker<'a> {
+    row: &'a Row,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl RowChecker<'_> {
+    fn fail(&mut self, field: &str, value: &str, expected: impl Into<String>) {
+        self.problems
+            .push((field.to_owned(), value.to_owned(), expected.into()));
+    }
+
+    fn required(&mut self, field: &str, what: &str) -> String {
+        match self.row.get(field) {
+            Some(v) => v.to_owned(),
+            None => {
+                self.fail(field, "", format!("{what}, not empty"));
+                String::new()
+            }
+        }
+    }
+
+    fn optional(&self, field: &str) -> Option<String> {
+        self.row.get(field).map(str::to_owned)
+    }
+
+    fn boolean(&mut self, field: &str) -> Option<bool> {
+        let value = self.row.get(field)?;
+        match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "y" | "tak" | "t" => Some(true),
+            "0" | "false" | "no" | "n" | "nie" => Some(false),
+            _ => {
+                self.fail(field, value, "yes or no (also true/false, 1/0)");
+                None
+            }
+        }
+    }
+
+    fn parsed<T: FromStr>(&mut self, field: &str, what: &str) -> Option<T> {
+        let value = self.required(field, what);
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.fail(field, &value, what);
+                None
+            }
+        }
+    }
+
+    fn record(&mut self, kind: ImportKind, region: PhoneRegion) -> Option<DirectoryRecord> {
+        for (marker, field, expected) in [
+            ("\u{0}columns", "row", "one field per column of the header"),
+            ("\u{0}object", "record", "a JSON object"),
+            ("\u{0}unknown", "key", "only the keys of this section"),
+        ] {
+            if let Some(value) = self.row.fields.get(marker).cloned() {
+                let expected = if marker == "\u{0}unknown" {
+                    let (req, opt) = kind.columns();
+                    format!("{expected}: {}", [req, opt].concat().join(", "))
+                } else {
+                    expected.to_owned()
+                };
+                self.fail(field, &value, expected);
+            }
+        }
+        let record = match kind {
+            ImportKind::Recipients => self.recipient(region),
+            ImportKind::Groups => {
+                let external_id = self.required("external_id", "the platform's id of the group");
+                let name = self.required("name", "the group's name");
+                DirectoryRecord::Group { external_id, name }
+            }
+            ImportKind::Guardianships => DirectoryRecord::Guardianship {
+                guardian: self.required("guardian_id", "the external id of a guardian"),
+                student: self.required("student_id", "the external id of a student"),
+            },
+            ImportKind::Memberships => DirectoryRecord::Membership {
+                group: self.required("group_id", "the external id of a group"),
+                member: self.required("member_id", "the external id of a student or teacher"),
+            },
+            ImportKind::Contracts => self.contract()?,
+        };
+        self.problems.is_empty().then_some(record)
+    }
+
+    fn recipient(&mut self, region: PhoneRegion) -> DirectoryRecord {
+        let external_id = self.required("external_id", "the platform's id of the person");
+        let role = self.parsed::<Role>("role", "one of student, guardian, teacher, staff");
+        let name = self.required("name", "the person's full name");
+        let email = self.optional("email");
+        if let Some(raw) = &email
+            && let Err(e) = EmailAddress::parse(raw)
+        {
+            self.warnings.push((
+                "email".into(),
+                raw.clone(),
+                format!("{e}; stored, but email to this person is blocked (invalid_email)"),
+            ));
+        }
+        let phone = self.optional("phone");
+        let phone_e164 = phone
+            .as_deref()
+            .and_then(|raw| match PhoneNumber::parse(raw, region) {
+                Ok(p) => Some(p.e164().to_owned()),
+                Err(e) => {
+                    self.warnings.push((
+                        "phone".into(),
+                        raw.to_owned(),
+                        format!("{e}; stored, but SMS to this person is blocked (invalid_phone)"),
+                    ));
+                    None
+                }
+            });
+        let sms_enabled = self.boolean("sms_enabled").unwrap_or(false);
+        let locale = self.optional("locale");
+        DirectoryRecord::Recipient(RecipientRecord {
+            external_id,
+            role: role.unwrap_or(Role::Staff),
+            name,
+            locale,
+            email,
+            phone,
+            phone_e164,
+            sms_enabled,
+        })
+    }
+
+    fn contract(&mut self) -> Option<DirectoryRecord> {
+        let external_id = self.required("external_id", "the platform's id of the contract");
+        let student = self.required("student_id", "the external id of a student");
+        let status =
+            self.parsed::<ContractStatus>("status", "one of pending, active, suspended, ended");
+        let both = self.boolean("consent");
+        let consent_email = self.boolean("consent_email").or(both).unwrap_or(false);
+        let consent_sms = self.boolean("consent_sms").or(both).unwrap_or(false);
+        let consent_at = self
+            .row
+            .get("consent_date")
+            .map(str::to_owned)
+            .and_then(|v| {
+                parse_instant(&v).or_else(|| {
+                    self.fail(
+                        "consent_date",
+                        &v,
+                        "a date YYYY-MM-DD or a timestamp such as 2026-09-01T10:00:00Z",
+                    );
+                    None
+                })
+            });
+        Some(DirectoryRecord::Contract(ContractRecord {
+            external_id,
+            student,
+            number: self.optional("number"),
+            status: status?,
+            consent_email,
+            consent_sms,
+            consent_at,
+            consent_source: self.optional("consent_source"),
+        }))
+    }
+}
+
+/// A date (midnight UTC) or an RFC 3339 timestamp.
+fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_guessed_from_file_names() {
+        for (name, kind) in [
+            ("recipients.csv", ImportKind::Recipients),
+            ("2026-09-Contracts.json", ImportKind::Contracts),
+            ("guardians.csv", ImportKind::Guardianships),
+            ("group-members.csv", ImportKind::Memberships),
+            ("groups.csv", ImportKind::Groups),
+        ] {
+            assert_eq!(
+                ImportKind::from_file_name(Path::new(name)),
+                Some(kind),
+                "{name}"
+            );
+        }
+        assert_eq!(ImportKind::from_file_name(Path::new("people.csv")), None);
+    }
+
+    #[test]
+    fn headers_must_hold_the_required_columns_and_no_unknown_ones() {
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_columns(ImportKind::Groups, &cols(&["external_id", "name"])).is_ok());
+        let err = check_columns(ImportKind::Groups, &cols(&["external_id"])).unwrap_err();
+        assert!(err.contains("\"name\" is missing"), "{err}");
+        let err = check_columns(ImportKind::Groups, &cols(&["external_id", "name", "emial"]))
+            .unwrap_err();
+        assert!(err.contains("unknown column \"emial\""), "{err}");
+    }
+
+    #[test]
+    fn consent_dates_take_days_or_timestamps() {
+        assert_eq!(
+            parse_instant("2026-09-01").unwrap().to_rfc3339(),
+            "2026-09-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_instant("2026-09-01T10:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-09-01T08:00:00+00:00"
+        );
+        assert!(parse_instant("1.09.2026").is_none());
+    }
+}
