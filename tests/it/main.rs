@@ -1,1 +1,12 @@
-//! placeholder
+//! Herald's integration tests: one binary, one file per area, real parts only (an
+//! SQLite file on disk, the `herald` binary itself).
+//!
+//! Store behaviour is written once as `async fn name(app: TestApp)` and listed in a
+//! `conformance!` block, which runs it on every backend the build has.
+
+mod helpers;
+
+mod calendar;
+mod cli;
+mod directory;
+mod import;

@@ -1,0 +1,195 @@
+//! The `herald` binary as people run it: configuration errors at start-up, exit
+//! codes, and the demo.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn herald(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir).args(args);
+    // The developer's own overrides must not leak into the test.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HERALD_")) {
+        cmd.env_remove(key);
+    }
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the herald binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_bad_config_value_stops_start_up_naming_the_key_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("herald.toml"),
+        "[school]\ntime_zone = \"Mars/Olympus_Mons\"\n\n[send_window]\nmonday = \"8-20\"\n",
+    )
+    .unwrap();
+    let out = herald(dir.path(), &["--config", "herald.toml", "recipients"], &[]);
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("school.time_zone = \"Mars/Olympus_Mons\""),
+        "{err}"
+    );
+    assert!(err.contains("IANA time zone"), "{err}");
+    assert!(err.contains("send_window.monday = \"8-20\""), "{err}");
+    assert!(
+        !dir.path().join("herald.db").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn an_unknown_config_key_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("herald.toml"),
+        "[school]\ntimezone = \"UTC\"\n",
+    )
+    .unwrap();
+    let out = herald(dir.path(), &["--config", "herald.toml", "groups"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("timezone"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = herald(
+        dir.path(),
+        &["groups"],
+        &[("HERALD__DISPATCH__SCHEDULE", "every five minutes")],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("dispatch.schedule"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn import_exits_non_zero_when_a_row_failed_and_keeps_the_good_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("recipients.csv"),
+        "external_id,role,name\ns-1,student,Zofia Nowak\ns-2,parent,Jan Nowak\n",
+    )
+    .unwrap();
+    let db = [("HERALD__DATABASE__URL", "sqlite://school.db")];
+    let out = herald(dir.path(), &["import", "recipients.csv"], &db);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("recipients.csv:3: recipients role = \"parent\""),
+        "{stdout}"
+    );
+    let out = herald(dir.path(), &["recipients", "--json"], &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["external_id"], "s-1");
+    assert_eq!(list[0]["channels"]["email"]["eligible"], false);
+    assert_eq!(
+        list[0]["channels"]["email"]["reasons"][0]["code"],
+        "missing_email"
+    );
+}
+
+#[test]
+fn without_migrate_on_start_an_unmigrated_database_is_refused_until_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://state/herald.db"),
+        ("HERALD__DATABASE__MIGRATE_ON_START", "false"),
+    ];
+    let out = herald(dir.path(), &["groups"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("herald migrate"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(dir.path(), &["migrate"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Applied 1 migration"));
+    let out = herald(dir.path(), &["groups"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn holidays_can_be_added_listed_and_removed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = [("HERALD__DATABASE__URL", "sqlite://h.db")];
+    let out = herald(
+        dir.path(),
+        &[
+            "holidays",
+            "add",
+            "Christmas break",
+            "2099-12-23",
+            "2099-12-31",
+        ],
+        &db,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(
+        dir.path(),
+        &["holidays", "add", "Backwards", "2099-12-23", "2099-12-01"],
+        &db,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("before the first day"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(dir.path(), &["holidays", "list", "--json"], &db);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let id = list[0]["id"].to_string();
+    let out = herald(dir.path(), &["holidays", "remove", &id], &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(dir.path(), &["holidays", "remove", &id], &db);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald(dir.path(), &["demo"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(dir.path().join("herald-demo/herald.db").exists());
+    assert!(dir.path().join("herald-demo/school.json").exists());
+    assert!(stdout.contains("30 students"), "{stdout}");
+    assert!(stdout.contains("Who can be reached"), "{stdout}");
+    for code in [
+        "missing_email",
+        "invalid_email",
+        "missing_phone",
+        "invalid_phone",
+        "phone_not_sms_enabled",
+        "no_consent",
+    ] {
+        assert!(stdout.contains(code), "the demo shows {code}:\n{stdout}");
+    }
+    assert!(stdout.contains("\"kowalczyk@gmail\""), "{stdout}");
+    assert!(stdout.contains("Christmas break"), "{stdout}");
+
+    // A second run makes a new folder instead of touching the first.
+    let out = herald(dir.path(), &["demo"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("herald-demo-2/herald.db").exists());
+    let out = herald(dir.path(), &["demo", "--dir", "herald-demo"], &[]);
+    assert!(
+        !out.status.success(),
+        "an existing demo database is not overwritten"
+    );
+}
