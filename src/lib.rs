@@ -6,14 +6,14 @@
 //!
 //! # Layout
 //!
-//! - [`domain`]: pure types and rules (recipients, contact points, eligibility, the
+//! - [`domain`] — pure types and rules (recipients, contact points, eligibility, the
 //!   send window and calendar, reason codes). No IO, no clock.
-//! - [`config`]: the settings tree, layered and validated once at start-up.
-//! - [`store`]: the store traits and their backends; the only place with SQL.
-//! - [`import`]: CSV and JSON import of the directory.
-//! - [`demo`]: the demo school.
-//! - [`cli`]: commands; the only place that prints for people.
-//! - [`telemetry`]: logging.
+//! - [`config`] — the settings tree, layered and validated once at start-up.
+//! - [`store`] — the store traits and their backends; the only place with SQL.
+//! - [`import`] — CSV and JSON import of the directory.
+//! - [`demo`] — the demo school.
+//! - [`cli`] — commands; the only place that prints for people.
+//! - [`telemetry`] — logging on standard error.
 
 pub mod cli;
 pub mod config;

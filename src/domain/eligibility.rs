@@ -13,21 +13,12 @@ use super::reason::Reason;
 ///
 /// Students and guardians always do (their consent is the contract's); teachers and
 /// staff are the school's own people and by default do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConsentRules {
     /// Teachers need a contract with consent too.
     pub teachers_need_consent: bool,
     /// Staff need a contract with consent too.
     pub staff_need_consent: bool,
-}
-
-impl Default for ConsentRules {
-    fn default() -> Self {
-        ConsentRules {
-            teachers_need_consent: false,
-            staff_need_consent: false,
-        }
-    }
 }
 
 /// Everything the checks need to know of one recipient.
