@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Channel, EligibilityFacts, Holiday, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
@@ -119,13 +120,11 @@ pub enum HolidaysCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse()
-        .map_err(|e: crate::domain::directory::UnknownRole| e.to_string())
+    s.parse().map_err(|e: UnknownCode| e.to_string())
 }
 
 fn parse_channel(s: &str) -> Result<Channel, String> {
-    s.parse()
-        .map_err(|e: crate::domain::message::UnknownChannel| e.to_string())
+    s.parse().map_err(|e: UnknownCode| e.to_string())
 }
 
 /// Runs a command with the loaded settings.

@@ -5,9 +5,10 @@
 //! changes nothing.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+
+use super::codes::stable_codes;
 
 /// Herald's own id of a recipient (the store's primary key).
 #[derive(
@@ -22,114 +23,31 @@ impl fmt::Display for RecipientId {
     }
 }
 
-/// What a recipient is to the school.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Has contracts; may have guardians.
-    Student,
-    /// A parent or other carer of one or more students.
-    Guardian,
-    /// Teaches groups.
-    Teacher,
-    /// Anyone else on the school's side.
-    Staff,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Role; 4] = [Role::Student, Role::Guardian, Role::Teacher, Role::Staff];
-
-    /// The stable code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Student => "student",
-            Role::Guardian => "guardian",
-            Role::Teacher => "teacher",
-            Role::Staff => "staff",
-        }
+stable_codes! {
+    /// What a recipient is to the school.
+    pub enum Role("role") {
+        /// Has contracts; may have guardians.
+        Student = "student",
+        /// A parent or other carer of one or more students.
+        Guardian = "guardian",
+        /// Teaches groups.
+        Teacher = "teacher",
+        /// Anyone else on the school's side.
+        Staff = "staff",
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A string that names no role.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown role {0:?}: expected one of student, guardian, teacher, staff")]
-pub struct UnknownRole(pub String);
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == lower)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
-    }
-}
-
-/// Where a contract stands. Only an `active` contract's consent counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContractStatus {
-    /// Signed but not started yet.
-    Pending,
-    /// In force.
-    Active,
-    /// Paused (e.g. a break the family asked for).
-    Suspended,
-    /// Ended or terminated.
-    Ended,
-}
-
-impl ContractStatus {
-    /// Every status.
-    pub const ALL: [ContractStatus; 4] = [
-        ContractStatus::Pending,
-        ContractStatus::Active,
-        ContractStatus::Suspended,
-        ContractStatus::Ended,
-    ];
-
-    /// The stable code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContractStatus::Pending => "pending",
-            ContractStatus::Active => "active",
-            ContractStatus::Suspended => "suspended",
-            ContractStatus::Ended => "ended",
-        }
-    }
-}
-
-impl fmt::Display for ContractStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A string that names no contract status.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown contract status {0:?}: expected one of pending, active, suspended, ended")]
-pub struct UnknownContractStatus(pub String);
-
-impl FromStr for ContractStatus {
-    type Err = UnknownContractStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        ContractStatus::ALL
-            .into_iter()
-            .find(|r| r.as_str() == lower)
-            .ok_or_else(|| UnknownContractStatus(s.to_owned()))
+stable_codes! {
+    /// Where a contract stands. Only an `active` contract's consent counts.
+    pub enum ContractStatus("contract status") {
+        /// Signed but not started yet.
+        Pending = "pending",
+        /// In force.
+        Active = "active",
+        /// Paused (e.g. a break the family asked for).
+        Suspended = "suspended",
+        /// Ended or terminated.
+        Ended = "ended",
     }
 }
 

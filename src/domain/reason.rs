@@ -4,75 +4,41 @@
 //! database, in `--json` output and in dashboards), so `as_str()` never changes once
 //! a code is released. `describe()` gives the plain words shown to people.
 
-use std::fmt;
-use std::str::FromStr;
+use super::codes::stable_codes;
 
-/// Why a message is blocked (eligibility) or held (timing), exactly as in the design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    // Eligibility: the message cannot go to this recipient on this channel.
-    /// Email channel, and the recipient has no email address.
-    MissingEmail,
-    /// The address does not parse as a deliverable address.
-    InvalidEmail,
-    /// SMS channel, and the recipient has no mobile number.
-    MissingPhone,
-    /// The number does not parse as a valid mobile number.
-    InvalidPhone,
-    /// The number is not marked as receiving SMS.
-    PhoneNotSmsEnabled,
-    /// No active contract with consent for this channel covers the recipient.
-    NoConsent,
-    /// The recipient does not exist.
-    RecipientUnknown,
-    // Timing: the message waits until it may go.
-    /// Nobody with the right to approve has approved it yet.
-    AwaitingApproval,
-    /// Now is outside the weekly send window.
-    OutsideSendWindow,
-    /// Today is a day off in the school's calendar.
-    Holiday,
-    /// The SMS wallet cannot cover this message's segments.
-    InsufficientSmsCredit,
-    /// A transient failure; the next attempt time is set.
-    RetryScheduled,
+stable_codes! {
+    /// Why a message is blocked (eligibility) or held (timing), exactly as in the design.
+    pub enum Reason("reason code") {
+        // Eligibility: the message cannot go to this recipient on this channel.
+        /// Email channel, and the recipient has no email address.
+        MissingEmail = "missing_email",
+        /// The address does not parse as a deliverable address.
+        InvalidEmail = "invalid_email",
+        /// SMS channel, and the recipient has no mobile number.
+        MissingPhone = "missing_phone",
+        /// The number does not parse as a valid mobile number.
+        InvalidPhone = "invalid_phone",
+        /// The number is not marked as receiving SMS.
+        PhoneNotSmsEnabled = "phone_not_sms_enabled",
+        /// No active contract with consent for this channel covers the recipient.
+        NoConsent = "no_consent",
+        /// The recipient does not exist.
+        RecipientUnknown = "recipient_unknown",
+        // Timing: the message waits until it may go.
+        /// Nobody with the right to approve has approved it yet.
+        AwaitingApproval = "awaiting_approval",
+        /// Now is outside the weekly send window.
+        OutsideSendWindow = "outside_send_window",
+        /// Today is a day off in the school's calendar.
+        Holiday = "holiday",
+        /// The SMS wallet cannot cover this message's segments.
+        InsufficientSmsCredit = "insufficient_sms_credit",
+        /// A transient failure; the next attempt time is set.
+        RetryScheduled = "retry_scheduled",
+    }
 }
 
 impl Reason {
-    /// Every reason, in the order of the design's tables.
-    pub const ALL: [Reason; 12] = [
-        Reason::MissingEmail,
-        Reason::InvalidEmail,
-        Reason::MissingPhone,
-        Reason::InvalidPhone,
-        Reason::PhoneNotSmsEnabled,
-        Reason::NoConsent,
-        Reason::RecipientUnknown,
-        Reason::AwaitingApproval,
-        Reason::OutsideSendWindow,
-        Reason::Holiday,
-        Reason::InsufficientSmsCredit,
-        Reason::RetryScheduled,
-    ];
-
-    /// The stable code kept on messages and printed by `--json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MissingEmail => "missing_email",
-            Reason::InvalidEmail => "invalid_email",
-            Reason::MissingPhone => "missing_phone",
-            Reason::InvalidPhone => "invalid_phone",
-            Reason::PhoneNotSmsEnabled => "phone_not_sms_enabled",
-            Reason::NoConsent => "no_consent",
-            Reason::RecipientUnknown => "recipient_unknown",
-            Reason::AwaitingApproval => "awaiting_approval",
-            Reason::OutsideSendWindow => "outside_send_window",
-            Reason::Holiday => "holiday",
-            Reason::InsufficientSmsCredit => "insufficient_sms_credit",
-            Reason::RetryScheduled => "retry_scheduled",
-        }
-    }
-
     /// Plain words for a school secretary.
     pub fn describe(self) -> &'static str {
         match self {
@@ -106,34 +72,6 @@ impl Reason {
                 | Reason::NoConsent
                 | Reason::RecipientUnknown
         )
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A string that is not one of the stable reason codes.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown reason code {0:?}")]
-pub struct UnknownReason(pub String);
-
-impl FromStr for Reason {
-    type Err = UnknownReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Reason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownReason(s.to_owned()))
-    }
-}
-
-impl serde::Serialize for Reason {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }
 

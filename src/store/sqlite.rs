@@ -113,53 +113,153 @@ impl SqliteStore {
 
 type Outcome = std::result::Result<Applied, Refused>;
 
-/// Looks up a recipient's id and role by the platform's id.
-async fn find_recipient(
-    conn: &mut SqliteConnection,
-    external_id: &str,
-) -> Result<Option<(i64, Role)>> {
-    let row = sqlx::query("SELECT id, role FROM recipients WHERE external_id = $1")
-        .bind(external_id)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| {
-        Ok((
-            r.try_get("id")?,
-            parse_role(&r.try_get::<String, _>("role")?)?,
-        ))
-    })
-    .transpose()
+/// Why one record was not applied: refused by the data, or a failing store (which
+/// aborts the whole import).
+enum ApplyError {
+    Refused(Refused),
+    Store(StoreError),
 }
 
-/// A recipient reference that must exist and have one of `roles`.
+impl From<Refused> for ApplyError {
+    fn from(r: Refused) -> Self {
+        ApplyError::Refused(r)
+    }
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        ApplyError::Store(e.into())
+    }
+}
+
+impl From<StoreError> for ApplyError {
+    fn from(e: StoreError) -> Self {
+        ApplyError::Store(e)
+    }
+}
+
+type Applying = std::result::Result<Applied, ApplyError>;
+
+/// A recipient reference that must exist and have one of `roles`: its id.
 async fn require_recipient(
     conn: &mut SqliteConnection,
     field: &'static str,
     external_id: &str,
     roles: &[Role],
     expected: &'static str,
-) -> Result<std::result::Result<i64, Refused>> {
-    Ok(match find_recipient(conn, external_id).await? {
-        None => Err(Refused::Unknown {
+) -> std::result::Result<i64, ApplyError> {
+    let row = sqlx::query("SELECT id, role FROM recipients WHERE external_id = $1")
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Err(Refused::Unknown {
             field,
             value: external_id.to_owned(),
             expected,
-        }),
-        Some((_, role)) if !roles.contains(&role) => Err(Refused::WrongRole {
+        }
+        .into());
+    };
+    let role = parse_role(&row.try_get::<String, _>("role")?)?;
+    if !roles.contains(&role) {
+        return Err(Refused::WrongRole {
             field,
             value: external_id.to_owned(),
             found: role,
             expected,
-        }),
-        Some((id, _)) => Ok(id),
+        }
+        .into());
+    }
+    Ok(row.try_get("id")?)
+}
+
+/// Inserts a link row (guardianship, membership) unless it exists.
+async fn insert_link(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    a: i64,
+    b: i64,
+    now: DateTime<Utc>,
+) -> Applying {
+    let done = sqlx::query(sql)
+        .bind(a)
+        .bind(b)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(if done.rows_affected() == 1 {
+        Applied::Created
+    } else {
+        Applied::Unchanged
     })
+}
+
+/// Applies one record. Every record checks its references before its one write, so
+/// a refused record has written nothing and needs no savepoint.
+async fn apply_one(
+    conn: &mut SqliteConnection,
+    record: &DirectoryRecord,
+    now: DateTime<Utc>,
+) -> Applying {
+    match record {
+        DirectoryRecord::Recipient(r) => apply_recipient(conn, r, now).await,
+        DirectoryRecord::Guardianship { guardian, student } => {
+            let guardian =
+                require_recipient(conn, "guardian_id", guardian, &[Role::Guardian], "guardian")
+                    .await?;
+            let student =
+                require_recipient(conn, "student_id", student, &[Role::Student], "student").await?;
+            insert_link(
+                conn,
+                "INSERT INTO guardianships (guardian_id, student_id, created_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                guardian,
+                student,
+                now,
+            )
+            .await
+        }
+        DirectoryRecord::Group { external_id, name } => {
+            apply_group(conn, external_id, name, now).await
+        }
+        DirectoryRecord::Membership { group, member } => {
+            let group_id: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM groups WHERE external_id = $1")
+                    .bind(group)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let group_id = group_id.ok_or_else(|| Refused::Unknown {
+                field: "group_id",
+                value: group.to_owned(),
+                expected: "group",
+            })?;
+            let member = require_recipient(
+                conn,
+                "member_id",
+                member,
+                &[Role::Student, Role::Teacher],
+                "student or teacher",
+            )
+            .await?;
+            insert_link(
+                conn,
+                "INSERT INTO group_members (group_id, recipient_id, created_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                group_id,
+                member,
+                now,
+            )
+            .await
+        }
+        DirectoryRecord::Contract(c) => apply_contract(conn, c, now).await,
+    }
 }
 
 async fn apply_recipient(
     conn: &mut SqliteConnection,
     r: &RecipientRecord,
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Applying {
     let existing = sqlx::query(
         "SELECT id, role, name, locale, email, phone, phone_e164, sms_enabled
          FROM recipients WHERE external_id = $1",
@@ -185,7 +285,7 @@ async fn apply_recipient(
         .bind(now)
         .execute(conn)
         .await?;
-        return Ok(Ok(Applied::Created));
+        return Ok(Applied::Created);
     };
     let same = row.try_get::<String, _>("role")? == r.role.as_str()
         && row.try_get::<String, _>("name")? == r.name
@@ -195,7 +295,7 @@ async fn apply_recipient(
         && row.try_get::<Option<String>, _>("phone_e164")? == r.phone_e164
         && row.try_get::<bool, _>("sms_enabled")? == r.sms_enabled;
     if same {
-        return Ok(Ok(Applied::Unchanged));
+        return Ok(Applied::Unchanged);
     }
     sqlx::query(
         "UPDATE recipients
@@ -214,41 +314,7 @@ async fn apply_recipient(
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(Ok(Applied::Updated))
-}
-
-async fn apply_guardianship(
-    conn: &mut SqliteConnection,
-    guardian: &str,
-    student: &str,
-    now: DateTime<Utc>,
-) -> Result<Outcome> {
-    let guardian_id =
-        match require_recipient(conn, "guardian_id", guardian, &[Role::Guardian], "guardian")
-            .await?
-        {
-            Ok(id) => id,
-            Err(refused) => return Ok(Err(refused)),
-        };
-    let student_id =
-        match require_recipient(conn, "student_id", student, &[Role::Student], "student").await? {
-            Ok(id) => id,
-            Err(refused) => return Ok(Err(refused)),
-        };
-    let done = sqlx::query(
-        "INSERT INTO guardianships (guardian_id, student_id, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(guardian_id)
-    .bind(student_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(Ok(if done.rows_affected() == 1 {
-        Applied::Created
-    } else {
-        Applied::Unchanged
-    }))
+    Ok(Applied::Updated)
 }
 
 async fn apply_group(
@@ -256,13 +322,13 @@ async fn apply_group(
     external_id: &str,
     name: &str,
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Applying {
     let existing: Option<(i64, String)> =
         sqlx::query_as("SELECT id, name FROM groups WHERE external_id = $1")
             .bind(external_id)
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(Ok(match existing {
+    Ok(match existing {
         None => {
             sqlx::query(
                 "INSERT INTO groups (external_id, name, created_at, updated_at)
@@ -285,65 +351,16 @@ async fn apply_group(
                 .await?;
             Applied::Updated
         }
-    }))
-}
-
-async fn apply_membership(
-    conn: &mut SqliteConnection,
-    group: &str,
-    member: &str,
-    now: DateTime<Utc>,
-) -> Result<Outcome> {
-    let group_id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE external_id = $1")
-        .bind(group)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(group_id) = group_id else {
-        return Ok(Err(Refused::Unknown {
-            field: "group_id",
-            value: group.to_owned(),
-            expected: "group",
-        }));
-    };
-    let member_id = match require_recipient(
-        conn,
-        "member_id",
-        member,
-        &[Role::Student, Role::Teacher],
-        "student or teacher",
-    )
-    .await?
-    {
-        Ok(id) => id,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    let done = sqlx::query(
-        "INSERT INTO group_members (group_id, recipient_id, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(group_id)
-    .bind(member_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(Ok(if done.rows_affected() == 1 {
-        Applied::Created
-    } else {
-        Applied::Unchanged
-    }))
+    })
 }
 
 async fn apply_contract(
     conn: &mut SqliteConnection,
     c: &ContractRecord,
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Applying {
     let student_id =
-        match require_recipient(conn, "student_id", &c.student, &[Role::Student], "student").await?
-        {
-            Ok(id) => id,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        require_recipient(conn, "student_id", &c.student, &[Role::Student], "student").await?;
     let existing = sqlx::query(
         "SELECT id, student_id, number, status, consent_email, consent_email_at, consent_sms,
                 consent_sms_at, consent_source
@@ -372,7 +389,7 @@ async fn apply_contract(
         .bind(now)
         .execute(conn)
         .await?;
-        return Ok(Ok(Applied::Created));
+        return Ok(Applied::Created);
     };
     // A consent date changes when the platform gives one, or when the flag flips
     // (then it is the moment Herald learnt of it); re-importing the same row keeps it.
@@ -397,7 +414,7 @@ async fn apply_contract(
         && old_sms_at == sms_at
         && row.try_get::<Option<String>, _>("consent_source")? == c.consent_source;
     if same {
-        return Ok(Ok(Applied::Unchanged));
+        return Ok(Applied::Unchanged);
     }
     sqlx::query(
         "UPDATE contracts
@@ -418,7 +435,7 @@ async fn apply_contract(
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(Ok(Applied::Updated))
+    Ok(Applied::Updated)
 }
 
 fn parse_role(text: &str) -> Result<Role> {
@@ -448,22 +465,12 @@ impl DirectoryStore for SqliteStore {
         for chunk in records.chunks(APPLY_CHUNK) {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             for record in chunk {
-                // Every record checks its references before its one write, so a
-                // refused record has written nothing and needs no savepoint.
-                let outcome = match record {
-                    DirectoryRecord::Recipient(r) => apply_recipient(&mut tx, r, now).await?,
-                    DirectoryRecord::Guardianship { guardian, student } => {
-                        apply_guardianship(&mut tx, guardian, student, now).await?
-                    }
-                    DirectoryRecord::Group { external_id, name } => {
-                        apply_group(&mut tx, external_id, name, now).await?
-                    }
-                    DirectoryRecord::Membership { group, member } => {
-                        apply_membership(&mut tx, group, member, now).await?
-                    }
-                    DirectoryRecord::Contract(c) => apply_contract(&mut tx, c, now).await?,
-                };
-                outcomes.push(outcome);
+                outcomes.push(match apply_one(&mut tx, record, now).await {
+                    Ok(applied) => Ok(applied),
+                    Err(ApplyError::Refused(refused)) => Err(refused),
+                    // Dropping the transaction rolls the chunk back.
+                    Err(ApplyError::Store(e)) => return Err(e),
+                });
             }
             tx.commit().await?;
         }
