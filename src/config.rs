@@ -6,6 +6,7 @@
 //! expression, region, URL, duration) is parsed here, in `validate()`, so a bad
 //! setting stops start-up naming its key instead of failing at 3 a.m.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::domain::contact::{PhoneRegion, parse_region};
+use crate::domain::contact::{EmailAddress, PhoneRegion, parse_region};
 use crate::domain::window::{SendWindow, Span, parse_hours};
 use crate::domain::{ConsentRules, MessageKind};
 
@@ -67,6 +68,9 @@ struct Raw {
     dispatch: RawDispatch,
     kinds: RawKinds,
     import: RawImport,
+    email: RawEmail,
+    #[serde(default)]
+    operators: BTreeMap<String, RawOperator>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,12 +121,18 @@ struct RawEligibility {
 #[serde(deny_unknown_fields)]
 struct RawDispatch {
     schedule: String,
+    lease: String,
+    max_attempts: u32,
+    retry_base: String,
+    retry_max: String,
+    shutdown_grace: String,
+    wake_poll: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKinds {
-    system: RawKind,
+    system: RawSystemKind,
     informational: RawKind,
     periodic: RawKind,
 }
@@ -131,6 +141,64 @@ struct RawKinds {
 #[serde(deny_unknown_fields)]
 struct RawKind {
     respect_send_window: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystemKind {
+    respect_send_window: bool,
+    immediate: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    transport: String,
+    from: String,
+    file: RawEmailFile,
+    smtp: RawSmtp,
+    dkim: RawDkim,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmailFile {
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: u16,
+    tls: String,
+    username: String,
+    password: SecretString,
+    timeout: String,
+    max_connections: u32,
+    idle_timeout: String,
+    hello_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    enabled: bool,
+    selector: String,
+    domain: String,
+    algorithm: String,
+    private_key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    approve: bool,
+    #[serde(default)]
+    send_without_approval: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +229,10 @@ pub struct Settings {
     pub kinds: KindsSettings,
     /// `[import]`
     pub import: ImportSettings,
+    /// `[email]`
+    pub email: EmailSettings,
+    /// `[operators.*]`, by the operator's login.
+    pub operators: BTreeMap<String, OperatorSettings>,
 }
 
 /// `[school]`: who the school is and where.
@@ -229,11 +301,112 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[dispatch]`: when the dispatcher runs.
+/// `[dispatch]`: when and how the dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
     /// The dispatch tick, in the school's time zone.
     pub schedule: cron::Schedule,
+    /// How long a claimed message belongs to the dispatcher that claimed it; longer
+    /// than the channel's timeout, so a slow send is never taken for a crash.
+    pub lease: Duration,
+    /// Attempts before a transient failure becomes final.
+    pub max_attempts: u32,
+    /// The delay before the first retry; doubles with each attempt.
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_max: Duration,
+    /// How long a stopping daemon lets in-flight sends finish.
+    pub shutdown_grace: Duration,
+    /// How often the daemon looks for new system messages between ticks.
+    pub wake_poll: Duration,
+}
+
+/// `[email]`: how email leaves Herald.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Where messages go.
+    pub transport: EmailTransport,
+    /// The sender, e.g. `Herald School <no-reply@school.example>`.
+    pub from: lettre::message::Mailbox,
+    /// DKIM signing, when enabled.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// The email transport.
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    /// Each message becomes an `.eml` file in this folder.
+    File {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// An SMTP server.
+    Smtp(SmtpSettings),
+}
+
+/// `[email.smtp]`
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// The server's host name or address.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// How the connection is secured.
+    pub tls: SmtpTls,
+    /// User name and password, when the server wants them.
+    pub credentials: Option<(String, SecretString)>,
+    /// The longest one message may take, connect to final reply.
+    pub timeout: Duration,
+    /// Connections open at once, at most.
+    pub max_connections: u32,
+    /// An idle connection older than this is closed instead of reused.
+    pub idle_timeout: Duration,
+    /// The name Herald gives in EHLO; `None` for the machine's host name.
+    pub hello_name: Option<String>,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text: for a relay on the same machine only.
+    None,
+    /// Plain connect, then STARTTLS, required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+/// `[email.dkim]`
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    /// The selector of the DNS record.
+    pub selector: String,
+    /// The signing domain.
+    pub domain: String,
+    /// `rsa` (PKCS#1 PEM) or `ed25519` (base64 of the raw key).
+    pub algorithm: DkimAlgorithm,
+    /// The private key's file.
+    pub private_key_file: PathBuf,
+}
+
+/// A DKIM key's algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    /// RSA, key as PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`).
+    Rsa,
+    /// Ed25519, key as base64 of the 32 raw bytes.
+    Ed25519,
+}
+
+/// An operator and what they may do (from `[operators.LOGIN]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSettings {
+    /// The name shown in the audit trail.
+    pub name: String,
+    /// May approve and reject batches.
+    pub approve: bool,
+    /// May send informational messages that skip the outbox.
+    pub send_without_approval: bool,
 }
 
 /// `[kinds.*]`: per-kind behaviour.
@@ -252,6 +425,9 @@ pub struct KindsSettings {
 pub struct KindSettings {
     /// Hold messages of this kind outside the send window and on holidays.
     pub respect_send_window: bool,
+    /// Wake the dispatcher as soon as a message of this kind is created, instead of
+    /// waiting for the tick (system messages only).
+    pub immediate: bool,
 }
 
 impl KindsSettings {
@@ -437,6 +613,64 @@ impl Raw {
             })
             .ok();
 
+        let mut duration = |key: &str, text: &str| {
+            parse_duration(text).unwrap_or_else(|| {
+                bad.add(key, text, "a duration such as \"30s\", \"2m\" or \"1h\"");
+                Duration::from_secs(1)
+            })
+        };
+        let d = &self.dispatch;
+        let lease = duration("dispatch.lease", &d.lease);
+        let retry_base = duration("dispatch.retry_base", &d.retry_base);
+        let retry_max = duration("dispatch.retry_max", &d.retry_max);
+        let shutdown_grace = duration("dispatch.shutdown_grace", &d.shutdown_grace);
+        let wake_poll = duration("dispatch.wake_poll", &d.wake_poll);
+        let smtp_timeout = duration("email.smtp.timeout", &self.email.smtp.timeout);
+        let idle_timeout = duration("email.smtp.idle_timeout", &self.email.smtp.idle_timeout);
+        if d.max_attempts == 0 {
+            bad.add("dispatch.max_attempts", "0", "a number of attempts of at least 1");
+        }
+        if retry_max < retry_base {
+            bad.add(
+                "dispatch.retry_max",
+                &d.retry_max,
+                &format!("a duration at least dispatch.retry_base ({})", d.retry_base),
+            );
+        }
+        // A lease shorter than a send would let a second dispatcher take a message
+        // that is still being sent: the margin covers the database round trips.
+        if lease < smtp_timeout + LEASE_MARGIN {
+            bad.add(
+                "dispatch.lease",
+                &d.lease,
+                &format!(
+                    "a duration longer than email.smtp.timeout ({}) by at least {}s",
+                    self.email.smtp.timeout,
+                    LEASE_MARGIN.as_secs()
+                ),
+            );
+        }
+        let email = validate_email(&self.email, smtp_timeout, idle_timeout, &mut bad);
+        let operators = self
+            .operators
+            .into_iter()
+            .map(|(login, o)| {
+                let name = if o.name.trim().is_empty() {
+                    login.clone()
+                } else {
+                    o.name.trim().to_owned()
+                };
+                (
+                    login,
+                    OperatorSettings {
+                        name,
+                        approve: o.approve,
+                        send_without_approval: o.send_without_approval,
+                    },
+                )
+            })
+            .collect();
+
         if self.import.progress_threshold == 0 {
             bad.add(
                 "import.progress_threshold",
@@ -450,6 +684,7 @@ impl Raw {
         }
         let kind = |k: &RawKind| KindSettings {
             respect_send_window: k.respect_send_window,
+            immediate: false,
         };
         Ok(Settings {
             school: SchoolSettings {
@@ -476,9 +711,20 @@ impl Raw {
             },
             dispatch: DispatchSettings {
                 schedule: schedule.expect("a bad schedule was reported above"),
+                lease,
+                max_attempts: self.dispatch.max_attempts,
+                retry_base,
+                retry_max,
+                shutdown_grace,
+                wake_poll,
             },
+            email: email.expect("a bad email setting was reported above"),
+            operators,
             kinds: KindsSettings {
-                system: kind(&self.kinds.system),
+                system: KindSettings {
+                    respect_send_window: self.kinds.system.respect_send_window,
+                    immediate: self.kinds.system.immediate,
+                },
                 informational: kind(&self.kinds.informational),
                 periodic: kind(&self.kinds.periodic),
             },
@@ -487,6 +733,126 @@ impl Raw {
             },
         })
     }
+}
+
+/// How much longer than the SMTP timeout a lease must be.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+fn validate_email(
+    raw: &RawEmail,
+    timeout: Duration,
+    idle_timeout: Duration,
+    bad: &mut Problems,
+) -> Option<EmailSettings> {
+    let from = match raw.from.parse::<lettre::message::Mailbox>() {
+        Ok(m) if EmailAddress::parse(&m.email.to_string()).is_ok() => Some(m),
+        _ => {
+            bad.add(
+                "email.from",
+                &raw.from,
+                "a sender such as \"Herald School <no-reply@school.example>\" with a \
+                 deliverable address",
+            );
+            None
+        }
+    };
+    let s = &raw.smtp;
+    let tls = match s.tls.trim().to_ascii_lowercase().as_str() {
+        "none" => Some(SmtpTls::None),
+        "starttls" => Some(SmtpTls::StartTls),
+        "tls" => Some(SmtpTls::Tls),
+        _ => {
+            bad.add("email.smtp.tls", &s.tls, "\"none\", \"starttls\" or \"tls\"");
+            None
+        }
+    };
+    if s.max_connections == 0 {
+        bad.add("email.smtp.max_connections", "0", "a number of connections of at least 1");
+    }
+    let transport = match raw.transport.trim().to_ascii_lowercase().as_str() {
+        "file" => {
+            if raw.file.dir.trim().is_empty() {
+                bad.add("email.file.dir", &raw.file.dir, "a folder for the .eml files");
+            }
+            Some(EmailTransport::File {
+                dir: PathBuf::from(raw.file.dir.trim()),
+            })
+        }
+        "smtp" => {
+            if s.host.trim().is_empty() {
+                bad.add("email.smtp.host", &s.host, "the SMTP server's host name or address");
+            }
+            if s.port == 0 {
+                bad.add("email.smtp.port", "0", "a TCP port such as 25, 587 or 465");
+            }
+            let credentials = (!s.username.trim().is_empty())
+                .then(|| (s.username.trim().to_owned(), s.password.clone()));
+            if credentials.is_some() && tls == Some(SmtpTls::None) && !is_loopback(&s.host) {
+                bad.add(
+                    "email.smtp.tls",
+                    &s.tls,
+                    "\"starttls\" or \"tls\" when a password is sent to a server that is \
+                     not on this machine",
+                );
+            }
+            tls.map(|tls| {
+                EmailTransport::Smtp(SmtpSettings {
+                    host: s.host.trim().to_owned(),
+                    port: s.port,
+                    tls,
+                    credentials,
+                    timeout,
+                    max_connections: s.max_connections.max(1),
+                    idle_timeout,
+                    hello_name: Some(s.hello_name.trim().to_owned()).filter(|h| !h.is_empty()),
+                })
+            })
+        }
+        _ => {
+            bad.add("email.transport", &raw.transport, "\"file\" or \"smtp\"");
+            None
+        }
+    };
+    let k = &raw.dkim;
+    let dkim = if k.enabled {
+        let algorithm = match k.algorithm.trim().to_ascii_lowercase().as_str() {
+            "rsa" => Some(DkimAlgorithm::Rsa),
+            "ed25519" => Some(DkimAlgorithm::Ed25519),
+            _ => {
+                bad.add("email.dkim.algorithm", &k.algorithm, "\"rsa\" or \"ed25519\"");
+                None
+            }
+        };
+        for (key, value, what) in [
+            ("email.dkim.selector", &k.selector, "the selector of the DKIM DNS record"),
+            ("email.dkim.domain", &k.domain, "the signing domain"),
+            ("email.dkim.private_key_file", &k.private_key_file, "the private key's file"),
+        ] {
+            if value.trim().is_empty() {
+                bad.add(key, value, what);
+            }
+        }
+        algorithm.map(|algorithm| DkimSettings {
+            selector: k.selector.trim().to_owned(),
+            domain: k.domain.trim().to_owned(),
+            algorithm,
+            private_key_file: PathBuf::from(k.private_key_file.trim()),
+        })
+    } else {
+        None
+    };
+    Some(EmailSettings {
+        transport: transport?,
+        from: from?,
+        dkim,
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The bad settings found so far.
