@@ -165,7 +165,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 role,
                 group,
                 search,
-                external_id: None,
+                ..RecipientFilter::default()
             };
             recipients(&*store, &settings, &filter, ineligible, channel, json).await?;
             Ok(ExitCode::SUCCESS)

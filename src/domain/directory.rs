@@ -96,6 +96,9 @@ pub struct Recipient {
     pub phone: Option<String>,
     /// Whether the phone number is marked as receiving SMS.
     pub sms_enabled: bool,
+    /// Why the email address is marked failing (a permanent refusal by the receiving
+    /// server), if it is; cleared when the platform sends another address.
+    pub email_failure: Option<String>,
 }
 
 /// A recipient as the platform sends it: the input of an import or an API call.

@@ -40,7 +40,9 @@ impl EligibilityFacts {
             Channel::Email => match r.email.as_deref().map(str::trim) {
                 None | Some("") => failed.push(Reason::MissingEmail),
                 Some(raw) => {
-                    if EmailAddress::parse(raw).is_err() {
+                    // An address the receiving server refused for good is as
+                    // undeliverable as one that does not parse.
+                    if EmailAddress::parse(raw).is_err() || r.email_failure.is_some() {
                         failed.push(Reason::InvalidEmail);
                     }
                 }
@@ -109,6 +111,7 @@ mod tests {
             email: email.map(Into::into),
             phone: phone.map(Into::into),
             sms_enabled: sms,
+            email_failure: None,
         }
     }
 
@@ -221,6 +224,15 @@ mod tests {
             assert_eq!(check(&f, channel), want, "{:?} on {channel}", f.recipient);
         }
         assert_eq!(unknown_recipient(), vec![Reason::RecipientUnknown]);
+    }
+
+    #[test]
+    fn an_address_marked_failing_is_invalid_until_it_changes() {
+        let mut p = person(Role::Teacher, GOOD_EMAIL, GOOD_PHONE, true);
+        p.email_failure = Some("550 5.1.1 no such user".into());
+        let f = facts(p, vec![]);
+        assert_eq!(check(&f, Channel::Email), vec![Reason::InvalidEmail]);
+        assert!(check(&f, Channel::Sms).is_empty());
     }
 
     #[test]

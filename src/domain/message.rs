@@ -23,3 +23,120 @@ stable_codes! {
         Sms = "sms",
     }
 }
+
+stable_codes! {
+    /// Where a message stands in its lifecycle (design §3).
+    pub enum MessageStatus("message status") {
+        /// Ineligible: will never go (terminal; the reason says why).
+        Blocked = "blocked",
+        /// In a batch nobody has approved yet.
+        AwaitingApproval = "awaiting_approval",
+        /// Its batch was rejected (terminal).
+        Rejected = "rejected",
+        /// Waiting for its time: the next tick, a window opening, a retry.
+        Queued = "queued",
+        /// Claimed by a dispatcher, being sent.
+        Sending = "sending",
+        /// Accepted by the server.
+        Sent = "sent",
+        /// Reported delivered by the channel.
+        Delivered = "delivered",
+        /// Failed for good (terminal; the reason says why).
+        Failed = "failed",
+        /// Handed over, but whether the server took it is not known.
+        Unknown = "unknown",
+        /// Withdrawn by an operator (terminal).
+        Cancelled = "cancelled",
+    }
+}
+
+impl MessageStatus {
+    /// Whether nothing more will happen to the message by itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MessageStatus::Blocked
+                | MessageStatus::Rejected
+                | MessageStatus::Sent
+                | MessageStatus::Delivered
+                | MessageStatus::Failed
+                | MessageStatus::Unknown
+                | MessageStatus::Cancelled
+        )
+    }
+}
+
+stable_codes! {
+    /// Where a batch stands.
+    pub enum BatchStatus("batch status") {
+        /// In the outbox, waiting for a decision.
+        AwaitingApproval = "awaiting_approval",
+        /// Approved: its messages go on the dispatch tick.
+        Approved = "approved",
+        /// Rejected: nothing goes.
+        Rejected = "rejected",
+    }
+}
+
+/// Herald's id of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct MessageId(pub i64);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Herald's id of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct BatchId(pub i64);
+
+impl std::fmt::Display for BatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whom an informational send is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// One person, by the platform's id.
+    Recipient(String),
+    /// The students of one group, by the platform's id.
+    Group(String),
+    /// The students of every group.
+    AllGroups,
+    /// Every student with an active contract.
+    ActiveContracts,
+}
+
+/// For an audience of students: the students, their guardians, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reach {
+    /// The students themselves.
+    Students,
+    /// Only their guardians.
+    Guardians,
+    /// The students and their guardians.
+    Both,
+}
+
+impl Audience {
+    /// The audience in words, as the outbox shows it.
+    pub fn describe(&self, reach: Reach) -> String {
+        let who = match self {
+            Audience::Recipient(id) => return format!("recipient {id}"),
+            Audience::Group(g) => format!("group {g}"),
+            Audience::AllGroups => "all groups".to_owned(),
+            Audience::ActiveContracts => "everyone with an active contract".to_owned(),
+        };
+        match reach {
+            Reach::Students => format!("{who}: students"),
+            Reach::Guardians => format!("{who}: guardians of the students"),
+            Reach::Both => format!("{who}: students and their guardians"),
+        }
+    }
+}

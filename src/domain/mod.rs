@@ -12,12 +12,13 @@ pub mod directory;
 pub mod eligibility;
 pub mod message;
 pub mod reason;
+pub mod retry;
 pub mod window;
 
 pub use calendar::{Holiday, HolidayCalendar};
 pub use contact::{EmailAddress, PhoneNumber};
 pub use directory::{ContractStatus, RecipientId, Role};
 pub use eligibility::{ConsentRules, EligibilityFacts};
-pub use message::{Channel, MessageKind};
+pub use message::{Audience, BatchId, BatchStatus, Channel, MessageId, MessageKind, MessageStatus, Reach};
 pub use reason::Reason;
 pub use window::SendWindow;

@@ -35,6 +35,14 @@ stable_codes! {
         InsufficientSmsCredit = "insufficient_sms_credit",
         /// A transient failure; the next attempt time is set.
         RetryScheduled = "retry_scheduled",
+        // Outcomes: why a message that was tried ended as it did.
+        /// The receiving server refused the message for good (e.g. SMTP 5xx).
+        RejectedByServer = "rejected_by_server",
+        /// Passing failures went on until no attempt was left.
+        AttemptsExhausted = "attempts_exhausted",
+        /// The connection broke after the message was handed over: it may or may not
+        /// have arrived.
+        OutcomeUnknown = "outcome_unknown",
     }
 }
 
@@ -56,6 +64,11 @@ impl Reason {
             Reason::Holiday => "waiting: today is a day off in the school calendar",
             Reason::InsufficientSmsCredit => "waiting for the SMS credit to be topped up",
             Reason::RetryScheduled => "the last attempt failed for a passing reason; retrying",
+            Reason::RejectedByServer => "the receiving server refused the message",
+            Reason::AttemptsExhausted => "every attempt failed for a passing reason; no attempt is left",
+            Reason::OutcomeUnknown => {
+                "the connection broke after the message was handed over; it may have arrived"
+            }
         }
     }
 
@@ -105,6 +118,9 @@ mod tests {
                 "holiday",
                 "insufficient_sms_credit",
                 "retry_scheduled",
+                "rejected_by_server",
+                "attempts_exhausted",
+                "outcome_unknown",
             ]
         );
     }

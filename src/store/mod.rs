@@ -1,8 +1,8 @@
 //! Storage: the only place with SQL.
 //!
 //! The rest of Herald sees traits sized by use: [`DirectoryStore`] (who exists and
-//! how to reach them), [`CalendarStore`] (days off); the outbox joins them when
-//! dispatch arrives. Each backend implements them in its own file with runtime
+//! how to reach them), [`CalendarStore`] (days off) and [`OutboxStore`] (batches,
+//! messages, claims, attempts). Each backend implements them in its own file with runtime
 //! queries (two backends rule out one set of compile-checked queries), and one
 //! conformance suite in `tests/it` runs the same tests against each.
 
@@ -12,8 +12,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Backend, DatabaseSettings};
-use crate::domain::directory::{DirectoryRecord, GroupSummary, Role};
-use crate::domain::{EligibilityFacts, Holiday, HolidayCalendar};
+use crate::domain::directory::{DirectoryRecord, GroupSummary, RecipientId, Role};
+use crate::domain::{
+    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, HolidayCalendar,
+    MessageId, MessageKind, MessageStatus, Reach, Reason,
+};
 
 pub mod sqlite;
 
@@ -110,6 +113,8 @@ impl Refused {
 pub struct RecipientFilter {
     /// Only the recipient with this platform id.
     pub external_id: Option<String>,
+    /// Only these recipients (Herald's ids).
+    pub ids: Option<Vec<RecipientId>>,
     /// Only this role.
     pub role: Option<Role>,
     /// Only members of the group with this platform id.
@@ -161,6 +166,356 @@ pub trait DirectoryStore: Send + Sync {
 
     /// How big the directory is.
     async fn counts(&self) -> Result<DirectoryCounts>;
+
+    /// One recipient by Herald's id (the dispatcher's re-check before sending).
+    async fn recipient_by_id(&self, id: RecipientId) -> Result<Option<EligibilityFacts>>;
+
+    /// The people an audience names, each once: a guardian of two students in it is
+    /// one person. Ordered by role then name.
+    async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>>;
+
+    /// Marks a recipient's email address as failing (a permanent refusal such as
+    /// SMTP 5.1.1), unless the address changed meanwhile.
+    async fn mark_email_failing(
+        &self,
+        id: RecipientId,
+        address: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+/// A message to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Its kind.
+    pub kind: MessageKind,
+    /// Its channel.
+    pub channel: Channel,
+    /// Herald's id of the recipient, `None` when the platform named someone unknown.
+    pub recipient_id: Option<RecipientId>,
+    /// The platform's id of the recipient, as given.
+    pub recipient_external_id: String,
+    /// The address it goes to, when there is a valid one.
+    pub address: Option<String>,
+    /// The subject (email).
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+    /// Its first status: `queued`, `awaiting_approval` or `blocked`.
+    pub status: MessageStatus,
+    /// Why, when blocked or held.
+    pub reason: Option<Reason>,
+}
+
+/// A batch to be stored, with its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatch {
+    /// The kind of its messages.
+    pub kind: MessageKind,
+    /// The channel of its messages.
+    pub channel: Channel,
+    /// Its first status.
+    pub status: BatchStatus,
+    /// Whom it is for, in words.
+    pub audience: String,
+    /// The subject.
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+    /// The operator who composed it.
+    pub created_by: String,
+}
+
+/// A batch in the outbox with its counts per status and reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchSummary {
+    /// Its id.
+    pub id: BatchId,
+    /// The kind of its messages.
+    pub kind: MessageKind,
+    /// The channel of its messages.
+    pub channel: Channel,
+    /// Where it stands.
+    pub status: BatchStatus,
+    /// Whom it is for.
+    pub audience: String,
+    /// The subject.
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+    /// Who composed it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The reason given for a rejection.
+    pub decision_note: Option<String>,
+    /// How many of its messages are in each status, with each reason.
+    pub counts: Vec<StatusCount>,
+}
+
+/// How many messages stand in one status with one reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCount {
+    /// The status.
+    pub status: MessageStatus,
+    /// The reason, if any.
+    pub reason: Option<Reason>,
+    /// How many.
+    pub count: i64,
+}
+
+/// An operator's decision on a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Its messages may go.
+    Approve,
+    /// Nothing goes, for this reason.
+    Reject(String),
+}
+
+/// What deciding on a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// The decision was taken; this many messages moved.
+    Done(u64),
+    /// No such batch.
+    NotFound,
+    /// The batch was decided already.
+    AlreadyDecided(BatchStatus),
+}
+
+/// A message claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Its id.
+    pub id: MessageId,
+    /// Its batch.
+    pub batch_id: Option<BatchId>,
+    /// Its kind.
+    pub kind: MessageKind,
+    /// Its channel.
+    pub channel: Channel,
+    /// Its recipient.
+    pub recipient_id: Option<RecipientId>,
+    /// The subject.
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When it was created (part of its stable identity, e.g. the Message-ID).
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer of a server to one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    /// When the attempt began.
+    pub started_at: DateTime<Utc>,
+    /// How it ended: `sent`, `transient`, `permanent`, `unknown`, `abandoned`.
+    pub outcome: AttemptOutcome,
+    /// The server's reply code (SMTP or HTTP), if there was one.
+    pub code: Option<i64>,
+    /// The server's text or the error.
+    pub detail: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Accepted.
+    Sent,
+    /// Refused for now; worth retrying.
+    Transient,
+    /// Refused for good.
+    Permanent,
+    /// Handed over, answer lost.
+    Unknown,
+    /// Never finished: the dispatcher stopped or died.
+    Abandoned,
+}
+
+impl AttemptOutcome {
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Transient => "transient",
+            AttemptOutcome::Permanent => "permanent",
+            AttemptOutcome::Unknown => "unknown",
+            AttemptOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// How a claimed message leaves the dispatcher's hands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Accepted by the server.
+    Sent(Attempt),
+    /// A passing failure: queued again for `at`.
+    Retry(Attempt, DateTime<Utc>),
+    /// Failed for good.
+    Failed(Attempt, Reason),
+    /// Handed over, outcome unknown: held for an operator.
+    Unknown(Attempt),
+    /// No longer eligible (checked again before sending).
+    Blocked(Reason),
+    /// Not its time (window, holiday): queued again for `until`.
+    Hold(Reason, DateTime<Utc>),
+}
+
+/// Which messages a listing wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only this batch.
+    pub batch: Option<BatchId>,
+    /// Only this recipient (the platform's id).
+    pub recipient: Option<String>,
+    /// Only this status.
+    pub status: Option<MessageStatus>,
+    /// Only this kind.
+    pub kind: Option<MessageKind>,
+    /// Only this channel.
+    pub channel: Option<Channel>,
+    /// Only those created at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many, newest first (`None`: all).
+    pub limit: Option<i64>,
+}
+
+/// A message as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageView {
+    /// Its id.
+    pub id: MessageId,
+    /// Its batch.
+    pub batch_id: Option<BatchId>,
+    /// Its kind.
+    pub kind: MessageKind,
+    /// Its channel.
+    pub channel: Channel,
+    /// Herald's id of the recipient.
+    pub recipient_id: Option<RecipientId>,
+    /// The platform's id of the recipient.
+    pub recipient: String,
+    /// The address it goes to.
+    pub address: Option<String>,
+    /// The subject.
+    pub subject: Option<String>,
+    /// Where it stands.
+    pub status: MessageStatus,
+    /// Why, when blocked, held or failed.
+    pub reason: Option<Reason>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When the server accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When a queued message may go next.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Attempts made.
+    pub attempts: i64,
+}
+
+/// What one dispatch pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassCounts {
+    /// Accepted by the server.
+    pub sent: u64,
+    /// Queued again after a passing failure.
+    pub retried: u64,
+    /// Failed for good, or ended unknown.
+    pub failed: u64,
+    /// Held for the window or a holiday.
+    pub held: u64,
+    /// Blocked by the re-check.
+    pub blocked: u64,
+}
+
+/// The outbox: batches, messages, claims and outcomes.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Stores one message (a system message has no batch).
+    async fn create_message(
+        &self,
+        message: &NewMessage,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MessageId>;
+
+    /// Stores a batch and all its messages in one transaction.
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<BatchId>;
+
+    /// Batches, newest first: only those in `status` when given.
+    async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>>;
+
+    /// Approves or rejects a batch awaiting approval, with every message in it.
+    async fn decide_batch(
+        &self,
+        id: BatchId,
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided>;
+
+    /// Claims up to `limit` queued messages due at `now` (of `kinds`), leasing them to
+    /// `owner` until `lease_until`, in one statement.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        kinds: &[MessageKind],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claimed>>;
+
+    /// Whether any queued message of `kinds` is due at `now`.
+    async fn has_due(&self, now: DateTime<Utc>, kinds: &[MessageKind]) -> Result<bool>;
+
+    /// Puts messages whose lease ran out back in the queue (their dispatcher died),
+    /// recording the unfinished attempt. Returns how many.
+    async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Records how a claimed message left `owner`'s hands. `false` when the lease was
+    /// no longer `owner`'s (it expired and was reclaimed): nothing is changed then but
+    /// the attempt, which is kept.
+    async fn finish(
+        &self,
+        id: MessageId,
+        owner: &str,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Gives back messages `owner` claimed but did not finish (a stopping daemon).
+    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Messages matching `filter`, newest first.
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageView>>;
+
+    /// Counts per status and reason of the messages matching `filter`.
+    async fn message_counts(&self, filter: &MessageFilter) -> Result<Vec<StatusCount>>;
+
+    /// The attempts of one message, oldest first.
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>>;
+
+    /// Records that `worker` finished a pass.
+    async fn record_pass(&self, worker: &str, counts: &PassCounts, now: DateTime<Utc>)
+    -> Result<()>;
+
+    /// When the last pass of any dispatcher finished.
+    async fn last_pass(&self) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// The school's calendar of days off.
@@ -182,9 +537,9 @@ pub trait CalendarStore: Send + Sync {
 }
 
 /// Everything Herald stores, behind one handle.
-pub trait Store: DirectoryStore + CalendarStore {}
+pub trait Store: DirectoryStore + CalendarStore + OutboxStore {}
 
-impl<T: DirectoryStore + CalendarStore> Store for T {}
+impl<T: DirectoryStore + CalendarStore + OutboxStore> Store for T {}
 
 /// Opens the database the settings name, applying or checking migrations.
 pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>> {

@@ -17,15 +17,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Applied, CalendarStore, DirectoryCounts, DirectoryStore, RecipientFilter, Refused, Result,
-    StoreError,
+    Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed, Decided, Decision,
+    DirectoryCounts, DirectoryStore, Finish, MessageFilter, MessageView, NewBatch, NewMessage,
+    OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
     Consent, ContractConsent, ContractRecord, ContractStatus, DirectoryRecord, GroupSummary,
     Recipient, RecipientId, RecipientRecord, Role,
 };
-use crate::domain::{EligibilityFacts, Holiday};
+use crate::domain::{
+    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, MessageId, MessageKind,
+    MessageStatus, Reach, Reason,
+};
 
 /// The migrations of this backend, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -300,7 +304,10 @@ async fn apply_recipient(
     sqlx::query(
         "UPDATE recipients
          SET role = $2, name = $3, locale = $4, email = $5, phone = $6, phone_e164 = $7,
-             sms_enabled = $8, updated_at = $9
+             sms_enabled = $8, updated_at = $9,
+             -- A new address is a fresh start: the old one's refusal no longer applies.
+             email_failing_since = CASE WHEN email IS $5 THEN email_failing_since END,
+             email_failure = CASE WHEN email IS $5 THEN email_failure END
          WHERE id = $1",
     )
     .bind(row.try_get::<i64, _>("id")?)
@@ -483,7 +490,8 @@ impl DirectoryStore for SqliteStore {
             .as_ref()
             .map(|s| format!("%{}%", s.trim().to_lowercase()));
         let rows = sqlx::query(
-            "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled
+            "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled,
+                    r.email_failing_since, r.email_failure
              FROM recipients r
              WHERE ($1 IS NULL OR r.role = $1)
                AND ($2 IS NULL OR r.id IN (
@@ -493,6 +501,7 @@ impl DirectoryStore for SqliteStore {
                     OR lower(coalesce(r.email, '')) LIKE $3
                     OR coalesce(r.phone_e164, '') LIKE $3 OR coalesce(r.phone, '') LIKE $3)
                AND ($4 IS NULL OR r.external_id = $4)
+               AND ($5 IS NULL OR r.id IN (SELECT value FROM json_each($5)))
              ORDER BY CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
                                   WHEN 'teacher' THEN 2 ELSE 3 END,
                       r.name, r.external_id",
@@ -501,6 +510,12 @@ impl DirectoryStore for SqliteStore {
         .bind(&filter.group)
         .bind(&search)
         .bind(&filter.external_id)
+        .bind(
+            filter
+                .ids
+                .as_ref()
+                .map(|ids| id_list(ids.iter().map(|i| i.0))),
+        )
         .fetch_all(&self.pool)
         .await?;
         let mut recipients = Vec::with_capacity(rows.len());
@@ -514,6 +529,16 @@ impl DirectoryStore for SqliteStore {
                 email: row.try_get("email")?,
                 phone: row.try_get("phone")?,
                 sms_enabled: row.try_get("sms_enabled")?,
+                email_failure: match (
+                    row.try_get::<Option<String>, _>("email_failure")?,
+                    row.try_get::<Option<DateTime<Utc>>, _>("email_failing_since")?,
+                ) {
+                    (Some(detail), Some(since)) => {
+                        Some(format!("{detail} (since {})", since.format("%Y-%m-%d %H:%M UTC")))
+                    }
+                    (Some(detail), None) => Some(detail),
+                    _ => None,
+                },
             });
         }
 
@@ -652,6 +677,101 @@ impl DirectoryStore for SqliteStore {
             active_contracts: row.try_get("active_contracts")?,
         })
     }
+
+    async fn recipient_by_id(&self, id: RecipientId) -> Result<Option<EligibilityFacts>> {
+        let filter = RecipientFilter {
+            ids: Some(vec![id]),
+            ..RecipientFilter::default()
+        };
+        Ok(self.recipients(&filter).await?.into_iter().next())
+    }
+
+    async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>> {
+        let base: Vec<i64> = match audience {
+            Audience::Recipient(external_id) => {
+                sqlx::query_scalar("SELECT id FROM recipients WHERE external_id = $1")
+                    .bind(external_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Audience::Group(group) => {
+                sqlx::query_scalar(
+                    "SELECT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id = $1 AND r.role = 'student'",
+                )
+                .bind(group)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::AllGroups => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT m.recipient_id FROM group_members m
+                     JOIN recipients r ON r.id = m.recipient_id WHERE r.role = 'student'",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::ActiveContracts => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT student_id FROM contracts WHERE status = 'active'",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        // Reach applies to the students among them; anyone else is written to as is.
+        let students: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM recipients
+             WHERE id IN (SELECT value FROM json_each($1)) AND role = 'student'",
+        )
+        .bind(id_list(base.iter().copied()))
+        .fetch_all(&self.pool)
+        .await?;
+        let guardians: Vec<i64> = if reach == Reach::Students {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT DISTINCT guardian_id FROM guardianships
+                 WHERE student_id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(id_list(students.iter().copied()))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let mut ids: std::collections::BTreeSet<i64> = guardians.into_iter().collect();
+        for id in base {
+            if reach != Reach::Guardians || !students.contains(&id) {
+                ids.insert(id);
+            }
+        }
+        let filter = RecipientFilter {
+            ids: Some(ids.into_iter().map(RecipientId).collect()),
+            ..RecipientFilter::default()
+        };
+        self.recipients(&filter).await
+    }
+
+    async fn mark_email_failing(
+        &self,
+        id: RecipientId,
+        address: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE recipients SET email_failing_since = $3, email_failure = $4
+             WHERE id = $1 AND lower(trim(email)) = lower($2)",
+        )
+        .bind(id.0)
+        .bind(address)
+        .bind(now)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -699,5 +819,650 @@ impl CalendarStore for SqliteStore {
                 last_day,
             })
             .collect())
+    }
+}
+
+fn parse_code<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        value: text.to_owned(),
+    })
+}
+
+fn parse_reason(text: Option<String>) -> Result<Option<Reason>> {
+    text.map(|t| parse_code("messages.reason", &t)).transpose()
+}
+
+/// The messages a [`MessageFilter`] selects; shared by the listing and the counts.
+macro_rules! message_filter {
+    () => {
+        "($1 IS NULL OR m.batch_id = $1)
+         AND ($2 IS NULL OR m.recipient_external_id = $2)
+         AND ($3 IS NULL OR m.status = $3)
+         AND ($4 IS NULL OR m.kind = $4)
+         AND ($5 IS NULL OR m.channel = $5)
+         AND ($6 IS NULL OR m.created_at >= $6)"
+    };
+}
+
+/// Binds a [`MessageFilter`]'s six parameters in `message_filter!` order.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    f: &'q MessageFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(f.batch.map(|b| b.0))
+        .bind(f.recipient.as_deref())
+        .bind(f.status.map(MessageStatus::as_str))
+        .bind(f.kind.map(MessageKind::as_str))
+        .bind(f.channel.map(Channel::as_str))
+        .bind(f.since)
+}
+
+async fn insert_message(
+    conn: &mut SqliteConnection,
+    batch: Option<i64>,
+    m: &NewMessage,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let due = (m.status == MessageStatus::Queued).then_some(now);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages
+            (batch_id, kind, channel, recipient_id, recipient_external_id, address, subject,
+             body, status, reason, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         RETURNING id",
+    )
+    .bind(batch)
+    .bind(m.kind.as_str())
+    .bind(m.channel.as_str())
+    .bind(m.recipient_id.map(|r| r.0))
+    .bind(&m.recipient_external_id)
+    .bind(&m.address)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(m.status.as_str())
+    .bind(m.reason.map(Reason::as_str))
+    .bind(due)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    insert_event(conn, id, now, m.status, m.reason, Some(actor), "created").await?;
+    Ok(id)
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    message: i64,
+    at: DateTime<Utc>,
+    status: MessageStatus,
+    reason: Option<Reason>,
+    actor: Option<&str>,
+    note: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(message)
+    .bind(at)
+    .bind(status.as_str())
+    .bind(reason.map(Reason::as_str))
+    .bind(actor)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempt(
+    conn: &mut SqliteConnection,
+    message: i64,
+    number: i64,
+    attempt: &Attempt,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO attempts
+            (message_id, number, started_at, finished_at, outcome, code, detail, worker)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(message)
+    .bind(number)
+    .bind(attempt.started_at)
+    .bind(now)
+    .bind(attempt.outcome.as_str())
+    .bind(attempt.code)
+    .bind(&attempt.detail)
+    .bind(worker)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn create_message(
+        &self,
+        message: &NewMessage,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MessageId> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = insert_message(&mut tx, None, message, actor, now).await?;
+        tx.commit().await?;
+        Ok(MessageId(id))
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<BatchId> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batches
+                (kind, channel, status, audience, subject, body, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(batch.kind.as_str())
+        .bind(batch.channel.as_str())
+        .bind(batch.status.as_str())
+        .bind(&batch.audience)
+        .bind(&batch.subject)
+        .bind(&batch.body)
+        .bind(&batch.created_by)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for m in messages {
+            insert_message(&mut tx, Some(id), m, &batch.created_by, now).await?;
+        }
+        tx.commit().await?;
+        Ok(BatchId(id))
+    }
+
+    async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>> {
+        let status = status.map(BatchStatus::as_str);
+        let rows = sqlx::query(
+            "SELECT id, kind, channel, status, audience, subject, body, created_by, created_at,
+                    decided_by, decided_at, decision_note
+             FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let counts: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT m.batch_id, m.status, m.reason, count(*) FROM messages m
+             JOIN batches b ON b.id = m.batch_id
+             WHERE ($1 IS NULL OR b.status = $1)
+             GROUP BY m.batch_id, m.status, m.reason
+             ORDER BY m.batch_id, count(*) DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_batch: HashMap<i64, Vec<StatusCount>> = HashMap::new();
+        for (batch, status, reason, count) in counts {
+            by_batch.entry(batch).or_default().push(StatusCount {
+                status: parse_code("messages.status", &status)?,
+                reason: parse_reason(reason)?,
+                count,
+            });
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                Ok(BatchSummary {
+                    id: BatchId(id),
+                    kind: parse_code("batches.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("batches.channel", &row.try_get::<String, _>("channel")?)?,
+                    status: parse_code("batches.status", &row.try_get::<String, _>("status")?)?,
+                    audience: row.try_get("audience")?,
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
+                    decided_by: row.try_get("decided_by")?,
+                    decided_at: row.try_get("decided_at")?,
+                    decision_note: row.try_get("decision_note")?,
+                    counts: by_batch.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn decide_batch(
+        &self,
+        id: BatchId,
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT status FROM batches WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(current) = current else {
+            return Ok(Decided::NotFound);
+        };
+        let current: BatchStatus = parse_code("batches.status", &current)?;
+        if current != BatchStatus::AwaitingApproval {
+            return Ok(Decided::AlreadyDecided(current));
+        }
+        let (batch_status, message_status, note) = match decision {
+            Decision::Approve => (BatchStatus::Approved, MessageStatus::Queued, None),
+            Decision::Reject(why) => (
+                BatchStatus::Rejected,
+                MessageStatus::Rejected,
+                Some(why.as_str()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE batches SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(batch_status.as_str())
+        .bind(actor)
+        .bind(now)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        let event_note = match decision {
+            Decision::Approve => "batch approved".to_owned(),
+            Decision::Reject(why) => format!("batch rejected: {why}"),
+        };
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, $3, NULL, $4, $5 FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(message_status.as_str())
+        .bind(actor)
+        .bind(&event_note)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE messages SET status = $2, reason = NULL, updated_at = $3,
+                    next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(message_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Decided::Done(moved))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        kinds: &[MessageKind],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        let kinds = serde_json::to_string(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+            .expect("strings serialise");
+        // One statement: SQLite runs it under its single write lock, so two
+        // dispatchers can never claim the same row. The subquery reads the partial
+        // index of queued messages, not the history.
+        let rows = sqlx::query(
+            "UPDATE messages
+             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE status = 'queued' AND next_attempt_at <= $3
+                   AND kind IN (SELECT value FROM json_each($4))
+                 ORDER BY next_attempt_at, id
+                 LIMIT $5)
+             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, attempts,
+                       created_at",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(kinds)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn has_due(&self, now: DateTime<Utc>, kinds: &[MessageKind]) -> Result<bool> {
+        let kinds = serde_json::to_string(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+            .expect("strings serialise");
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                            WHERE status = 'queued' AND next_attempt_at <= $1
+                              AND kind IN (SELECT value FROM json_each($2)))",
+        )
+        .bind(now)
+        .bind(kinds)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let expired: Vec<(i64, Option<String>, i64, DateTime<Utc>, Option<DateTime<Utc>>)> =
+            sqlx::query_as(
+                "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+                 WHERE status = 'sending' AND lease_until < $1",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (id, owner, attempts, claimed_at, until) in &expired {
+            let owner = owner.as_deref().unwrap_or("?");
+            let detail = format!(
+                "dispatcher {owner} claimed the message and did not finish before its lease \
+                 ran out ({}); sent again under the same identity",
+                until.map(|u| u.to_rfc3339()).unwrap_or_default()
+            );
+            let attempt = Attempt {
+                started_at: *claimed_at,
+                outcome: AttemptOutcome::Abandoned,
+                code: None,
+                detail,
+            };
+            insert_attempt(&mut tx, *id, attempts + 1, &attempt, owner, now).await?;
+            sqlx::query(
+                "UPDATE messages
+                 SET status = 'queued', reason = 'retry_scheduled', attempts = attempts + 1,
+                     next_attempt_at = $2, lease_owner = NULL, lease_until = NULL,
+                     updated_at = $2
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                *id,
+                now,
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                None,
+                "lease expired: reclaimed",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn finish(
+        &self,
+        id: MessageId,
+        owner: &str,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT status, lease_owner, attempts FROM messages WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, lease_owner, attempts)) = row else {
+            return Ok(false);
+        };
+        let attempt = match finish {
+            Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
+                Some(a)
+            }
+            Finish::Blocked(_) | Finish::Hold(..) => None,
+        };
+        // The attempt happened whatever became of the lease: keep the server's answer.
+        if let Some(a) = attempt {
+            insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
+        }
+        if status != MessageStatus::Sending.as_str() || lease_owner.as_deref() != Some(owner) {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let tried = i64::from(attempt.is_some());
+        let (new_status, reason, next_at, sent_at, note) = match finish {
+            Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
+            Finish::Retry(a, at) => (
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                Some(*at),
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Failed(a, reason) => {
+                (MessageStatus::Failed, Some(*reason), None, None, a.detail.clone())
+            }
+            Finish::Unknown(a) => (
+                MessageStatus::Unknown,
+                Some(Reason::OutcomeUnknown),
+                None,
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Blocked(reason) => (
+                MessageStatus::Blocked,
+                Some(*reason),
+                None,
+                None,
+                "checked again before sending".to_owned(),
+            ),
+            Finish::Hold(reason, until) => (
+                MessageStatus::Queued,
+                Some(*reason),
+                Some(*until),
+                None,
+                format!("held until {}", until.to_rfc3339()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = $3, next_attempt_at = $4,
+                 sent_at = coalesce($5, sent_at), attempts = attempts + $6,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $7
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(reason.map(Reason::as_str))
+        .bind(next_at)
+        .bind(sent_at)
+        .bind(tried)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut released = 0;
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE messages
+                 SET status = 'queued', next_attempt_at = $3, lease_owner = NULL,
+                     lease_until = NULL, updated_at = $3
+                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+            )
+            .bind(id.0)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                released += 1;
+                insert_event(
+                    &mut tx,
+                    id.0,
+                    now,
+                    MessageStatus::Queued,
+                    None,
+                    None,
+                    "released by a stopping dispatcher",
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageView>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.id, m.batch_id, m.kind, m.channel, m.recipient_id, m.recipient_external_id,
+                    m.address, m.subject, m.status, m.reason, m.created_at, m.sent_at,
+                    m.next_attempt_at, m.attempts
+             FROM messages m WHERE ",
+            message_filter!(),
+            " ORDER BY m.id DESC LIMIT coalesce($7, -1)"
+        ));
+        let rows = bind_filter(query, filter)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(MessageView {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    recipient: row.try_get("recipient_external_id")?,
+                    address: row.try_get("address")?,
+                    subject: row.try_get("subject")?,
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    created_at: row.try_get("created_at")?,
+                    sent_at: row.try_get("sent_at")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn message_counts(&self, filter: &MessageFilter) -> Result<Vec<StatusCount>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.status, m.reason, count(*) AS n FROM messages m WHERE ",
+            message_filter!(),
+            " GROUP BY m.status, m.reason ORDER BY count(*) DESC, m.status, m.reason"
+        ));
+        let rows = bind_filter(query, filter).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StatusCount {
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        let rows: Vec<(DateTime<Utc>, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT started_at, outcome, code, detail FROM attempts
+             WHERE message_id = $1 ORDER BY number, id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(started_at, outcome, code, detail)| {
+                let outcome = match outcome.as_str() {
+                    "sent" => AttemptOutcome::Sent,
+                    "transient" => AttemptOutcome::Transient,
+                    "permanent" => AttemptOutcome::Permanent,
+                    "unknown" => AttemptOutcome::Unknown,
+                    "abandoned" => AttemptOutcome::Abandoned,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            column: "attempts.outcome",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                Ok(Attempt {
+                    started_at,
+                    outcome,
+                    code,
+                    detail: detail.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_pass(
+        &self,
+        worker: &str,
+        counts: &PassCounts,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dispatcher_passes
+                (worker, finished_at, sent, retried, failed, held, blocked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (worker) DO UPDATE SET
+                finished_at = excluded.finished_at, sent = excluded.sent,
+                retried = excluded.retried, failed = excluded.failed, held = excluded.held,
+                blocked = excluded.blocked",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(counts.sent as i64)
+        .bind(counts.retried as i64)
+        .bind(counts.failed as i64)
+        .bind(counts.held as i64)
+        .bind(counts.blocked as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_pass(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT max(finished_at) FROM dispatcher_passes")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }
