@@ -15,6 +15,7 @@
 //! - [`cli`] — commands; the only place that prints for people.
 //! - [`telemetry`] — logging on standard error.
 
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -1,0 +1,43 @@
+//! Channels: how a message leaves Herald. Only the dispatcher calls them.
+//!
+//! A channel answers every send with a [`SendOutcome`] that says what the dispatcher
+//! must do next: record success, retry, fail, or hold as unknown. Deciding that is the
+//! channel's job, because only it knows at which point a failure happened.
+
+pub mod email;
+
+/// The result of one send, classified for the dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The server accepted the message.
+    Sent {
+        /// The server's reply code.
+        code: Option<u16>,
+        /// The server's reply text (or where the file went).
+        detail: String,
+    },
+    /// Refused or failed for a passing reason before the server took the message
+    /// (a 4xx reply, a refused connection): worth retrying.
+    Transient {
+        /// The server's reply code, if it replied.
+        code: Option<u16>,
+        /// The reply text or the error.
+        detail: String,
+    },
+    /// Refused for good (a 5xx reply): retrying would not help.
+    Permanent {
+        /// The server's reply code.
+        code: Option<u16>,
+        /// The reply text or the error.
+        detail: String,
+        /// The refusal is about the address itself (SMTP 5.1.x: no such user, bad
+        /// domain): mark it failing so later messages are not sent to it.
+        address_failing: bool,
+    },
+    /// The message was handed over and the answer was lost (a timeout or a dropped
+    /// connection after DATA): it may or may not have arrived.
+    Unknown {
+        /// The error.
+        detail: String,
+    },
+}
