@@ -17,8 +17,11 @@
 
 pub mod channels;
 pub mod cli;
+pub mod compose;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod dispatcher;
 pub mod domain;
 pub mod import;
 pub mod store;

@@ -964,9 +964,16 @@ impl OutboxStore for SqliteStore {
     ) -> Result<BatchId> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
+            // A batch stored approved was sent by an operator who needs no approval:
+            // the decision is theirs, taken when they sent it.
             "INSERT INTO batches
-                (kind, channel, status, audience, subject, body, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                (kind, channel, status, audience, subject, body, created_by, created_at,
+                 decided_by, decided_at, decision_note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     CASE WHEN $3 = 'approved' THEN $7 END,
+                     CASE WHEN $3 = 'approved' THEN $8 END,
+                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END)
+             RETURNING id",
         )
         .bind(batch.kind.as_str())
         .bind(batch.channel.as_str())

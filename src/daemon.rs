@@ -1,0 +1,162 @@
+//! The daemon: wiring (`Daemon::build`) and the loop that runs passes on the
+//! dispatch schedule, wakes early for system messages, talks to systemd, and stops
+//! cleanly when told.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::email::{EmailChannel, EmailError};
+use crate::config::Settings;
+use crate::dispatcher::{Clock, Dispatcher, SystemClock, worker_name};
+use crate::domain::MessageKind;
+use crate::store::{self, PassCounts, Store, StoreError};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The email channel could not be set up.
+    #[error(transparent)]
+    Email(#[from] EmailError),
+}
+
+/// A built daemon, ready to run.
+pub struct Daemon {
+    dispatcher: Arc<Dispatcher>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Daemon {
+    /// Opens the store (migrating it), builds the channels, on the system clock.
+    pub async fn build(settings: Settings) -> Result<Daemon, DaemonError> {
+        let store = store::open(&settings.database).await?;
+        Daemon::build_with(settings, store, Arc::new(SystemClock))
+    }
+
+    /// Builds a daemon on a given store and clock (tests, `--at`).
+    pub fn build_with(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Daemon, DaemonError> {
+        let settings = Arc::new(settings);
+        let email = Arc::new(EmailChannel::build(&settings.email)?);
+        let dispatcher = Arc::new(Dispatcher::new(
+            store,
+            email,
+            Arc::clone(&settings),
+            Arc::clone(&clock),
+            worker_name(),
+        ));
+        Ok(Daemon {
+            dispatcher,
+            settings,
+            clock,
+        })
+    }
+
+    /// The dispatcher, for one-off passes.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// Runs one pass over every kind (`herald dispatch --once`).
+    pub async fn run_once(&self) -> Result<PassCounts, DaemonError> {
+        Ok(self
+            .dispatcher
+            .run_pass(&MessageKind::ALL, &CancellationToken::new())
+            .await?)
+    }
+
+    /// Runs until `shutdown` fires: a pass over every kind on each tick of
+    /// `dispatch.schedule`, and a pass over system messages whenever one is due
+    /// between ticks (`kinds.system.immediate`), checked every `dispatch.wake_poll`.
+    /// Polling the store rather than waiting for an in-process signal is what lets a
+    /// message created by another process (`herald notify`) go within a second.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
+        let tz = self.settings.school.time_zone;
+        let schedule = &self.settings.dispatch.schedule;
+        let immediate = self.settings.kinds.system.immediate;
+        let poll = self.settings.dispatch.wake_poll;
+        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+        let mut last_watchdog = std::time::Instant::now();
+        notify_systemd(&[sd_notify::NotifyState::Ready]);
+        tracing::info!(
+            worker = self.dispatcher.worker(),
+            schedule = %schedule,
+            email = ?self.dispatcher.email().file_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "smtp".into()),
+            "herald is running"
+        );
+
+        let mut next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
+        loop {
+            let now = self.clock.now();
+            let until_tick = next_tick
+                .map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::MAX);
+            let wait = until_tick.min(poll);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let now = self.clock.now();
+            if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
+                let counts = self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await?;
+                log_pass("tick", &counts);
+                next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
+            } else if immediate
+                && self
+                    .dispatcher
+                    .store()
+                    .has_due(now, &[MessageKind::System])
+                    .await?
+            {
+                let counts = self
+                    .dispatcher
+                    .run_pass(&[MessageKind::System], &shutdown)
+                    .await?;
+                log_pass("system message", &counts);
+            }
+            // The watchdog is fed only after a round that reached the store, so a
+            // daemon stuck on its database is restarted rather than kept alive.
+            if let Some(interval) = watchdog
+                && last_watchdog.elapsed() >= interval
+            {
+                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+                last_watchdog = std::time::Instant::now();
+            }
+        }
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!("herald stopped");
+        Ok(())
+    }
+}
+
+fn log_pass(cause: &str, c: &PassCounts) {
+    if c.sent + c.retried + c.failed + c.held + c.blocked > 0 {
+        tracing::info!(
+            cause,
+            sent = c.sent,
+            retried = c.retried,
+            failed = c.failed,
+            held = c.held,
+            blocked = c.blocked,
+            "dispatch pass"
+        );
+    } else {
+        tracing::debug!(cause, "dispatch pass: nothing due");
+    }
+}
+
+fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    // Outside systemd there is no socket and this does nothing.
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!(error = %e, "systemd notification failed");
+    }
+}

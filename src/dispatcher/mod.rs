@@ -1,0 +1,444 @@
+//! The dispatcher: claims due messages, checks them again, sends them through their
+//! channel and records every outcome. The only caller of channels.
+//!
+//! A pass is a loop around one step ([`Dispatcher::dispatch`]): claim what is due
+//! (a lease, one statement), then for each message re-check eligibility (consent may
+//! have been withdrawn since it was created), hold it if the window is closed, send,
+//! and record. No transaction is open while a message is on the wire: the claim is
+//! committed first and the outcome is recorded after, each in its own short
+//! transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::SendOutcome;
+use crate::channels::email::{EmailChannel, OutgoingEmail};
+use crate::config::Settings;
+use crate::domain::retry::retry_delay;
+use crate::domain::{Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, Reason};
+use crate::store::{Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Store, StoreError};
+
+/// The source of "now" for everything the dispatcher decides and records.
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that says what it is told: for tests and `--at`.
+#[derive(Debug, Default)]
+pub struct FixedClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    /// A clock stopped at `at`.
+    pub fn new(at: DateTime<Utc>) -> FixedClock {
+        FixedClock(std::sync::Mutex::new(at))
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().expect("the clock's lock is never poisoned") = at;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("the clock's lock is never poisoned")
+    }
+}
+
+/// What became of one claimed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the server.
+    Sent,
+    /// Queued again after a passing failure.
+    Retried,
+    /// Failed for good.
+    Failed,
+    /// Handed over, outcome unknown.
+    Unknown,
+    /// Held for the window or a holiday.
+    Held,
+    /// Blocked by the re-check.
+    Blocked,
+    /// The lease had run out and another dispatcher took the message over.
+    LeaseLost,
+}
+
+/// What can stop a pass.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Claims, sends and records.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    email: Arc<EmailChannel>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    worker: String,
+}
+
+impl Dispatcher {
+    /// A dispatcher named `worker` (unique among the instances on one database).
+    pub fn new(
+        store: Arc<dyn Store>,
+        email: Arc<EmailChannel>,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        worker: String,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            email,
+            settings,
+            clock,
+            worker,
+        }
+    }
+
+    /// This dispatcher's name, as leases and attempts record it.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The email channel.
+    pub fn email(&self) -> &EmailChannel {
+        &self.email
+    }
+
+    /// Sends everything of `kinds` that is due, with as many messages in flight as
+    /// the channel allows, until nothing is due or `shutdown` fires. On shutdown it
+    /// stops claiming, lets sends in flight finish for `dispatch.shutdown_grace`,
+    /// and gives the rest back to the queue.
+    pub async fn run_pass(
+        self: &Arc<Self>,
+        kinds: &[MessageKind],
+        shutdown: &CancellationToken,
+    ) -> Result<PassCounts> {
+        let start = self.clock.now();
+        let reclaimed = self.store.reclaim_expired(start).await?;
+        if reclaimed > 0 {
+            tracing::warn!(reclaimed, "messages whose dispatcher died were put back in the queue");
+        }
+        let tz = self.settings.school.time_zone;
+        let calendar = Arc::new(
+            self.store
+                .calendar(start.with_timezone(&tz).date_naive())
+                .await?,
+        );
+        let concurrency = self.email.concurrency().max(1);
+        let mut counts = PassCounts::default();
+        let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
+        let mut claimed_by_task: HashMap<tokio::task::Id, MessageId> = HashMap::new();
+        let mut drained = false;
+        loop {
+            let room = concurrency - inflight.len();
+            if room > 0 && !drained && !shutdown.is_cancelled() {
+                let now = self.clock.now();
+                let lease_until = now + chrono_duration(self.settings.dispatch.lease);
+                let claimed = self
+                    .store
+                    .claim_due(now, kinds, &self.worker, lease_until, room as u32)
+                    .await?;
+                drained = claimed.len() < room;
+                for message in claimed {
+                    let id = message.id;
+                    let this = Arc::clone(self);
+                    let calendar = Arc::clone(&calendar);
+                    let handle = inflight.spawn(async move { this.dispatch(message, &calendar).await });
+                    claimed_by_task.insert(handle.id(), id);
+                }
+            }
+            if inflight.is_empty() {
+                break;
+            }
+            let joined = tokio::select! {
+                joined = inflight.join_next_with_id() => joined,
+                _ = shutdown.cancelled(), if !shutdown.is_cancelled() => None,
+            };
+            if let Some(joined) = joined {
+                self.tally(joined, &mut claimed_by_task, &mut counts);
+            }
+            if shutdown.is_cancelled() {
+                self.wind_down(&mut inflight, &mut claimed_by_task, &mut counts)
+                    .await?;
+                break;
+            }
+        }
+        self.store
+            .record_pass(&self.worker, &counts, self.clock.now())
+            .await?;
+        Ok(counts)
+    }
+
+    fn tally(
+        &self,
+        joined: std::result::Result<(tokio::task::Id, Result<Outcome>), tokio::task::JoinError>,
+        claimed_by_task: &mut HashMap<tokio::task::Id, MessageId>,
+        counts: &mut PassCounts,
+    ) {
+        match joined {
+            Ok((task, Ok(outcome))) => {
+                claimed_by_task.remove(&task);
+                match outcome {
+                    Outcome::Sent => counts.sent += 1,
+                    Outcome::Retried => counts.retried += 1,
+                    Outcome::Failed | Outcome::Unknown => counts.failed += 1,
+                    Outcome::Held => counts.held += 1,
+                    Outcome::Blocked => counts.blocked += 1,
+                    Outcome::LeaseLost => {}
+                }
+            }
+            Ok((task, Err(e))) => {
+                // The message stays claimed; its lease runs out and a later pass
+                // takes it again.
+                let message = claimed_by_task.remove(&task);
+                tracing::error!(?message, error = %e, "could not record a message's outcome");
+            }
+            Err(e) => {
+                let message = claimed_by_task.remove(&e.id());
+                if !e.is_cancelled() {
+                    tracing::error!(?message, error = %e, "a send task failed");
+                }
+            }
+        }
+    }
+
+    /// Lets sends in flight finish within the grace period, then aborts the rest
+    /// and puts their messages back in the queue, so nothing stays `sending`.
+    async fn wind_down(
+        &self,
+        inflight: &mut JoinSet<Result<Outcome>>,
+        claimed_by_task: &mut HashMap<tokio::task::Id, MessageId>,
+        counts: &mut PassCounts,
+    ) -> Result<()> {
+        let grace = self.settings.dispatch.shutdown_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(joined) = inflight.join_next_with_id().await {
+                self.tally(joined, claimed_by_task, counts);
+            }
+        })
+        .await;
+        inflight.abort_all();
+        while let Some(joined) = inflight.join_next_with_id().await {
+            self.tally(joined, claimed_by_task, counts);
+        }
+        let left: Vec<MessageId> = claimed_by_task.drain().map(|(_, id)| id).collect();
+        if !left.is_empty() {
+            let released = self
+                .store
+                .release(&left, &self.worker, self.clock.now())
+                .await?;
+            tracing::info!(released, "stopping: unfinished messages were released to the queue");
+        }
+        Ok(())
+    }
+
+    /// Claims one due message of any kind and dispatches it; `None` when nothing is
+    /// due. The unit the tests drive.
+    pub async fn try_dispatch_next(self: &Arc<Self>) -> Result<Option<Outcome>> {
+        let now = self.clock.now();
+        let lease_until = now + chrono_duration(self.settings.dispatch.lease);
+        let claimed = self
+            .store
+            .claim_due(now, &MessageKind::ALL, &self.worker, lease_until, 1)
+            .await?;
+        let Some(message) = claimed.into_iter().next() else {
+            return Ok(None);
+        };
+        let tz = self.settings.school.time_zone;
+        let calendar = self
+            .store
+            .calendar(now.with_timezone(&tz).date_naive())
+            .await?;
+        self.dispatch(message, &calendar).await.map(Some)
+    }
+
+    /// Checks, sends and records one claimed message.
+    pub async fn dispatch(&self, message: Claimed, calendar: &HolidayCalendar) -> Result<Outcome> {
+        let now = self.clock.now();
+        let settings = &self.settings;
+        let facts = match message.recipient_id {
+            Some(id) => self.store.recipient_by_id(id).await?,
+            None => None,
+        };
+        let Some(facts) = facts else {
+            return self
+                .finish(&message, Finish::Blocked(Reason::RecipientUnknown), Outcome::Blocked)
+                .await;
+        };
+        let failed = facts.check(
+            message.channel,
+            settings.school.phone_region,
+            settings.eligibility,
+        );
+        if let Some(reason) = failed.first() {
+            return self
+                .finish(&message, Finish::Blocked(*reason), Outcome::Blocked)
+                .await;
+        }
+        let window = &settings.send_window;
+        let respects_window = settings.respects_window(message.kind);
+        if respects_window && let Some(reason) = window.hold_reason(now, calendar) {
+            let until = self.opening_at_or_after(now, calendar);
+            return self
+                .finish(&message, Finish::Hold(reason, until), Outcome::Held)
+                .await;
+        }
+
+        let outcome = match message.channel {
+            Channel::Email => {
+                let raw = facts.recipient.email.as_deref().unwrap_or_default();
+                let address = match EmailAddress::parse(raw) {
+                    Ok(a) => a,
+                    // The re-check above passed, so this cannot happen; block rather
+                    // than guess.
+                    Err(_) => {
+                        return self
+                            .finish(&message, Finish::Blocked(Reason::InvalidEmail), Outcome::Blocked)
+                            .await;
+                    }
+                };
+                let email = OutgoingEmail {
+                    id: message.id,
+                    created_at: message.created_at,
+                    to_name: &facts.recipient.name,
+                    to: &address,
+                    subject: message.subject.as_deref().unwrap_or_default(),
+                    body: &message.body,
+                    date: now,
+                };
+                let sent = self.email.send(&email).await;
+                if let SendOutcome::Permanent {
+                    address_failing: true,
+                    detail,
+                    ..
+                } = &sent
+                {
+                    self.store
+                        .mark_email_failing(facts.recipient.id, address.as_str(), detail, now)
+                        .await?;
+                }
+                sent
+            }
+            Channel::Sms => SendOutcome::Transient {
+                code: None,
+                detail: "this build has no SMS channel yet".into(),
+            },
+        };
+
+        let attempt = |outcome: AttemptOutcome, code: Option<u16>, detail: String| Attempt {
+            started_at: now,
+            outcome,
+            code: code.map(i64::from),
+            detail,
+        };
+        let (finish, result) = match outcome {
+            SendOutcome::Sent { code, detail } => (
+                Finish::Sent(attempt(AttemptOutcome::Sent, code, detail)),
+                Outcome::Sent,
+            ),
+            SendOutcome::Transient { code, detail } => {
+                let tried = message.attempts + 1;
+                let attempt = attempt(AttemptOutcome::Transient, code, detail);
+                if tried >= settings.dispatch.max_attempts {
+                    (
+                        Finish::Failed(attempt, Reason::AttemptsExhausted),
+                        Outcome::Failed,
+                    )
+                } else {
+                    let delay = retry_delay(
+                        tried,
+                        settings.dispatch.retry_base,
+                        settings.dispatch.retry_max,
+                        fastrand::f64(),
+                    );
+                    let mut at = self.clock.now() + chrono_duration(delay);
+                    // A retry never lands outside the window or on a holiday.
+                    if respects_window && window.hold_reason(at, calendar).is_some() {
+                        at = self.opening_at_or_after(at, calendar);
+                    }
+                    (Finish::Retry(attempt, at), Outcome::Retried)
+                }
+            }
+            SendOutcome::Permanent { code, detail, .. } => (
+                Finish::Failed(
+                    attempt(AttemptOutcome::Permanent, code, detail),
+                    Reason::RejectedByServer,
+                ),
+                Outcome::Failed,
+            ),
+            SendOutcome::Unknown { detail } => (
+                Finish::Unknown(attempt(AttemptOutcome::Unknown, None, detail)),
+                Outcome::Unknown,
+            ),
+        };
+        self.finish(&message, finish, result).await
+    }
+
+    /// The next opening of the window at or after `at`; a day later if none is
+    /// found within a year (a calendar of holidays only), so the message is looked
+    /// at again rather than lost.
+    fn opening_at_or_after(&self, at: DateTime<Utc>, calendar: &HolidayCalendar) -> DateTime<Utc> {
+        self.settings
+            .send_window
+            .next_opening(at, calendar)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(at + ChronoDuration::days(1))
+    }
+
+    async fn finish(&self, message: &Claimed, finish: Finish, outcome: Outcome) -> Result<Outcome> {
+        let recorded = self
+            .store
+            .finish(message.id, &self.worker, &finish, self.clock.now())
+            .await?;
+        if recorded {
+            tracing::debug!(message = %message.id, ?outcome, "dispatched");
+            Ok(outcome)
+        } else {
+            tracing::warn!(
+                message = %message.id,
+                ?outcome,
+                "the lease ran out before the outcome was recorded; another dispatcher owns the message now"
+            );
+            Ok(Outcome::LeaseLost)
+        }
+    }
+}
+
+fn chrono_duration(d: std::time::Duration) -> ChronoDuration {
+    ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
+}
+
+/// A name for this dispatcher that no other instance shares: host, process, and a
+/// random part for two daemons started in one process (tests).
+pub fn worker_name() -> String {
+    let host = hostname();
+    format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".to_owned())
+}
