@@ -11,12 +11,21 @@ use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::compose::{self, Content};
 use crate::config::Settings;
+use crate::daemon::Daemon;
+use crate::dispatcher::FixedClock;
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
+use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
 use crate::domain::{Channel, EligibilityFacts, Holiday, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use crate::store::{self, RecipientFilter, Store};
+use crate::store::{Decided, Decision, MessageFilter};
 
 /// Herald: email and SMS for schools, with approval, send windows, holidays, consent
 /// and an SMS wallet.
@@ -82,6 +91,121 @@ pub enum Command {
         #[command(subcommand)]
         action: HolidaysCommand,
     },
+    /// Create a system message to one recipient: no approval, sent on the next pass,
+    /// at once when `herald run` is running.
+    Notify {
+        /// The recipient (the platform's id).
+        recipient: String,
+        /// The subject.
+        #[arg(long)]
+        subject: String,
+        /// The text.
+        #[arg(long)]
+        body: String,
+        /// Who asks, for the audit trail.
+        #[arg(long = "as", value_name = "ACTOR", default_value = "platform")]
+        actor: String,
+    },
+    /// Compose an informational email to an audience; it waits in the outbox for
+    /// approval unless the operator may send without it.
+    Send {
+        /// The operator composing it ([operators.LOGIN] in the configuration).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+        /// Whom it is for.
+        #[command(flatten)]
+        audience: AudienceArgs,
+        /// For students: write to them, to their guardians, or to both (a guardian of
+        /// several students gets one message).
+        #[arg(long, value_enum, default_value = "students")]
+        reach: Reach,
+        /// The subject.
+        #[arg(long)]
+        subject: String,
+        /// The text.
+        #[arg(long)]
+        body: String,
+        /// Show what would be created, and create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Batches waiting for approval, with their counts per status and reason.
+    Outbox {
+        /// Show decided batches too.
+        #[arg(long)]
+        all: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a batch: its messages go on the next dispatch tick.
+    Approve {
+        /// The batch id (`herald outbox`).
+        batch: i64,
+        /// The approving operator (needs `approve`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Reject a batch: none of its messages go.
+    Reject {
+        /// The batch id.
+        batch: i64,
+        /// The rejecting operator (needs `approve`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+        /// Why, for the person who composed it.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Run the daemon: a dispatch pass on each tick of dispatch.schedule, system
+    /// messages at once; stops cleanly on SIGTERM or SIGINT.
+    Run,
+    /// Run one dispatch pass and exit.
+    Dispatch {
+        /// One pass (the only mode; the daemon is `herald run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Run the pass as if at this school time, e.g. 2026-11-24T10:00.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List messages, newest first, with their status and reason.
+    Status {
+        /// Only this batch.
+        #[arg(long)]
+        batch: Option<i64>,
+        /// Only this recipient (the platform's id).
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Only this status (queued, sent, blocked, failed, …).
+        #[arg(long, value_parser = parse_code::<MessageStatus>)]
+        status: Option<MessageStatus>,
+        /// Only this kind (system, informational, periodic).
+        #[arg(long, value_parser = parse_code::<MessageKind>)]
+        kind: Option<MessageKind>,
+        /// Only this channel.
+        #[arg(long, value_parser = parse_code::<Channel>)]
+        channel: Option<Channel>,
+        /// Only messages created since: a duration ("24h", "7d") or a school date or
+        /// time ("2026-11-24", "2026-11-24T08:00").
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Counts per status and reason instead of a list.
+        #[arg(long)]
+        summary: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo {
         /// The folder for the demo's database and import file [default: a new
@@ -89,6 +213,38 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// The audience of `herald send`: exactly one of these.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct AudienceArgs {
+    /// One person (the platform's id).
+    #[arg(long, value_name = "RECIPIENT")]
+    to: Option<String>,
+    /// The students of one group.
+    #[arg(long, value_name = "GROUP_ID")]
+    group: Option<String>,
+    /// The students of every group.
+    #[arg(long)]
+    all_groups: bool,
+    /// Every student with an active contract.
+    #[arg(long)]
+    active_contracts: bool,
+}
+
+impl AudienceArgs {
+    fn audience(&self) -> Audience {
+        if let Some(id) = &self.to {
+            Audience::Recipient(id.clone())
+        } else if let Some(g) = &self.group {
+            Audience::Group(g.clone())
+        } else if self.all_groups {
+            Audience::AllGroups
+        } else {
+            Audience::ActiveContracts
+        }
+    }
 }
 
 /// `herald holidays …`
@@ -124,6 +280,10 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn parse_channel(s: &str) -> Result<Channel, String> {
+    s.parse().map_err(|e: UnknownCode| e.to_string())
+}
+
+fn parse_code<T: std::str::FromStr<Err = UnknownCode>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: UnknownCode| e.to_string())
 }
 
@@ -197,8 +357,419 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             let store = store::open(&settings.database).await?;
             holidays(&*store, &settings, action, now).await
         }
+        Command::Notify {
+            recipient,
+            subject,
+            body,
+            actor,
+        } => {
+            let store = store::open(&settings.database).await?;
+            let content = Content::new(&subject, &body)?;
+            let (id, message) =
+                compose::notify(&*store, &settings, &recipient, &content, &actor, now).await?;
+            match message.reason {
+                Some(reason) if message.status == MessageStatus::Blocked => {
+                    println!(
+                        "Message {id} to {recipient} is blocked: {} ({}).",
+                        reason.describe(),
+                        reason.as_str()
+                    );
+                }
+                _ => println!(
+                    "Message {id} to {recipient} is queued; `herald run` sends it at once."
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            operator,
+            audience,
+            reach,
+            subject,
+            body,
+            dry_run,
+            json,
+        } => {
+            let store = store::open(&settings.database).await?;
+            let content = Content::new(&subject, &body)?;
+            let send = compose::compose_send(
+                &*store,
+                &settings,
+                &operator,
+                &audience.audience(),
+                reach,
+                &content,
+            )
+            .await?;
+            let id = if dry_run {
+                None
+            } else {
+                Some(compose::store_send(&*store, &send, now).await?)
+            };
+            print_send(&send, id, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox { all, json } => {
+            let store = store::open(&settings.database).await?;
+            let batches = store
+                .batches((!all).then_some(BatchStatus::AwaitingApproval))
+                .await?;
+            print_batches(&batches, json, all)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve { batch, operator } => {
+            decide(&settings, batch, &operator, Decision::Approve, now).await
+        }
+        Command::Reject {
+            batch,
+            operator,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                bail!("--reason must say why the batch is rejected");
+            }
+            decide(&settings, batch, &operator, Decision::Reject(reason), now).await
+        }
+        Command::Run => {
+            let daemon = Daemon::build(settings).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            daemon.run_until_stopped(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dispatch { once: _, at, json } => {
+            let at = match at {
+                Some(text) => school_time(&settings, &text)?,
+                None => now,
+            };
+            let store = store::open(&settings.database).await?;
+            let daemon = Daemon::build_with(settings, store, Arc::new(FixedClock::new(at)))?;
+            let counts = daemon.run_once().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&counts)?);
+            } else {
+                println!(
+                    "Dispatch pass: {} sent, {} to retry, {} failed, {} held, {} blocked.",
+                    counts.sent, counts.retried, counts.failed, counts.held, counts.blocked
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            batch,
+            recipient,
+            status,
+            kind,
+            channel,
+            since,
+            limit,
+            summary,
+            json,
+        } => {
+            let since = since.map(|s| parse_since(&settings, &s, now)).transpose()?;
+            let filter = MessageFilter {
+                batch: batch.map(BatchId),
+                recipient,
+                status,
+                kind,
+                channel,
+                since,
+                limit: Some(limit),
+            };
+            let store = store::open(&settings.database).await?;
+            if summary {
+                let counts = store.message_counts(&filter).await?;
+                print_counts(&counts, json)?;
+            } else {
+                let messages = store.messages(&filter).await?;
+                print_messages(&settings, &messages, json)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir } => demo(settings, dir, now).await,
     }
+}
+
+/// Cancels `shutdown` on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+}
+
+/// A school wall-clock time (`2026-11-24T10:00`, `2026-11-24 10:00:30`) as an instant.
+fn school_time(settings: &Settings, text: &str) -> anyhow::Result<DateTime<Utc>> {
+    let text = text.trim();
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .with_context(|| {
+        format!("{text:?} is not a school time; expected e.g. 2026-11-24T10:00 or 2026-11-24")
+    })?;
+    use chrono::TimeZone;
+    settings
+        .school
+        .time_zone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| {
+            format!(
+                "{text:?} does not exist in {} (a DST gap)",
+                settings.school.time_zone
+            )
+        })
+}
+
+/// `--since`: a duration back from now, or a school date or time.
+fn parse_since(
+    settings: &Settings,
+    text: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = humantime::parse_duration(text.trim()) {
+        return Ok(now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+    }
+    school_time(settings, text).with_context(|| {
+        format!("--since {text:?}: expected a duration such as 24h or 7d, or a school date or time")
+    })
+}
+
+async fn decide(
+    settings: &Settings,
+    batch: i64,
+    login: &str,
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let op = compose::operator(settings, login)?;
+    if !op.approve {
+        bail!(
+            "{login} may not approve or reject batches (set approve = true in [operators.{login}])"
+        );
+    }
+    let store = store::open(&settings.database).await?;
+    let verb = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject(_) => "rejected",
+    };
+    match store
+        .decide_batch(BatchId(batch), &decision, login, now)
+        .await?
+    {
+        Decided::Done(n) => {
+            println!(
+                "Batch {batch} {verb} by {}: {n} message(s) {}.",
+                op.name,
+                match decision {
+                    Decision::Approve => "go on the next dispatch tick",
+                    Decision::Reject(_) => "will not be sent",
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Decided::NotFound => bail!("there is no batch {batch}; `herald outbox --all` lists them"),
+        Decided::AlreadyDecided(status) => bail!("batch {batch} is {status} already"),
+    }
+}
+
+fn print_send(send: &compose::Send, id: Option<BatchId>, json: bool) -> anyhow::Result<()> {
+    let mut counts: BTreeMap<(MessageStatus, Option<Reason>), i64> = BTreeMap::new();
+    for m in &send.messages {
+        *counts.entry((m.status, m.reason)).or_default() += 1;
+    }
+    if json {
+        let counts: Vec<_> = counts
+            .iter()
+            .map(|((status, reason), count)| {
+                serde_json::json!({"status": status, "reason": reason, "count": count})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "batch_id": id,
+                "dry_run": id.is_none(),
+                "status": send.batch.status,
+                "audience": send.batch.audience,
+                "messages": send.messages.len(),
+                "counts": counts,
+            }))?
+        );
+        return Ok(());
+    }
+    match id {
+        Some(id) => println!(
+            "Batch {id} ({}): {}",
+            send.batch.status, send.batch.audience
+        ),
+        None => println!("Dry run, nothing created: {}", send.batch.audience),
+    }
+    println!("  {} message(s):", send.messages.len());
+    for ((status, reason), n) in &counts {
+        println!("  {n:>5}  {}", status_words(*status, *reason));
+    }
+    if send.batch.status == BatchStatus::AwaitingApproval && id.is_some() {
+        println!(
+            "  It waits in the outbox: `herald approve {} --as LOGIN`.",
+            id.unwrap_or(BatchId(0))
+        );
+    }
+    Ok(())
+}
+
+fn status_words(status: MessageStatus, reason: Option<Reason>) -> String {
+    match reason {
+        Some(r) => format!("{status} ({}: {})", r.as_str(), r.describe()),
+        None => status.to_string(),
+    }
+}
+
+fn print_batches(
+    batches: &[crate::store::BatchSummary],
+    json: bool,
+    all: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(batches)?);
+        return Ok(());
+    }
+    if batches.is_empty() {
+        println!(
+            "{}",
+            if all {
+                "No batches."
+            } else {
+                "Nothing waits for approval."
+            }
+        );
+        return Ok(());
+    }
+    for b in batches {
+        let total: i64 = b.counts.iter().map(|c| c.count).sum();
+        println!(
+            "Batch {} — {} — {} {} by {} at {}",
+            b.id,
+            b.status,
+            b.kind,
+            b.channel,
+            b.created_by,
+            b.created_at.format("%Y-%m-%d %H:%M UTC")
+        );
+        println!("  to:      {} ({total} message(s))", b.audience);
+        println!("  subject: {}", b.subject.as_deref().unwrap_or("-"));
+        if let (Some(by), Some(at)) = (&b.decided_by, b.decided_at) {
+            println!(
+                "  decided: {} by {by} at {}{}",
+                b.status,
+                at.format("%Y-%m-%d %H:%M UTC"),
+                b.decision_note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+        }
+        for c in &b.counts {
+            println!("  {:>5}  {}", c.count, status_words(c.status, c.reason));
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn print_counts(counts: &[crate::store::StatusCount], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(counts)?);
+        return Ok(());
+    }
+    if counts.is_empty() {
+        println!("No messages match.");
+    }
+    for c in counts {
+        println!("{:>7}  {}", c.count, status_words(c.status, c.reason));
+    }
+    Ok(())
+}
+
+fn print_messages(
+    settings: &Settings,
+    messages: &[crate::store::MessageView],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(messages)?);
+        return Ok(());
+    }
+    if messages.is_empty() {
+        println!("No messages match.");
+        return Ok(());
+    }
+    let tz = settings.school.time_zone;
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%m-%d %H:%M").to_string();
+    let rows = messages
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.batch_id
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                m.kind.to_string(),
+                m.channel.to_string(),
+                m.recipient.clone(),
+                m.status.to_string(),
+                m.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                m.attempts.to_string(),
+                local(m.created_at),
+                match (m.sent_at, m.next_attempt_at) {
+                    (Some(t), _) => format!("sent {}", local(t)),
+                    (None, Some(t)) if m.status == MessageStatus::Queued => {
+                        format!("next {}", local(t))
+                    }
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "BATCH",
+            "KIND",
+            "CHANNEL",
+            "RECIPIENT",
+            "STATUS",
+            "REASON",
+            "TRIES",
+            "CREATED",
+            "WHEN",
+        ],
+        rows,
+    );
+    Ok(())
 }
 
 async fn import(

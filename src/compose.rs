@@ -15,7 +15,9 @@ use crate::store::{NewBatch, NewMessage, Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     /// `--as` names no configured operator.
-    #[error("unknown operator {0:?}: operators are defined as [operators.LOGIN] in the configuration")]
+    #[error(
+        "unknown operator {0:?}: operators are defined as [operators.LOGIN] in the configuration"
+    )]
     UnknownOperator(String),
     /// A text field is unusable.
     #[error("{field} {problem}")]
@@ -181,7 +183,10 @@ pub async fn compose_send(
     let (batch_status, status) = if op.send_without_approval {
         (BatchStatus::Approved, MessageStatus::Queued)
     } else {
-        (BatchStatus::AwaitingApproval, MessageStatus::AwaitingApproval)
+        (
+            BatchStatus::AwaitingApproval,
+            MessageStatus::AwaitingApproval,
+        )
     };
     let mut messages: Vec<NewMessage> = people
         .iter()

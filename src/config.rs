@@ -628,7 +628,11 @@ impl Raw {
         let smtp_timeout = duration("email.smtp.timeout", &self.email.smtp.timeout);
         let idle_timeout = duration("email.smtp.idle_timeout", &self.email.smtp.idle_timeout);
         if d.max_attempts == 0 {
-            bad.add("dispatch.max_attempts", "0", "a number of attempts of at least 1");
+            bad.add(
+                "dispatch.max_attempts",
+                "0",
+                "a number of attempts of at least 1",
+            );
         }
         if retry_max < retry_base {
             bad.add(
@@ -762,17 +766,29 @@ fn validate_email(
         "starttls" => Some(SmtpTls::StartTls),
         "tls" => Some(SmtpTls::Tls),
         _ => {
-            bad.add("email.smtp.tls", &s.tls, "\"none\", \"starttls\" or \"tls\"");
+            bad.add(
+                "email.smtp.tls",
+                &s.tls,
+                "\"none\", \"starttls\" or \"tls\"",
+            );
             None
         }
     };
     if s.max_connections == 0 {
-        bad.add("email.smtp.max_connections", "0", "a number of connections of at least 1");
+        bad.add(
+            "email.smtp.max_connections",
+            "0",
+            "a number of connections of at least 1",
+        );
     }
     let transport = match raw.transport.trim().to_ascii_lowercase().as_str() {
         "file" => {
             if raw.file.dir.trim().is_empty() {
-                bad.add("email.file.dir", &raw.file.dir, "a folder for the .eml files");
+                bad.add(
+                    "email.file.dir",
+                    &raw.file.dir,
+                    "a folder for the .eml files",
+                );
             }
             Some(EmailTransport::File {
                 dir: PathBuf::from(raw.file.dir.trim()),
@@ -780,7 +796,11 @@ fn validate_email(
         }
         "smtp" => {
             if s.host.trim().is_empty() {
-                bad.add("email.smtp.host", &s.host, "the SMTP server's host name or address");
+                bad.add(
+                    "email.smtp.host",
+                    &s.host,
+                    "the SMTP server's host name or address",
+                );
             }
             if s.port == 0 {
                 bad.add("email.smtp.port", "0", "a TCP port such as 25, 587 or 465");
@@ -819,14 +839,26 @@ fn validate_email(
             "rsa" => Some(DkimAlgorithm::Rsa),
             "ed25519" => Some(DkimAlgorithm::Ed25519),
             _ => {
-                bad.add("email.dkim.algorithm", &k.algorithm, "\"rsa\" or \"ed25519\"");
+                bad.add(
+                    "email.dkim.algorithm",
+                    &k.algorithm,
+                    "\"rsa\" or \"ed25519\"",
+                );
                 None
             }
         };
         for (key, value, what) in [
-            ("email.dkim.selector", &k.selector, "the selector of the DKIM DNS record"),
+            (
+                "email.dkim.selector",
+                &k.selector,
+                "the selector of the DKIM DNS record",
+            ),
             ("email.dkim.domain", &k.domain, "the signing domain"),
-            ("email.dkim.private_key_file", &k.private_key_file, "the private key's file"),
+            (
+                "email.dkim.private_key_file",
+                &k.private_key_file,
+                "the private key's file",
+            ),
         ] {
             if value.trim().is_empty() {
                 bad.add(key, value, what);

@@ -98,7 +98,11 @@ impl Daemon {
         loop {
             let now = self.clock.now();
             let until_tick = next_tick
-                .map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
+                .map(|t| {
+                    (t.with_timezone(&Utc) - now)
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                })
                 .unwrap_or(Duration::MAX);
             let wait = until_tick.min(poll);
             tokio::select! {
@@ -107,7 +111,10 @@ impl Daemon {
             }
             let now = self.clock.now();
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
-                let counts = self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await?;
+                let counts = self
+                    .dispatcher
+                    .run_pass(&MessageKind::ALL, &shutdown)
+                    .await?;
                 log_pass("tick", &counts);
                 next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
             } else if immediate

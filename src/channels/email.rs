@@ -25,7 +25,9 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::SendOutcome;
-use crate::config::{DkimAlgorithm, DkimSettings, EmailSettings, EmailTransport, SmtpSettings, SmtpTls};
+use crate::config::{
+    DkimAlgorithm, DkimSettings, EmailSettings, EmailTransport, SmtpSettings, SmtpTls,
+};
 use crate::domain::{EmailAddress, MessageId};
 
 /// Why the channel cannot be built (at start-up).
@@ -157,7 +159,9 @@ impl EmailChannel {
         }
         let bytes = message.formatted();
         match &self.transport {
-            Transport::File(dir) => write_eml(dir, &self.message_id(email.id, email.created_at), &bytes).await,
+            Transport::File(dir) => {
+                write_eml(dir, &self.message_id(email.id, email.created_at), &bytes).await
+            }
             Transport::Smtp(pool) => pool.send(&self.from.email, &to, &bytes).await,
         }
     }
@@ -199,7 +203,13 @@ async fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> SendOutcome {
     let name: String = message_id
         .trim_matches(|c| c == '<' || c == '>')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
@@ -378,12 +388,9 @@ impl SmtpPool {
                 .await?
             }
             _ => {
-                let stream = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
-                    .await
-                    ?;
+                let stream = tokio::net::TcpStream::connect((s.host.as_str(), s.port)).await?;
                 // Without this every message waits for the peer's delayed ACK.
-                stream
-                    .set_nodelay(true)?;
+                stream.set_nodelay(true)?;
                 let mut conn =
                     AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                         .await?;
@@ -463,7 +470,9 @@ fn is_address_failure(detail: &str) -> bool {
             let mut parts = word.split('.');
             parts.next() == Some("5")
                 && parts.next() == Some("1")
-                && parts.next().is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+                && parts
+                    .next()
+                    .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
                 && parts.next().is_none()
         })
 }
@@ -474,10 +483,16 @@ mod tests {
 
     #[test]
     fn address_failures_are_told_by_their_enhanced_status_code() {
-        assert!(is_address_failure("permanent error (550): 5.1.1 <x@example.pl>: no such user"));
+        assert!(is_address_failure(
+            "permanent error (550): 5.1.1 <x@example.pl>: no such user"
+        ));
         assert!(is_address_failure("permanent error (556): 5.1.10 null MX"));
-        assert!(!is_address_failure("permanent error (554): 5.7.1 rejected as spam"));
-        assert!(!is_address_failure("permanent error (552): 5.2.2 mailbox full"));
+        assert!(!is_address_failure(
+            "permanent error (554): 5.7.1 rejected as spam"
+        ));
+        assert!(!is_address_failure(
+            "permanent error (552): 5.2.2 mailbox full"
+        ));
         assert!(!is_address_failure("permanent error (550): 5.1"));
     }
 }

@@ -136,7 +136,10 @@ impl Dispatcher {
         let start = self.clock.now();
         let reclaimed = self.store.reclaim_expired(start).await?;
         if reclaimed > 0 {
-            tracing::warn!(reclaimed, "messages whose dispatcher died were put back in the queue");
+            tracing::warn!(
+                reclaimed,
+                "messages whose dispatcher died were put back in the queue"
+            );
         }
         let tz = self.settings.school.time_zone;
         let calendar = Arc::new(
@@ -163,7 +166,8 @@ impl Dispatcher {
                     let id = message.id;
                     let this = Arc::clone(self);
                     let calendar = Arc::clone(&calendar);
-                    let handle = inflight.spawn(async move { this.dispatch(message, &calendar).await });
+                    let handle =
+                        inflight.spawn(async move { this.dispatch(message, &calendar).await });
                     claimed_by_task.insert(handle.id(), id);
                 }
             }
@@ -247,7 +251,10 @@ impl Dispatcher {
                 .store
                 .release(&left, &self.worker, self.clock.now())
                 .await?;
-            tracing::info!(released, "stopping: unfinished messages were released to the queue");
+            tracing::info!(
+                released,
+                "stopping: unfinished messages were released to the queue"
+            );
         }
         Ok(())
     }
@@ -282,7 +289,11 @@ impl Dispatcher {
         };
         let Some(facts) = facts else {
             return self
-                .finish(&message, Finish::Blocked(Reason::RecipientUnknown), Outcome::Blocked)
+                .finish(
+                    &message,
+                    Finish::Blocked(Reason::RecipientUnknown),
+                    Outcome::Blocked,
+                )
                 .await;
         };
         let failed = facts.check(
@@ -313,7 +324,11 @@ impl Dispatcher {
                     // than guess.
                     Err(_) => {
                         return self
-                            .finish(&message, Finish::Blocked(Reason::InvalidEmail), Outcome::Blocked)
+                            .finish(
+                                &message,
+                                Finish::Blocked(Reason::InvalidEmail),
+                                Outcome::Blocked,
+                            )
                             .await;
                     }
                 };

@@ -19,6 +19,8 @@ pub use calendar::{Holiday, HolidayCalendar};
 pub use contact::{EmailAddress, PhoneNumber};
 pub use directory::{ContractStatus, RecipientId, Role};
 pub use eligibility::{ConsentRules, EligibilityFacts};
-pub use message::{Audience, BatchId, BatchStatus, Channel, MessageId, MessageKind, MessageStatus, Reach};
+pub use message::{
+    Audience, BatchId, BatchStatus, Channel, MessageId, MessageKind, MessageStatus, Reach,
+};
 pub use reason::Reason;
 pub use window::SendWindow;

@@ -65,7 +65,9 @@ impl Reason {
             Reason::InsufficientSmsCredit => "waiting for the SMS credit to be topped up",
             Reason::RetryScheduled => "the last attempt failed for a passing reason; retrying",
             Reason::RejectedByServer => "the receiving server refused the message",
-            Reason::AttemptsExhausted => "every attempt failed for a passing reason; no attempt is left",
+            Reason::AttemptsExhausted => {
+                "every attempt failed for a passing reason; no attempt is left"
+            }
             Reason::OutcomeUnknown => {
                 "the connection broke after the message was handed over; it may have arrived"
             }

@@ -40,6 +40,9 @@ mod tests {
     fn jitter_spreads_the_delay_by_a_fifth_either_way() {
         assert_eq!(retry_delay(1, MIN, HOUR, 0.0), Duration::from_secs(48));
         assert_eq!(retry_delay(1, MIN, HOUR, 0.999_999).as_secs(), 71);
-        assert!(retry_delay(10, MIN, HOUR, 0.999) <= HOUR, "never above the ceiling");
+        assert!(
+            retry_delay(10, MIN, HOUR, 0.999) <= HOUR,
+            "never above the ceiling"
+        );
     }
 }

@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::config::{Backend, DatabaseSettings};
 use crate::domain::directory::{DirectoryRecord, GroupSummary, RecipientId, Role};
 use crate::domain::{
-    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, HolidayCalendar,
-    MessageId, MessageKind, MessageStatus, Reach, Reason,
+    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, HolidayCalendar, MessageId,
+    MessageKind, MessageStatus, Reach, Reason,
 };
 
 pub mod sqlite;
@@ -511,8 +511,12 @@ pub trait OutboxStore: Send + Sync {
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>>;
 
     /// Records that `worker` finished a pass.
-    async fn record_pass(&self, worker: &str, counts: &PassCounts, now: DateTime<Utc>)
-    -> Result<()>;
+    async fn record_pass(
+        &self,
+        worker: &str,
+        counts: &PassCounts,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// When the last pass of any dispatcher finished.
     async fn last_pass(&self) -> Result<Option<DateTime<Utc>>>;

@@ -533,9 +533,10 @@ impl DirectoryStore for SqliteStore {
                     row.try_get::<Option<String>, _>("email_failure")?,
                     row.try_get::<Option<DateTime<Utc>>, _>("email_failing_since")?,
                 ) {
-                    (Some(detail), Some(since)) => {
-                        Some(format!("{detail} (since {})", since.format("%Y-%m-%d %H:%M UTC")))
-                    }
+                    (Some(detail), Some(since)) => Some(format!(
+                        "{detail} (since {})",
+                        since.format("%Y-%m-%d %H:%M UTC")
+                    )),
                     (Some(detail), None) => Some(detail),
                     _ => None,
                 },
@@ -1050,10 +1051,11 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Decided> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<String> = sqlx::query_scalar("SELECT status FROM batches WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM batches WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(current) = current else {
             return Ok(Decided::NotFound);
         };
@@ -1182,14 +1184,19 @@ impl OutboxStore for SqliteStore {
 
     async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let expired: Vec<(i64, Option<String>, i64, DateTime<Utc>, Option<DateTime<Utc>>)> =
-            sqlx::query_as(
-                "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+        let expired: Vec<(
+            i64,
+            Option<String>,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        )> = sqlx::query_as(
+            "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
                  WHERE status = 'sending' AND lease_until < $1",
-            )
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
         for (id, owner, attempts, claimed_at, until) in &expired {
             let owner = owner.as_deref().unwrap_or("?");
             let detail = format!(
@@ -1238,12 +1245,11 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT status, lease_owner, attempts FROM messages WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<(String, Option<String>, i64)> =
+            sqlx::query_as("SELECT status, lease_owner, attempts FROM messages WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((status, lease_owner, attempts)) = row else {
             return Ok(false);
         };
@@ -1271,9 +1277,13 @@ impl OutboxStore for SqliteStore {
                 None,
                 a.detail.clone(),
             ),
-            Finish::Failed(a, reason) => {
-                (MessageStatus::Failed, Some(*reason), None, None, a.detail.clone())
-            }
+            Finish::Failed(a, reason) => (
+                MessageStatus::Failed,
+                Some(*reason),
+                None,
+                None,
+                a.detail.clone(),
+            ),
             Finish::Unknown(a) => (
                 MessageStatus::Unknown,
                 Some(Reason::OutcomeUnknown),
