@@ -749,7 +749,7 @@ fn validate_email(
     bad: &mut Problems,
 ) -> Option<EmailSettings> {
     let from = match raw.from.parse::<lettre::message::Mailbox>() {
-        Ok(m) if EmailAddress::parse(&m.email.to_string()).is_ok() => Some(m),
+        Ok(m) if EmailAddress::parse(m.email.as_ref()).is_ok() => Some(m),
         _ => {
             bad.add(
                 "email.from",

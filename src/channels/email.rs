@@ -79,7 +79,7 @@ pub struct EmailChannel {
 
 enum Transport {
     File(PathBuf),
-    Smtp(SmtpPool),
+    Smtp(Box<SmtpPool>),
 }
 
 impl EmailChannel {
@@ -88,7 +88,7 @@ impl EmailChannel {
         let dkim = settings.dkim.as_ref().map(load_dkim).transpose()?;
         let transport = match &settings.transport {
             EmailTransport::File { dir } => Transport::File(dir.clone()),
-            EmailTransport::Smtp(smtp) => Transport::Smtp(SmtpPool::new(smtp)?),
+            EmailTransport::Smtp(smtp) => Transport::Smtp(Box::new(SmtpPool::new(smtp)?)),
         };
         Ok(EmailChannel {
             from: settings.from.clone(),

@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use herald::config::Settings;
+use herald::channels::email::EmailChannel;
+use herald::compose::{self, Content};
+use herald::config::{EmailTransport, OperatorSettings, Settings, SmtpSettings, SmtpTls};
+use herald::dispatcher::{Dispatcher, FixedClock};
+use herald::domain::{Audience, BatchId, MessageStatus, Reach};
 use herald::import::{ImportKind, ImportOptions, ImportReport, import_file};
-use herald::store::{self, RecipientFilter, Store};
+use herald::store::{self, Decided, Decision, MessageFilter, MessageView, RecipientFilter, Store};
 use tempfile::TempDir;
 
 /// A store with its settings and a folder for files the test writes.
@@ -85,9 +89,9 @@ pub fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A fixed instant: Tuesday 2026-11-24 11:00 in Warsaw.
+/// A fixed instant: Tuesday 2026-11-24 08:00 in Warsaw, when the tests create things.
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap()
 }
 
 /// Settings from the embedded defaults, ignoring the process's environment.
@@ -126,4 +130,123 @@ macro_rules! conformance {
             }
         )*
     };
+}
+
+/// The operator the dispatch tests approve with.
+pub const OWNER: &str = "owner";
+
+impl TestApp {
+    /// Settings that send through `smtp` on loopback, with a two-second timeout and an
+    /// `owner` operator who may approve.
+    pub fn smtp_settings(&self, smtp: &crate::smtp::SmtpServer) -> Settings {
+        let mut settings = self.settings.clone();
+        settings.email.transport = EmailTransport::Smtp(SmtpSettings {
+            host: smtp.addr.ip().to_string(),
+            port: smtp.addr.port(),
+            tls: SmtpTls::None,
+            credentials: None,
+            timeout: std::time::Duration::from_secs(2),
+            max_connections: 4,
+            idle_timeout: std::time::Duration::from_secs(30),
+            hello_name: Some("herald.test".into()),
+        });
+        settings.dispatch.lease = std::time::Duration::from_secs(15);
+        settings.dispatch.shutdown_grace = std::time::Duration::from_secs(5);
+        settings.operators.insert(
+            OWNER.into(),
+            OperatorSettings {
+                name: "School Owner".into(),
+                approve: true,
+                send_without_approval: false,
+            },
+        );
+        settings
+    }
+
+    /// A dispatcher with the given settings.
+    pub fn dispatcher_with(&self, settings: Settings, clock: &Arc<FixedClock>) -> Arc<Dispatcher> {
+        let email = Arc::new(EmailChannel::build(&settings.email).expect("the channel builds"));
+        Arc::new(Dispatcher::new(
+            Arc::clone(&self.store),
+            email,
+            Arc::new(settings),
+            Arc::clone(clock) as Arc<dyn herald::dispatcher::Clock>,
+            format!("test-{}", fastrand_name()),
+        ))
+    }
+
+    /// Composes an email to `audience`, stores it and approves it as the owner.
+    pub async fn approved_batch(
+        &self,
+        settings: &Settings,
+        audience: Audience,
+        reach: Reach,
+        now: DateTime<Utc>,
+    ) -> BatchId {
+        let content =
+            Content::new("School closed tomorrow", "The school is closed tomorrow.").unwrap();
+        let send = compose::compose_send(&*self.store, settings, OWNER, &audience, reach, &content)
+            .await
+            .unwrap();
+        let id = compose::store_send(&*self.store, &send, now).await.unwrap();
+        let decided = self
+            .store
+            .decide_batch(id, &Decision::Approve, OWNER, now)
+            .await
+            .unwrap();
+        assert!(matches!(decided, Decided::Done(_)));
+        id
+    }
+
+    /// The messages to one recipient, newest first.
+    pub async fn messages_to(&self, recipient: &str) -> Vec<MessageView> {
+        self.store
+            .messages(&MessageFilter {
+                recipient: Some(recipient.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The one message to `recipient` (panics if there is not exactly one).
+    pub async fn only_message_to(&self, recipient: &str) -> MessageView {
+        let mut all = self.messages_to(recipient).await;
+        assert_eq!(all.len(), 1, "messages to {recipient}: {all:?}");
+        all.remove(0)
+    }
+
+    /// How many messages stand in `status`.
+    pub async fn count(&self, status: MessageStatus) -> i64 {
+        self.store
+            .message_counts(&MessageFilter {
+                status: Some(status),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.count)
+            .sum()
+    }
+}
+
+fn fastrand_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Warsaw wall-clock time as a UTC instant.
+pub fn warsaw(local: &str) -> DateTime<Utc> {
+    let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").unwrap();
+    chrono_tz::Europe::Warsaw
+        .from_local_datetime(&naive)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
 }

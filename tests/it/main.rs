@@ -5,8 +5,10 @@
 //! `conformance!` block, which runs it on every backend the build has.
 
 mod helpers;
+mod smtp;
 
 mod calendar;
 mod cli;
 mod directory;
+mod dispatch;
 mod import;
