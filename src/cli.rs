@@ -19,13 +19,14 @@ use crate::compose::{self, Content};
 use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::dispatcher::FixedClock;
+use crate::domain::MessageId;
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
 use crate::domain::{Channel, EligibilityFacts, Holiday, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use crate::store::{self, RecipientFilter, Store};
-use crate::store::{Decided, Decision, MessageFilter};
+use crate::store::{ActionResult, Decided, Decision, MessageAction, MessageFilter};
 
 /// Herald: email and SMS for schools, with approval, send windows, holidays, consent
 /// and an SMS wallet.
@@ -160,6 +161,23 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Send a message again whose outcome is unknown or that failed (needs approve).
+    Resend {
+        /// The message id (`herald status`).
+        message: i64,
+        /// The operator.
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Withdraw a message that has not been sent, or drop one whose outcome is
+    /// unknown (needs approve).
+    Cancel {
+        /// The message id.
+        message: i64,
+        /// The operator.
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
     /// Run the daemon: a dispatch pass on each tick of dispatch.schedule, system
     /// messages at once; stops cleanly on SIGTERM or SIGINT.
     Run,
@@ -208,10 +226,14 @@ pub enum Command {
     },
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo {
-        /// The folder for the demo's database and import file [default: a new
-        /// folder herald-demo… under the current one].
+        /// The folder for the demo's database, import file and .eml files [default:
+        /// a new folder herald-demo… under the current one].
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Run the demo's dispatch pass as if at this school time, e.g.
+        /// 2026-11-24T10:00 [default: now].
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
 }
 
@@ -430,6 +452,12 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             decide(&settings, batch, &operator, Decision::Reject(reason), now).await
         }
+        Command::Resend { message, operator } => {
+            act(&settings, message, &operator, MessageAction::Resend, now).await
+        }
+        Command::Cancel { message, operator } => {
+            act(&settings, message, &operator, MessageAction::Cancel, now).await
+        }
         Command::Run => {
             let daemon = Daemon::build(settings).await?;
             let shutdown = CancellationToken::new();
@@ -486,7 +514,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir } => demo(settings, dir, now).await,
+        Command::Demo { dir, at } => {
+            let at = at.map(|t| school_time(&settings, &t)).transpose()?;
+            demo(settings, dir, now, at.unwrap_or(now)).await
+        }
     }
 }
 
@@ -556,6 +587,39 @@ fn parse_since(
     school_time(settings, text).with_context(|| {
         format!("--since {text:?}: expected a duration such as 24h or 7d, or a school date or time")
     })
+}
+
+async fn act(
+    settings: &Settings,
+    message: i64,
+    login: &str,
+    action: MessageAction,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let op = compose::operator(settings, login)?;
+    if !op.approve {
+        bail!(
+            "{login} may not resend or cancel messages (set approve = true in [operators.{login}])"
+        );
+    }
+    let store = store::open(&settings.database).await?;
+    let (verb, allowed) = match action {
+        MessageAction::Resend => ("queued again", "unknown or failed"),
+        MessageAction::Cancel => ("cancelled", "awaiting approval, queued or unknown"),
+    };
+    match store
+        .act_on_message(MessageId(message), action, login, now)
+        .await?
+    {
+        ActionResult::Done(before) => {
+            println!("Message {message} ({before}) {verb} by {}.", op.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        ActionResult::NotFound => bail!("there is no message {message}"),
+        ActionResult::NotApplicable(status) => {
+            bail!("message {message} is {status}; only a message that is {allowed} can be {verb}")
+        }
+    }
 }
 
 async fn decide(
@@ -1049,6 +1113,112 @@ async fn holidays(
     }
 }
 
+/// The demo's second half: a system message, an informational batch to every group
+/// (students and guardians) approved by the demo owner, and one dispatch pass at
+/// `at`, with the outcome in plain words.
+async fn demo_send(
+    settings: &mut Settings,
+    store: Arc<dyn Store>,
+    dir: &Path,
+    now: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    const OWNER: &str = "demo-owner";
+    let outbox = dir.join("outbox");
+    settings.email.transport = crate::config::EmailTransport::File {
+        dir: outbox.clone(),
+    };
+    settings.operators.insert(
+        OWNER.to_owned(),
+        crate::config::OperatorSettings {
+            name: "Demo owner".to_owned(),
+            approve: true,
+            send_without_approval: false,
+        },
+    );
+    let welcome = Content::new(
+        "Your parent account is ready",
+        "Good morning,\n\nyour account in the school's parent portal has been created.\n",
+    )?;
+    compose::notify(&*store, settings, "gd-01", &welcome, "platform", now).await?;
+    let evening = Content::new(
+        "Parents' evening on Thursday",
+        "Dear students and parents,\n\nthe parents' evening is on Thursday at 18:00 in the \
+         main hall.\n\nThe school office\n",
+    )?;
+    let send = compose::compose_send(
+        &*store,
+        settings,
+        OWNER,
+        &Audience::AllGroups,
+        Reach::Both,
+        &evening,
+    )
+    .await?;
+    let batch = compose::store_send(&*store, &send, now).await?;
+    store
+        .decide_batch(batch, &Decision::Approve, OWNER, now)
+        .await?;
+
+    let tz = settings.school.time_zone;
+    println!(
+        "Sending: a system message to gd-01, and batch {batch} \"{}\" to {} ({} messages), \
+         approved by the demo owner.",
+        evening.subject,
+        send.batch.audience,
+        send.messages.len()
+    );
+    let daemon = Daemon::build_with(
+        settings.clone(),
+        Arc::clone(&store),
+        Arc::new(FixedClock::new(at)),
+    )?;
+    let counts = daemon.run_once().await?;
+    println!(
+        "One dispatch pass at {} ({}): {} sent, {} held, {} blocked, {} failed.",
+        at.with_timezone(&tz).format("%a %d %b %H:%M"),
+        tz.name(),
+        counts.sent,
+        counts.held,
+        send.messages
+            .iter()
+            .filter(|m| m.status == MessageStatus::Blocked)
+            .count() as u64
+            + counts.blocked,
+        counts.failed
+    );
+    let all = store.message_counts(&MessageFilter::default()).await?;
+    for c in &all {
+        println!("  {:>4}  {}", c.count, status_words(c.status, c.reason));
+    }
+    let calendar = store.calendar(at.with_timezone(&tz).date_naive()).await?;
+    if let Some(reason) = settings.send_window.hold_reason(at, &calendar) {
+        let opens = settings
+            .send_window
+            .next_opening(at, &calendar)
+            .map(|t| t.format("%a %d %b %H:%M").to_string())
+            .unwrap_or_else(|| "no opening within a year".into());
+        println!(
+            "It is {} at the school: {}. The batch waits until {opens}; the system message \
+             did not wait. To see the batch go, run the demo as if in school hours: \
+             `herald demo --at {}T10:00`.",
+            at.with_timezone(&tz).format("%H:%M on %A"),
+            reason.describe(),
+            settings
+                .send_window
+                .next_opening(at, &calendar)
+                .map(|t| t.date_naive())
+                .unwrap_or_else(|| at.with_timezone(&tz).date_naive())
+        );
+    }
+    let files = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    println!(
+        "The sent email is in {} ({files} .eml file(s), one per message, named by Message-ID).",
+        outbox.display()
+    );
+    Ok(())
+}
+
 /// A folder under the current one that does not exist yet: `herald-demo`,
 /// `herald-demo-2`, …
 fn fresh_demo_dir() -> anyhow::Result<PathBuf> {
@@ -1068,6 +1238,7 @@ async fn demo(
     mut settings: Settings,
     dir: Option<PathBuf>,
     now: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let dir = match dir {
         Some(d) => d,
@@ -1210,13 +1381,16 @@ async fn demo(
         }
     }
     println!();
-    print_timing(&settings, &calendar, now, tz);
+    print_timing(&settings, &calendar, at, tz);
+    println!();
+    demo_send(&mut settings, store, &dir, now, at).await?;
     println!();
     println!("Look around (the demo database is selected by HERALD__DATABASE__URL):");
     let url = format!("HERALD__DATABASE__URL=sqlite://{}", database.display());
+    println!("  {url} herald status --summary");
+    println!("  {url} herald status --recipient gd-07");
+    println!("  {url} herald outbox --all");
     println!("  {url} herald recipients --ineligible");
-    println!("  {url} herald recipients --group g-1a --json");
-    println!("  {url} herald holidays list");
     Ok(ExitCode::SUCCESS)
 }
 

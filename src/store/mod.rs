@@ -371,6 +371,40 @@ pub enum Finish {
     Hold(Reason, DateTime<Utc>),
 }
 
+/// What an operator does to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageAction {
+    /// Send again: an `unknown` or `failed` message goes back in the queue.
+    Resend,
+    /// Withdraw: a message not sent yet (or `unknown`) will not go.
+    Cancel,
+}
+
+impl MessageAction {
+    /// The statuses the action applies to.
+    pub fn applies_to(self) -> &'static [MessageStatus] {
+        match self {
+            MessageAction::Resend => &[MessageStatus::Unknown, MessageStatus::Failed],
+            MessageAction::Cancel => &[
+                MessageStatus::AwaitingApproval,
+                MessageStatus::Queued,
+                MessageStatus::Unknown,
+            ],
+        }
+    }
+}
+
+/// What an operator's action did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionResult {
+    /// Done; the message was in this status before.
+    Done(MessageStatus),
+    /// No such message.
+    NotFound,
+    /// The action does not apply to a message in this status.
+    NotApplicable(MessageStatus),
+}
+
 /// Which messages a listing wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
@@ -497,6 +531,15 @@ pub trait OutboxStore: Send + Sync {
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Resends or cancels one message, as `actor`.
+    async fn act_on_message(
+        &self,
+        id: MessageId,
+        action: MessageAction,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ActionResult>;
 
     /// Gives back messages `owner` claimed but did not finish (a stopping daemon).
     async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64>;

@@ -17,9 +17,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed, Decided, Decision,
-    DirectoryCounts, DirectoryStore, Finish, MessageFilter, MessageView, NewBatch, NewMessage,
-    OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError,
+    ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed, Decided,
+    Decision, DirectoryCounts, DirectoryStore, Finish, MessageAction, MessageFilter, MessageView,
+    NewBatch, NewMessage, OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount,
+    StoreError,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
@@ -1325,6 +1326,46 @@ impl OutboxStore for SqliteStore {
         insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn act_on_message(
+        &self,
+        id: MessageId,
+        action: MessageAction,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ActionResult> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(ActionResult::NotFound);
+        };
+        let status: MessageStatus = parse_code("messages.status", &status)?;
+        if !action.applies_to().contains(&status) {
+            return Ok(ActionResult::NotApplicable(status));
+        }
+        let (new_status, note) = match action {
+            MessageAction::Resend => (MessageStatus::Queued, "resent by an operator"),
+            MessageAction::Cancel => (MessageStatus::Cancelled, "cancelled by an operator"),
+        };
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = NULL, updated_at = $3,
+                 next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, None, Some(actor), note).await?;
+        tx.commit().await?;
+        Ok(ActionResult::Done(status))
     }
 
     async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64> {

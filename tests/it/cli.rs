@@ -183,10 +183,41 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     assert!(stdout.contains("\"kowalczyk@gmail\""), "{stdout}");
     assert!(stdout.contains("Christmas break"), "{stdout}");
 
-    // A second run makes a new folder instead of touching the first.
-    let out = herald(dir.path(), &["demo"], &[]);
+    // A second run makes a new folder instead of touching the first; run in school
+    // hours, the approved batch goes and lands as .eml files.
+    let out = herald(dir.path(), &["demo", "--at", "2026-11-24T10:00"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
     assert!(dir.path().join("herald-demo-2/herald.db").exists());
+    assert!(
+        stdout.contains(
+            "One dispatch pass at Tue 24 Nov 10:00 (Europe/Warsaw): 25 sent, 0 held, 26 blocked"
+        ),
+        "{stdout}"
+    );
+    let eml = std::fs::read_dir(dir.path().join("herald-demo-2/outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml")
+        })
+        .count();
+    assert_eq!(eml, 25);
+    // Outside the window the batch is held and the demo says until when.
+    let out = herald(
+        dir.path(),
+        &["demo", "--dir", "night", "--at", "2026-11-28T22:00"],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1 sent, 24 held"), "{stdout}");
+    assert!(
+        stdout.contains("The batch waits until Mon 30 Nov 08:00"),
+        "{stdout}"
+    );
     let out = herald(dir.path(), &["demo", "--dir", "herald-demo"], &[]);
     assert!(
         !out.status.success(),

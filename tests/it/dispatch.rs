@@ -9,7 +9,9 @@ use herald::compose::{self, Content};
 use herald::daemon::Daemon;
 use herald::dispatcher::{FixedClock, Outcome};
 use herald::domain::{Audience, BatchStatus, Holiday, MessageKind, MessageStatus, Reach, Reason};
-use herald::store::{AttemptOutcome, Decided, Decision, MessageFilter};
+use herald::store::{
+    ActionResult, AttemptOutcome, Decided, Decision, MessageAction, MessageFilter,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::conformance;
@@ -441,8 +443,42 @@ async fn a_connection_dropped_after_data_leaves_the_outcome_unknown(app: TestApp
         detail.contains("after the message was handed over"),
         "{detail}"
     );
-    // Not retried: an operator decides whether to send again.
+    // Not retried: an operator decides whether to send again …
     assert!(drain(&d).await.is_empty());
+    let anna = app.only_message_to("gd-2001").await;
+    let resent = app
+        .store
+        .act_on_message(anna.id, MessageAction::Resend, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(resent, ActionResult::Done(MessageStatus::Unknown));
+    // … or to drop it.
+    let dropped = app
+        .store
+        .act_on_message(stalled.id, MessageAction::Cancel, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(dropped, ActionResult::Done(MessageStatus::Unknown));
+    assert_eq!(drain(&d).await, [Outcome::Sent]);
+    // The resent message keeps its Message-ID, so the receiving side can tell.
+    let received = smtp.received_for("anna.nowak@example.pl");
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0]
+            .header("Message-ID")
+            .unwrap()
+            .starts_with(&format!("<herald.{}.", anna.id))
+    );
+    assert_eq!(
+        app.only_message_to("t-3001").await.status,
+        MessageStatus::Cancelled
+    );
+    let again = app
+        .store
+        .act_on_message(anna.id, MessageAction::Cancel, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(again, ActionResult::NotApplicable(MessageStatus::Sent));
 }
 
 async fn attempts_run_out_after_max_attempts_passing_failures(app: TestApp) {
