@@ -224,3 +224,85 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         "an existing demo database is not overwritten"
     );
 }
+
+#[test]
+fn herald_run_sends_a_system_message_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://state/herald.db"),
+        ("HERALD__EMAIL__FILE__DIR", "outbox"),
+        ("HERALD__DISPATCH__WAKE_POLL", "100ms"),
+    ];
+    let example = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/import")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let out = herald(dir.path(), &["import", &example("school.json")], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir.path()).arg("run");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut daemon = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = herald(
+        dir.path(),
+        &[
+            "notify",
+            "gd-2001",
+            "--subject",
+            "Password reset",
+            "--body",
+            "Code 1234",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let started = std::time::Instant::now();
+    let outbox = dir.path().join("outbox");
+    while std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0) == 0
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        1,
+        "the daemon sent it"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = daemon.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("herald stopped"), "{log}");
+    let out = herald(dir.path(), &["status", "--json"], &env);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["status"], "sent");
+    assert_eq!(list[0]["kind"], "system");
+    for key in [
+        "id",
+        "batch_id",
+        "channel",
+        "recipient_id",
+        "reason",
+        "created_at",
+        "sent_at",
+        "attempts",
+    ] {
+        assert!(list[0].get(key).is_some(), "status --json has {key}");
+    }
+}

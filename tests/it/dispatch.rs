@@ -32,6 +32,7 @@ conformance!(
     consent_withdrawn_after_approval_blocks_the_message_before_sending,
     a_clean_stop_during_a_burst_leaves_nothing_in_sending,
     a_system_message_goes_without_waiting_for_the_tick,
+    an_operator_who_may_send_without_approval_skips_the_outbox,
 );
 
 /// Drains the queue by stepping the dispatcher until nothing is due.
@@ -711,4 +712,46 @@ async fn a_system_message_goes_without_waiting_for_the_tick(app: TestApp) {
         ..Default::default()
     };
     assert!(app.store.messages(&filter).await.unwrap().is_empty());
+}
+
+async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let mut settings = app.smtp_settings(&smtp);
+    settings.operators.insert(
+        "teacher".into(),
+        herald::config::OperatorSettings {
+            name: "Barbara Malinowska".into(),
+            approve: false,
+            send_without_approval: true,
+        },
+    );
+    let content = Content::new("Homework", "Chapter 3, exercises 1-5.").unwrap();
+    let send = compose::compose_send(
+        &*app.store,
+        &settings,
+        "teacher",
+        &Audience::Group("g-1a".into()),
+        Reach::Guardians,
+        &content,
+    )
+    .await
+    .unwrap();
+    compose::store_send(&*app.store, &send, now())
+        .await
+        .unwrap();
+    let batch = &app.store.batches(None).await.unwrap()[0];
+    assert_eq!(batch.status, BatchStatus::Approved);
+    assert_eq!(batch.decided_by.as_deref(), Some("teacher"));
+    assert!(
+        app.store
+            .batches(Some(BatchStatus::AwaitingApproval))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(drain(&d).await, [Outcome::Sent]);
+    assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 1);
 }

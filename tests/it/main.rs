@@ -11,4 +11,5 @@ mod calendar;
 mod cli;
 mod directory;
 mod dispatch;
+mod email;
 mod import;

@@ -1,0 +1,111 @@
+//! The email channel on its own: the `.eml` file transport and DKIM signing.
+
+use chrono::{TimeZone, Utc};
+use herald::channels::SendOutcome;
+use herald::channels::email::{EmailChannel, OutgoingEmail};
+use herald::config::{DkimAlgorithm, DkimSettings, EmailTransport};
+use herald::domain::{EmailAddress, MessageId};
+
+use crate::helpers::default_settings;
+
+fn outgoing<'a>(to: &'a EmailAddress) -> OutgoingEmail<'a> {
+    OutgoingEmail {
+        id: MessageId(7),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+        to_name: "Anna Nowak",
+        to,
+        subject: "Zebranie rodziców",
+        body: "Zapraszamy w czwartek o 18:00.",
+        date: Utc.with_ymd_and_hms(2026, 11, 24, 9, 30, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_file_transport_writes_one_eml_per_message_and_a_retry_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = default_settings().email;
+    settings.transport = EmailTransport::File {
+        dir: dir.path().join("outbox"),
+    };
+    let channel = EmailChannel::build(&settings).unwrap();
+    let to = EmailAddress::parse("anna.nowak@example.pl").unwrap();
+    for _ in 0..2 {
+        let outcome = channel.send(&outgoing(&to)).await;
+        assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.contains("Message-ID: <herald.7.1795510800@herald-school.example>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Date: Tue, 24 Nov 2026 09:30:00 +0000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("To: \"Anna Nowak\" <anna.nowak@example.pl>"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dkim_signs_with_the_configured_key_and_a_bad_key_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.key");
+    // An Ed25519 key is any 32 bytes, written as base64.
+    std::fs::write(&key, "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\n").unwrap();
+    let mut settings = default_settings().email;
+    settings.transport = EmailTransport::File {
+        dir: dir.path().join("outbox"),
+    };
+    settings.dkim = Some(DkimSettings {
+        selector: "herald2026".into(),
+        domain: "herald-school.example".into(),
+        algorithm: DkimAlgorithm::Ed25519,
+        private_key_file: key.clone(),
+    });
+    let channel = EmailChannel::build(&settings).unwrap();
+    let to = EmailAddress::parse("anna.nowak@example.pl").unwrap();
+    channel.send(&outgoing(&to)).await;
+    let file = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(file).unwrap();
+    // The header is folded over several lines: unfold it.
+    let start = text
+        .find("DKIM-Signature:")
+        .unwrap_or_else(|| panic!("no DKIM-Signature in {text}"));
+    let mut signature = String::new();
+    for (i, line) in text[start..].split("\r\n").enumerate() {
+        if i > 0 && !line.starts_with([' ', '\t']) {
+            break;
+        }
+        signature.push_str(line.trim());
+    }
+    assert!(signature.contains("a=ed25519-sha256"), "{signature}");
+    assert!(signature.contains("d=herald-school.example"), "{signature}");
+    assert!(signature.contains("s=herald2026"), "{signature}");
+
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    if let Some(dkim) = settings.dkim.as_mut() {
+        dkim.algorithm = DkimAlgorithm::Rsa;
+    }
+    let err = EmailChannel::build(&settings)
+        .err()
+        .expect("a bad key is refused");
+    let text = err.to_string();
+    assert!(text.contains("email.dkim.private_key_file"), "{text}");
+    assert!(text.contains("PKCS#1"), "{text}");
+}
