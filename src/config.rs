@@ -87,6 +87,7 @@ struct RawSchool {
 struct RawDatabase {
     url: SecretString,
     max_connections: u32,
+    acquire_timeout: String,
     busy_timeout: String,
     migrate_on_start: bool,
 }
@@ -257,6 +258,8 @@ pub struct DatabaseSettings {
     pub backend: Backend,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout: Duration,
     /// How long a writer waits for SQLite's lock before giving up.
     pub busy_timeout: Duration,
     /// Apply pending migrations whenever Herald opens the database.
@@ -268,6 +271,8 @@ pub struct DatabaseSettings {
 pub enum Backend {
     /// An SQLite file at this path.
     Sqlite(PathBuf),
+    /// A PostgreSQL server (the URL is in `DatabaseSettings::url`).
+    Postgres,
 }
 
 impl DatabaseSettings {
@@ -280,6 +285,12 @@ impl DatabaseSettings {
     pub fn use_sqlite_file(&mut self, path: &Path) {
         self.url = SecretString::from(format!("sqlite://{}", path.display()));
         self.backend = Backend::Sqlite(path.to_owned());
+    }
+
+    /// Points the settings at a PostgreSQL database (tests use their own).
+    pub fn use_postgres(&mut self, url: &str) {
+        self.url = SecretString::from(url.to_owned());
+        self.backend = Backend::Postgres;
     }
 }
 
@@ -537,6 +548,14 @@ impl Raw {
                 "a number of connections of at least 1",
             );
         }
+        let acquire_timeout = parse_duration(&self.database.acquire_timeout).unwrap_or_else(|| {
+            bad.add(
+                "database.acquire_timeout",
+                &self.database.acquire_timeout,
+                "a duration such as \"10s\"",
+            );
+            Duration::from_secs(10)
+        });
         let busy_timeout = parse_duration(&self.database.busy_timeout).unwrap_or_else(|| {
             bad.add(
                 "database.busy_timeout",
@@ -701,6 +720,7 @@ impl Raw {
                 url: SecretString::from(url),
                 backend,
                 max_connections: self.database.max_connections,
+                acquire_timeout,
                 busy_timeout,
                 migrate_on_start: self.database.migrate_on_start,
             },
@@ -918,18 +938,20 @@ fn is_locale(tag: &str) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// Reads `sqlite://PATH`, `sqlite:PATH` or a bare path ending in `.db`.
+/// Reads `sqlite://PATH`, `sqlite:PATH`, or `postgres://…` / `postgresql://…`.
 fn parse_database_url(url: &str) -> std::result::Result<Backend, String> {
-    const EXPECTED: &str = "an SQLite URL such as \"sqlite://herald.db\" or \
-                            \"sqlite:///var/lib/herald/herald.db\"";
+    const EXPECTED: &str = "an SQLite URL such as \"sqlite://herald.db\" or a PostgreSQL \
+                            URL such as \"postgres://herald@db.example/herald\"";
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return match url.parse::<sqlx::postgres::PgConnectOptions>() {
+            Ok(_) => Ok(Backend::Postgres),
+            Err(e) => Err(format!("{EXPECTED} ({e})")),
+        };
+    }
     let path = if let Some(rest) = url.strip_prefix("sqlite://") {
         rest
     } else if let Some(rest) = url.strip_prefix("sqlite:") {
         rest
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Err(format!(
-            "{EXPECTED} (this build stores its data in SQLite; PostgreSQL is not available yet)"
-        ));
     } else {
         return Err(EXPECTED.to_owned());
     };

@@ -18,6 +18,22 @@ use crate::domain::{
     MessageKind, MessageStatus, Reach, Reason,
 };
 
+/// The messages a [`MessageFilter`] selects, as SQL both backends run; shared by the
+/// listing and the counts. Parameters `$1`…`$6`: batch, recipient, status, kind,
+/// channel, since.
+macro_rules! message_filter {
+    () => {
+        "($1 IS NULL OR m.batch_id = $1)
+         AND ($2 IS NULL OR m.recipient_external_id = $2)
+         AND ($3 IS NULL OR m.status = $3)
+         AND ($4 IS NULL OR m.kind = $4)
+         AND ($5 IS NULL OR m.channel = $5)
+         AND ($6 IS NULL OR m.created_at >= $6)"
+    };
+}
+
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 /// What can go wrong in the store.
@@ -583,16 +599,50 @@ pub trait CalendarStore: Send + Sync {
     }
 }
 
-/// Everything Herald stores, behind one handle.
-pub trait Store: DirectoryStore + CalendarStore + OutboxStore {}
+/// How several Herald instances on one database coordinate.
+#[async_trait]
+pub trait CoordinationStore: Send + Sync {
+    /// Takes or renews the leader lease `name` for `owner` until `until`. `true` when
+    /// `owner` holds it now; `false` when another instance holds an unexpired one.
+    async fn try_lead(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
 
-impl<T: DirectoryStore + CalendarStore + OutboxStore> Store for T {}
+    /// Gives a leader lease up, so another instance need not wait for it to expire.
+    async fn resign(&self, name: &str, owner: &str) -> Result<()>;
+
+    /// A signal that fires when another process created a message that should go at
+    /// once (PostgreSQL's LISTEN/NOTIFY); `None` where the backend has no such signal,
+    /// and the daemon relies on polling.
+    async fn wakeups(&self) -> Result<Option<Arc<tokio::sync::Notify>>>;
+}
+
+/// The channel of PostgreSQL notifications that wake dispatchers.
+pub const WAKE_CHANNEL: &str = "herald_wake";
+
+/// Everything Herald stores, behind one handle.
+pub trait Store: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore {}
+
+impl<T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore> Store for T {}
 
 /// Opens the database the settings name, applying or checking migrations.
 pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>> {
     match &settings.backend {
         Backend::Sqlite(path) => {
             let store = sqlite::SqliteStore::open(path, settings).await?;
+            if settings.migrate_on_start {
+                store.migrate().await?;
+            } else {
+                store.check_migrated().await?;
+            }
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres => {
+            let store = postgres::PgStore::open(settings).await?;
             if settings.migrate_on_start {
                 store.migrate().await?;
             } else {
@@ -612,5 +662,6 @@ pub async fn migrate(settings: &DatabaseSettings) -> Result<Vec<i64>> {
                 .migrate()
                 .await
         }
+        Backend::Postgres => postgres::PgStore::open(settings).await?.migrate().await,
     }
 }

@@ -9,23 +9,26 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::shared::{
+    ApplyError, Applying, Outcome, consent_at, email_failure, parse_code, parse_reason, parse_role,
+    parse_status,
+};
 use super::{
-    ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed, Decided,
-    Decision, DirectoryCounts, DirectoryStore, Finish, MessageAction, MessageFilter, MessageView,
-    NewBatch, NewMessage, OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount,
-    StoreError,
+    ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed,
+    CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish, MessageAction,
+    MessageFilter, MessageView, NewBatch, NewMessage, OutboxStore, PassCounts, RecipientFilter,
+    Refused, Result, StatusCount, StoreError,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
-    Consent, ContractConsent, ContractRecord, ContractStatus, DirectoryRecord, GroupSummary,
-    Recipient, RecipientId, RecipientRecord, Role,
+    Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
+    RecipientId, RecipientRecord, Role,
 };
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, MessageId, MessageKind,
@@ -68,6 +71,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
@@ -115,35 +119,6 @@ impl SqliteStore {
         &self.pool
     }
 }
-
-type Outcome = std::result::Result<Applied, Refused>;
-
-/// Why one record was not applied: refused by the data, or a failing store (which
-/// aborts the whole import).
-enum ApplyError {
-    Refused(Refused),
-    Store(StoreError),
-}
-
-impl From<Refused> for ApplyError {
-    fn from(r: Refused) -> Self {
-        ApplyError::Refused(r)
-    }
-}
-
-impl From<sqlx::Error> for ApplyError {
-    fn from(e: sqlx::Error) -> Self {
-        ApplyError::Store(e.into())
-    }
-}
-
-impl From<StoreError> for ApplyError {
-    fn from(e: StoreError) -> Self {
-        ApplyError::Store(e)
-    }
-}
-
-type Applying = std::result::Result<Applied, ApplyError>;
 
 /// A recipient reference that must exist and have one of `roles`: its id.
 async fn require_recipient(
@@ -399,20 +374,12 @@ async fn apply_contract(
         .await?;
         return Ok(Applied::Created);
     };
-    // A consent date changes when the platform gives one, or when the flag flips
-    // (then it is the moment Herald learnt of it); re-importing the same row keeps it.
-    let consent_at = |flag: bool, old_flag: bool, old_at: Option<DateTime<Utc>>| match c.consent_at
-    {
-        Some(at) => Some(at),
-        None if flag != old_flag => Some(now),
-        None => old_at,
-    };
     let old_email: bool = row.try_get("consent_email")?;
     let old_sms: bool = row.try_get("consent_sms")?;
     let old_email_at: Option<DateTime<Utc>> = row.try_get("consent_email_at")?;
     let old_sms_at: Option<DateTime<Utc>> = row.try_get("consent_sms_at")?;
-    let email_at = consent_at(c.consent_email, old_email, old_email_at);
-    let sms_at = consent_at(c.consent_sms, old_sms, old_sms_at);
+    let email_at = consent_at(c.consent_at, c.consent_email, old_email, old_email_at, now);
+    let sms_at = consent_at(c.consent_at, c.consent_sms, old_sms, old_sms_at, now);
     let same = row.try_get::<i64, _>("student_id")? == student_id
         && row.try_get::<Option<String>, _>("number")? == c.number
         && row.try_get::<String, _>("status")? == c.status.as_str()
@@ -444,20 +411,6 @@ async fn apply_contract(
     .execute(conn)
     .await?;
     Ok(Applied::Updated)
-}
-
-fn parse_role(text: &str) -> Result<Role> {
-    Role::from_str(text).map_err(|_| StoreError::Corrupt {
-        column: "recipients.role",
-        value: text.to_owned(),
-    })
-}
-
-fn parse_status(text: &str) -> Result<ContractStatus> {
-    ContractStatus::from_str(text).map_err(|_| StoreError::Corrupt {
-        column: "contracts.status",
-        value: text.to_owned(),
-    })
 }
 
 /// Ids as a JSON array, so one statement can take a list of any length
@@ -530,17 +483,10 @@ impl DirectoryStore for SqliteStore {
                 email: row.try_get("email")?,
                 phone: row.try_get("phone")?,
                 sms_enabled: row.try_get("sms_enabled")?,
-                email_failure: match (
-                    row.try_get::<Option<String>, _>("email_failure")?,
-                    row.try_get::<Option<DateTime<Utc>>, _>("email_failing_since")?,
-                ) {
-                    (Some(detail), Some(since)) => Some(format!(
-                        "{detail} (since {})",
-                        since.format("%Y-%m-%d %H:%M UTC")
-                    )),
-                    (Some(detail), None) => Some(detail),
-                    _ => None,
-                },
+                email_failure: email_failure(
+                    row.try_get("email_failure")?,
+                    row.try_get("email_failing_since")?,
+                ),
             });
         }
 
@@ -822,29 +768,6 @@ impl CalendarStore for SqliteStore {
             })
             .collect())
     }
-}
-
-fn parse_code<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        value: text.to_owned(),
-    })
-}
-
-fn parse_reason(text: Option<String>) -> Result<Option<Reason>> {
-    text.map(|t| parse_code("messages.reason", &t)).transpose()
-}
-
-/// The messages a [`MessageFilter`] selects; shared by the listing and the counts.
-macro_rules! message_filter {
-    () => {
-        "($1 IS NULL OR m.batch_id = $1)
-         AND ($2 IS NULL OR m.recipient_external_id = $2)
-         AND ($3 IS NULL OR m.status = $3)
-         AND ($4 IS NULL OR m.kind = $4)
-         AND ($5 IS NULL OR m.channel = $5)
-         AND ($6 IS NULL OR m.created_at >= $6)"
-    };
 }
 
 /// Binds a [`MessageFilter`]'s six parameters in `message_filter!` order.
@@ -1522,5 +1445,45 @@ impl OutboxStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[async_trait]
+impl CoordinationStore for SqliteStore {
+    async fn try_lead(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        // One statement: take the lease if it is free, ours, or expired.
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leader_leases (name, owner, until) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE leader_leases.owner = excluded.owner OR leader_leases.until < $3
+             RETURNING owner",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
+        // SQLite has no notifications between processes: the daemon polls.
+        Ok(None)
     }
 }

@@ -118,7 +118,7 @@ fn without_migrate_on_start_an_unmigrated_database_is_refused_until_migrate() {
     );
     let out = herald(dir.path(), &["migrate"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Applied 2 migration"));
+    assert!(text(&out.stdout).contains("Applied 3 migration"));
     let out = herald(dir.path(), &["groups"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -21,6 +21,35 @@ pub struct TestApp {
     /// The settings it was opened with.
     pub settings: Settings,
     dir: TempDir,
+    /// For PostgreSQL: the server's admin URL and the test's own database, dropped
+    /// when the test ends.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop cannot await; a thread with its own runtime can. FORCE ends the
+        // connections the test's pools still hold.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl TestApp {
@@ -113,19 +142,96 @@ pub async fn sqlite() -> TestApp {
         store,
         settings,
         dir,
+        postgres: None,
     }
 }
 
-/// Runs each listed `async fn(TestApp)` once per backend, as `<name>::sqlite`.
-/// PostgreSQL joins here with its backend.
+/// The PostgreSQL server the tests may use: `HERALD_TEST_POSTGRES`, a connection URL
+/// of a role that may create databases. `None` (and a printed line) when unset,
+/// unless `HERALD_REQUIRE_POSTGRES` is set, as in CI: then a missing server fails.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("HERALD_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("HERALD_REQUIRE_POSTGRES").is_none(),
+                "HERALD_REQUIRE_POSTGRES is set but HERALD_TEST_POSTGRES is not"
+            );
+            eprintln!(
+                "skipped on PostgreSQL: set HERALD_TEST_POSTGRES to a connection URL to run it"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}/{database}{query}", &base[..host_end])
+}
+
+/// A fresh PostgreSQL database of its own (so tests run in parallel), or `None` when
+/// no server is configured.
+pub async fn postgres() -> Option<TestApp> {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin = postgres_admin_url()?;
+    let name = format!(
+        "herald_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        fastrand_name().replace('-', "_")
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("HERALD_TEST_POSTGRES does not connect: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().expect("a temp folder");
+    let mut settings = default_settings();
+    settings
+        .database
+        .use_postgres(&with_database(&admin, &name));
+    let store = store::open(&settings.database)
+        .await
+        .expect("the PostgreSQL store opens");
+    Some(TestApp {
+        store,
+        settings,
+        dir,
+        postgres: Some((admin, name)),
+    })
+}
+
+/// Runs each listed `async fn(TestApp)` once per backend, as `<name>::sqlite` and
+/// `<name>::postgres` (the latter only when `HERALD_TEST_POSTGRES` is set).
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     super::$name($crate::helpers::sqlite().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = $crate::helpers::postgres().await {
+                        super::$name(app).await;
+                    }
                 }
             }
         )*

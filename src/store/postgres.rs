@@ -1,0 +1,1507 @@
+//! The PostgreSQL backend: several Herald instances on one database.
+//!
+//! Claims take rows with `FOR UPDATE SKIP LOCKED` inside the one statement that sets
+//! the lease, so two instances never claim the same message and never wait for each
+//! other; outcomes are recorded in short transactions that lock the one message row.
+//! Creating a system message notifies the other instances (`NOTIFY herald_wake`), so
+//! one created on instance A is sent by instance B at once. The SQL mirrors
+//! `sqlite.rs` statement for statement; the differences are PostgreSQL's (`= ANY`
+//! for lists, `IS NOT DISTINCT FROM`, row locks).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::shared::{
+    ApplyError, Applying, Outcome, consent_at, email_failure, parse_code, parse_reason, parse_role,
+    parse_status,
+};
+use super::{
+    ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed,
+    CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish, MessageAction,
+    MessageFilter, MessageView, NewBatch, NewMessage, OutboxStore, PassCounts, RecipientFilter,
+    Refused, Result, StatusCount, StoreError, WAKE_CHANNEL,
+};
+use crate::config::DatabaseSettings;
+use crate::domain::directory::{
+    Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
+    RecipientId, RecipientRecord, Role,
+};
+use crate::domain::{
+    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, MessageId, MessageKind,
+    MessageStatus, Reach, Reason,
+};
+
+/// The migrations of this backend, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Records applied per write transaction: large enough that an import of thousands of
+/// rows is not a commit per row, small enough that readers never wait long.
+const APPLY_CHUNK: usize = 500;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database `settings.url` names.
+    pub async fn open(settings: &DatabaseSettings) -> Result<PgStore> {
+        let options: PgConnectOptions = settings
+            .url
+            .expose_secret()
+            .parse()
+            .map_err(StoreError::Database)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Applies pending migrations; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
+        let before = self.schema_version().await?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| before.is_none_or(|b| *v > b))
+            .collect())
+    }
+
+    /// Fails unless every migration of this build is applied.
+    pub async fn check_migrated(&self) -> Result<()> {
+        let needed = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let found = self.schema_version().await?;
+        if found.unwrap_or(0) < needed {
+            return Err(StoreError::NotMigrated { found, needed });
+        }
+        Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<Option<i64>> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The pool, for tests that need to look underneath.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A recipient reference that must exist and have one of `roles`: its id.
+async fn require_recipient(
+    conn: &mut PgConnection,
+    field: &'static str,
+    external_id: &str,
+    roles: &[Role],
+    expected: &'static str,
+) -> std::result::Result<i64, ApplyError> {
+    let row = sqlx::query("SELECT id, role FROM recipients WHERE external_id = $1")
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Err(Refused::Unknown {
+            field,
+            value: external_id.to_owned(),
+            expected,
+        }
+        .into());
+    };
+    let role = parse_role(&row.try_get::<String, _>("role")?)?;
+    if !roles.contains(&role) {
+        return Err(Refused::WrongRole {
+            field,
+            value: external_id.to_owned(),
+            found: role,
+            expected,
+        }
+        .into());
+    }
+    Ok(row.try_get("id")?)
+}
+
+/// Inserts a link row (guardianship, membership) unless it exists.
+async fn insert_link(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    a: i64,
+    b: i64,
+    now: DateTime<Utc>,
+) -> Applying {
+    let done = sqlx::query(sql)
+        .bind(a)
+        .bind(b)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(if done.rows_affected() == 1 {
+        Applied::Created
+    } else {
+        Applied::Unchanged
+    })
+}
+
+/// Applies one record. Every record checks its references before its one write, so
+/// a refused record has written nothing and needs no savepoint.
+async fn apply_one(
+    conn: &mut PgConnection,
+    record: &DirectoryRecord,
+    now: DateTime<Utc>,
+) -> Applying {
+    match record {
+        DirectoryRecord::Recipient(r) => apply_recipient(conn, r, now).await,
+        DirectoryRecord::Guardianship { guardian, student } => {
+            let guardian =
+                require_recipient(conn, "guardian_id", guardian, &[Role::Guardian], "guardian")
+                    .await?;
+            let student =
+                require_recipient(conn, "student_id", student, &[Role::Student], "student").await?;
+            insert_link(
+                conn,
+                "INSERT INTO guardianships (guardian_id, student_id, created_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                guardian,
+                student,
+                now,
+            )
+            .await
+        }
+        DirectoryRecord::Group { external_id, name } => {
+            apply_group(conn, external_id, name, now).await
+        }
+        DirectoryRecord::Membership { group, member } => {
+            let group_id: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM groups WHERE external_id = $1")
+                    .bind(group)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let group_id = group_id.ok_or_else(|| Refused::Unknown {
+                field: "group_id",
+                value: group.to_owned(),
+                expected: "group",
+            })?;
+            let member = require_recipient(
+                conn,
+                "member_id",
+                member,
+                &[Role::Student, Role::Teacher],
+                "student or teacher",
+            )
+            .await?;
+            insert_link(
+                conn,
+                "INSERT INTO group_members (group_id, recipient_id, created_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                group_id,
+                member,
+                now,
+            )
+            .await
+        }
+        DirectoryRecord::Contract(c) => apply_contract(conn, c, now).await,
+    }
+}
+
+async fn apply_recipient(
+    conn: &mut PgConnection,
+    r: &RecipientRecord,
+    now: DateTime<Utc>,
+) -> Applying {
+    let existing = sqlx::query(
+        "SELECT id, role, name, locale, email, phone, phone_e164, sms_enabled
+         FROM recipients WHERE external_id = $1",
+    )
+    .bind(&r.external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = existing else {
+        sqlx::query(
+            "INSERT INTO recipients
+                (external_id, role, name, locale, email, phone, phone_e164, sms_enabled,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&r.external_id)
+        .bind(r.role.as_str())
+        .bind(&r.name)
+        .bind(&r.locale)
+        .bind(&r.email)
+        .bind(&r.phone)
+        .bind(&r.phone_e164)
+        .bind(r.sms_enabled)
+        .bind(now)
+        .execute(conn)
+        .await?;
+        return Ok(Applied::Created);
+    };
+    let same = row.try_get::<String, _>("role")? == r.role.as_str()
+        && row.try_get::<String, _>("name")? == r.name
+        && row.try_get::<Option<String>, _>("locale")? == r.locale
+        && row.try_get::<Option<String>, _>("email")? == r.email
+        && row.try_get::<Option<String>, _>("phone")? == r.phone
+        && row.try_get::<Option<String>, _>("phone_e164")? == r.phone_e164
+        && row.try_get::<bool, _>("sms_enabled")? == r.sms_enabled;
+    if same {
+        return Ok(Applied::Unchanged);
+    }
+    sqlx::query(
+        "UPDATE recipients
+         SET role = $2, name = $3, locale = $4, email = $5, phone = $6, phone_e164 = $7,
+             sms_enabled = $8, updated_at = $9,
+             -- A new address is a fresh start: the old one's refusal no longer applies.
+             email_failing_since = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failing_since END,
+             email_failure = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failure END
+         WHERE id = $1",
+    )
+    .bind(row.try_get::<i64, _>("id")?)
+    .bind(r.role.as_str())
+    .bind(&r.name)
+    .bind(&r.locale)
+    .bind(&r.email)
+    .bind(&r.phone)
+    .bind(&r.phone_e164)
+    .bind(r.sms_enabled)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(Applied::Updated)
+}
+
+async fn apply_group(
+    conn: &mut PgConnection,
+    external_id: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Applying {
+    let existing: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, name FROM groups WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match existing {
+        None => {
+            sqlx::query(
+                "INSERT INTO groups (external_id, name, created_at, updated_at)
+                 VALUES ($1, $2, $3, $3)",
+            )
+            .bind(external_id)
+            .bind(name)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Applied::Created
+        }
+        Some((_, old)) if old == name => Applied::Unchanged,
+        Some((id, _)) => {
+            sqlx::query("UPDATE groups SET name = $2, updated_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(name)
+                .bind(now)
+                .execute(conn)
+                .await?;
+            Applied::Updated
+        }
+    })
+}
+
+async fn apply_contract(
+    conn: &mut PgConnection,
+    c: &ContractRecord,
+    now: DateTime<Utc>,
+) -> Applying {
+    let student_id =
+        require_recipient(conn, "student_id", &c.student, &[Role::Student], "student").await?;
+    let existing = sqlx::query(
+        "SELECT id, student_id, number, status, consent_email, consent_email_at, consent_sms,
+                consent_sms_at, consent_source
+         FROM contracts WHERE external_id = $1",
+    )
+    .bind(&c.external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = existing else {
+        // A new contract's consent dates from when the platform says, or from now.
+        let at = c.consent_at.unwrap_or(now);
+        sqlx::query(
+            "INSERT INTO contracts
+                (external_id, student_id, number, status, consent_email, consent_email_at,
+                 consent_sms, consent_sms_at, consent_source, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $9)",
+        )
+        .bind(&c.external_id)
+        .bind(student_id)
+        .bind(&c.number)
+        .bind(c.status.as_str())
+        .bind(c.consent_email)
+        .bind(at)
+        .bind(c.consent_sms)
+        .bind(&c.consent_source)
+        .bind(now)
+        .execute(conn)
+        .await?;
+        return Ok(Applied::Created);
+    };
+    let old_email: bool = row.try_get("consent_email")?;
+    let old_sms: bool = row.try_get("consent_sms")?;
+    let old_email_at: Option<DateTime<Utc>> = row.try_get("consent_email_at")?;
+    let old_sms_at: Option<DateTime<Utc>> = row.try_get("consent_sms_at")?;
+    let email_at = consent_at(c.consent_at, c.consent_email, old_email, old_email_at, now);
+    let sms_at = consent_at(c.consent_at, c.consent_sms, old_sms, old_sms_at, now);
+    let same = row.try_get::<i64, _>("student_id")? == student_id
+        && row.try_get::<Option<String>, _>("number")? == c.number
+        && row.try_get::<String, _>("status")? == c.status.as_str()
+        && old_email == c.consent_email
+        && old_sms == c.consent_sms
+        && old_email_at == email_at
+        && old_sms_at == sms_at
+        && row.try_get::<Option<String>, _>("consent_source")? == c.consent_source;
+    if same {
+        return Ok(Applied::Unchanged);
+    }
+    sqlx::query(
+        "UPDATE contracts
+         SET student_id = $2, number = $3, status = $4, consent_email = $5,
+             consent_email_at = $6, consent_sms = $7, consent_sms_at = $8,
+             consent_source = $9, updated_at = $10
+         WHERE id = $1",
+    )
+    .bind(row.try_get::<i64, _>("id")?)
+    .bind(student_id)
+    .bind(&c.number)
+    .bind(c.status.as_str())
+    .bind(c.consent_email)
+    .bind(email_at)
+    .bind(c.consent_sms)
+    .bind(sms_at)
+    .bind(&c.consent_source)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(Applied::Updated)
+}
+
+/// Ids as a list PostgreSQL binds as `BIGINT[]` (`= ANY($1)`).
+fn id_list(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    ids.into_iter().collect()
+}
+
+#[async_trait]
+impl DirectoryStore for PgStore {
+    async fn apply(&self, records: &[DirectoryRecord], now: DateTime<Utc>) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for chunk in records.chunks(APPLY_CHUNK) {
+            let mut tx = self.pool.begin().await?;
+            for record in chunk {
+                outcomes.push(match apply_one(&mut tx, record, now).await {
+                    Ok(applied) => Ok(applied),
+                    Err(ApplyError::Refused(refused)) => Err(refused),
+                    // Dropping the transaction rolls the chunk back.
+                    Err(ApplyError::Store(e)) => return Err(e),
+                });
+            }
+            tx.commit().await?;
+        }
+        Ok(outcomes)
+    }
+
+    async fn recipients(&self, filter: &RecipientFilter) -> Result<Vec<EligibilityFacts>> {
+        let search = filter
+            .search
+            .as_ref()
+            .map(|s| format!("%{}%", s.trim().to_lowercase()));
+        let rows = sqlx::query(
+            "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled,
+                    r.email_failing_since, r.email_failure
+             FROM recipients r
+             WHERE ($1 IS NULL OR r.role = $1)
+               AND ($2 IS NULL OR r.id IN (
+                     SELECT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id WHERE g.external_id = $2))
+               AND ($3 IS NULL OR lower(r.name) LIKE $3 OR lower(r.external_id) LIKE $3
+                    OR lower(coalesce(r.email, '')) LIKE $3
+                    OR coalesce(r.phone_e164, '') LIKE $3 OR coalesce(r.phone, '') LIKE $3)
+               AND ($4 IS NULL OR r.external_id = $4)
+               AND ($5::BIGINT[] IS NULL OR r.id = ANY($5))
+             ORDER BY CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
+                                  WHEN 'teacher' THEN 2 ELSE 3 END,
+                      r.name, r.external_id",
+        )
+        .bind(filter.role.map(Role::as_str))
+        .bind(&filter.group)
+        .bind(&search)
+        .bind(&filter.external_id)
+        .bind(
+            filter
+                .ids
+                .as_ref()
+                .map(|ids| id_list(ids.iter().map(|i| i.0))),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut recipients = Vec::with_capacity(rows.len());
+        for row in rows {
+            recipients.push(Recipient {
+                id: RecipientId(row.try_get("id")?),
+                external_id: row.try_get("external_id")?,
+                role: parse_role(&row.try_get::<String, _>("role")?)?,
+                name: row.try_get("name")?,
+                locale: row.try_get("locale")?,
+                email: row.try_get("email")?,
+                phone: row.try_get("phone")?,
+                sms_enabled: row.try_get("sms_enabled")?,
+                email_failure: email_failure(
+                    row.try_get("email_failure")?,
+                    row.try_get("email_failing_since")?,
+                ),
+            });
+        }
+
+        // Guardians' consent comes from their students' contracts.
+        let guardians = id_list(
+            recipients
+                .iter()
+                .filter(|r| r.role == Role::Guardian)
+                .map(|r| r.id.0),
+        );
+        let wards: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT guardian_id, student_id FROM guardianships
+             WHERE guardian_id = ANY($1)",
+        )
+        .bind(guardians)
+        .fetch_all(&self.pool)
+        .await?;
+        let students = id_list(
+            recipients
+                .iter()
+                .filter(|r| r.role == Role::Student)
+                .map(|r| r.id.0)
+                .chain(wards.iter().map(|(_, s)| *s)),
+        );
+        let rows = sqlx::query(
+            "SELECT c.student_id, s.external_id AS student, c.external_id, c.status,
+                    c.consent_email, c.consent_email_at, c.consent_sms, c.consent_sms_at,
+                    c.consent_source
+             FROM contracts c JOIN recipients s ON s.id = c.student_id
+             WHERE c.student_id = ANY($1)
+             ORDER BY c.external_id",
+        )
+        .bind(students)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut contracts: HashMap<i64, Vec<ContractConsent>> = HashMap::new();
+        for row in rows {
+            contracts
+                .entry(row.try_get("student_id")?)
+                .or_default()
+                .push(ContractConsent {
+                    contract: row.try_get("external_id")?,
+                    student: row.try_get("student")?,
+                    status: parse_status(&row.try_get::<String, _>("status")?)?,
+                    email: Consent {
+                        given: row.try_get("consent_email")?,
+                        changed_at: row.try_get("consent_email_at")?,
+                    },
+                    sms: Consent {
+                        given: row.try_get("consent_sms")?,
+                        changed_at: row.try_get("consent_sms_at")?,
+                    },
+                    source: row.try_get("consent_source")?,
+                });
+        }
+        let mut students_of: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (guardian, student) in wards {
+            students_of.entry(guardian).or_default().push(student);
+        }
+        Ok(recipients
+            .into_iter()
+            .map(|recipient| {
+                let own = std::iter::once(recipient.id.0);
+                let covering: Vec<ContractConsent> = match recipient.role {
+                    Role::Guardian => students_of
+                        .get(&recipient.id.0)
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|s| contracts.get(s).into_iter().flatten().cloned())
+                        .collect(),
+                    _ => own
+                        .flat_map(|s| contracts.get(&s).into_iter().flatten().cloned())
+                        .collect(),
+                };
+                EligibilityFacts {
+                    recipient,
+                    contracts: covering,
+                }
+            })
+            .collect())
+    }
+
+    async fn recipient(&self, external_id: &str) -> Result<Option<EligibilityFacts>> {
+        let filter = RecipientFilter {
+            external_id: Some(external_id.to_owned()),
+            ..RecipientFilter::default()
+        };
+        Ok(self.recipients(&filter).await?.into_iter().next())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupSummary>> {
+        let rows = sqlx::query(
+            "SELECT g.external_id, g.name,
+                    coalesce(sum(CASE WHEN r.role = 'student' THEN 1 ELSE 0 END), 0) AS students,
+                    coalesce(sum(CASE WHEN r.role = 'teacher' THEN 1 ELSE 0 END), 0) AS teachers
+             FROM groups g
+             LEFT JOIN group_members m ON m.group_id = g.id
+             LEFT JOIN recipients r ON r.id = m.recipient_id
+             GROUP BY g.id, g.external_id, g.name
+             ORDER BY g.name, g.external_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(GroupSummary {
+                    external_id: row.try_get("external_id")?,
+                    name: row.try_get("name")?,
+                    students: row.try_get("students")?,
+                    teachers: row.try_get("teachers")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<DirectoryCounts> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT count(*) FROM recipients WHERE role = 'student') AS students,
+               (SELECT count(*) FROM recipients WHERE role = 'guardian') AS guardians,
+               (SELECT count(*) FROM recipients WHERE role = 'teacher') AS teachers,
+               (SELECT count(*) FROM recipients WHERE role = 'staff') AS staff,
+               (SELECT count(*) FROM groups) AS groups,
+               (SELECT count(*) FROM contracts) AS contracts,
+               (SELECT count(*) FROM contracts WHERE status = 'active') AS active_contracts",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DirectoryCounts {
+            students: row.try_get("students")?,
+            guardians: row.try_get("guardians")?,
+            teachers: row.try_get("teachers")?,
+            staff: row.try_get("staff")?,
+            groups: row.try_get("groups")?,
+            contracts: row.try_get("contracts")?,
+            active_contracts: row.try_get("active_contracts")?,
+        })
+    }
+
+    async fn recipient_by_id(&self, id: RecipientId) -> Result<Option<EligibilityFacts>> {
+        let filter = RecipientFilter {
+            ids: Some(vec![id]),
+            ..RecipientFilter::default()
+        };
+        Ok(self.recipients(&filter).await?.into_iter().next())
+    }
+
+    async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>> {
+        let base: Vec<i64> = match audience {
+            Audience::Recipient(external_id) => {
+                sqlx::query_scalar("SELECT id FROM recipients WHERE external_id = $1")
+                    .bind(external_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Audience::Group(group) => {
+                sqlx::query_scalar(
+                    "SELECT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id = $1 AND r.role = 'student'",
+                )
+                .bind(group)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::AllGroups => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT m.recipient_id FROM group_members m
+                     JOIN recipients r ON r.id = m.recipient_id WHERE r.role = 'student'",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::ActiveContracts => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT student_id FROM contracts WHERE status = 'active'",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        // Reach applies to the students among them; anyone else is written to as is.
+        let students: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM recipients
+             WHERE id = ANY($1) AND role = 'student'",
+        )
+        .bind(id_list(base.iter().copied()))
+        .fetch_all(&self.pool)
+        .await?;
+        let guardians: Vec<i64> = if reach == Reach::Students {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT DISTINCT guardian_id FROM guardianships
+                 WHERE student_id = ANY($1)",
+            )
+            .bind(id_list(students.iter().copied()))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let mut ids: std::collections::BTreeSet<i64> = guardians.into_iter().collect();
+        for id in base {
+            if reach != Reach::Guardians || !students.contains(&id) {
+                ids.insert(id);
+            }
+        }
+        let filter = RecipientFilter {
+            ids: Some(ids.into_iter().map(RecipientId).collect()),
+            ..RecipientFilter::default()
+        };
+        self.recipients(&filter).await
+    }
+
+    async fn mark_email_failing(
+        &self,
+        id: RecipientId,
+        address: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE recipients SET email_failing_since = $3, email_failure = $4
+             WHERE id = $1 AND lower(trim(email)) = lower($2)",
+        )
+        .bind(id.0)
+        .bind(address)
+        .bind(now)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CalendarStore for PgStore {
+    async fn add_holiday(&self, holiday: &Holiday, now: DateTime<Utc>) -> Result<Holiday> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO holidays (name, first_day, last_day, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&holiday.name)
+        .bind(holiday.first_day)
+        .bind(holiday.last_day)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Holiday {
+            id: Some(id),
+            ..holiday.clone()
+        })
+    }
+
+    async fn remove_holiday(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM holidays WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn holidays(&self, from: Option<NaiveDate>) -> Result<Vec<Holiday>> {
+        let rows: Vec<(i64, String, NaiveDate, NaiveDate)> = sqlx::query_as(
+            "SELECT id, name, first_day, last_day FROM holidays
+             WHERE ($1 IS NULL OR last_day >= $1)
+             ORDER BY first_day, last_day, id",
+        )
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, first_day, last_day)| Holiday {
+                id: Some(id),
+                name,
+                first_day,
+                last_day,
+            })
+            .collect())
+    }
+}
+
+/// Binds a [`MessageFilter`]'s six parameters in `message_filter!` order.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    f: &'q MessageFilter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(f.batch.map(|b| b.0))
+        .bind(f.recipient.as_deref())
+        .bind(f.status.map(MessageStatus::as_str))
+        .bind(f.kind.map(MessageKind::as_str))
+        .bind(f.channel.map(Channel::as_str))
+        .bind(f.since)
+}
+
+async fn insert_message(
+    conn: &mut PgConnection,
+    batch: Option<i64>,
+    m: &NewMessage,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let due = (m.status == MessageStatus::Queued).then_some(now);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages
+            (batch_id, kind, channel, recipient_id, recipient_external_id, address, subject,
+             body, status, reason, next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         RETURNING id",
+    )
+    .bind(batch)
+    .bind(m.kind.as_str())
+    .bind(m.channel.as_str())
+    .bind(m.recipient_id.map(|r| r.0))
+    .bind(&m.recipient_external_id)
+    .bind(&m.address)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(m.status.as_str())
+    .bind(m.reason.map(Reason::as_str))
+    .bind(due)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    insert_event(conn, id, now, m.status, m.reason, Some(actor), "created").await?;
+    Ok(id)
+}
+
+async fn insert_event(
+    conn: &mut PgConnection,
+    message: i64,
+    at: DateTime<Utc>,
+    status: MessageStatus,
+    reason: Option<Reason>,
+    actor: Option<&str>,
+    note: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(message)
+    .bind(at)
+    .bind(status.as_str())
+    .bind(reason.map(Reason::as_str))
+    .bind(actor)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempt(
+    conn: &mut PgConnection,
+    message: i64,
+    number: i64,
+    attempt: &Attempt,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO attempts
+            (message_id, number, started_at, finished_at, outcome, code, detail, worker)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(message)
+    .bind(number)
+    .bind(attempt.started_at)
+    .bind(now)
+    .bind(attempt.outcome.as_str())
+    .bind(attempt.code)
+    .bind(&attempt.detail)
+    .bind(worker)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn create_message(
+        &self,
+        message: &NewMessage,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MessageId> {
+        let mut tx = self.pool.begin().await?;
+        let id = insert_message(&mut tx, None, message, actor, now).await?;
+        if message.kind == MessageKind::System && message.status == MessageStatus::Queued {
+            // Delivered to every listening instance when the transaction commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(MessageId(id))
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<BatchId> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            // A batch stored approved was sent by an operator who needs no approval:
+            // the decision is theirs, taken when they sent it.
+            "INSERT INTO batches
+                (kind, channel, status, audience, subject, body, created_by, created_at,
+                 decided_by, decided_at, decision_note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     CASE WHEN $3 = 'approved' THEN $7 END,
+                     CASE WHEN $3 = 'approved' THEN $8 END,
+                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END)
+             RETURNING id",
+        )
+        .bind(batch.kind.as_str())
+        .bind(batch.channel.as_str())
+        .bind(batch.status.as_str())
+        .bind(&batch.audience)
+        .bind(&batch.subject)
+        .bind(&batch.body)
+        .bind(&batch.created_by)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for m in messages {
+            insert_message(&mut tx, Some(id), m, &batch.created_by, now).await?;
+        }
+        tx.commit().await?;
+        Ok(BatchId(id))
+    }
+
+    async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>> {
+        let status = status.map(BatchStatus::as_str);
+        let rows = sqlx::query(
+            "SELECT id, kind, channel, status, audience, subject, body, created_by, created_at,
+                    decided_by, decided_at, decision_note
+             FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let counts: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT m.batch_id, m.status, m.reason, count(*) FROM messages m
+             JOIN batches b ON b.id = m.batch_id
+             WHERE ($1 IS NULL OR b.status = $1)
+             GROUP BY m.batch_id, m.status, m.reason
+             ORDER BY m.batch_id, count(*) DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_batch: HashMap<i64, Vec<StatusCount>> = HashMap::new();
+        for (batch, status, reason, count) in counts {
+            by_batch.entry(batch).or_default().push(StatusCount {
+                status: parse_code("messages.status", &status)?,
+                reason: parse_reason(reason)?,
+                count,
+            });
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                Ok(BatchSummary {
+                    id: BatchId(id),
+                    kind: parse_code("batches.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("batches.channel", &row.try_get::<String, _>("channel")?)?,
+                    status: parse_code("batches.status", &row.try_get::<String, _>("status")?)?,
+                    audience: row.try_get("audience")?,
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
+                    decided_by: row.try_get("decided_by")?,
+                    decided_at: row.try_get("decided_at")?,
+                    decision_note: row.try_get("decision_note")?,
+                    counts: by_batch.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn decide_batch(
+        &self,
+        id: BatchId,
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM batches WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Ok(Decided::NotFound);
+        };
+        let current: BatchStatus = parse_code("batches.status", &current)?;
+        if current != BatchStatus::AwaitingApproval {
+            return Ok(Decided::AlreadyDecided(current));
+        }
+        let (batch_status, message_status, note) = match decision {
+            Decision::Approve => (BatchStatus::Approved, MessageStatus::Queued, None),
+            Decision::Reject(why) => (
+                BatchStatus::Rejected,
+                MessageStatus::Rejected,
+                Some(why.as_str()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE batches SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(batch_status.as_str())
+        .bind(actor)
+        .bind(now)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        let event_note = match decision {
+            Decision::Approve => "batch approved".to_owned(),
+            Decision::Reject(why) => format!("batch rejected: {why}"),
+        };
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, $3, NULL, $4, $5 FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(message_status.as_str())
+        .bind(actor)
+        .bind(&event_note)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE messages SET status = $2, reason = NULL, updated_at = $3,
+                    next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(message_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Decided::Done(moved))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        kinds: &[MessageKind],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        // One statement: rows another instance is claiming right now are skipped, not
+        // waited for, and a row is never claimed twice. The subquery reads the
+        // partial index of queued messages, not the history.
+        let rows = sqlx::query(
+            "UPDATE messages
+             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE status = 'queued' AND next_attempt_at <= $3
+                   AND kind = ANY($4)
+                 ORDER BY next_attempt_at, id
+                 LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, attempts,
+                       created_at",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(kinds)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn has_due(&self, now: DateTime<Utc>, kinds: &[MessageKind]) -> Result<bool> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                            WHERE status = 'queued' AND next_attempt_at <= $1
+                              AND kind = ANY($2))",
+        )
+        .bind(now)
+        .bind(kinds)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let expired: Vec<(
+            i64,
+            Option<String>,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        )> = sqlx::query_as(
+            "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+                 WHERE status = 'sending' AND lease_until < $1
+                 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, owner, attempts, claimed_at, until) in &expired {
+            let owner = owner.as_deref().unwrap_or("?");
+            let detail = format!(
+                "dispatcher {owner} claimed the message and did not finish before its lease \
+                 ran out ({}); sent again under the same identity",
+                until.map(|u| u.to_rfc3339()).unwrap_or_default()
+            );
+            let attempt = Attempt {
+                started_at: *claimed_at,
+                outcome: AttemptOutcome::Abandoned,
+                code: None,
+                detail,
+            };
+            insert_attempt(&mut tx, *id, attempts + 1, &attempt, owner, now).await?;
+            sqlx::query(
+                "UPDATE messages
+                 SET status = 'queued', reason = 'retry_scheduled', attempts = attempts + 1,
+                     next_attempt_at = $2, lease_owner = NULL, lease_until = NULL,
+                     updated_at = $2
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                *id,
+                now,
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                None,
+                "lease expired: reclaimed",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn finish(
+        &self,
+        id: MessageId,
+        owner: &str,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT status, lease_owner, attempts FROM messages WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, lease_owner, attempts)) = row else {
+            return Ok(false);
+        };
+        let attempt = match finish {
+            Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
+                Some(a)
+            }
+            Finish::Blocked(_) | Finish::Hold(..) => None,
+        };
+        // The attempt happened whatever became of the lease: keep the server's answer.
+        if let Some(a) = attempt {
+            insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
+        }
+        if status != MessageStatus::Sending.as_str() || lease_owner.as_deref() != Some(owner) {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let tried = i64::from(attempt.is_some());
+        let (new_status, reason, next_at, sent_at, note) = match finish {
+            Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
+            Finish::Retry(a, at) => (
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                Some(*at),
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Failed(a, reason) => (
+                MessageStatus::Failed,
+                Some(*reason),
+                None,
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Unknown(a) => (
+                MessageStatus::Unknown,
+                Some(Reason::OutcomeUnknown),
+                None,
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Blocked(reason) => (
+                MessageStatus::Blocked,
+                Some(*reason),
+                None,
+                None,
+                "checked again before sending".to_owned(),
+            ),
+            Finish::Hold(reason, until) => (
+                MessageStatus::Queued,
+                Some(*reason),
+                Some(*until),
+                None,
+                format!("held until {}", until.to_rfc3339()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = $3, next_attempt_at = $4,
+                 sent_at = coalesce($5, sent_at), attempts = attempts + $6,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $7
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(reason.map(Reason::as_str))
+        .bind(next_at)
+        .bind(sent_at)
+        .bind(tried)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn act_on_message(
+        &self,
+        id: MessageId,
+        action: MessageAction,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ActionResult> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM messages WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(ActionResult::NotFound);
+        };
+        let status: MessageStatus = parse_code("messages.status", &status)?;
+        if !action.applies_to().contains(&status) {
+            return Ok(ActionResult::NotApplicable(status));
+        }
+        let (new_status, note) = match action {
+            MessageAction::Resend => (MessageStatus::Queued, "resent by an operator"),
+            MessageAction::Cancel => (MessageStatus::Cancelled, "cancelled by an operator"),
+        };
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = NULL, updated_at = $3,
+                 next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, None, Some(actor), note).await?;
+        tx.commit().await?;
+        Ok(ActionResult::Done(status))
+    }
+
+    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut released = 0;
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE messages
+                 SET status = 'queued', next_attempt_at = $3, lease_owner = NULL,
+                     lease_until = NULL, updated_at = $3
+                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+            )
+            .bind(id.0)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                released += 1;
+                insert_event(
+                    &mut tx,
+                    id.0,
+                    now,
+                    MessageStatus::Queued,
+                    None,
+                    None,
+                    "released by a stopping dispatcher",
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageView>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.id, m.batch_id, m.kind, m.channel, m.recipient_id, m.recipient_external_id,
+                    m.address, m.subject, m.status, m.reason, m.created_at, m.sent_at,
+                    m.next_attempt_at, m.attempts
+             FROM messages m WHERE ",
+            message_filter!(),
+            " ORDER BY m.id DESC LIMIT $7"
+        ));
+        let rows = bind_filter(query, filter)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(MessageView {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    recipient: row.try_get("recipient_external_id")?,
+                    address: row.try_get("address")?,
+                    subject: row.try_get("subject")?,
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    created_at: row.try_get("created_at")?,
+                    sent_at: row.try_get("sent_at")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn message_counts(&self, filter: &MessageFilter) -> Result<Vec<StatusCount>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.status, m.reason, count(*) AS n FROM messages m WHERE ",
+            message_filter!(),
+            " GROUP BY m.status, m.reason ORDER BY count(*) DESC, m.status, m.reason"
+        ));
+        let rows = bind_filter(query, filter).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StatusCount {
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        let rows: Vec<(DateTime<Utc>, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT started_at, outcome, code, detail FROM attempts
+             WHERE message_id = $1 ORDER BY number, id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(started_at, outcome, code, detail)| {
+                let outcome = match outcome.as_str() {
+                    "sent" => AttemptOutcome::Sent,
+                    "transient" => AttemptOutcome::Transient,
+                    "permanent" => AttemptOutcome::Permanent,
+                    "unknown" => AttemptOutcome::Unknown,
+                    "abandoned" => AttemptOutcome::Abandoned,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            column: "attempts.outcome",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                Ok(Attempt {
+                    started_at,
+                    outcome,
+                    code,
+                    detail: detail.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_pass(
+        &self,
+        worker: &str,
+        counts: &PassCounts,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dispatcher_passes
+                (worker, finished_at, sent, retried, failed, held, blocked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (worker) DO UPDATE SET
+                finished_at = excluded.finished_at, sent = excluded.sent,
+                retried = excluded.retried, failed = excluded.failed, held = excluded.held,
+                blocked = excluded.blocked",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(counts.sent as i64)
+        .bind(counts.retried as i64)
+        .bind(counts.failed as i64)
+        .bind(counts.held as i64)
+        .bind(counts.blocked as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_pass(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT max(finished_at) FROM dispatcher_passes")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[async_trait]
+impl CoordinationStore for PgStore {
+    async fn try_lead(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        // One statement: take the lease if it is free, ours, or expired.
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leader_leases (name, owner, until) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE leader_leases.owner = excluded.owner OR leader_leases.until < $3
+             RETURNING owner",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = std::sync::Arc::downgrade(&wake);
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    // `notify_one` keeps a permit, so a notification that arrives while
+                    // the daemon is busy with a pass is not lost.
+                    Ok(Some(_)) => match signal.upgrade() {
+                        Some(wake) => wake.notify_one(),
+                        None => break,
+                    },
+                    // The connection dropped; PgListener reconnects on the next call.
+                    // Messages created meanwhile are found by the daemon's polling.
+                    Ok(None) => tracing::warn!("LISTEN connection lost; reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed; polling only for a while");
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                }
+                if signal.strong_count() == 0 {
+                    break;
+                }
+            }
+        });
+        Ok(Some(wake))
+    }
+}

@@ -1,0 +1,96 @@
+//! What the backends share: the pure parts of applying records and reading rows,
+//! so each backend file holds only its SQL.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use super::{Applied, Refused, Result, StoreError};
+use crate::domain::Reason;
+use crate::domain::directory::{ContractStatus, Role};
+
+pub(super) type Outcome = std::result::Result<Applied, Refused>;
+
+/// Why one record was not applied: refused by the data, or a failing store (which
+/// aborts the whole import).
+pub(super) enum ApplyError {
+    Refused(Refused),
+    Store(StoreError),
+}
+
+impl From<Refused> for ApplyError {
+    fn from(r: Refused) -> Self {
+        ApplyError::Refused(r)
+    }
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        ApplyError::Store(e.into())
+    }
+}
+
+impl From<StoreError> for ApplyError {
+    fn from(e: StoreError) -> Self {
+        ApplyError::Store(e)
+    }
+}
+
+pub(super) type Applying = std::result::Result<Applied, ApplyError>;
+
+pub(super) fn parse_role(text: &str) -> Result<Role> {
+    Role::from_str(text).map_err(|_| StoreError::Corrupt {
+        column: "recipients.role",
+        value: text.to_owned(),
+    })
+}
+
+pub(super) fn parse_status(text: &str) -> Result<ContractStatus> {
+    ContractStatus::from_str(text).map_err(|_| StoreError::Corrupt {
+        column: "contracts.status",
+        value: text.to_owned(),
+    })
+}
+
+pub(super) fn parse_code<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        value: text.to_owned(),
+    })
+}
+
+pub(super) fn parse_reason(text: Option<String>) -> Result<Option<Reason>> {
+    text.map(|t| parse_code("messages.reason", &t)).transpose()
+}
+
+/// The consent date to store for one channel: the platform's date when it gives one;
+/// otherwise the moment Herald learns of a change of the flag; otherwise the old date
+/// (re-importing the same row changes nothing).
+pub(super) fn consent_at(
+    given: Option<DateTime<Utc>>,
+    flag: bool,
+    old_flag: bool,
+    old_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match given {
+        Some(at) => Some(at),
+        None if flag != old_flag => Some(now),
+        None => old_at,
+    }
+}
+
+/// A stored failure mark as people read it.
+pub(super) fn email_failure(
+    detail: Option<String>,
+    since: Option<DateTime<Utc>>,
+) -> Option<String> {
+    match (detail, since) {
+        (Some(detail), Some(since)) => Some(format!(
+            "{detail} (since {})",
+            since.format("%Y-%m-%d %H:%M UTC")
+        )),
+        (Some(detail), None) => Some(detail),
+        _ => None,
+    }
+}
