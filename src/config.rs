@@ -1095,12 +1095,24 @@ mod tests {
             "postgres://herald:***@db.example/herald"
         );
         assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
-        let err = load(&[(
+        let err = load(&[
+            (
+                "HERALD__DATABASE__URL",
+                "postgres://herald:s3cret@db/herald",
+            ),
+            ("HERALD__DATABASE__MAX_CONNECTIONS", "0"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let s = load(&[(
             "HERALD__DATABASE__URL",
             "postgres://herald:s3cret@db/herald",
         )])
-        .unwrap_err();
-        assert!(!err.to_string().contains("s3cret"), "{err}");
+        .unwrap();
+        assert_eq!(s.database.backend, Backend::Postgres);
+        assert_eq!(s.database.redacted_url(), "postgres://herald:***@db/herald");
+        assert!(!format!("{s:?}").contains("s3cret"));
         let s = load(&[]).unwrap();
         assert!(!format!("{:?}", s.database.url).contains("herald.db"));
     }

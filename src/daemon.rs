@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::email::{EmailChannel, EmailError};
 use crate::config::Settings;
-use crate::dispatcher::{Clock, Dispatcher, SystemClock, worker_name};
+use crate::dispatcher::{Clock, Dispatcher, RECLAIM_LEASE, SystemClock, worker_name};
 use crate::domain::MessageKind;
 use crate::store::{self, PassCounts, Store, StoreError};
 
@@ -76,9 +76,10 @@ impl Daemon {
 
     /// Runs until `shutdown` fires: a pass over every kind on each tick of
     /// `dispatch.schedule`, and a pass over system messages whenever one is due
-    /// between ticks (`kinds.system.immediate`), checked every `dispatch.wake_poll`.
-    /// Polling the store rather than waiting for an in-process signal is what lets a
-    /// message created by another process (`herald notify`) go within a second.
+    /// between ticks (`kinds.system.immediate`): at once when the store signals one
+    /// (PostgreSQL's NOTIFY, from any instance), otherwise found by polling every
+    /// `dispatch.wake_poll`, which lets a message created by another process
+    /// (`herald notify`) go within a second on SQLite too.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         let tz = self.settings.school.time_zone;
         let schedule = &self.settings.dispatch.schedule;
@@ -94,6 +95,19 @@ impl Daemon {
             "herald is running"
         );
 
+        // PostgreSQL wakes us when another instance creates a system message; the
+        // poll stays as the fallback (and is all there is on SQLite).
+        let wake = if immediate {
+            self.dispatcher.store().wakeups().await?
+        } else {
+            None
+        };
+        let woken = || async {
+            match &wake {
+                Some(signal) => signal.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let mut next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
         loop {
             let now = self.clock.now();
@@ -108,6 +122,7 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
+                _ = woken() => {}
             }
             let now = self.clock.now();
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
@@ -140,6 +155,15 @@ impl Daemon {
             }
         }
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        // Let another instance take over reclaiming at once instead of after the lease.
+        if let Err(e) = self
+            .dispatcher
+            .store()
+            .resign(RECLAIM_LEASE, self.dispatcher.worker())
+            .await
+        {
+            tracing::warn!(error = %e, "could not give up the leader lease");
+        }
         tracing::info!("herald stopped");
         Ok(())
     }

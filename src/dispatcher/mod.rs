@@ -79,6 +79,9 @@ pub enum Outcome {
     LeaseLost,
 }
 
+/// The leader lease of the instance that reclaims expired claims.
+pub const RECLAIM_LEASE: &str = "reclaim";
+
 /// What can stop a pass.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -134,12 +137,21 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<PassCounts> {
         let start = self.clock.now();
-        let reclaimed = self.store.reclaim_expired(start).await?;
-        if reclaimed > 0 {
-            tracing::warn!(
-                reclaimed,
-                "messages whose dispatcher died were put back in the queue"
-            );
+        // Reclaiming dead dispatchers' claims is work for one instance at a time: the
+        // leader, whose lease lasts as long as a claim's.
+        let lease = chrono_duration(self.settings.dispatch.lease);
+        if self
+            .store
+            .try_lead(RECLAIM_LEASE, &self.worker, start, start + lease)
+            .await?
+        {
+            let reclaimed = self.store.reclaim_expired(start).await?;
+            if reclaimed > 0 {
+                tracing::warn!(
+                    reclaimed,
+                    "messages whose dispatcher died were put back in the queue"
+                );
+            }
         }
         let tz = self.settings.school.time_zone;
         let calendar = Arc::new(

@@ -13,3 +13,4 @@ mod directory;
 mod dispatch;
 mod email;
 mod import;
+mod multi;
