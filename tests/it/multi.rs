@@ -323,3 +323,32 @@ async fn a_system_message_created_on_one_instance_is_sent_by_another_within_a_se
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_herald_binary_migrates_imports_and_lists_on_postgresql() {
+    let Some(app) = postgres().await else { return };
+    let url = app.settings.database.url.clone();
+    let url = secrecy::ExposeSecret::expose_secret(&url).to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HERALD_")) {
+            cmd.env_remove(key);
+        }
+        cmd.current_dir(dir.path())
+            .args(args)
+            .env("HERALD__DATABASE__URL", &url)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    let school = crate::helpers::example("school.json");
+    let out = run(&["import", school.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["recipients", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(app.store.counts().await.unwrap().guardians, 1);
+}
