@@ -13,6 +13,7 @@ pub mod eligibility;
 pub mod message;
 pub mod reason;
 pub mod retry;
+pub mod sms;
 pub mod window;
 
 pub use calendar::{Holiday, HolidayCalendar};
