@@ -69,8 +69,54 @@ struct Raw {
     kinds: RawKinds,
     import: RawImport,
     email: RawEmail,
+    sms: RawSms,
     #[serde(default)]
     operators: BTreeMap<String, RawOperator>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    gateway: String,
+    sender: String,
+    price_per_segment: u32,
+    max_segments: u32,
+    timeout: String,
+    segments_per_second: u32,
+    low_balance_threshold: i64,
+    file: RawSmsFile,
+    smsapi: RawSmsapi,
+    twilio: RawTwilio,
+    webhook: RawWebhook,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmsFile {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmsapi {
+    url: String,
+    token: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTwilio {
+    url: String,
+    account_sid: String,
+    auth_token: SecretString,
+    messaging_service_sid: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret: SecretString,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +188,7 @@ struct RawKinds {
 #[serde(deny_unknown_fields)]
 struct RawKind {
     respect_send_window: bool,
+    transliterate_sms: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +196,7 @@ struct RawKind {
 struct RawSystemKind {
     respect_send_window: bool,
     immediate: bool,
+    transliterate_sms: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +280,8 @@ pub struct Settings {
     pub import: ImportSettings,
     /// `[email]`
     pub email: EmailSettings,
+    /// `[sms]`
+    pub sms: SmsSettings,
     /// `[operators.*]`, by the operator's login.
     pub operators: BTreeMap<String, OperatorSettings>,
 }
@@ -409,6 +459,72 @@ pub enum DkimAlgorithm {
     Ed25519,
 }
 
+/// `[sms]`: how SMS leave Herald and what they cost.
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    /// The gateway.
+    pub gateway: SmsGateway,
+    /// The sender name (or number) recipients see; it cannot be replied to.
+    pub sender: String,
+    /// Wallet points per segment.
+    pub price_per_segment: u32,
+    /// The longest message, in segments; longer texts are refused when composed.
+    pub max_segments: u32,
+    /// The longest one send may take.
+    pub timeout: Duration,
+    /// The gateway's rate limit, in segments per second.
+    pub segments_per_second: u32,
+    /// Below this balance the wallet is reported low.
+    pub low_balance_threshold: i64,
+}
+
+/// An SMS gateway and its settings.
+#[derive(Debug, Clone)]
+pub enum SmsGateway {
+    /// Each SMS becomes a JSON line in this file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// SMSAPI.pl.
+    Smsapi {
+        /// The endpoint, `https://api.smsapi.pl/sms.do`.
+        url: reqwest::Url,
+        /// The OAuth bearer token.
+        token: SecretString,
+    },
+    /// Twilio Programmable Messaging.
+    Twilio {
+        /// The API base, `https://api.twilio.com`.
+        url: reqwest::Url,
+        /// The account SID.
+        account_sid: String,
+        /// The auth token.
+        auth_token: SecretString,
+        /// A messaging service to send from instead of the sender number.
+        messaging_service_sid: Option<String>,
+    },
+    /// A school's own gateway: a signed JSON POST.
+    Webhook {
+        /// Where to POST.
+        url: reqwest::Url,
+        /// The HMAC-SHA256 key of the signature header.
+        secret: SecretString,
+    },
+}
+
+impl SmsGateway {
+    /// The gateway's name in the configuration.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SmsGateway::File { .. } => "file",
+            SmsGateway::Smsapi { .. } => "smsapi",
+            SmsGateway::Twilio { .. } => "twilio",
+            SmsGateway::Webhook { .. } => "webhook",
+        }
+    }
+}
+
 /// An operator and what they may do (from `[operators.LOGIN]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSettings {
@@ -439,6 +555,8 @@ pub struct KindSettings {
     /// Wake the dispatcher as soon as a message of this kind is created, instead of
     /// waiting for the tick (system messages only).
     pub immediate: bool,
+    /// Transliterate SMS texts of this kind to stay in GSM-7.
+    pub transliterate_sms: bool,
 }
 
 impl KindsSettings {
@@ -646,6 +764,7 @@ impl Raw {
         let wake_poll = duration("dispatch.wake_poll", &d.wake_poll);
         let smtp_timeout = duration("email.smtp.timeout", &self.email.smtp.timeout);
         let idle_timeout = duration("email.smtp.idle_timeout", &self.email.smtp.idle_timeout);
+        let sms_timeout = duration("sms.timeout", &self.sms.timeout);
         if d.max_attempts == 0 {
             bad.add(
                 "dispatch.max_attempts",
@@ -674,6 +793,18 @@ impl Raw {
             );
         }
         let email = validate_email(&self.email, smtp_timeout, idle_timeout, &mut bad);
+        if lease < sms_timeout + LEASE_MARGIN {
+            bad.add(
+                "dispatch.lease",
+                &d.lease,
+                &format!(
+                    "a duration longer than sms.timeout ({}) by at least {}s",
+                    self.sms.timeout,
+                    LEASE_MARGIN.as_secs()
+                ),
+            );
+        }
+        let sms = validate_sms(&self.sms, sms_timeout, &mut bad);
         let operators = self
             .operators
             .into_iter()
@@ -708,6 +839,7 @@ impl Raw {
         let kind = |k: &RawKind| KindSettings {
             respect_send_window: k.respect_send_window,
             immediate: false,
+            transliterate_sms: k.transliterate_sms,
         };
         Ok(Settings {
             school: SchoolSettings {
@@ -743,11 +875,13 @@ impl Raw {
                 wake_poll,
             },
             email: email.expect("a bad email setting was reported above"),
+            sms: sms.expect("a bad SMS setting was reported above"),
             operators,
             kinds: KindsSettings {
                 system: KindSettings {
                     respect_send_window: self.kinds.system.respect_send_window,
                     immediate: self.kinds.system.immediate,
+                    transliterate_sms: self.kinds.system.transliterate_sms,
                 },
                 informational: kind(&self.kinds.informational),
                 periodic: kind(&self.kinds.periodic),
@@ -897,6 +1031,147 @@ fn validate_email(
         transport: transport?,
         from: from?,
         dkim,
+    })
+}
+
+fn validate_sms(raw: &RawSms, timeout: Duration, bad: &mut Problems) -> Option<SmsSettings> {
+    fn url(bad: &mut Problems, key: &str, text: &str) -> Option<reqwest::Url> {
+        match reqwest::Url::parse(text.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            _ => {
+                bad.add(key, text, "an http:// or https:// URL");
+                None
+            }
+        }
+    }
+    fn required(bad: &mut Problems, key: &str, value: &str, what: &str) {
+        if value.trim().is_empty() {
+            bad.add(key, value, what);
+        }
+    }
+    // Secrets are checked for presence; their value is never echoed.
+    fn present(secret: &SecretString) -> &'static str {
+        if secret.expose_secret().is_empty() {
+            ""
+        } else {
+            "***"
+        }
+    }
+    let gateway = match raw.gateway.trim().to_ascii_lowercase().as_str() {
+        "file" => {
+            required(
+                bad,
+                "sms.file.path",
+                &raw.file.path,
+                "a file for the SMS lines",
+            );
+            Some(SmsGateway::File {
+                path: PathBuf::from(raw.file.path.trim()),
+            })
+        }
+        "smsapi" => {
+            required(
+                bad,
+                "sms.smsapi.token",
+                present(&raw.smsapi.token),
+                "the OAuth token from the SMSAPI panel",
+            );
+            url(bad, "sms.smsapi.url", &raw.smsapi.url).map(|url| SmsGateway::Smsapi {
+                url,
+                token: raw.smsapi.token.clone(),
+            })
+        }
+        "twilio" => {
+            let t = &raw.twilio;
+            required(
+                bad,
+                "sms.twilio.account_sid",
+                &t.account_sid,
+                "the account SID (AC…)",
+            );
+            required(
+                bad,
+                "sms.twilio.auth_token",
+                present(&t.auth_token),
+                "the account's auth token",
+            );
+            url(bad, "sms.twilio.url", &t.url).map(|url| SmsGateway::Twilio {
+                url,
+                account_sid: t.account_sid.trim().to_owned(),
+                auth_token: t.auth_token.clone(),
+                messaging_service_sid: Some(t.messaging_service_sid.trim().to_owned())
+                    .filter(|s| !s.is_empty()),
+            })
+        }
+        "webhook" => {
+            required(
+                bad,
+                "sms.webhook.secret",
+                present(&raw.webhook.secret),
+                "a secret to sign requests with (HMAC-SHA256)",
+            );
+            url(bad, "sms.webhook.url", &raw.webhook.url).map(|url| SmsGateway::Webhook {
+                url,
+                secret: raw.webhook.secret.clone(),
+            })
+        }
+        _ => {
+            bad.add(
+                "sms.gateway",
+                &raw.gateway,
+                "\"file\", \"smsapi\", \"twilio\" or \"webhook\"",
+            );
+            None
+        }
+    };
+    let sender = raw.sender.trim().to_owned();
+    // SMSAPI and the operators take alphanumeric sender names of at most 11
+    // characters; a number may be longer (Twilio sends from a number).
+    let is_number = sender.starts_with('+') && sender[1..].chars().all(|c| c.is_ascii_digit());
+    if sender.is_empty() || (!is_number && (sender.chars().count() > 11 || !sender.is_ascii())) {
+        bad.add(
+            "sms.sender",
+            &raw.sender,
+            "a sender name of 1 to 11 ASCII characters (as registered with the gateway) or a \
+             number such as +48500100200",
+        );
+    }
+    if raw.price_per_segment == 0 {
+        bad.add(
+            "sms.price_per_segment",
+            "0",
+            "points per segment, at least 1",
+        );
+    }
+    if raw.max_segments == 0 {
+        bad.add(
+            "sms.max_segments",
+            "0",
+            "a number of segments of at least 1",
+        );
+    }
+    if raw.segments_per_second == 0 {
+        bad.add(
+            "sms.segments_per_second",
+            "0",
+            "a rate of at least 1 segment per second",
+        );
+    }
+    if raw.low_balance_threshold < 0 {
+        bad.add(
+            "sms.low_balance_threshold",
+            &raw.low_balance_threshold.to_string(),
+            "a number of points of at least 0",
+        );
+    }
+    Some(SmsSettings {
+        gateway: gateway?,
+        sender,
+        price_per_segment: raw.price_per_segment.max(1),
+        max_segments: raw.max_segments.max(1),
+        timeout,
+        segments_per_second: raw.segments_per_second.max(1),
+        low_balance_threshold: raw.low_balance_threshold.max(0),
     })
 }
 

@@ -211,7 +211,10 @@ mod tests {
         let cases = [
             ("Zażółć gęślą jaźń", "Zazolc gesla jazn"),
             ("ZAŻÓŁĆ GĘŚLĄ JAŹŃ", "ZAZOLC GESLA JAZN"),
-            ("Cześć! Jutro szkoła zamknięta.", "Czesc! Jutro szkola zamknieta."),
+            (
+                "Cześć! Jutro szkoła zamknięta.",
+                "Czesc! Jutro szkola zamknieta.",
+            ),
             ("Łódź, Kraków, Wrocław", "Lodz, Krakow, Wroclaw"),
             // Already GSM-7: untouched.
             ("Café Müller, 5 €", "Café Müller, 5 €"),
