@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use herald::channels::email::EmailChannel;
 use herald::config::{EmailTransport, Settings, SmtpSettings, SmtpTls};
-use herald::dispatcher::{Dispatcher, SystemClock};
+use herald::dispatcher::{Channels, Dispatcher, SystemClock};
 use herald::domain::directory::{DirectoryRecord, RecipientRecord, Role};
 use herald::domain::{Channel, MessageKind, MessageStatus, RecipientId};
 use herald::store::{self, NewBatch, NewMessage};
@@ -84,6 +83,7 @@ async fn run(messages: usize, connections: usize) {
             body: body.clone(),
             status: MessageStatus::Queued,
             reason: None,
+            segments: None,
         })
         .collect();
     let new_batch = NewBatch {
@@ -97,10 +97,10 @@ async fn run(messages: usize, connections: usize) {
     };
     store.create_batch(&new_batch, &batch, now).await.unwrap();
 
-    let email = Arc::new(EmailChannel::build(&settings.email).unwrap());
+    let channels = Channels::build(&settings).unwrap();
     let dispatcher = Arc::new(Dispatcher::new(
         Arc::clone(&store),
-        email,
+        channels,
         Arc::new(settings),
         Arc::new(SystemClock),
         "bench".into(),

@@ -97,18 +97,24 @@ pub enum Command {
     Notify {
         /// The recipient (the platform's id).
         recipient: String,
-        /// The subject.
+        /// The channel.
+        #[arg(long, value_parser = parse_channel, default_value = "email")]
+        channel: Channel,
+        /// The subject (email).
         #[arg(long)]
-        subject: String,
+        subject: Option<String>,
         /// The text.
         #[arg(long)]
         body: String,
+        /// SMS: replace national characters to stay in GSM-7.
+        #[arg(long)]
+        transliterate: bool,
         /// Who asks, for the audit trail.
         #[arg(long = "as", value_name = "ACTOR", default_value = "platform")]
         actor: String,
     },
-    /// Compose an informational email to an audience; it waits in the outbox for
-    /// approval unless the operator may send without it.
+    /// Compose an informational email or SMS to an audience; it waits in the outbox
+    /// for approval unless the operator may send without it.
     Send {
         /// The operator composing it ([operators.LOGIN] in the configuration).
         #[arg(long = "as", value_name = "LOGIN")]
@@ -120,12 +126,18 @@ pub enum Command {
         /// several students gets one message).
         #[arg(long, value_enum, default_value = "students")]
         reach: Reach,
-        /// The subject.
+        /// The channel.
+        #[arg(long, value_parser = parse_channel, default_value = "email")]
+        channel: Channel,
+        /// The subject (email).
         #[arg(long)]
-        subject: String,
+        subject: Option<String>,
         /// The text.
         #[arg(long)]
         body: String,
+        /// SMS: replace national characters to stay in GSM-7.
+        #[arg(long)]
+        transliterate: bool,
         /// Show what would be created, and create nothing.
         #[arg(long)]
         dry_run: bool,
@@ -224,6 +236,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// How an SMS text would be sent: encoding, units, segments, cost.
+    SmsInfo {
+        /// The text.
+        text: String,
+        /// Replace national characters to stay in GSM-7.
+        #[arg(long)]
+        transliterate: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The SMS wallet: balance, reserved points, the low-balance threshold, the ledger.
+    Wallet {
+        /// What to do (nothing: show the wallet).
+        #[command(subcommand)]
+        action: Option<WalletCommand>,
+        /// Ledger lines to show.
+        #[arg(long, default_value_t = 20)]
+        ledger: i64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo {
         /// The folder for the demo's database, import file and .eml files [default:
@@ -234,6 +269,22 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald wallet …`
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Add prepaid points; messages waiting for credit go on the next pass.
+    TopUp {
+        /// Points to add.
+        points: i64,
+        /// The operator (needs `approve` for now).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+        /// What it is (an invoice number, a transfer).
+        #[arg(long)]
+        note: String,
     },
 }
 
@@ -381,12 +432,21 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Notify {
             recipient,
+            channel,
             subject,
             body,
+            transliterate,
             actor,
         } => {
             let store = store::open(&settings.database).await?;
-            let content = Content::new(&subject, &body)?;
+            let content = Content::for_channel(
+                &settings,
+                MessageKind::System,
+                channel,
+                subject.as_deref(),
+                &body,
+                transliterate,
+            )?;
             let (id, message) =
                 compose::notify(&*store, &settings, &recipient, &content, &actor, now).await?;
             match message.reason {
@@ -407,13 +467,22 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             operator,
             audience,
             reach,
+            channel,
             subject,
             body,
+            transliterate,
             dry_run,
             json,
         } => {
             let store = store::open(&settings.database).await?;
-            let content = Content::new(&subject, &body)?;
+            let content = Content::for_channel(
+                &settings,
+                MessageKind::Informational,
+                channel,
+                subject.as_deref(),
+                &body,
+                transliterate,
+            )?;
             let send = compose::compose_send(
                 &*store,
                 &settings,
@@ -514,11 +583,171 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::SmsInfo {
+            text,
+            transliterate,
+            json,
+        } => {
+            let text = if transliterate {
+                crate::domain::sms::transliterate(&text)
+            } else {
+                text
+            };
+            let size = crate::domain::sms::measure(&text);
+            let cost = size.segments as i64 * i64::from(settings.sms.price_per_segment);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "encoding": size.encoding,
+                        "units": size.units,
+                        "segments": size.segments,
+                        "cost": cost,
+                    })
+                );
+            } else {
+                println!(
+                    "{} units in {}, {} segment(s), {cost} point(s){}",
+                    size.units,
+                    size.encoding,
+                    size.segments,
+                    if transliterate {
+                        format!(": {text}")
+                    } else {
+                        String::new()
+                    }
+                );
+                if size.segments > settings.sms.max_segments as usize {
+                    println!(
+                        "Longer than sms.max_segments = {}: Herald would refuse it.",
+                        settings.sms.max_segments
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wallet {
+            action,
+            ledger,
+            json,
+        } => {
+            let store = store::open(&settings.database).await?;
+            if let Some(WalletCommand::TopUp {
+                points,
+                operator,
+                note,
+            }) = action
+            {
+                let op = compose::operator(&settings, &operator)?;
+                if !op.approve {
+                    bail!(
+                        "{operator} may not top up the wallet (set approve = true in [operators.{operator}])"
+                    );
+                }
+                if points <= 0 {
+                    bail!("POINTS must be a positive number of points, not {points}");
+                }
+                if note.trim().is_empty() {
+                    bail!("--note must say what the top-up is (an invoice, a transfer)");
+                }
+                let w = store.top_up(points, &operator, note.trim(), now).await?;
+                println!(
+                    "Added {points} point(s): the balance is {} ({} reserved). Messages waiting for credit go on the next pass.",
+                    w.balance, w.reserved
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            print_wallet(&*store, &settings, ledger, json, now).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir, at } => {
             let at = at.map(|t| school_time(&settings, &t)).transpose()?;
             demo(settings, dir, now, at.unwrap_or(now)).await
         }
     }
+}
+
+async fn print_wallet(
+    store: &dyn Store,
+    settings: &Settings,
+    ledger: i64,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let w = store.wallet().await?;
+    let due = store
+        .sms_segments_due(now + chrono::Duration::hours(24))
+        .await?
+        * i64::from(settings.sms.price_per_segment);
+    let threshold = settings.sms.low_balance_threshold;
+    let low = w.balance < threshold || w.balance < due;
+    let lines = store.ledger(ledger).await?;
+    let totals = store.ledger_totals().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "balance": w.balance,
+                "reserved": w.reserved,
+                "low_balance_threshold": threshold,
+                "needed_next_24h": due,
+                "low": low,
+                "low_since": w.low_since,
+                "price_per_segment": settings.sms.price_per_segment,
+                "totals": totals,
+                "ledger": lines,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "SMS wallet ({} gateway, sender {:?}):",
+        settings.sms.gateway.name(),
+        settings.sms.sender
+    );
+    println!("  balance:   {} point(s)", w.balance);
+    println!(
+        "  reserved:  {} point(s) (held for SMS being sent)",
+        w.reserved
+    );
+    println!("  threshold: {threshold} point(s); SMS due in the next 24 h need {due}");
+    if low {
+        println!("  LOW: top it up with `herald wallet top-up POINTS --as LOGIN --note TEXT`");
+    }
+    println!(
+        "  totals:    {} topped up, {} charged, {} reserved now ({} per segment)",
+        totals.top_ups, totals.charges, w.reserved, settings.sms.price_per_segment
+    );
+    if lines.is_empty() {
+        println!("The ledger is empty.");
+        return Ok(());
+    }
+    let tz = settings.school.time_zone;
+    let rows = lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+                l.entry.clone(),
+                l.points.to_string(),
+                l.message_id.map(|m| m.to_string()).unwrap_or_default(),
+                l.balance_after.to_string(),
+                l.reserved_after.to_string(),
+                [l.actor.clone(), l.note.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "AT", "ENTRY", "POINTS", "MESSAGE", "BALANCE", "RESERVED", "NOTE",
+        ],
+        rows,
+    );
+    Ok(())
 }
 
 /// Cancels `shutdown` on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
@@ -1136,12 +1365,12 @@ async fn demo_send(
             send_without_approval: false,
         },
     );
-    let welcome = Content::new(
+    let welcome = Content::email(
         "Your parent account is ready",
         "Good morning,\n\nyour account in the school's parent portal has been created.\n",
     )?;
     compose::notify(&*store, settings, "gd-01", &welcome, "platform", now).await?;
-    let evening = Content::new(
+    let evening = Content::email(
         "Parents' evening on Thursday",
         "Dear students and parents,\n\nthe parents' evening is on Thursday at 18:00 in the \
          main hall.\n\nThe school office\n",
@@ -1160,11 +1389,44 @@ async fn demo_send(
         .decide_batch(batch, &Decision::Approve, OWNER, now)
         .await?;
 
+    // SMS to the guardians, with a wallet that covers only some of them.
+    let sms_file = dir.join("sms.jsonl");
+    settings.sms.gateway = crate::config::SmsGateway::File {
+        path: sms_file.clone(),
+    };
+    const DEMO_CREDIT: i64 = 10;
+    store.top_up(DEMO_CREDIT, OWNER, "demo credit", now).await?;
+    let reminder = Content::sms(
+        "Przypomnienie: zebranie rodziców w czwartek o 18:00. Sekretariat.",
+        true,
+        settings.sms.max_segments,
+    )?;
+    let sms_send = compose::compose_send(
+        &*store,
+        settings,
+        OWNER,
+        &Audience::AllGroups,
+        Reach::Guardians,
+        &reminder,
+    )
+    .await?;
+    let sms_batch = compose::store_send(&*store, &sms_send, now).await?;
+    store
+        .decide_batch(sms_batch, &Decision::Approve, OWNER, now)
+        .await?;
+
     let tz = settings.school.time_zone;
+    println!(
+        "SMS: batch {sms_batch} \"{}\" ({} segment each, transliterated to GSM-7) to the \
+         guardians ({} messages); the wallet holds {DEMO_CREDIT} points.",
+        reminder.body,
+        reminder.sms.map(|s| s.segments).unwrap_or(1),
+        sms_send.messages.len()
+    );
     println!(
         "Sending: a system message to gd-01, and batch {batch} \"{}\" to {} ({} messages), \
          approved by the demo owner.",
-        evening.subject,
+        evening.subject.as_deref().unwrap_or_default(),
         send.batch.audience,
         send.messages.len()
     );
@@ -1182,6 +1444,7 @@ async fn demo_send(
         counts.held,
         send.messages
             .iter()
+            .chain(&sms_send.messages)
             .filter(|m| m.status == MessageStatus::Blocked)
             .count() as u64
             + counts.blocked,
@@ -1215,6 +1478,16 @@ async fn demo_send(
     println!(
         "The sent email is in {} ({files} .eml file(s), one per message, named by Message-ID).",
         outbox.display()
+    );
+    let wallet = store.wallet().await?;
+    let texts = std::fs::read_to_string(&sms_file)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    println!(
+        "The sent SMS are in {} ({texts} line(s)); the wallet has {} point(s) left. SMS \
+         waiting for credit go on the first pass after `herald wallet top-up`.",
+        sms_file.display(),
+        wallet.balance
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{OperatorSettings, Settings};
+use crate::domain::sms::{self, SmsSize};
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, MessageId, MessageKind,
     MessageStatus, Reach, Reason,
@@ -27,6 +28,26 @@ pub enum ComposeError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// The SMS text is longer than `sms.max_segments` allows.
+    #[error(
+        "the SMS text is too long: {characters} characters, {units} {encoding} units, \
+         {segments} segments; the limit is sms.max_segments = {max} (GSM-7 holds 153 \
+         characters a segment, UCS-2 67{hint})"
+    )]
+    TooLong {
+        /// Characters in the text.
+        characters: usize,
+        /// Units in its encoding.
+        units: usize,
+        /// Its encoding.
+        encoding: &'static str,
+        /// Segments it would take.
+        segments: usize,
+        /// The limit.
+        max: u32,
+        /// A suggestion.
+        hint: &'static str,
+    },
     /// The audience names a group that does not exist.
     #[error("no group with id {0:?} (`herald groups` lists them)")]
     UnknownGroup(String),
@@ -38,24 +59,26 @@ pub enum ComposeError {
     Store(#[from] StoreError),
 }
 
-/// The text of a message.
+/// The text of a message, checked for its channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     /// The subject (email).
-    pub subject: String,
-    /// The plain-text body.
+    pub subject: Option<String>,
+    /// The body as it will be sent.
     pub body: String,
+    /// Its SMS size (SMS only).
+    pub sms: Option<SmsSize>,
 }
 
 impl Content {
-    /// Checks the text: a subject on one line (a CR or LF in a header would let the
-    /// text add headers of its own), and a body that is not empty.
-    pub fn new(subject: &str, body: &str) -> Result<Content, ComposeError> {
+    /// An email: a subject on one line (a CR or LF in a header would let the text add
+    /// headers of its own) and a body that is not empty.
+    pub fn email(subject: &str, body: &str) -> Result<Content, ComposeError> {
         let subject = subject.trim();
         if subject.is_empty() {
             return Err(ComposeError::BadText {
                 field: "the subject",
-                problem: "is empty",
+                problem: "is empty (an email needs one)",
             });
         }
         if subject.contains(['\r', '\n']) {
@@ -64,17 +87,84 @@ impl Content {
                 problem: "must be one line (no CR or LF)",
             });
         }
-        if body.trim().is_empty() {
-            return Err(ComposeError::BadText {
-                field: "the body",
-                problem: "is empty",
+        Ok(Content {
+            subject: Some(subject.to_owned()),
+            body: non_empty(body)?.to_owned(),
+            sms: None,
+        })
+    }
+
+    /// An SMS: transliterated when asked (to stay in GSM-7), measured, and refused
+    /// when longer than `sms.max_segments`.
+    pub fn sms(
+        body: &str,
+        transliterate: bool,
+        max_segments: u32,
+    ) -> Result<Content, ComposeError> {
+        let body = non_empty(body)?.trim();
+        let text = if transliterate {
+            sms::transliterate(body)
+        } else {
+            body.to_owned()
+        };
+        let size = sms::measure(&text);
+        if size.segments > max_segments as usize {
+            return Err(ComposeError::TooLong {
+                characters: text.chars().count(),
+                units: size.units,
+                encoding: size.encoding.as_str(),
+                segments: size.segments,
+                max: max_segments,
+                hint: if size.encoding == sms::Encoding::Ucs2 && !transliterate {
+                    "; --transliterate may bring a Polish text back to GSM-7"
+                } else {
+                    ""
+                },
             });
         }
         Ok(Content {
-            subject: subject.to_owned(),
-            body: body.to_owned(),
+            subject: None,
+            body: text,
+            sms: Some(size),
         })
     }
+
+    /// The text for `channel`: an email needs a subject; an SMS is measured.
+    pub fn for_channel(
+        settings: &Settings,
+        kind: MessageKind,
+        channel: Channel,
+        subject: Option<&str>,
+        body: &str,
+        transliterate: bool,
+    ) -> Result<Content, ComposeError> {
+        match channel {
+            Channel::Email => Content::email(subject.unwrap_or_default(), body),
+            Channel::Sms => Content::sms(
+                body,
+                transliterate || settings.kinds.of(kind).transliterate_sms,
+                settings.sms.max_segments,
+            ),
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        if self.sms.is_some() {
+            Channel::Sms
+        } else {
+            Channel::Email
+        }
+    }
+}
+
+fn non_empty(body: &str) -> Result<&str, ComposeError> {
+    if body.trim().is_empty() {
+        return Err(ComposeError::BadText {
+            field: "the body",
+            problem: "is empty",
+        });
+    }
+    Ok(body)
 }
 
 /// A message to `facts` (or to an unknown platform id), judged by eligibility: blocked
@@ -85,10 +175,10 @@ pub fn judge(
     external_id: &str,
     facts: Option<&EligibilityFacts>,
     kind: MessageKind,
-    channel: Channel,
     content: &Content,
     status: MessageStatus,
 ) -> NewMessage {
+    let channel = content.channel();
     let failed = match facts {
         Some(f) => f.check(channel, settings.school.phone_region, settings.eligibility),
         None => vec![Reason::RecipientUnknown],
@@ -110,10 +200,11 @@ pub fn judge(
         recipient_id: facts.map(|f| f.recipient.id),
         recipient_external_id: external_id.to_owned(),
         address,
-        subject: Some(content.subject.clone()),
+        subject: content.subject.clone(),
         body: content.body.clone(),
         status,
         reason,
+        segments: content.sms.map(|s| s.segments as i64),
     }
 }
 
@@ -133,7 +224,6 @@ pub async fn notify(
         recipient,
         facts.as_ref(),
         MessageKind::System,
-        Channel::Email,
         content,
         MessageStatus::Queued,
     );
@@ -162,8 +252,9 @@ pub fn operator<'a>(
         .ok_or_else(|| ComposeError::UnknownOperator(login.to_owned()))
 }
 
-/// Composes an informational email to an audience: one message per person, each
-/// judged; awaiting approval unless the operator may send without it.
+/// Composes an informational message to an audience on the content's channel: one
+/// message per person, each judged; awaiting approval unless the operator may send
+/// without it.
 pub async fn compose_send(
     store: &dyn Store,
     settings: &Settings,
@@ -188,6 +279,7 @@ pub async fn compose_send(
             MessageStatus::AwaitingApproval,
         )
     };
+    let kind = MessageKind::Informational;
     let mut messages: Vec<NewMessage> = people
         .iter()
         .map(|f| {
@@ -195,8 +287,7 @@ pub async fn compose_send(
                 settings,
                 &f.recipient.external_id,
                 Some(f),
-                MessageKind::Informational,
-                Channel::Email,
+                kind,
                 content,
                 status,
             )
@@ -204,28 +295,21 @@ pub async fn compose_send(
         .collect();
     if let Audience::Recipient(id) = audience
         && people.is_empty()
+        && store.recipient(id).await?.is_none()
     {
         // The platform named someone Herald does not know: keep the message, blocked.
-        messages.push(judge(
-            settings,
-            id,
-            None,
-            MessageKind::Informational,
-            Channel::Email,
-            content,
-            status,
-        ));
+        messages.push(judge(settings, id, None, kind, content, status));
     }
     if messages.is_empty() {
         return Err(ComposeError::EmptyAudience(described));
     }
     Ok(Send {
         batch: NewBatch {
-            kind: MessageKind::Informational,
-            channel: Channel::Email,
+            kind,
+            channel: content.channel(),
             status: batch_status,
             audience: described,
-            subject: Some(content.subject.clone()),
+            subject: content.subject.clone(),
             body: content.body.clone(),
             created_by: login.to_owned(),
         },
@@ -249,9 +333,22 @@ mod tests {
 
     #[test]
     fn subjects_are_one_line_and_bodies_are_not_empty() {
-        assert!(Content::new("Closed tomorrow", "The school is closed.").is_ok());
-        assert!(Content::new("Closed\r\nBcc: everyone@example.pl", "x").is_err());
-        assert!(Content::new("  ", "x").is_err());
-        assert!(Content::new("Subject", " \n ").is_err());
+        assert!(Content::email("Closed tomorrow", "The school is closed.").is_ok());
+        assert!(Content::email("Closed\r\nBcc: everyone@example.pl", "x").is_err());
+        assert!(Content::email("  ", "x").is_err());
+        assert!(Content::email("Subject", " \n ").is_err());
+    }
+
+    #[test]
+    fn an_sms_longer_than_the_limit_is_refused_with_its_length() {
+        let text = "Zażółć gęślą jaźń. ".repeat(8);
+        let err = Content::sms(&text, false, 2).unwrap_err().to_string();
+        assert!(err.contains("151 characters"), "{err}");
+        assert!(err.contains("3 segments"), "{err}");
+        assert!(err.contains("sms.max_segments = 2"), "{err}");
+        assert!(err.contains("--transliterate"), "{err}");
+        let ok = Content::sms(&text, true, 2).unwrap();
+        assert_eq!(ok.sms.unwrap().segments, 1);
+        assert!(ok.body.starts_with("Zazolc gesla jazn."));
     }
 }

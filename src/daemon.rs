@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::email::{EmailChannel, EmailError};
 use crate::config::Settings;
-use crate::dispatcher::{Clock, Dispatcher, RECLAIM_LEASE, SystemClock, worker_name};
+use crate::dispatcher::{
+    ChannelError, Channels, Clock, Dispatcher, RECLAIM_LEASE, SystemClock, worker_name,
+};
 use crate::domain::MessageKind;
 use crate::store::{self, PassCounts, Store, StoreError};
 
@@ -20,9 +21,9 @@ pub enum DaemonError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The email channel could not be set up.
+    /// A channel could not be set up.
     #[error(transparent)]
-    Email(#[from] EmailError),
+    Channel(#[from] ChannelError),
 }
 
 /// A built daemon, ready to run.
@@ -46,10 +47,10 @@ impl Daemon {
         clock: Arc<dyn Clock>,
     ) -> Result<Daemon, DaemonError> {
         let settings = Arc::new(settings);
-        let email = Arc::new(EmailChannel::build(&settings.email)?);
+        let channels = Channels::build(&settings)?;
         let dispatcher = Arc::new(Dispatcher::new(
             store,
-            email,
+            channels,
             Arc::clone(&settings),
             Arc::clone(&clock),
             worker_name(),

@@ -223,6 +223,7 @@ async fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> SendOutcome {
         Ok(()) => SendOutcome::Sent {
             code: None,
             detail: format!("written to {}", path.display()),
+            provider_id: None,
         },
         Err(e) => SendOutcome::Transient {
             code: None,
@@ -344,6 +345,7 @@ impl SmtpPool {
                 let outcome = SendOutcome::Sent {
                     code: Some(u16::from(reply.code())),
                     detail: reply.message().collect::<Vec<_>>().join(" "),
+                    provider_id: None,
                 };
                 Ok((conn, outcome))
             }

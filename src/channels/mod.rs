@@ -5,6 +5,7 @@
 //! channel's job, because only it knows at which point a failure happened.
 
 pub mod email;
+pub mod sms;
 
 /// The result of one send, classified for the dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum SendOutcome {
         code: Option<u16>,
         /// The server's reply text (or where the file went).
         detail: String,
+        /// The provider's id of the message, where it gives one.
+        provider_id: Option<String>,
     },
     /// Refused or failed for a passing reason before the server took the message
     /// (a 4xx reply, a refused connection): worth retrying.
@@ -31,7 +34,8 @@ pub enum SendOutcome {
         /// The reply text or the error.
         detail: String,
         /// The refusal is about the address itself (SMTP 5.1.x: no such user, bad
-        /// domain): mark it failing so later messages are not sent to it.
+        /// domain; a gateway's "invalid number"): mark it failing so later messages
+        /// are not sent to it.
         address_failing: bool,
     },
     /// The message was handed over and the answer was lost (a timeout or a dropped

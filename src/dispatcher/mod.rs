@@ -16,10 +16,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::SendOutcome;
-use crate::channels::email::{EmailChannel, OutgoingEmail};
+use crate::channels::email::{EmailChannel, EmailError, OutgoingEmail};
+use crate::channels::sms::{OutgoingSms, SmsChannel, SmsError};
 use crate::config::Settings;
 use crate::domain::retry::retry_delay;
-use crate::domain::{Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, Reason};
+use crate::domain::sms::measure;
+use crate::domain::{
+    Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber, Reason,
+};
 use crate::store::{Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Store, StoreError};
 
 /// The source of "now" for everything the dispatcher decides and records.
@@ -85,10 +89,49 @@ pub const RECLAIM_LEASE: &str = "reclaim";
 /// What can stop a pass.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The channels a dispatcher sends through.
+#[derive(Clone)]
+pub struct Channels {
+    /// Email.
+    pub email: Arc<EmailChannel>,
+    /// SMS.
+    pub sms: Arc<SmsChannel>,
+}
+
+/// Why the channels cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Email.
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    /// SMS.
+    #[error(transparent)]
+    Sms(#[from] SmsError),
+}
+
+impl Channels {
+    /// Builds every channel from the settings.
+    pub fn build(settings: &Settings) -> std::result::Result<Channels, ChannelError> {
+        Ok(Channels {
+            email: Arc::new(EmailChannel::build(&settings.email)?),
+            sms: Arc::new(SmsChannel::build(&settings.sms)?),
+        })
+    }
+}
+
+/// SMS sends in flight at once besides the email channel's: gateway calls are short
+/// HTTP requests, and the rate limit paces them anyway.
+const SMS_IN_FLIGHT: usize = 4;
+
+/// How long a message waits for credit before it is looked at again; a top-up makes
+/// it due at once.
+const CREDIT_RECHECK: ChronoDuration = ChronoDuration::hours(1);
+
 /// Claims, sends and records.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     email: Arc<EmailChannel>,
+    sms: Arc<SmsChannel>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     worker: String,
@@ -98,14 +141,15 @@ impl Dispatcher {
     /// A dispatcher named `worker` (unique among the instances on one database).
     pub fn new(
         store: Arc<dyn Store>,
-        email: Arc<EmailChannel>,
+        channels: Channels,
         settings: Arc<Settings>,
         clock: Arc<dyn Clock>,
         worker: String,
     ) -> Dispatcher {
         Dispatcher {
             store,
-            email,
+            email: channels.email,
+            sms: channels.sms,
             settings,
             clock,
             worker,
@@ -127,6 +171,11 @@ impl Dispatcher {
         &self.email
     }
 
+    /// The SMS channel.
+    pub fn sms(&self) -> &SmsChannel {
+        &self.sms
+    }
+
     /// Sends everything of `kinds` that is due, with as many messages in flight as
     /// the channel allows, until nothing is due or `shutdown` fires. On shutdown it
     /// stops claiming, lets sends in flight finish for `dispatch.shutdown_grace`,
@@ -145,7 +194,10 @@ impl Dispatcher {
             .try_lead(RECLAIM_LEASE, &self.worker, start, start + lease)
             .await?
         {
-            let reclaimed = self.store.reclaim_expired(start).await?;
+            let reclaimed = self
+                .store
+                .reclaim_expired(start, self.settings.dispatch.max_attempts)
+                .await?;
             if reclaimed > 0 {
                 tracing::warn!(
                     reclaimed,
@@ -159,7 +211,7 @@ impl Dispatcher {
                 .calendar(start.with_timezone(&tz).date_naive())
                 .await?,
         );
-        let concurrency = self.email.concurrency().max(1);
+        let concurrency = self.email.concurrency().max(1) + SMS_IN_FLIGHT;
         let mut counts = PassCounts::default();
         let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, MessageId> = HashMap::new();
@@ -202,7 +254,35 @@ impl Dispatcher {
         self.store
             .record_pass(&self.worker, &counts, self.clock.now())
             .await?;
+        self.check_wallet().await?;
         Ok(counts)
+    }
+
+    /// Reports a low wallet once per crossing: below `sms.low_balance_threshold`, or
+    /// below what the SMS due in the next 24 hours will cost.
+    pub async fn check_wallet(&self) -> Result<()> {
+        let now = self.clock.now();
+        let wallet = self.store.wallet().await?;
+        let due = self
+            .store
+            .sms_segments_due(now + ChronoDuration::hours(24))
+            .await?
+            * i64::from(self.settings.sms.price_per_segment);
+        let threshold = self.settings.sms.low_balance_threshold;
+        let low = wallet.balance < threshold || wallet.balance < due;
+        if self.store.mark_low(low, now).await? {
+            if low {
+                tracing::warn!(
+                    balance = wallet.balance,
+                    threshold,
+                    needed_next_24h = due,
+                    "the SMS wallet is low: top it up with `herald wallet top-up`"
+                );
+            } else {
+                tracing::info!(balance = wallet.balance, "the SMS wallet is no longer low");
+            }
+        }
+        Ok(())
     }
 
     fn tally(
@@ -366,10 +446,49 @@ impl Dispatcher {
                 }
                 sent
             }
-            Channel::Sms => SendOutcome::Transient {
-                code: None,
-                detail: "this build has no SMS channel yet".into(),
-            },
+            Channel::Sms => {
+                let raw = facts.recipient.phone.as_deref().unwrap_or_default();
+                let number = match PhoneNumber::parse(raw, settings.school.phone_region) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        return self
+                            .finish(
+                                &message,
+                                Finish::Blocked(Reason::InvalidPhone),
+                                Outcome::Blocked,
+                            )
+                            .await;
+                    }
+                };
+                let size = measure(&message.body);
+                let cost = size.segments as i64 * i64::from(settings.sms.price_per_segment);
+                // Reserved before sending, so the balance can never go below zero,
+                // whatever other dispatchers spend at the same moment.
+                if !self.store.reserve(message.id, cost, now).await? {
+                    let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
+                    return self.finish(&message, finish, Outcome::Held).await;
+                }
+                let sms = OutgoingSms {
+                    id: message.id,
+                    created_at: message.created_at,
+                    to: &number,
+                    text: &message.body,
+                    size,
+                    sender: self.sms.sender(),
+                };
+                let sent = self.sms.send(&sms).await;
+                if let SendOutcome::Permanent {
+                    address_failing: true,
+                    detail,
+                    ..
+                } = &sent
+                {
+                    self.store
+                        .mark_phone_failing(facts.recipient.id, number.e164(), detail, now)
+                        .await?;
+                }
+                sent
+            }
         };
 
         let attempt = |outcome: AttemptOutcome, code: Option<u16>, detail: String| Attempt {
@@ -377,10 +496,18 @@ impl Dispatcher {
             outcome,
             code: code.map(i64::from),
             detail,
+            provider_id: None,
         };
         let (finish, result) = match outcome {
-            SendOutcome::Sent { code, detail } => (
-                Finish::Sent(attempt(AttemptOutcome::Sent, code, detail)),
+            SendOutcome::Sent {
+                code,
+                detail,
+                provider_id,
+            } => (
+                Finish::Sent(Attempt {
+                    provider_id,
+                    ..attempt(AttemptOutcome::Sent, code, detail)
+                }),
                 Outcome::Sent,
             ),
             SendOutcome::Transient { code, detail } => {
@@ -433,10 +560,26 @@ impl Dispatcher {
     }
 
     async fn finish(&self, message: &Claimed, finish: Finish, outcome: Outcome) -> Result<Outcome> {
-        let recorded = self
-            .store
-            .finish(message.id, &self.worker, &finish, self.clock.now())
-            .await?;
+        // A message the server has accepted must not be left `sending` by a passing
+        // database error (its lease would run out and it would go again): try a few
+        // times before giving up.
+        let mut delays = [200u64, 1000, 3000].into_iter();
+        let recorded = loop {
+            match self
+                .store
+                .finish(message.id, &self.worker, &finish, self.clock.now())
+                .await
+            {
+                Ok(recorded) => break recorded,
+                Err(e) => match delays.next() {
+                    Some(ms) => {
+                        tracing::warn!(message = %message.id, error = %e, "recording the outcome failed; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    }
+                    None => return Err(e),
+                },
+            }
+        };
         if recorded {
             tracing::debug!(message = %message.id, ?outcome, "dispatched");
             Ok(outcome)

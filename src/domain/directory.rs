@@ -99,6 +99,9 @@ pub struct Recipient {
     /// Why the email address is marked failing (a permanent refusal by the receiving
     /// server), if it is; cleared when the platform sends another address.
     pub email_failure: Option<String>,
+    /// Why the phone number is marked failing (a gateway's "invalid or non-existent
+    /// number"), if it is; cleared when the platform sends another number.
+    pub phone_failure: Option<String>,
 }
 
 /// A recipient as the platform sends it: the input of an import or an API call.

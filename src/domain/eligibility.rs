@@ -50,7 +50,9 @@ impl EligibilityFacts {
             Channel::Sms => match r.phone.as_deref().map(str::trim) {
                 None | Some("") => failed.push(Reason::MissingPhone),
                 Some(raw) => {
-                    if PhoneNumber::parse(raw, region).is_err() {
+                    // A number a gateway reported as not existing is as unusable as
+                    // one that does not parse.
+                    if PhoneNumber::parse(raw, region).is_err() || r.phone_failure.is_some() {
                         failed.push(Reason::InvalidPhone);
                     }
                     // Both can fail at once, and the secretary should learn both
@@ -112,6 +114,7 @@ mod tests {
             phone: phone.map(Into::into),
             sms_enabled: sms,
             email_failure: None,
+            phone_failure: None,
         }
     }
 
@@ -233,6 +236,10 @@ mod tests {
         let f = facts(p, vec![]);
         assert_eq!(check(&f, Channel::Email), vec![Reason::InvalidEmail]);
         assert!(check(&f, Channel::Sms).is_empty());
+        let mut p = person(Role::Teacher, GOOD_EMAIL, GOOD_PHONE, true);
+        p.phone_failure = Some("SMSAPI error 13: no correct phone numbers".into());
+        let f = facts(p, vec![]);
+        assert_eq!(check(&f, Channel::Sms), vec![Reason::InvalidPhone]);
     }
 
     #[test]

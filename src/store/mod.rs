@@ -199,6 +199,16 @@ pub trait DirectoryStore: Send + Sync {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<()>;
+
+    /// Marks a recipient's phone number as failing (a gateway's "invalid or
+    /// non-existent number"), unless the number changed meanwhile (compared in E.164).
+    async fn mark_phone_failing(
+        &self,
+        id: RecipientId,
+        e164: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
 }
 
 /// A message to be stored.
@@ -222,6 +232,8 @@ pub struct NewMessage {
     pub status: MessageStatus,
     /// Why, when blocked or held.
     pub reason: Option<Reason>,
+    /// SMS segments of the text (SMS only).
+    pub segments: Option<i64>,
 }
 
 /// A batch to be stored, with its messages.
@@ -326,6 +338,8 @@ pub struct Claimed {
     pub attempts: u32,
     /// When it was created (part of its stable identity, e.g. the Message-ID).
     pub created_at: DateTime<Utc>,
+    /// SMS segments of the text (SMS only).
+    pub segments: Option<i64>,
 }
 
 /// The answer of a server to one attempt.
@@ -339,6 +353,8 @@ pub struct Attempt {
     pub code: Option<i64>,
     /// The server's text or the error.
     pub detail: String,
+    /// The provider's id of the message (an SMS gateway's message id), if it gave one.
+    pub provider_id: Option<String>,
 }
 
 /// How an attempt ended.
@@ -534,8 +550,10 @@ pub trait OutboxStore: Send + Sync {
     async fn has_due(&self, now: DateTime<Utc>, kinds: &[MessageKind]) -> Result<bool>;
 
     /// Puts messages whose lease ran out back in the queue (their dispatcher died),
-    /// recording the unfinished attempt. Returns how many.
-    async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// recording the unfinished attempt and giving back reserved credit; a message
+    /// that reaches `max_attempts` this way fails (`attempts_exhausted`) rather than
+    /// crash dispatchers for ever. Returns how many.
+    async fn reclaim_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64>;
 
     /// Records how a claimed message left `owner`'s hands. `false` when the lease was
     /// no longer `owner`'s (it expired and was reclaimed): nothing is changed then but
@@ -557,7 +575,8 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<ActionResult>;
 
-    /// Gives back messages `owner` claimed but did not finish (a stopping daemon).
+    /// Gives back messages `owner` claimed but did not finish (a stopping daemon),
+    /// recording the unfinished attempt and giving back reserved credit.
     async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64>;
 
     /// Messages matching `filter`, newest first.
@@ -624,10 +643,95 @@ pub trait CoordinationStore: Send + Sync {
 /// The channel of PostgreSQL notifications that wake dispatchers.
 pub const WAKE_CHANNEL: &str = "herald_wake";
 
-/// Everything Herald stores, behind one handle.
-pub trait Store: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore {}
+/// The SMS wallet: a balance, points reserved for messages being sent, a ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WalletState {
+    /// Points free to spend.
+    pub balance: i64,
+    /// Points held for messages being sent.
+    pub reserved: i64,
+    /// Since when the balance is low, if it is.
+    pub low_since: Option<DateTime<Utc>>,
+}
 
-impl<T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore> Store for T {}
+/// The sums of the ledger, by entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerTotals {
+    /// Points added.
+    pub top_ups: i64,
+    /// Points reserved (over all time).
+    pub reserves: i64,
+    /// Points spent.
+    pub charges: i64,
+    /// Points given back.
+    pub refunds: i64,
+}
+
+/// One line of the wallet's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `top_up`, `reserve`, `charge` or `refund`.
+    pub entry: String,
+    /// How many points.
+    pub points: i64,
+    /// The message it is for.
+    pub message_id: Option<MessageId>,
+    /// Who (for top-ups).
+    pub actor: Option<String>,
+    /// Why.
+    pub note: Option<String>,
+    /// The balance after it.
+    pub balance_after: i64,
+    /// The reserved points after it.
+    pub reserved_after: i64,
+}
+
+/// The prepaid SMS wallet. Every change is one conditional update, so the balance
+/// never goes below zero, also with several dispatchers at once.
+#[async_trait]
+pub trait WalletStore: Send + Sync {
+    /// The balance and reserved points.
+    async fn wallet(&self) -> Result<WalletState>;
+
+    /// The newest `limit` ledger lines, newest first.
+    async fn ledger(&self, limit: i64) -> Result<Vec<LedgerEntry>>;
+
+    /// The ledger's sums.
+    async fn ledger_totals(&self) -> Result<LedgerTotals>;
+
+    /// Adds points, and makes every message held for credit due at once.
+    async fn top_up(
+        &self,
+        points: i64,
+        actor: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WalletState>;
+
+    /// Reserves `points` for a claimed message; `false` (and nothing changed) when the
+    /// balance cannot cover them.
+    async fn reserve(&self, id: MessageId, points: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Segments of the SMS queued to go before `before` (the wallet's near-term need).
+    async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64>;
+
+    /// Records whether the balance is low; `true` when this call changed it (a
+    /// crossing, worth one warning).
+    async fn mark_low(&self, low: bool, now: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Everything Herald stores, behind one handle.
+pub trait Store:
+    DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore
+{
+}
+
+impl<T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore> Store
+    for T
+{
+}
 
 /// Opens the database the settings name, applying or checking migrations.
 pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>> {

@@ -6,7 +6,7 @@
 //! Creating a system message notifies the other instances (`NOTIFY herald_wake`), so
 //! one created on instance A is sent by instance B at once. The SQL mirrors
 //! `sqlite.rs` statement for statement; the differences are PostgreSQL's (`= ANY`
-//! for lists, `IS NOT DISTINCT FROM`, row locks).
+//! for lists, `IS NOT DISTINCT FROM`, row locks, `sum` cast back to `BIGINT`).
 
 use std::collections::HashMap;
 
@@ -17,14 +17,15 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::shared::{
-    ApplyError, Applying, Outcome, consent_at, email_failure, parse_code, parse_reason, parse_role,
+    ApplyError, Applying, Outcome, consent_at, failure_mark, parse_code, parse_reason, parse_role,
     parse_status,
 };
 use super::{
     ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed,
-    CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish, MessageAction,
-    MessageFilter, MessageView, NewBatch, NewMessage, OutboxStore, PassCounts, RecipientFilter,
-    Refused, Result, StatusCount, StoreError, WAKE_CHANNEL,
+    CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish, LedgerEntry,
+    LedgerTotals, MessageAction, MessageFilter, MessageView, NewBatch, NewMessage, OutboxStore,
+    PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError, WAKE_CHANNEL,
+    WalletState, WalletStore,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
@@ -269,7 +270,9 @@ async fn apply_recipient(
              sms_enabled = $8, updated_at = $9,
              -- A new address is a fresh start: the old one's refusal no longer applies.
              email_failing_since = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failing_since END,
-             email_failure = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failure END
+             email_failure = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failure END,
+             phone_failing_since = CASE WHEN phone_e164 IS NOT DISTINCT FROM $7 THEN phone_failing_since END,
+             phone_failure = CASE WHEN phone_e164 IS NOT DISTINCT FROM $7 THEN phone_failure END
          WHERE id = $1",
     )
     .bind(row.try_get::<i64, _>("id")?)
@@ -430,7 +433,7 @@ impl DirectoryStore for PgStore {
             .map(|s| format!("%{}%", s.trim().to_lowercase()));
         let rows = sqlx::query(
             "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled,
-                    r.email_failing_since, r.email_failure
+                    r.email_failing_since, r.email_failure, r.phone_failing_since, r.phone_failure
              FROM recipients r
              WHERE ($1 IS NULL OR r.role = $1)
                AND ($2 IS NULL OR r.id IN (
@@ -468,9 +471,13 @@ impl DirectoryStore for PgStore {
                 email: row.try_get("email")?,
                 phone: row.try_get("phone")?,
                 sms_enabled: row.try_get("sms_enabled")?,
-                email_failure: email_failure(
+                email_failure: failure_mark(
                     row.try_get("email_failure")?,
                     row.try_get("email_failing_since")?,
+                ),
+                phone_failure: failure_mark(
+                    row.try_get("phone_failure")?,
+                    row.try_get("phone_failing_since")?,
                 ),
             });
         }
@@ -705,6 +712,26 @@ impl DirectoryStore for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn mark_phone_failing(
+        &self,
+        id: RecipientId,
+        e164: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE recipients SET phone_failing_since = $3, phone_failure = $4
+             WHERE id = $1 AND phone_e164 = $2",
+        )
+        .bind(id.0)
+        .bind(e164)
+        .bind(now)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -780,8 +807,8 @@ async fn insert_message(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO messages
             (batch_id, kind, channel, recipient_id, recipient_external_id, address, subject,
-             body, status, reason, next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+             body, status, reason, next_attempt_at, created_at, updated_at, segments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
          RETURNING id",
     )
     .bind(batch)
@@ -796,6 +823,7 @@ async fn insert_message(
     .bind(m.reason.map(Reason::as_str))
     .bind(due)
     .bind(now)
+    .bind(m.segments)
     .fetch_one(&mut *conn)
     .await?;
     insert_event(conn, id, now, m.status, m.reason, Some(actor), "created").await?;
@@ -836,8 +864,9 @@ async fn insert_attempt(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO attempts
-            (message_id, number, started_at, finished_at, outcome, code, detail, worker)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            (message_id, number, started_at, finished_at, outcome, code, detail, worker,
+             provider_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(message)
     .bind(number)
@@ -847,6 +876,139 @@ async fn insert_attempt(
     .bind(attempt.code)
     .bind(&attempt.detail)
     .bind(worker)
+    .bind(&attempt.provider_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A claimed message that did not finish: id, lease owner, attempts, claimed at,
+/// lease until.
+type Unfinished = (
+    i64,
+    Option<String>,
+    i64,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+/// Records an unfinished attempt and puts the message back in the queue (or fails
+/// it once `max_attempts` is reached), giving back its reserved credit.
+async fn abandon(
+    conn: &mut PgConnection,
+    m: &Unfinished,
+    detail: &str,
+    max_attempts: Option<u32>,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (id, owner, attempts, claimed_at, _) = m;
+    let attempt = Attempt {
+        started_at: *claimed_at,
+        outcome: AttemptOutcome::Abandoned,
+        code: None,
+        detail: detail.to_owned(),
+        provider_id: None,
+    };
+    insert_attempt(
+        conn,
+        *id,
+        attempts + 1,
+        &attempt,
+        owner.as_deref().unwrap_or("?"),
+        now,
+    )
+    .await?;
+    let exhausted = max_attempts.is_some_and(|max| attempts + 1 >= i64::from(max));
+    let (status, reason) = if exhausted {
+        (MessageStatus::Failed, Reason::AttemptsExhausted)
+    } else {
+        (MessageStatus::Queued, Reason::RetryScheduled)
+    };
+    sqlx::query(
+        "UPDATE messages
+         SET status = $2, reason = $3, attempts = attempts + 1,
+             next_attempt_at = CASE WHEN $2 = 'queued' THEN $4 END,
+             lease_owner = NULL, lease_until = NULL, updated_at = $4
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    settle(conn, *id, false, now).await?;
+    insert_event(conn, *id, now, status, Some(reason), None, note).await
+}
+
+/// Settles the points reserved for a message: charged when the gateway accepted it,
+/// otherwise given back to the balance. Nothing to do when none are reserved.
+async fn settle(conn: &mut PgConnection, id: i64, charge: bool, now: DateTime<Utc>) -> Result<()> {
+    let reserved: Option<i64> =
+        sqlx::query_scalar("SELECT reserved_points FROM messages WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    let Some(points) = reserved.filter(|p| *p > 0) else {
+        return Ok(());
+    };
+    let (balance, reserved): (i64, i64) = if charge {
+        sqlx::query_as(
+            "UPDATE wallet SET reserved = reserved - $1 WHERE id = 1 RETURNING balance, reserved",
+        )
+    } else {
+        sqlx::query_as(
+            "UPDATE wallet SET reserved = reserved - $1, balance = balance + $1 WHERE id = 1
+             RETURNING balance, reserved",
+        )
+    }
+    .bind(points)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE messages SET reserved_points = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let entry = if charge { "charge" } else { "refund" };
+    insert_ledger(
+        conn,
+        now,
+        entry,
+        points,
+        Some(id),
+        None,
+        None,
+        (balance, reserved),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_ledger(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+    entry: &str,
+    points: i64,
+    message: Option<i64>,
+    actor: Option<&str>,
+    note: Option<&str>,
+    (balance, reserved): (i64, i64),
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wallet_ledger
+            (at, entry, points, message_id, actor, note, balance_after, reserved_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(at)
+    .bind(entry)
+    .bind(points)
+    .bind(message)
+    .bind(actor)
+    .bind(note)
+    .bind(balance)
+    .bind(reserved)
     .execute(conn)
     .await?;
     Ok(())
@@ -1048,11 +1210,12 @@ impl OutboxStore for PgStore {
                  SELECT id FROM messages
                  WHERE status = 'queued' AND next_attempt_at <= $3
                    AND kind = ANY($4)
-                 ORDER BY next_attempt_at, id
+                 -- System messages (a password reset) first, then oldest due first.
+                 ORDER BY CASE kind WHEN 'system' THEN 0 ELSE 1 END, next_attempt_at, id
                  LIMIT $5
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, batch_id, kind, channel, recipient_id, subject, body, attempts,
-                       created_at",
+                       created_at, segments",
         )
         .bind(owner)
         .bind(lease_until)
@@ -1076,6 +1239,7 @@ impl OutboxStore for PgStore {
                     body: row.try_get("body")?,
                     attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
                     created_at: row.try_get("created_at")?,
+                    segments: row.try_get("segments")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -1097,55 +1261,30 @@ impl OutboxStore for PgStore {
         .await?)
     }
 
-    async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+    async fn reclaim_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let expired: Vec<(
-            i64,
-            Option<String>,
-            i64,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        )> = sqlx::query_as(
+        let expired: Vec<Unfinished> = sqlx::query_as(
             "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
-                 WHERE status = 'sending' AND lease_until < $1
-                 FOR UPDATE SKIP LOCKED",
+             WHERE status = 'sending' AND lease_until < $1
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, owner, attempts, claimed_at, until) in &expired {
-            let owner = owner.as_deref().unwrap_or("?");
+        for m in &expired {
             let detail = format!(
-                "dispatcher {owner} claimed the message and did not finish before its lease \
-                 ran out ({}); sent again under the same identity",
-                until.map(|u| u.to_rfc3339()).unwrap_or_default()
+                "dispatcher {} claimed the message and did not finish before its lease ran \
+                 out ({}); the message goes again under the same identity",
+                m.1.as_deref().unwrap_or("?"),
+                m.4.map(|u| u.to_rfc3339()).unwrap_or_default()
             );
-            let attempt = Attempt {
-                started_at: *claimed_at,
-                outcome: AttemptOutcome::Abandoned,
-                code: None,
-                detail,
-            };
-            insert_attempt(&mut tx, *id, attempts + 1, &attempt, owner, now).await?;
-            sqlx::query(
-                "UPDATE messages
-                 SET status = 'queued', reason = 'retry_scheduled', attempts = attempts + 1,
-                     next_attempt_at = $2, lease_owner = NULL, lease_until = NULL,
-                     updated_at = $2
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            insert_event(
+            abandon(
                 &mut tx,
-                *id,
-                now,
-                MessageStatus::Queued,
-                Some(Reason::RetryScheduled),
-                None,
+                m,
+                &detail,
+                Some(max_attempts),
                 "lease expired: reclaimed",
+                now,
             )
             .await?;
         }
@@ -1223,6 +1362,13 @@ impl OutboxStore for PgStore {
                 format!("held until {}", until.to_rfc3339()),
             ),
         };
+        match finish {
+            // The outcome is not known: the points stay reserved until an operator
+            // resends (given back, reserved again) or drops (given back) the message.
+            Finish::Unknown(_) => {}
+            Finish::Sent(_) => settle(&mut tx, id.0, true, now).await?,
+            _ => settle(&mut tx, id.0, false, now).await?,
+        }
         sqlx::query(
             "UPDATE messages
              SET status = $2, reason = $3, next_attempt_at = $4,
@@ -1268,6 +1414,8 @@ impl OutboxStore for PgStore {
             MessageAction::Resend => (MessageStatus::Queued, "resent by an operator"),
             MessageAction::Cancel => (MessageStatus::Cancelled, "cancelled by an operator"),
         };
+        // Points held for an `unknown` SMS go back; a resend reserves them again.
+        settle(&mut tx, id.0, false, now).await?;
         sqlx::query(
             "UPDATE messages
              SET status = $2, reason = NULL, updated_at = $3,
@@ -1288,29 +1436,28 @@ impl OutboxStore for PgStore {
         let mut tx = self.pool.begin().await?;
         let mut released = 0;
         for id in ids {
-            let done = sqlx::query(
-                "UPDATE messages
-                 SET status = 'queued', next_attempt_at = $3, lease_owner = NULL,
-                     lease_until = NULL, updated_at = $3
-                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+            let claimed: Option<Unfinished> = sqlx::query_as(
+                "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2
+                 FOR UPDATE",
             )
             .bind(id.0)
             .bind(owner)
-            .bind(now)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if done.rows_affected() == 1 {
-                released += 1;
-                insert_event(
+            if let Some(m) = claimed {
+                let detail = "the dispatcher stopped before the send finished; it may have \
+                              reached the server";
+                abandon(
                     &mut tx,
-                    id.0,
-                    now,
-                    MessageStatus::Queued,
-                    None,
+                    &m,
+                    detail,
                     None,
                     "released by a stopping dispatcher",
+                    now,
                 )
                 .await?;
+                released += 1;
             }
         }
         tx.commit().await?;
@@ -1373,15 +1520,21 @@ impl OutboxStore for PgStore {
     }
 
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>> {
-        let rows: Vec<(DateTime<Utc>, String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT started_at, outcome, code, detail FROM attempts
-             WHERE message_id = $1 ORDER BY number, id",
+        let rows: Vec<(
+            DateTime<Utc>,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT started_at, outcome, code, detail, provider_id FROM attempts
+                 WHERE message_id = $1 ORDER BY number, id",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(started_at, outcome, code, detail)| {
+            .map(|(started_at, outcome, code, detail, provider_id)| {
                 let outcome = match outcome.as_str() {
                     "sent" => AttemptOutcome::Sent,
                     "transient" => AttemptOutcome::Transient,
@@ -1400,6 +1553,7 @@ impl OutboxStore for PgStore {
                     outcome,
                     code,
                     detail: detail.unwrap_or_default(),
+                    provider_id,
                 })
             })
             .collect()
@@ -1476,6 +1630,7 @@ impl CoordinationStore for PgStore {
     }
 
     async fn wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
+        // PgListener detaches its connection from the pool, which may open another.
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(WAKE_CHANNEL).await?;
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -1503,5 +1658,164 @@ impl CoordinationStore for PgStore {
             }
         });
         Ok(Some(wake))
+    }
+}
+
+#[async_trait]
+impl WalletStore for PgStore {
+    async fn wallet(&self) -> Result<WalletState> {
+        let (balance, reserved, low_since): (i64, i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT balance, reserved, low_since FROM wallet WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(WalletState {
+            balance,
+            reserved,
+            low_since,
+        })
+    }
+
+    async fn ledger(&self, limit: i64) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, entry, points, message_id, actor, note, balance_after, reserved_after
+             FROM wallet_ledger ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(LedgerEntry {
+                    at: row.try_get("at")?,
+                    entry: row.try_get("entry")?,
+                    points: row.try_get("points")?,
+                    message_id: row.try_get::<Option<i64>, _>("message_id")?.map(MessageId),
+                    actor: row.try_get("actor")?,
+                    note: row.try_get("note")?,
+                    balance_after: row.try_get("balance_after")?,
+                    reserved_after: row.try_get("reserved_after")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ledger_totals(&self) -> Result<LedgerTotals> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entry, coalesce(sum(points), 0)::BIGINT FROM wallet_ledger GROUP BY entry",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut totals = LedgerTotals::default();
+        for (entry, points) in rows {
+            match entry.as_str() {
+                "top_up" => totals.top_ups = points,
+                "reserve" => totals.reserves = points,
+                "charge" => totals.charges = points,
+                "refund" => totals.refunds = points,
+                other => {
+                    return Err(StoreError::Corrupt {
+                        column: "wallet_ledger.entry",
+                        value: other.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    async fn top_up(
+        &self,
+        points: i64,
+        actor: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WalletState> {
+        let mut tx = self.pool.begin().await?;
+        let after: (i64, i64) = sqlx::query_as(
+            "UPDATE wallet SET balance = balance + $1 WHERE id = 1 RETURNING balance, reserved",
+        )
+        .bind(points)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_ledger(
+            &mut tx,
+            now,
+            "top_up",
+            points,
+            None,
+            Some(actor),
+            Some(note),
+            after,
+        )
+        .await?;
+        // What waited for credit goes on the next pass, not at its next re-check.
+        sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1, updated_at = $1
+             WHERE status = 'queued' AND reason = 'insufficient_sms_credit'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.wallet().await
+    }
+
+    async fn reserve(&self, id: MessageId, points: i64, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // One conditional update: the balance cannot go below zero, whoever else is
+        // reserving at the same moment.
+        let after: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE wallet SET balance = balance - $1, reserved = reserved + $1
+             WHERE id = 1 AND balance >= $1
+             RETURNING balance, reserved",
+        )
+        .bind(points)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(after) = after else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE messages SET reserved_points = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(points)
+            .execute(&mut *tx)
+            .await?;
+        insert_ledger(
+            &mut tx,
+            now,
+            "reserve",
+            points,
+            Some(id.0),
+            None,
+            None,
+            after,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(segments), 0)::BIGINT FROM messages
+             WHERE channel = 'sms' AND status = 'queued' AND next_attempt_at < $1",
+        )
+        .bind(before)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn mark_low(&self, low: bool, now: DateTime<Utc>) -> Result<bool> {
+        let done = if low {
+            sqlx::query("UPDATE wallet SET low_since = $1 WHERE id = 1 AND low_since IS NULL")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+        } else {
+            sqlx::query("UPDATE wallet SET low_since = NULL WHERE id = 1 AND low_since IS NOT NULL")
+                .execute(&self.pool)
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
     }
 }

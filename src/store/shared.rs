@@ -80,11 +80,8 @@ pub(super) fn consent_at(
     }
 }
 
-/// A stored failure mark as people read it.
-pub(super) fn email_failure(
-    detail: Option<String>,
-    since: Option<DateTime<Utc>>,
-) -> Option<String> {
+/// A stored failure mark (of an email address or a phone number) as people read it.
+pub(super) fn failure_mark(detail: Option<String>, since: Option<DateTime<Utc>>) -> Option<String> {
     match (detail, since) {
         (Some(detail), Some(since)) => Some(format!(
             "{detail} (since {})",

@@ -118,7 +118,7 @@ fn without_migrate_on_start_an_unmigrated_database_is_refused_until_migrate() {
     );
     let out = herald(dir.path(), &["migrate"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Applied 3 migration"));
+    assert!(text(&out.stdout).contains("Applied 4 migration"));
     let out = herald(dir.path(), &["groups"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -191,7 +191,7 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     assert!(dir.path().join("herald-demo-2/herald.db").exists());
     assert!(
         stdout.contains(
-            "One dispatch pass at Tue 24 Nov 10:00 (Europe/Warsaw): 25 sent, 0 held, 26 blocked"
+            "One dispatch pass at Tue 24 Nov 10:00 (Europe/Warsaw): 35 sent, 4 held, 32 blocked"
         ),
         "{stdout}"
     );
@@ -206,6 +206,11 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         })
         .count();
     assert_eq!(eml, 25);
+    // The wallet covered ten SMS; the others wait for credit.
+    assert!(stdout.contains("insufficient_sms_credit"), "{stdout}");
+    let sms = std::fs::read_to_string(dir.path().join("herald-demo-2/sms.jsonl")).unwrap();
+    assert_eq!(sms.lines().count(), 10);
+    assert!(sms.contains("rodzicow"), "transliterated: {sms}");
     // Outside the window the batch is held and the demo says until when.
     let out = herald(
         dir.path(),
@@ -213,7 +218,7 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         &[],
     );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("1 sent, 24 held"), "{stdout}");
+    assert!(stdout.contains("1 sent, 38 held"), "{stdout}");
     assert!(
         stdout.contains("The batch waits until Mon 30 Nov 08:00"),
         "{stdout}"

@@ -136,7 +136,7 @@ async fn a_rejected_batch_sends_nothing(app: TestApp) {
     app.import_examples(now()).await;
     let smtp = SmtpServer::start().await;
     let settings = app.smtp_settings(&smtp);
-    let content = Content::new("Trip", "A trip on Friday.").unwrap();
+    let content = Content::email("Trip", "A trip on Friday.").unwrap();
     let send = compose::compose_send(
         &*app.store,
         &settings,
@@ -273,7 +273,7 @@ async fn a_holiday_holds_informational_but_not_system_messages(app: TestApp) {
         now(),
     )
     .await;
-    let content = Content::new("Password reset", "Your code is 1234.").unwrap();
+    let content = Content::email("Password reset", "Your code is 1234.").unwrap();
     compose::notify(
         &*app.store,
         &settings,
@@ -682,7 +682,7 @@ async fn a_system_message_goes_without_waiting_for_the_tick(app: TestApp) {
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(daemon.run_until_stopped(shutdown.clone()));
 
-    let content = Content::new("Password reset", "Your code is 1234.").unwrap();
+    let content = Content::email("Password reset", "Your code is 1234.").unwrap();
     let created = std::time::Instant::now();
     compose::notify(
         &*app.store,
@@ -726,7 +726,7 @@ async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp
             send_without_approval: true,
         },
     );
-    let content = Content::new("Homework", "Chapter 3, exercises 1-5.").unwrap();
+    let content = Content::email("Homework", "Chapter 3, exercises 1-5.").unwrap();
     let send = compose::compose_send(
         &*app.store,
         &settings,

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use herald::channels::email::EmailChannel;
 use herald::compose::{self, Content};
 use herald::config::{EmailTransport, OperatorSettings, Settings, SmtpSettings, SmtpTls};
-use herald::dispatcher::{Dispatcher, FixedClock};
+use herald::dispatcher::{Channels, Dispatcher, FixedClock};
 use herald::domain::{Audience, BatchId, MessageStatus, Reach};
 use herald::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use herald::store::{self, Decided, Decision, MessageFilter, MessageView, RecipientFilter, Store};
@@ -271,10 +270,10 @@ impl TestApp {
 
     /// A dispatcher with the given settings.
     pub fn dispatcher_with(&self, settings: Settings, clock: &Arc<FixedClock>) -> Arc<Dispatcher> {
-        let email = Arc::new(EmailChannel::build(&settings.email).expect("the channel builds"));
+        let channels = Channels::build(&settings).expect("the channels build");
         Arc::new(Dispatcher::new(
             Arc::clone(&self.store),
-            email,
+            channels,
             Arc::new(settings),
             Arc::clone(clock) as Arc<dyn herald::dispatcher::Clock>,
             format!("test-{}", fastrand_name()),
@@ -290,7 +289,7 @@ impl TestApp {
         now: DateTime<Utc>,
     ) -> BatchId {
         let content =
-            Content::new("School closed tomorrow", "The school is closed tomorrow.").unwrap();
+            Content::email("School closed tomorrow", "The school is closed tomorrow.").unwrap();
         let send = compose::compose_send(&*self.store, settings, OWNER, &audience, reach, &content)
             .await
             .unwrap();

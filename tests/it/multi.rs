@@ -116,6 +116,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
             body: "The staff meeting moves to Thursday 15:00.".into(),
             status: MessageStatus::Queued,
             reason: None,
+            segments: None,
         })
         .collect();
     let batch = NewBatch {
@@ -137,10 +138,10 @@ async fn instance(
     clock: Arc<dyn herald::dispatcher::Clock>,
 ) -> Arc<Dispatcher> {
     let store = store::open(&settings.database).await.unwrap();
-    let email = Arc::new(herald::channels::email::EmailChannel::build(&settings.email).unwrap());
+    let channels = herald::dispatcher::Channels::build(settings).unwrap();
     Arc::new(Dispatcher::new(
         store,
-        email,
+        channels,
         Arc::new(settings.clone()),
         clock,
         name.to_owned(),
@@ -298,7 +299,7 @@ async fn a_system_message_created_on_one_instance_is_sent_by_another_within_a_se
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let a_store = store::open(&settings.database).await.unwrap();
-    let content = Content::new("Password reset", "Your code is 1234.").unwrap();
+    let content = Content::email("Password reset", "Your code is 1234.").unwrap();
     let created = Instant::now();
     compose::notify(
         &*a_store,

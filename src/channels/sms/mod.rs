@@ -1,0 +1,171 @@
+//! The SMS channel: one module per gateway behind [`Gateway`], a rate limit counted in
+//! segments per second, and the error classes the dispatcher acts on.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::SendOutcome;
+use crate::config::{SmsGateway, SmsSettings};
+use crate::domain::sms::SmsSize;
+use crate::domain::{MessageId, PhoneNumber};
+
+pub mod file;
+pub mod smsapi;
+pub mod twilio;
+pub mod webhook;
+
+/// Why the channel cannot be built (at start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum SmsError {
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP client for the SMS gateway: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// One SMS to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingSms<'a> {
+    /// Herald's id of the message: with `created_at`, its stable identity.
+    pub id: MessageId,
+    /// When the message was created.
+    pub created_at: DateTime<Utc>,
+    /// The recipient's number.
+    pub to: &'a PhoneNumber,
+    /// The text, as it will be sent.
+    pub text: &'a str,
+    /// Its encoding and segments.
+    pub size: SmsSize,
+    /// The sender name or number.
+    pub sender: &'a str,
+}
+
+impl OutgoingSms<'_> {
+    /// The key a gateway uses to recognise a retry of the same message.
+    pub fn idempotency_key(&self) -> String {
+        format!("herald-{}-{}", self.id, self.created_at.timestamp())
+    }
+}
+
+/// An SMS gateway.
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    /// Sends one SMS and classifies the answer.
+    async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome;
+}
+
+/// The SMS channel: the configured gateway behind the rate limit.
+pub struct SmsChannel {
+    gateway: Box<dyn Gateway>,
+    limiter: governor::DefaultDirectRateLimiter,
+    sender: String,
+    name: &'static str,
+}
+
+impl SmsChannel {
+    /// Builds the configured gateway.
+    pub fn build(settings: &SmsSettings) -> Result<SmsChannel, SmsError> {
+        let client = || {
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let gateway: Box<dyn Gateway> = match &settings.gateway {
+            SmsGateway::File { path } => Box::new(file::FileGateway::new(path.clone())),
+            SmsGateway::Smsapi { url, token } => {
+                Box::new(smsapi::Smsapi::new(client()?, url.clone(), token.clone()))
+            }
+            SmsGateway::Twilio {
+                url,
+                account_sid,
+                auth_token,
+                messaging_service_sid,
+            } => Box::new(twilio::Twilio::new(
+                client()?,
+                url.clone(),
+                account_sid.clone(),
+                auth_token.clone(),
+                messaging_service_sid.clone(),
+            )),
+            SmsGateway::Webhook { url, secret } => Box::new(webhook::Webhook::new(
+                client()?,
+                url.clone(),
+                secret.clone(),
+            )),
+        };
+        let rate = NonZeroU32::new(settings.segments_per_second).unwrap_or(NonZeroU32::MIN);
+        // A burst as large as the longest message, so one message is never refused
+        // for being longer than a second's worth of segments.
+        let burst = NonZeroU32::new(settings.segments_per_second.max(settings.max_segments))
+            .unwrap_or(NonZeroU32::MIN);
+        let limiter =
+            governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst));
+        Ok(SmsChannel {
+            gateway,
+            limiter,
+            sender: settings.sender.clone(),
+            name: settings.gateway.name(),
+        })
+    }
+
+    /// The configured sender.
+    pub fn sender(&self) -> &str {
+        &self.sender
+    }
+
+    /// The gateway's name (`file`, `smsapi`, …).
+    pub fn gateway_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Waits for the rate limit, then sends.
+    pub async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
+        let segments = u32::try_from(sms.size.segments.max(1)).unwrap_or(u32::MAX);
+        let n = NonZeroU32::new(segments).unwrap_or(NonZeroU32::MIN);
+        if self.limiter.until_n_ready(n).await.is_err() {
+            // Longer than the burst allows: it can never pass the limit.
+            return SendOutcome::Permanent {
+                code: None,
+                detail: format!("{segments} segments exceed the gateway's rate limit burst"),
+                address_failing: false,
+            };
+        }
+        self.gateway.send(sms).await
+    }
+}
+
+/// What a transport error means: a connection that never opened is safe to retry;
+/// any later failure may have reached the gateway, so the result is unknown unless
+/// the gateway deduplicates (`idempotent`), when a retry under the same key is safe.
+pub(crate) fn classify_transport(e: &reqwest::Error, idempotent: bool) -> SendOutcome {
+    let detail = format!("request failed: {e}");
+    if e.is_connect() || e.is_builder() || idempotent {
+        SendOutcome::Transient { code: None, detail }
+    } else {
+        SendOutcome::Unknown { detail }
+    }
+}
+
+/// The class of a plain HTTP status with no more specific answer: 429 and 5xx are
+/// passing; other 4xx are the request's fault.
+pub(crate) fn classify_status(status: reqwest::StatusCode, detail: String) -> SendOutcome {
+    let code = Some(status.as_u16());
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+        || status == reqwest::StatusCode::UNAUTHORIZED
+        || status == reqwest::StatusCode::FORBIDDEN
+    {
+        // 401/403 are the configuration's fault, not the message's: retry once fixed.
+        SendOutcome::Transient { code, detail }
+    } else {
+        SendOutcome::Permanent {
+            code,
+            detail,
+            address_failing: false,
+        }
+    }
+}

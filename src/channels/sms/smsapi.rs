@@ -1,0 +1,140 @@
+//! SMSAPI.pl: `POST /sms.do?format=json`, bearer token, form fields `to` (digits with
+//! the country code, no `+`), `message`, `from` (a registered sender name),
+//! `encoding=utf-8`, and `idx` with `check_idx=1`: SMSAPI refuses a second message
+//! with the same `idx`, which makes a retry after a lost answer safe.
+//!
+//! SMSAPI answers errors with HTTP 200 too: a JSON body with `error` (a number) and
+//! `message` is a failure whatever the status. Codes from its documentation
+//! (smsapi.pl/docs, "statusy-wiadomosci"): 13 no valid number (invalid, landline,
+//! blacklisted), 11 text too long or empty, 12 over 160 characters with `single`, 14
+//! bad sender, 17 flash with special characters, 18 wrong parameters, 20/27 idx too
+//! long, 25 normalize with datacoding, 28 bad time restriction; 101–103 are
+//! authorisation and the account's own points; 8 is a malformed request. An answer
+//! that `idx` was used already means the first attempt went through.
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Gateway, OutgoingSms, classify_status, classify_transport};
+use crate::channels::SendOutcome;
+
+/// The SMSAPI.pl gateway.
+pub struct Smsapi {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    token: SecretString,
+}
+
+impl Smsapi {
+    /// A gateway posting to `url` (normally `https://api.smsapi.pl/sms.do`).
+    pub fn new(client: reqwest::Client, url: reqwest::Url, token: SecretString) -> Smsapi {
+        Smsapi { client, url, token }
+    }
+}
+
+/// The codes that say "this idx was used already" (the message went before).
+const IDX_USED: [i64; 1] = [53];
+
+/// Codes that refuse the message for good.
+const PERMANENT: [i64; 10] = [8, 11, 12, 13, 14, 17, 18, 20, 25, 27];
+
+/// Codes about the number itself.
+const INVALID_NUMBER: [i64; 1] = [13];
+
+#[async_trait]
+impl Gateway for Smsapi {
+    async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
+        let mut url = self.url.clone();
+        url.query_pairs_mut().append_pair("format", "json");
+        let key = sms.idempotency_key();
+        let to = sms.to.e164().trim_start_matches('+').to_owned();
+        let form = [
+            ("to", to.as_str()),
+            ("message", sms.text),
+            ("from", sms.sender),
+            ("encoding", "utf-8"),
+            ("idx", key.as_str()),
+            ("check_idx", "1"),
+        ];
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(self.token.expose_secret())
+            .form(&form)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            // idx makes a retry safe even when the request may have arrived.
+            Err(e) => return classify_transport(&e, true),
+        };
+        let status = response.status();
+        let body = match response.text().await {
+            Ok(b) => b,
+            Err(e) => return classify_transport(&e, true),
+        };
+        let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+        if let Some(error) = json.as_ref().and_then(|j| j.get("error")) {
+            let message = json
+                .as_ref()
+                .and_then(|j| j.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            let detail = format!("SMSAPI error {error}: {message}");
+            return match error.as_i64() {
+                Some(code) if IDX_USED.contains(&code) => SendOutcome::Sent {
+                    code: Some(status.as_u16()),
+                    detail: format!("already accepted under idx {key} ({detail})"),
+                    provider_id: None,
+                },
+                Some(code) if PERMANENT.contains(&code) => SendOutcome::Permanent {
+                    code: Some(status.as_u16()),
+                    detail,
+                    address_failing: INVALID_NUMBER.contains(&code),
+                },
+                // 101–103 (authorisation, the account's points), 28, unknown codes
+                // and the newer string codes: worth another try later.
+                _ => SendOutcome::Transient {
+                    code: Some(status.as_u16()),
+                    detail,
+                },
+            };
+        }
+        if !status.is_success() {
+            return classify_status(status, format!("HTTP {status}: {}", clip(&body)));
+        }
+        let first = json
+            .as_ref()
+            .and_then(|j| j.get("list"))
+            .and_then(|l| l.get(0));
+        match first {
+            Some(item) => {
+                let id = item.get("id").map(|v| match v.as_str() {
+                    Some(s) => s.to_owned(),
+                    None => v.to_string(),
+                });
+                SendOutcome::Sent {
+                    code: Some(status.as_u16()),
+                    detail: format!(
+                        "accepted: status {}, {} part(s), {} points",
+                        item.get("status").and_then(|s| s.as_str()).unwrap_or("?"),
+                        item.get("parts").map(|p| p.to_string()).unwrap_or_default(),
+                        item.get("points")
+                            .map(|p| p.to_string())
+                            .unwrap_or_default()
+                    ),
+                    provider_id: id,
+                }
+            }
+            // A 2xx without the expected list: it may well have been sent.
+            None => SendOutcome::Unknown {
+                detail: format!("unexpected answer HTTP {status}: {}", clip(&body)),
+            },
+        }
+    }
+}
+
+/// The start of a response body, for the attempt's record.
+pub(crate) fn clip(body: &str) -> String {
+    body.chars().take(300).collect()
+}
