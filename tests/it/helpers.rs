@@ -59,6 +59,11 @@ impl TestApp {
         path
     }
 
+    /// A path in the test's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// The options the CLI would use.
     pub fn import_options(&self) -> ImportOptions {
         ImportOptions {

@@ -5,6 +5,7 @@
 //! `conformance!` block, which runs it on every backend the build has.
 
 mod helpers;
+mod sms;
 mod smtp;
 
 mod calendar;
