@@ -738,6 +738,14 @@ impl Raw {
         }
 
         let schedule = cron::Schedule::from_str(self.dispatch.schedule.trim())
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                // An expression that never fires (30 February) would send nothing.
+                match s.upcoming(chrono_tz::UTC).next() {
+                    Some(_) => Ok(s),
+                    None => Err("it never fires".to_owned()),
+                }
+            })
             .map_err(|e| {
                 bad.add(
                     "dispatch.schedule",
@@ -765,6 +773,46 @@ impl Raw {
         let smtp_timeout = duration("email.smtp.timeout", &self.email.smtp.timeout);
         let idle_timeout = duration("email.smtp.idle_timeout", &self.email.smtp.idle_timeout);
         let sms_timeout = duration("sms.timeout", &self.sms.timeout);
+        // Floors below which a setting can only do harm: a poll of zero is a busy
+        // loop, a zero timeout fails every send, a zero retry burns every attempt
+        // within one pass.
+        for (key, value, text, floor) in [
+            (
+                "dispatch.wake_poll",
+                wake_poll,
+                &d.wake_poll,
+                Duration::from_millis(100),
+            ),
+            (
+                "dispatch.retry_base",
+                retry_base,
+                &d.retry_base,
+                Duration::from_secs(1),
+            ),
+            (
+                "email.smtp.timeout",
+                smtp_timeout,
+                &self.email.smtp.timeout,
+                Duration::from_secs(1),
+            ),
+            (
+                "sms.timeout",
+                sms_timeout,
+                &self.sms.timeout,
+                Duration::from_secs(1),
+            ),
+        ] {
+            if value < floor {
+                bad.add(
+                    key,
+                    text,
+                    &format!(
+                        "a duration of at least {}",
+                        humantime::format_duration(floor)
+                    ),
+                );
+            }
+        }
         if d.max_attempts == 0 {
             bad.add(
                 "dispatch.max_attempts",
@@ -1312,6 +1360,7 @@ mod tests {
             ("HERALD__SCHOOL__PHONE_REGION", "Poland"),
             ("HERALD__SEND_WINDOW__MONDAY", "8-20"),
             ("HERALD__DISPATCH__SCHEDULE", "*/5 * * * *"),
+            ("HERALD__DISPATCH__WAKE_POLL", "0s"),
             ("HERALD__DATABASE__BUSY_TIMEOUT", "soon"),
             ("HERALD__DATABASE__URL", "mysql://root@localhost/herald"),
         ])
@@ -1327,6 +1376,7 @@ mod tests {
                 "database.busy_timeout",
                 "send_window.monday",
                 "dispatch.schedule",
+                "dispatch.wake_poll",
             ]
         );
     }

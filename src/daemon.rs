@@ -86,8 +86,24 @@ impl Daemon {
         let schedule = &self.settings.dispatch.schedule;
         let immediate = self.settings.kinds.system.immediate;
         let poll = self.settings.dispatch.wake_poll;
-        let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-        let mut last_watchdog = std::time::Instant::now();
+        // The watchdog is fed from its own task, after each successful round trip to
+        // the store: a long pass (a slow SMTP server) does not starve it, and a daemon
+        // whose database is gone is restarted rather than kept alive.
+        let watchdog = {
+            let store = std::sync::Arc::clone(self.dispatcher.store());
+            tokio::spawn(async move {
+                let Some(interval) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
+                    return;
+                };
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match store.last_pass().await {
+                        Ok(_) => notify_systemd(&[sd_notify::NotifyState::Watchdog]),
+                        Err(e) => tracing::error!(error = %e, "the store does not answer"),
+                    }
+                }
+            })
+        };
         notify_systemd(&[sd_notify::NotifyState::Ready]);
         tracing::info!(
             worker = self.dispatcher.worker(),
@@ -126,35 +142,35 @@ impl Daemon {
                 _ = woken() => {}
             }
             let now = self.clock.now();
+            // A failing database must not stop the daemon: log, and try again on the
+            // next round (what was claimed stays leased and is reclaimed if need be).
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
-                let counts = self
-                    .dispatcher
-                    .run_pass(&MessageKind::ALL, &shutdown)
-                    .await?;
-                log_pass("tick", &counts);
                 next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
-            } else if immediate
-                && self
+                match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
+                    Ok(counts) => log_pass("tick", &counts),
+                    Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),
+                }
+            } else if immediate {
+                let due = self
                     .dispatcher
                     .store()
                     .has_due(now, &[MessageKind::System])
-                    .await?
-            {
-                let counts = self
-                    .dispatcher
-                    .run_pass(&[MessageKind::System], &shutdown)
-                    .await?;
-                log_pass("system message", &counts);
-            }
-            // The watchdog is fed only after a round that reached the store, so a
-            // daemon stuck on its database is restarted rather than kept alive.
-            if let Some(interval) = watchdog
-                && last_watchdog.elapsed() >= interval
-            {
-                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
-                last_watchdog = std::time::Instant::now();
+                    .await;
+                match due {
+                    Ok(true) => match self
+                        .dispatcher
+                        .run_pass(&[MessageKind::System], &shutdown)
+                        .await
+                    {
+                        Ok(counts) => log_pass("system message", &counts),
+                        Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),
+                    },
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot look for due system messages"),
+                }
             }
         }
+        watchdog.abort();
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         // Let another instance take over reclaiming at once instead of after the lease.
         if let Err(e) = self

@@ -216,15 +216,25 @@ impl Dispatcher {
         let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, MessageId> = HashMap::new();
         let mut drained = false;
+        let mut failure = None;
         loop {
             let room = concurrency - inflight.len();
             if room > 0 && !drained && !shutdown.is_cancelled() {
                 let now = self.clock.now();
                 let lease_until = now + chrono_duration(self.settings.dispatch.lease);
-                let claimed = self
+                let claimed = match self
                     .store
                     .claim_due(now, kinds, &self.worker, lease_until, room as u32)
-                    .await?;
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    // Stop claiming, but let the sends in flight finish and record
+                    // their outcome before reporting the failure.
+                    Err(e) => {
+                        failure = Some(e);
+                        Vec::new()
+                    }
+                };
                 drained = claimed.len() < room;
                 for message in claimed {
                     let id = message.id;
@@ -250,6 +260,9 @@ impl Dispatcher {
                     .await?;
                 break;
             }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         self.store
             .record_pass(&self.worker, &counts, self.clock.now())
