@@ -311,3 +311,80 @@ fn herald_run_sends_a_system_message_and_stops_cleanly_on_sigterm() {
         assert!(list[0].get(key).is_some(), "status --json has {key}");
     }
 }
+
+#[test]
+fn sms_info_prints_encoding_units_segments_and_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald(
+        dir.path(),
+        &["sms-info", "Zażółć gęślą jaźń", "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info,
+        serde_json::json!({"encoding": "ucs2", "units": 17, "segments": 1, "cost": 1})
+    );
+    let long = "Zażółć gęślą jaźń. ".repeat(8);
+    let out = herald(
+        dir.path(),
+        &["sms-info", &long, "--transliterate", "--json"],
+        &[("HERALD__SMS__PRICE_PER_SEGMENT", "2")],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info,
+        serde_json::json!({"encoding": "gsm7", "units": 152, "segments": 1, "cost": 2})
+    );
+}
+
+#[test]
+fn the_wallet_is_topped_up_by_an_operator_and_shown_with_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://w.db"),
+        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
+        ("HERALD__OPERATORS__PIOTR__NAME", "Piotr"),
+    ];
+    let out = herald(
+        dir.path(),
+        &[
+            "wallet",
+            "top-up",
+            "250",
+            "--as",
+            "anna",
+            "--note",
+            "FV 2026/11/3",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("the balance is 250"));
+    let out = herald(
+        dir.path(),
+        &["wallet", "top-up", "5", "--as", "piotr", "--note", "x"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("may not top up"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(dir.path(), &["wallet", "--json"], &env);
+    let wallet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wallet["balance"], 250);
+    assert_eq!(wallet["reserved"], 0);
+    assert_eq!(wallet["low_balance_threshold"], 100);
+    assert_eq!(wallet["low"], false);
+    assert_eq!(wallet["ledger"][0]["entry"], "top_up");
+    assert_eq!(wallet["ledger"][0]["note"], "FV 2026/11/3");
+    let out = herald(dir.path(), &["wallet"], &env);
+    assert!(
+        text(&out.stdout).contains("balance:   250 point(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -346,6 +346,8 @@ conformance!(
     a_message_held_for_credit_goes_after_a_top_up,
     a_permanent_failure_is_refunded_and_marks_the_number,
     several_dispatchers_never_spend_more_than_the_wallet_holds,
+    an_unknown_sms_keeps_its_credit_until_an_operator_drops_it,
+    a_low_balance_is_reported_once_per_crossing,
 );
 
 /// Settings with SMS through the SMSAPI gateway at `server`, email as `.eml` files in
@@ -661,4 +663,80 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
 fn segments_of(texts: &[String; 3], recipient: &str) -> i64 {
     let n: usize = recipient.trim_start_matches("t-").parse().unwrap();
     measure(&texts[n % 3]).segments as i64
+}
+
+async fn an_unknown_sms_keeps_its_credit_until_an_operator_drops_it(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = MockServer::start().await;
+    // Twilio answers too late: without an idempotency key the outcome is unknown.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let mut settings = smsapi(&app, &server);
+    settings.sms.gateway = SmsGateway::Twilio {
+        url: server.uri().parse().unwrap(),
+        account_sid: "AC1".into(),
+        auth_token: SecretString::from("t"),
+        messaging_service_sid: None,
+    };
+    settings.sms.timeout = Duration::from_millis(500);
+    app.store.top_up(10, OWNER, "invoice", now()).await.unwrap();
+    sms_batch(&app, &settings, "gd-2001", "Zebranie").await;
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Unknown));
+    let m = app.only_message_to("gd-2001").await;
+    assert_eq!(m.status, MessageStatus::Unknown);
+    let wallet = app.store.wallet().await.unwrap();
+    assert_eq!(
+        (wallet.balance, wallet.reserved),
+        (9, 1),
+        "held, not charged, not refunded"
+    );
+    // Not retried by itself: it might have gone, and would be paid for twice.
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None);
+    let dropped = app
+        .store
+        .act_on_message(m.id, herald::store::MessageAction::Cancel, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        dropped,
+        herald::store::ActionResult::Done(MessageStatus::Unknown)
+    );
+    let wallet = app.store.wallet().await.unwrap();
+    assert_eq!(
+        (wallet.balance, wallet.reserved),
+        (10, 0),
+        "refunded when dropped"
+    );
+}
+
+async fn a_low_balance_is_reported_once_per_crossing(app: TestApp) {
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let mut settings = app.settings.clone();
+    settings.sms.low_balance_threshold = 100;
+    let d = app.dispatcher_with(settings, &clock);
+    app.store.top_up(5, OWNER, "a little", now()).await.unwrap();
+    d.check_wallet().await.unwrap();
+    let first = app.store.wallet().await.unwrap().low_since;
+    assert_eq!(first, Some(warsaw("2026-11-24 10:00")));
+    // Still low an hour later: the same crossing, not a new one.
+    clock.set(warsaw("2026-11-24 11:00"));
+    d.check_wallet().await.unwrap();
+    assert_eq!(app.store.wallet().await.unwrap().low_since, first);
+    assert!(
+        !app.store
+            .mark_low(true, warsaw("2026-11-24 11:00"))
+            .await
+            .unwrap()
+    );
+    // Topped up above the threshold: no longer low; a later fall is a new crossing.
+    app.store
+        .top_up(500, OWNER, "invoice", now())
+        .await
+        .unwrap();
+    d.check_wallet().await.unwrap();
+    assert_eq!(app.store.wallet().await.unwrap().low_since, None);
 }
