@@ -259,6 +259,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The hold switch: pause all dispatch on every instance (nothing is lost), or
+    /// resume it. Without a subcommand, show it.
+    Hold {
+        /// On or off.
+        #[command(subcommand)]
+        action: Option<HoldCommand>,
+    },
+    /// The audit log: every change made by a person, newest first.
+    Audit {
+        /// Only this person.
+        #[arg(long = "actor", value_name = "LOGIN")]
+        actor: Option<String>,
+        /// Only this action (send, approve, reject, cancel, resend, top_up, hold_on, …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only since: a duration ("24h") or a school date or time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many lines.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo {
         /// The folder for the demo's database, import file and .eml files [default:
@@ -269,6 +294,26 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald hold …`
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Pause all dispatch (an incident: a wrong batch, a mail server in trouble).
+    On {
+        /// Why, for everyone who looks.
+        #[arg(long)]
+        reason: String,
+        /// The operator (needs `approve` for now).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Resume dispatch.
+    Off {
+        /// The operator (needs `approve` for now).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
     },
 }
 
@@ -449,6 +494,15 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             )?;
             let (id, message) =
                 compose::notify(&*store, &settings, &recipient, &content, &actor, now).await?;
+            audit(
+                &*store,
+                &actor,
+                "notify",
+                &format!("message {id}"),
+                serde_json::json!({"recipient": recipient, "channel": channel, "status": message.status, "reason": message.reason}),
+                now,
+            )
+            .await?;
             match message.reason {
                 Some(reason) if message.status == MessageStatus::Blocked => {
                     println!(
@@ -495,7 +549,17 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             let id = if dry_run {
                 None
             } else {
-                Some(compose::store_send(&*store, &send, now).await?)
+                let id = compose::store_send(&*store, &send, now).await?;
+                audit(
+                    &*store,
+                    &operator,
+                    "send",
+                    &format!("batch {id}"),
+                    send_snapshot(&send),
+                    now,
+                )
+                .await?;
+                Some(id)
             };
             print_send(&send, id, json)?;
             Ok(ExitCode::SUCCESS)
@@ -505,6 +569,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             let batches = store
                 .batches((!all).then_some(BatchStatus::AwaitingApproval))
                 .await?;
+            if !json && let Some(h) = store.hold().await? {
+                println!("{}\n", hold_banner(&h, &settings));
+            }
             print_batches(&batches, json, all)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -578,6 +645,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 let counts = store.message_counts(&filter).await?;
                 print_counts(&counts, json)?;
             } else {
+                if !json && let Some(h) = store.hold().await? {
+                    println!("{}\n", hold_banner(&h, &settings));
+                }
                 let messages = store.messages(&filter).await?;
                 print_messages(&settings, &messages, json)?;
             }
@@ -651,6 +721,15 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     bail!("--note must say what the top-up is (an invoice, a transfer)");
                 }
                 let w = store.top_up(points, &operator, note.trim(), now).await?;
+                audit(
+                    &*store,
+                    &operator,
+                    "top_up",
+                    "wallet",
+                    serde_json::json!({"points": points, "note": note.trim(), "balance_after": w.balance}),
+                    now,
+                )
+                .await?;
                 println!(
                     "Added {points} point(s): the balance is {} ({} reserved). Messages waiting for credit go on the next pass.",
                     w.balance, w.reserved
@@ -658,6 +737,107 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             print_wallet(&*store, &settings, ledger, json, now).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hold { action } => {
+            let store = store::open(&settings.database).await?;
+            match action {
+                None => {
+                    match store.hold().await? {
+                        Some(h) => println!("{}", hold_banner(&h, &settings)),
+                        None => println!("Dispatch is running (the hold switch is off)."),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(HoldCommand::On { reason, operator }) => {
+                    let op = approver(&settings, &operator, "switch the hold")?;
+                    if reason.trim().is_empty() {
+                        bail!("--reason must say why dispatch is held");
+                    }
+                    let hold = crate::store::Hold {
+                        since: now,
+                        reason: reason.trim().to_owned(),
+                        by: operator.clone(),
+                    };
+                    if store.set_hold(Some(&hold)).await? {
+                        audit(
+                            &*store,
+                            &operator,
+                            "hold_on",
+                            "dispatch",
+                            serde_json::json!({"reason": hold.reason}),
+                            now,
+                        )
+                        .await?;
+                        println!(
+                            "Dispatch is on hold on every instance ({}); messages wait as queued. `herald hold off --as LOGIN` resumes.",
+                            op.name
+                        );
+                    } else {
+                        println!("Dispatch was on hold already.");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(HoldCommand::Off { operator }) => {
+                    approver(&settings, &operator, "switch the hold")?;
+                    let before = store.hold().await?;
+                    if store.set_hold(None).await? {
+                        audit(
+                            &*store,
+                            &operator,
+                            "hold_off",
+                            "dispatch",
+                            serde_json::json!({"was": before}),
+                            now,
+                        )
+                        .await?;
+                        println!("Dispatch resumes: what waited goes on the next pass.");
+                    } else {
+                        println!("Dispatch was not on hold.");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Audit {
+            actor,
+            action,
+            since,
+            limit,
+            json,
+        } => {
+            let since = since.map(|s| parse_since(&settings, &s, now)).transpose()?;
+            let store = store::open(&settings.database).await?;
+            let lines = store
+                .audit_log(&crate::store::AuditFilter {
+                    actor,
+                    action,
+                    since,
+                    limit: Some(limit),
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else if lines.is_empty() {
+                println!("The audit log has nothing that matches.");
+            } else {
+                let tz = settings.school.time_zone;
+                let rows = lines
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            l.at.with_timezone(&tz)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string(),
+                            l.actor.clone(),
+                            l.action.clone(),
+                            l.subject.clone(),
+                            l.details.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["AT", "WHO", "ACTION", "ON", "DETAILS"], rows);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, at } => {
@@ -748,6 +928,52 @@ async fn print_wallet(
         rows,
     );
     Ok(())
+}
+
+/// The operator `login`, who must have `approve` to `what`.
+fn approver<'a>(
+    settings: &'a Settings,
+    login: &str,
+    what: &str,
+) -> anyhow::Result<&'a crate::config::OperatorSettings> {
+    let op = compose::operator(settings, login)?;
+    if !op.approve {
+        bail!("{login} may not {what} (set approve = true in [operators.{login}])");
+    }
+    Ok(op)
+}
+
+/// Records a person's change in the audit log.
+async fn audit(
+    store: &dyn Store,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    store
+        .audit(&crate::store::AuditEntry {
+            at: now,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            details,
+        })
+        .await?;
+    Ok(())
+}
+
+/// The hold switch in one prominent line.
+fn hold_banner(h: &crate::store::Hold, settings: &Settings) -> String {
+    format!(
+        "*** DISPATCH IS ON HOLD since {} by {}: {} — nothing is sent until `herald hold off` ***",
+        h.since
+            .with_timezone(&settings.school.time_zone)
+            .format("%Y-%m-%d %H:%M"),
+        h.by,
+        h.reason
+    )
 }
 
 /// Cancels `shutdown` on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
@@ -841,6 +1067,19 @@ async fn act(
         .await?
     {
         ActionResult::Done(before) => {
+            let action = match action {
+                MessageAction::Resend => "resend",
+                MessageAction::Cancel => "cancel",
+            };
+            audit(
+                &*store,
+                login,
+                action,
+                &format!("message {message}"),
+                serde_json::json!({"status_before": before}),
+                now,
+            )
+            .await?;
             println!("Message {message} ({before}) {verb} by {}.", op.name);
             Ok(ExitCode::SUCCESS)
         }
@@ -869,11 +1108,40 @@ async fn decide(
         Decision::Approve => "approved",
         Decision::Reject(_) => "rejected",
     };
+    // What the approver saw: the batch as the outbox shows it, before the decision.
+    let seen = store
+        .batches(None)
+        .await?
+        .into_iter()
+        .find(|b| b.id == BatchId(batch));
     match store
         .decide_batch(BatchId(batch), &decision, login, now)
         .await?
     {
         Decided::Done(n) => {
+            let (action, reason) = match &decision {
+                Decision::Approve => ("approve", None),
+                Decision::Reject(why) => ("reject", Some(why.clone())),
+            };
+            let details = serde_json::json!({
+                "messages": n,
+                "reason": reason,
+                "seen": seen.map(|b| serde_json::json!({
+                    "audience": b.audience,
+                    "subject": b.subject,
+                    "content_sha256": content_hash(b.subject.as_deref(), &b.body),
+                    "counts": b.counts,
+                })),
+            });
+            audit(
+                &*store,
+                login,
+                action,
+                &format!("batch {batch}"),
+                details,
+                now,
+            )
+            .await?;
             println!(
                 "Batch {batch} {verb} by {}: {n} message(s) {}.",
                 op.name,
@@ -887,6 +1155,37 @@ async fn decide(
         Decided::NotFound => bail!("there is no batch {batch}; `herald outbox --all` lists them"),
         Decided::AlreadyDecided(status) => bail!("batch {batch} is {status} already"),
     }
+}
+
+/// A fingerprint of a message's text, so the audit log shows what exactly was seen.
+fn content_hash(subject: Option<&str>, body: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(subject.unwrap_or_default().as_bytes());
+    hash.update([0]);
+    hash.update(body.as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// What a sender composed, for the audit log.
+fn send_snapshot(send: &compose::Send) -> serde_json::Value {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for m in &send.messages {
+        let key = match m.reason {
+            Some(r) => format!("{}/{}", m.status, r.as_str()),
+            None => m.status.to_string(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    serde_json::json!({
+        "audience": send.batch.audience,
+        "channel": send.batch.channel,
+        "subject": send.batch.subject,
+        "content_sha256": content_hash(send.batch.subject.as_deref(), &send.batch.body),
+        "messages": send.messages.len(),
+        "counts": counts,
+        "status": send.batch.status,
+    })
 }
 
 fn print_send(send: &compose::Send, id: Option<BatchId>, json: bool) -> anyhow::Result<()> {

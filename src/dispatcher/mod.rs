@@ -186,6 +186,11 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<PassCounts> {
         let start = self.clock.now();
+        // The hold switch pauses every instance: nothing is claimed, nothing is lost.
+        if let Some(hold) = self.store.hold().await? {
+            tracing::info!(since = %hold.since, reason = %hold.reason, by = %hold.by, "dispatch is on hold");
+            return Ok(PassCounts::default());
+        }
         // Reclaiming dead dispatchers' claims is work for one instance at a time: the
         // leader, whose lease lasts as long as a claim's.
         let lease = chrono_duration(self.settings.dispatch.lease);
@@ -367,6 +372,9 @@ impl Dispatcher {
     /// Claims one due message of any kind and dispatches it; `None` when nothing is
     /// due. The unit the tests drive.
     pub async fn try_dispatch_next(self: &Arc<Self>) -> Result<Option<Outcome>> {
+        if self.store.hold().await?.is_some() {
+            return Ok(None);
+        }
         let now = self.clock.now();
         let lease_until = now + chrono_duration(self.settings.dispatch.lease);
         let claimed = self

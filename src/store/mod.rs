@@ -722,14 +722,69 @@ pub trait WalletStore: Send + Sync {
     async fn mark_low(&self, low: bool, now: DateTime<Utc>) -> Result<bool>;
 }
 
+/// The hold switch, when it is on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hold {
+    /// Since when dispatch is paused.
+    pub since: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+    /// Who switched it on.
+    pub by: String,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What (`send`, `approve`, `reject`, `cancel`, `resend`, `top_up`, `hold_on`, …).
+    pub action: String,
+    /// What it was done to (`batch 3`, `message 17`, `wallet`, `dispatch`).
+    pub subject: String,
+    /// What the person saw and did.
+    pub details: serde_json::Value,
+}
+
+/// Which audit lines a listing wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this person.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only since then.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many, newest first.
+    pub limit: Option<i64>,
+}
+
+/// Settings of the whole installation, and the record of who changed what.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// The hold switch: `Some` while dispatch is paused.
+    async fn hold(&self) -> Result<Option<Hold>>;
+
+    /// Switches the hold on (with why and who) or off. `false` when it already was.
+    async fn set_hold(&self, hold: Option<&Hold>) -> Result<bool>;
+
+    /// Appends a line to the audit log.
+    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// Audit lines matching `filter`, newest first.
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+}
+
 /// Everything Herald stores, behind one handle.
 pub trait Store:
-    DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore
+    DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore + AdminStore
 {
 }
 
-impl<T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore> Store
-    for T
+impl<T> Store for T where
+    T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore + AdminStore
 {
 }
 

@@ -27,6 +27,7 @@ use super::{
     PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError, WAKE_CHANNEL,
     WalletState, WalletStore,
 };
+use super::{AdminStore, AuditEntry, AuditFilter, Hold};
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
     Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
@@ -1817,5 +1818,89 @@ impl WalletStore for PgStore {
                 .await?
         };
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl AdminStore for PgStore {
+    async fn hold(&self) -> Result<Option<Hold>> {
+        let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(match row {
+            (Some(since), reason, by) => Some(Hold {
+                since,
+                reason: reason.unwrap_or_default(),
+                by: by.unwrap_or_default(),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn set_hold(&self, hold: Option<&Hold>) -> Result<bool> {
+        let done = match hold {
+            Some(h) => {
+                sqlx::query(
+                    "UPDATE hold_switch SET on_since = $1, reason = $2, set_by = $3
+                     WHERE id = 1 AND on_since IS NULL",
+                )
+                .bind(h.since)
+                .bind(&h.reason)
+                .bind(&h.by)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE hold_switch SET on_since = NULL, reason = NULL, set_by = NULL
+                     WHERE id = 1 AND on_since IS NOT NULL",
+                )
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, subject, details)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(entry.details.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<(DateTime<Utc>, String, String, String, String)> = sqlx::query_as(
+            "SELECT at, actor, action, subject, details FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
+               AND ($3 IS NULL OR at >= $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(filter.since)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, actor, action, subject, details)| AuditEntry {
+                at,
+                actor,
+                action,
+                subject,
+                details: serde_json::from_str(&details)
+                    .unwrap_or(serde_json::Value::String(details)),
+            })
+            .collect())
     }
 }

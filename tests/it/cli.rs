@@ -118,7 +118,14 @@ fn without_migrate_on_start_an_unmigrated_database_is_refused_until_migrate() {
     );
     let out = herald(dir.path(), &["migrate"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Applied 4 migration"));
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    assert!(
+        text(&out.stdout).contains(&format!("Applied {migrations} migration")),
+        "{}",
+        text(&out.stdout)
+    );
     let out = herald(dir.path(), &["groups"], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -387,4 +394,117 @@ fn the_wallet_is_topped_up_by_an_operator_and_shown_with_its_ledger() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/import")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://a.db"),
+        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
+        ("HERALD__OPERATORS__TOMEK__NAME", "Tomek"),
+    ];
+    for file in [
+        "recipients.csv",
+        "groups.csv",
+        "guardianships.csv",
+        "memberships.csv",
+        "contracts.csv",
+    ] {
+        assert!(
+            herald(dir.path(), &["import", &example(file)], &env)
+                .status
+                .success()
+        );
+    }
+    let run = |args: &[&str]| {
+        let out = herald(dir.path(), args, &env);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    run(&[
+        "send",
+        "--as",
+        "tomek",
+        "--group",
+        "g-1a",
+        "--reach",
+        "guardians",
+        "--subject",
+        "Trip",
+        "--body",
+        "Friday",
+    ]);
+    run(&[
+        "send",
+        "--as",
+        "tomek",
+        "--group",
+        "g-3c",
+        "--subject",
+        "Exam",
+        "--body",
+        "Monday",
+    ]);
+    run(&["approve", "1", "--as", "anna"]);
+    run(&["reject", "2", "--as", "anna", "--reason", "wrong day"]);
+    run(&["wallet", "top-up", "50", "--as", "anna", "--note", "FV 1"]);
+    run(&["notify", "t-3001", "--subject", "Reset", "--body", "Code 1"]);
+    run(&[
+        "hold",
+        "on",
+        "--as",
+        "anna",
+        "--reason",
+        "mail server trouble",
+    ]);
+    let status = run(&["status"]);
+    assert!(status.contains("DISPATCH IS ON HOLD"), "{status}");
+    assert!(status.contains("mail server trouble"), "{status}");
+    assert!(run(&["hold"]).contains("ON HOLD"));
+    // Refused: Tomek may not approve or switch the hold; nothing is logged for him then.
+    let out = herald(dir.path(), &["hold", "off", "--as", "tomek"], &env);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("tomek may not switch the hold"),
+        "{}",
+        text(&out.stderr)
+    );
+    run(&["hold", "off", "--as", "anna"]);
+
+    let log: serde_json::Value = serde_json::from_str(&run(&["audit", "--json"])).unwrap();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "hold_off", "hold_on", "notify", "top_up", "reject", "approve", "send", "send"
+        ]
+    );
+    let approve = &log[5];
+    assert_eq!(approve["actor"], "anna");
+    assert_eq!(approve["subject"], "batch 1");
+    assert_eq!(approve["details"]["seen"]["subject"], "Trip");
+    assert_eq!(
+        approve["details"]["seen"]["content_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(log[4]["details"]["reason"], "wrong day");
+    let tomek: serde_json::Value =
+        serde_json::from_str(&run(&["audit", "--actor", "tomek", "--json"])).unwrap();
+    assert_eq!(tomek.as_array().unwrap().len(), 2);
 }
