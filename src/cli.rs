@@ -145,8 +145,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Batches waiting for approval, with their counts per status and reason.
+    /// Batches waiting for approval, with their counts per status and reason; `show`,
+    /// `edit` and `cancel` one.
     Outbox {
+        /// What to do with one batch (nothing: list them).
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
         /// Show decided batches too.
         #[arg(long)]
         all: bool,
@@ -294,6 +298,45 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald outbox …`
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Everything an approver needs: the text, who gets it, who does not and why,
+    /// what it costs, and when it will go.
+    Show {
+        /// The batch.
+        batch: i64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a batch's text; an approved batch goes back to the outbox.
+    Edit {
+        /// The batch.
+        batch: i64,
+        /// The operator (who composed it, or one with `approve`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+        /// The new subject (email).
+        #[arg(long)]
+        subject: Option<String>,
+        /// The new text.
+        #[arg(long)]
+        body: String,
+        /// SMS: replace national characters to stay in GSM-7.
+        #[arg(long)]
+        transliterate: bool,
+    },
+    /// Cancel every message of a batch that has not been sent.
+    Cancel {
+        /// The batch.
+        batch: i64,
+        /// The operator (who composed it, or one with `approve`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
     },
 }
 
@@ -562,9 +605,37 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 Some(id)
             };
             print_send(&send, id, json)?;
+            if !json {
+                let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = send
+                    .messages
+                    .iter()
+                    .map(|m| (m.status, m.reason, m.segments))
+                    .collect();
+                let summary = summarize(
+                    &*store,
+                    &settings,
+                    send.batch.kind,
+                    send.batch.status,
+                    &lines,
+                    now,
+                )
+                .await?;
+                print_summary(&summary);
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Outbox { all, json } => {
+        Command::Outbox {
+            action: Some(action),
+            ..
+        } => {
+            let store = store::open(&settings.database).await?;
+            outbox_action(&*store, &settings, action, now).await
+        }
+        Command::Outbox {
+            action: None,
+            all,
+            json,
+        } => {
             let store = store::open(&settings.database).await?;
             let batches = store
                 .batches((!all).then_some(BatchStatus::AwaitingApproval))
@@ -928,6 +999,275 @@ async fn print_wallet(
         rows,
     );
     Ok(())
+}
+
+async fn outbox_action(
+    store: &dyn Store,
+    settings: &Settings,
+    action: OutboxCommand,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let find = |batches: Vec<crate::store::BatchSummary>, id: i64| {
+        batches
+            .into_iter()
+            .find(|b| b.id == BatchId(id))
+            .with_context(|| format!("there is no batch {id}; `herald outbox --all` lists them"))
+    };
+    match action {
+        OutboxCommand::Show { batch, json } => {
+            let b = find(store.batches(None).await?, batch)?;
+            let messages = store
+                .messages(&MessageFilter {
+                    batch: Some(b.id),
+                    ..Default::default()
+                })
+                .await?;
+            let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = messages
+                .iter()
+                .map(|m| (m.status, m.reason, m.segments))
+                .collect();
+            let summary = summarize(store, settings, b.kind, b.status, &lines, now).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "batch": b,
+                        "content_sha256": content_hash(b.subject.as_deref(), &b.body),
+                        "summary": summary,
+                    }))?
+                );
+            } else {
+                if let Some(h) = store.hold().await? {
+                    println!("{}\n", hold_banner(&h, settings));
+                }
+                print_batches(std::slice::from_ref(&b), false, true)?;
+                println!("Text:");
+                for line in b.body.lines() {
+                    println!("  | {line}");
+                }
+                print_summary(&summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Edit {
+            batch,
+            operator,
+            subject,
+            body,
+            transliterate,
+        } => {
+            let b = find(store.batches(None).await?, batch)?;
+            may_change(settings, &operator, &b)?;
+            let content = Content::for_channel(
+                settings,
+                b.kind,
+                b.channel,
+                subject.as_deref().or(b.subject.as_deref()),
+                &body,
+                transliterate,
+            )?;
+            let segments = content.sms.map(|s| s.segments as i64);
+            let changed = store
+                .edit_batch(
+                    b.id,
+                    content.subject.as_deref(),
+                    &content.body,
+                    segments,
+                    &operator,
+                    now,
+                )
+                .await?;
+            let Some(n) = changed else {
+                bail!("batch {batch} is {} and can no longer be edited", b.status);
+            };
+            audit(
+                store,
+                &operator,
+                "edit",
+                &format!("batch {batch}"),
+                serde_json::json!({
+                    "was_status": b.status,
+                    "old_sha256": content_hash(b.subject.as_deref(), &b.body),
+                    "new_sha256": content_hash(content.subject.as_deref(), &content.body),
+                    "messages": n,
+                }),
+                now,
+            )
+            .await?;
+            println!(
+                "Batch {batch} edited: {n} unsent message(s) take the new text and wait for approval{}.",
+                if b.status == BatchStatus::Approved {
+                    " again"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Cancel { batch, operator } => {
+            let b = find(store.batches(None).await?, batch)?;
+            may_change(settings, &operator, &b)?;
+            let n = store.cancel_batch(b.id, &operator, now).await?;
+            audit(
+                store,
+                &operator,
+                "cancel",
+                &format!("batch {batch}"),
+                serde_json::json!({"messages": n}),
+                now,
+            )
+            .await?;
+            println!("Batch {batch}: {n} unsent message(s) cancelled.");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Who may edit or cancel a batch: whoever composed it, or an approver.
+fn may_change(
+    settings: &Settings,
+    login: &str,
+    batch: &crate::store::BatchSummary,
+) -> anyhow::Result<()> {
+    let op = compose::operator(settings, login)?;
+    if batch.created_by != login && !op.approve {
+        bail!(
+            "{login} may not change batch {} (composed by {}; set approve = true in [operators.{login}])",
+            batch.id,
+            batch.created_by
+        );
+    }
+    Ok(())
+}
+
+/// What an approver needs to know of a batch besides its text.
+#[derive(Debug, serde::Serialize)]
+struct Summary {
+    /// Messages that will go once approved (or are going).
+    will_go: i64,
+    /// Messages already sent.
+    sent: i64,
+    /// Blocked, per reason code.
+    blocked: BTreeMap<String, i64>,
+    /// Other statuses (cancelled, failed, …), per status.
+    other: BTreeMap<String, i64>,
+    /// SMS segments and points of the messages that will go.
+    sms_segments: i64,
+    /// Points they cost.
+    sms_cost: i64,
+    /// The wallet's balance now.
+    wallet_balance: i64,
+    /// When it will go, in words.
+    when: String,
+}
+
+async fn summarize(
+    store: &dyn Store,
+    settings: &Settings,
+    kind: MessageKind,
+    status: BatchStatus,
+    messages: &[(MessageStatus, Option<Reason>, Option<i64>)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Summary> {
+    let mut s = Summary {
+        will_go: 0,
+        sent: 0,
+        blocked: BTreeMap::new(),
+        other: BTreeMap::new(),
+        sms_segments: 0,
+        sms_cost: 0,
+        wallet_balance: store.wallet().await?.balance,
+        when: String::new(),
+    };
+    for (st, reason, segments) in messages {
+        match st {
+            MessageStatus::AwaitingApproval | MessageStatus::Queued | MessageStatus::Sending => {
+                s.will_go += 1;
+                s.sms_segments += segments.unwrap_or(0);
+            }
+            MessageStatus::Sent | MessageStatus::Delivered => s.sent += 1,
+            MessageStatus::Blocked => {
+                *s.blocked
+                    .entry(reason.map(|r| r.as_str()).unwrap_or("?").to_owned())
+                    .or_default() += 1
+            }
+            other => *s.other.entry(other.to_string()).or_default() += 1,
+        }
+    }
+    s.sms_cost = s.sms_segments * i64::from(settings.sms.price_per_segment);
+    let tz = settings.school.time_zone;
+    let calendar = store.calendar(now.with_timezone(&tz).date_naive()).await?;
+    let tick = settings
+        .dispatch
+        .schedule
+        .after(&now.with_timezone(&tz))
+        .next()
+        .map(|t| t.format("%a %d %b %H:%M").to_string())
+        .unwrap_or_else(|| "never (the schedule does not fire)".into());
+    let window = if settings.respects_window(kind) {
+        match settings.send_window.hold_reason(now, &calendar) {
+            None => format!("the window is open now: the next dispatch tick, {tick}"),
+            Some(reason) => format!(
+                "{} now: at the next opening, {}",
+                reason.describe(),
+                settings
+                    .send_window
+                    .next_opening(now, &calendar)
+                    .map(|t| t.format("%a %d %b %H:%M").to_string())
+                    .unwrap_or_else(|| "not within a year".into())
+            ),
+        }
+    } else {
+        format!("at the next dispatch tick, {tick}")
+    };
+    let hold = if store.hold().await?.is_some() {
+        " — but dispatch is ON HOLD"
+    } else {
+        ""
+    };
+    s.when = match status {
+        BatchStatus::AwaitingApproval => format!("after approval; {window}{hold}"),
+        BatchStatus::Approved => format!("approved; {window}{hold}"),
+        BatchStatus::Rejected => "never: the batch was rejected".into(),
+    };
+    Ok(s)
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "Will go:   {} message(s){}",
+        s.will_go,
+        if s.sent > 0 {
+            format!(" ({} sent already)", s.sent)
+        } else {
+            String::new()
+        }
+    );
+    for (reason, n) in &s.blocked {
+        let words = reason
+            .parse::<Reason>()
+            .map(|r| r.describe())
+            .unwrap_or_default();
+        println!("Blocked:   {n} — {reason}: {words}");
+    }
+    for (status, n) in &s.other {
+        println!("Also:      {n} {status}");
+    }
+    if s.sms_segments > 0 {
+        let short = s.sms_cost - s.wallet_balance;
+        println!(
+            "SMS cost:  {} segment(s) = {} point(s); the wallet holds {}{}",
+            s.sms_segments,
+            s.sms_cost,
+            s.wallet_balance,
+            if short > 0 {
+                format!(" — {short} short: top it up or part of it waits")
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!("When:      {}", s.when);
 }
 
 /// The operator `login`, who must have `approve` to `what`.

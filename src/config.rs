@@ -70,8 +70,15 @@ struct Raw {
     import: RawImport,
     email: RawEmail,
     sms: RawSms,
+    approval: RawApproval,
     #[serde(default)]
     operators: BTreeMap<String, RawOperator>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    expires_after: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +289,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// `[sms]`
     pub sms: SmsSettings,
+    /// `[approval]`
+    pub approval: ApprovalSettings,
     /// `[operators.*]`, by the operator's login.
     pub operators: BTreeMap<String, OperatorSettings>,
 }
@@ -457,6 +466,14 @@ pub enum DkimAlgorithm {
     Rsa,
     /// Ed25519, key as base64 of the 32 raw bytes.
     Ed25519,
+}
+
+/// `[approval]`: how long an approval stays good.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalSettings {
+    /// An approved batch with messages still unsent after this long goes back to
+    /// the outbox (`approval_expired`).
+    pub expires_after: Duration,
 }
 
 /// `[sms]`: how SMS leave Herald and what they cost.
@@ -853,6 +870,16 @@ impl Raw {
             );
         }
         let sms = validate_sms(&self.sms, sms_timeout, &mut bad);
+        let expires_after = parse_duration(&self.approval.expires_after)
+            .filter(|d| *d >= Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                bad.add(
+                    "approval.expires_after",
+                    &self.approval.expires_after,
+                    "a duration of at least a minute, such as \"7d\"",
+                );
+                Duration::from_secs(7 * 86_400)
+            });
         let operators = self
             .operators
             .into_iter()
@@ -924,6 +951,7 @@ impl Raw {
             },
             email: email.expect("a bad email setting was reported above"),
             sms: sms.expect("a bad SMS setting was reported above"),
+            approval: ApprovalSettings { expires_after },
             operators,
             kinds: KindsSettings {
                 system: KindSettings {

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::dispatcher::{
-    ChannelError, Channels, Clock, Dispatcher, RECLAIM_LEASE, SystemClock, worker_name,
+    APPROVALS_LEASE, ChannelError, Channels, Clock, Dispatcher, RECLAIM_LEASE, SystemClock,
+    worker_name,
 };
 use crate::domain::MessageKind;
 use crate::store::{self, PassCounts, Store, StoreError};
@@ -173,13 +174,15 @@ impl Daemon {
         watchdog.abort();
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         // Let another instance take over reclaiming at once instead of after the lease.
-        if let Err(e) = self
-            .dispatcher
-            .store()
-            .resign(RECLAIM_LEASE, self.dispatcher.worker())
-            .await
-        {
-            tracing::warn!(error = %e, "could not give up the leader lease");
+        for lease in [RECLAIM_LEASE, APPROVALS_LEASE] {
+            if let Err(e) = self
+                .dispatcher
+                .store()
+                .resign(lease, self.dispatcher.worker())
+                .await
+            {
+                tracing::warn!(error = %e, lease, "could not give up a leader lease");
+            }
         }
         tracing::info!("herald stopped");
         Ok(())

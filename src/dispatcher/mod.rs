@@ -86,6 +86,9 @@ pub enum Outcome {
 /// The leader lease of the instance that reclaims expired claims.
 pub const RECLAIM_LEASE: &str = "reclaim";
 
+/// The leader lease of the instance that expires unused approvals.
+pub const APPROVALS_LEASE: &str = "approvals";
+
 /// What can stop a pass.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -186,6 +189,22 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<PassCounts> {
         let start = self.clock.now();
+        if self
+            .store
+            .try_lead(
+                APPROVALS_LEASE,
+                &self.worker,
+                start,
+                start + chrono_duration(self.settings.dispatch.lease),
+            )
+            .await?
+        {
+            // Approvals age even while dispatch is on hold.
+            let expires = chrono_duration(self.settings.approval.expires_after);
+            for batch in self.store.expire_approvals(start - expires, start).await? {
+                tracing::warn!(%batch, "an approval expired unused: the batch is back in the outbox");
+            }
+        }
         // The hold switch pauses every instance: nothing is claimed, nothing is lost.
         if let Some(hold) = self.store.hold().await? {
             tracing::info!(since = %hold.since, reason = %hold.reason, by = %hold.by, "dispatch is on hold");

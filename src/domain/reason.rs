@@ -27,6 +27,8 @@ stable_codes! {
         // Timing: the message waits until it may go.
         /// Nobody with the right to approve has approved it yet.
         AwaitingApproval = "awaiting_approval",
+        /// An approval was not used in time; the batch is back in the outbox.
+        ApprovalExpired = "approval_expired",
         /// Now is outside the weekly send window.
         OutsideSendWindow = "outside_send_window",
         /// Today is a day off in the school's calendar.
@@ -60,6 +62,9 @@ impl Reason {
             }
             Reason::RecipientUnknown => "this person is not in Herald's directory",
             Reason::AwaitingApproval => "waiting for someone to approve the batch",
+            Reason::ApprovalExpired => {
+                "the approval was not used in time; the batch waits to be approved again"
+            }
             Reason::OutsideSendWindow => "waiting for the send window to open",
             Reason::Holiday => "waiting: today is a day off in the school calendar",
             Reason::InsufficientSmsCredit => "waiting for the SMS credit to be topped up",
@@ -116,6 +121,7 @@ mod tests {
                 "no_consent",
                 "recipient_unknown",
                 "awaiting_approval",
+                "approval_expired",
                 "outside_send_window",
                 "holiday",
                 "insufficient_sms_credit",

@@ -487,6 +487,8 @@ pub struct MessageView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Attempts made.
     pub attempts: i64,
+    /// SMS segments (SMS only).
+    pub segments: Option<i64>,
 }
 
 /// What one dispatch pass did.
@@ -565,6 +567,33 @@ pub trait OutboxStore: Send + Sync {
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Cancels every message of a batch that has not been sent (awaiting approval or
+    /// queued). Returns how many.
+    async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Changes a batch's text. Its unsent messages take the new text and, if it was
+    /// approved, the batch and they go back to `awaiting_approval`: an approval binds
+    /// what was seen. `None` when there is no such batch; otherwise how many messages
+    /// took the new text.
+    async fn edit_batch(
+        &self,
+        id: BatchId,
+        subject: Option<&str>,
+        body: &str,
+        segments: Option<i64>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>>;
+
+    /// Sends approved batches whose approval is older than `approved_before` and
+    /// still has unsent messages back to the outbox (`approval_expired`). Returns the
+    /// batches.
+    async fn expire_approvals(
+        &self,
+        approved_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BatchId>>;
 
     /// Resends or cancels one message, as `actor`.
     async fn act_on_message(

@@ -1391,6 +1391,132 @@ impl OutboxStore for PgStore {
         Ok(true)
     }
 
+    async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, 'cancelled', NULL, $3, 'batch cancelled by an operator'
+             FROM messages WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        // Queued messages hold no credit (it is reserved only while sending).
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'cancelled', reason = NULL, next_attempt_at = NULL,
+                    updated_at = $2
+             WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn edit_batch(
+        &self,
+        id: BatchId,
+        subject: Option<&str>,
+        body: &str,
+        segments: Option<i64>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(
+            "UPDATE batches
+             SET subject = $2, body = $3, status = 'awaiting_approval',
+                 decided_by = NULL, decided_at = NULL, decision_note = NULL
+             WHERE id = $1 AND status IN ('awaiting_approval', 'approved')",
+        )
+        .bind(id.0)
+        .bind(subject)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        if found.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, 'awaiting_approval', 'awaiting_approval', $3,
+                    'batch edited: back to approval'
+             FROM messages WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE messages
+             SET subject = $2, body = $3, segments = $4, status = 'awaiting_approval',
+                 reason = 'awaiting_approval', next_attempt_at = NULL, updated_at = $5
+             WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(subject)
+        .bind(body)
+        .bind(segments)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(done.rows_affected()))
+    }
+
+    async fn expire_approvals(
+        &self,
+        approved_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BatchId>> {
+        let mut tx = self.pool.begin().await?;
+        let stale: Vec<i64> = sqlx::query_scalar(
+            "SELECT b.id FROM batches b
+             WHERE b.status = 'approved' AND b.decided_at < $1
+               AND EXISTS (SELECT 1 FROM messages m
+                           WHERE m.batch_id = b.id AND m.status = 'queued')",
+        )
+        .bind(approved_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &stale {
+            sqlx::query(
+                "UPDATE batches SET status = 'awaiting_approval',
+                        decision_note = 'approval expired unused'
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+                 SELECT id, $2, 'awaiting_approval', 'approval_expired', NULL,
+                        'the approval expired unused'
+                 FROM messages WHERE batch_id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'awaiting_approval', reason = 'approval_expired',
+                        next_attempt_at = NULL, updated_at = $2
+                 WHERE batch_id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stale.into_iter().map(BatchId).collect())
+    }
+
     async fn act_on_message(
         &self,
         id: MessageId,
@@ -1469,7 +1595,7 @@ impl OutboxStore for PgStore {
         let query = sqlx::query(concat!(
             "SELECT m.id, m.batch_id, m.kind, m.channel, m.recipient_id, m.recipient_external_id,
                     m.address, m.subject, m.status, m.reason, m.created_at, m.sent_at,
-                    m.next_attempt_at, m.attempts
+                    m.next_attempt_at, m.attempts, m.segments
              FROM messages m WHERE ",
             message_filter!(),
             " ORDER BY m.id DESC LIMIT $7"
@@ -1497,6 +1623,7 @@ impl OutboxStore for PgStore {
                     sent_at: row.try_get("sent_at")?,
                     next_attempt_at: row.try_get("next_attempt_at")?,
                     attempts: row.try_get("attempts")?,
+                    segments: row.try_get("segments")?,
                 })
             })
             .collect()

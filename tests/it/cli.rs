@@ -508,3 +508,96 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
         serde_json::from_str(&run(&["audit", "--actor", "tomek", "--json"])).unwrap();
     assert_eq!(tomek.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_dry_run_shows_the_summary_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let school =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/import/school.json");
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://d.db"),
+        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
+    ];
+    assert!(
+        herald(dir.path(), &["import", school.to_str().unwrap()], &env)
+            .status
+            .success()
+    );
+    let count = || {
+        let out = herald(dir.path(), &["status", "--summary", "--json"], &env);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["count"].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    let before = count();
+    let out = herald(
+        dir.path(),
+        &[
+            "send",
+            "--as",
+            "anna",
+            "--group",
+            "g-1a",
+            "--reach",
+            "both",
+            "--channel",
+            "sms",
+            "--body",
+            "Zebranie w czwartek",
+            "--transliterate",
+            "--dry-run",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Dry run, nothing created"), "{stdout}");
+    assert!(stdout.contains("Will go:"), "{stdout}");
+    assert!(
+        stdout.contains("SMS cost:  1 segment(s) = 1 point(s); the wallet holds 0 — 1 short"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("When:      after approval"), "{stdout}");
+    assert_eq!(count(), before, "nothing was written");
+    let audit = herald(dir.path(), &["audit", "--json"], &env);
+    assert_eq!(text(&audit.stdout).trim(), "[]");
+
+    // The same send for real, then the approver's view.
+    let out = herald(
+        dir.path(),
+        &[
+            "send",
+            "--as",
+            "anna",
+            "--group",
+            "g-1a",
+            "--reach",
+            "both",
+            "--channel",
+            "sms",
+            "--body",
+            "Zebranie w czwartek",
+            "--transliterate",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(dir.path(), &["outbox", "show", "1"], &env);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("| Zebranie w czwartek"), "{shown}");
+    assert!(shown.contains("Blocked:   1 — missing_phone"), "{shown}");
+    let out = herald(dir.path(), &["outbox", "show", "1", "--json"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["will_go"], 1);
+    assert_eq!(v["summary"]["sms_cost"], 1);
+    assert_eq!(v["content_sha256"].as_str().unwrap().len(), 64);
+    let out = herald(dir.path(), &["outbox", "cancel", "1", "--as", "anna"], &env);
+    assert!(
+        text(&out.stdout).contains("1 unsent message(s) cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -16,3 +16,4 @@ mod dispatch;
 mod email;
 mod import;
 mod multi;
+mod outbox;

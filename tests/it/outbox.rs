@@ -1,0 +1,193 @@
+//! The outbox workflow: an approval binds what was seen (edit sends the batch back),
+//! approvals expire unused, whole batches can be cancelled.
+
+use std::sync::Arc;
+
+use herald::compose::{self, Content};
+use herald::dispatcher::{FixedClock, Outcome};
+use herald::domain::{Audience, BatchStatus, MessageKind, MessageStatus, Reach, Reason};
+use herald::store::{Decided, Decision, Hold};
+use tokio_util::sync::CancellationToken;
+
+use crate::conformance;
+use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::smtp::SmtpServer;
+
+conformance!(
+    editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing,
+    an_approval_unused_for_a_week_expires_back_into_the_outbox,
+    a_cancelled_batch_sends_nothing,
+);
+
+async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let batch = app
+        .approved_batch(
+            &settings,
+            Audience::Recipient("gd-2001".into()),
+            Reach::Students,
+            now(),
+        )
+        .await;
+    let content = Content::email(
+        "School closed on Friday",
+        "Correction: Friday, not tomorrow.",
+    )
+    .unwrap();
+    let edited = app
+        .store
+        .edit_batch(
+            batch,
+            content.subject.as_deref(),
+            &content.body,
+            None,
+            OWNER,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited, Some(1));
+    let b = &app.store.batches(None).await.unwrap()[0];
+    assert_eq!(
+        (b.status, b.decided_by.as_deref()),
+        (BatchStatus::AwaitingApproval, None)
+    );
+    let m = app.only_message_to("gd-2001").await;
+    assert_eq!(
+        (m.status, m.reason),
+        (
+            MessageStatus::AwaitingApproval,
+            Some(Reason::AwaitingApproval)
+        )
+    );
+    assert_eq!(m.subject.as_deref(), Some("School closed on Friday"));
+
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        None,
+        "the old approval sends nothing"
+    );
+    assert!(smtp.received().is_empty());
+
+    let decided = app
+        .store
+        .decide_batch(batch, &Decision::Approve, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(decided, Decided::Done(1));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    let received = smtp.received();
+    assert_eq!(
+        received[0].header("Subject").unwrap(),
+        "School closed on Friday"
+    );
+    // A sent batch's messages are final: an edit changes nothing that went.
+    let again = app
+        .store
+        .edit_batch(batch, Some("x"), "y", None, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(again, Some(0));
+}
+
+async fn an_approval_unused_for_a_week_expires_back_into_the_outbox(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let batch = app
+        .approved_batch(
+            &settings,
+            Audience::Recipient("gd-2001".into()),
+            Reach::Students,
+            now(),
+        )
+        .await;
+    // Dispatch is held (an incident) for more than a week.
+    let hold = Hold {
+        since: now(),
+        reason: "incident".into(),
+        by: OWNER.into(),
+    };
+    app.store.set_hold(Some(&hold)).await.unwrap();
+    let clock = Arc::new(FixedClock::new(now() + chrono::Duration::days(6)));
+    let d = app.dispatcher_with(settings, &clock);
+    d.run_pass(&MessageKind::ALL, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.only_message_to("gd-2001").await.status,
+        MessageStatus::Queued
+    );
+
+    clock.set(now() + chrono::Duration::days(8));
+    d.run_pass(&MessageKind::ALL, &CancellationToken::new())
+        .await
+        .unwrap();
+    let m = app.only_message_to("gd-2001").await;
+    assert_eq!(
+        (m.status, m.reason),
+        (
+            MessageStatus::AwaitingApproval,
+            Some(Reason::ApprovalExpired)
+        )
+    );
+    let b = &app.store.batches(None).await.unwrap()[0];
+    assert_eq!(b.id, batch);
+    assert_eq!(b.status, BatchStatus::AwaitingApproval);
+    assert_eq!(b.decision_note.as_deref(), Some("approval expired unused"));
+
+    // Lifting the hold sends nothing until someone approves again.
+    app.store.set_hold(None).await.unwrap();
+    clock.set(warsaw("2026-12-03 10:00"));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None);
+    app.store
+        .decide_batch(batch, &Decision::Approve, OWNER, warsaw("2026-12-03 10:00"))
+        .await
+        .unwrap();
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+}
+
+async fn a_cancelled_batch_sends_nothing(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let content = Content::email("Trip", "On Friday.").unwrap();
+    let send = compose::compose_send(
+        &*app.store,
+        &settings,
+        OWNER,
+        &Audience::AllGroups,
+        Reach::Both,
+        &content,
+    )
+    .await
+    .unwrap();
+    let batch = compose::store_send(&*app.store, &send, now())
+        .await
+        .unwrap();
+    app.store
+        .decide_batch(batch, &Decision::Approve, OWNER, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.cancel_batch(batch, OWNER, now()).await.unwrap(),
+        1
+    );
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None);
+    assert!(smtp.received().is_empty());
+    assert_eq!(
+        app.only_message_to("gd-2001").await.status,
+        MessageStatus::Cancelled
+    );
+    // Blocked messages stay blocked: their reason still answers "why not".
+    assert_eq!(
+        app.only_message_to("s-1001").await.status,
+        MessageStatus::Blocked
+    );
+}
