@@ -657,6 +657,22 @@ impl RowChecker<'_> {
                 self.fail(field, &value, expected);
             }
         }
+        // A line break in a name or an address would reach an email header (header
+        // injection); no field of the directory has a use for control characters.
+        let mut fields: Vec<(&String, &String)> = self
+            .row
+            .fields
+            .iter()
+            .filter(|(k, v)| !k.starts_with('\u{0}') && v.chars().any(char::is_control))
+            .collect();
+        fields.sort();
+        for (field, value) in fields {
+            self.problems.push((
+                field.clone(),
+                value.clone(),
+                "one line of text, without line breaks or other control characters".into(),
+            ));
+        }
         let record = match kind {
             ImportKind::Recipients => self.recipient(region),
             ImportKind::Groups => {

@@ -17,6 +17,7 @@ conformance!(
     json_records_are_reported_with_their_line,
     a_consent_change_records_when_it_happened,
     a_json_document_imports_every_section_in_dependency_order,
+    names_and_addresses_with_line_breaks_are_refused,
 );
 
 fn counts(report: &herald::import::ImportReport, kind: ImportKind) -> KindCounts {
@@ -281,4 +282,24 @@ async fn a_json_document_imports_every_section_in_dependency_order(app: TestApp)
         "a guardian sees their student's contract"
     );
     assert_eq!(anna.contracts[0].student, "s-1001");
+}
+
+async fn names_and_addresses_with_line_breaks_are_refused(app: TestApp) {
+    let file = app.write(
+        "recipients.json",
+        r#"[
+  {"external_id": "gd-1", "role": "guardian", "name": "Anna\r\nBcc: all@example.pl"},
+  {"external_id": "gd-2", "role": "guardian", "name": "Piotr", "email": "p@example.pl\nBcc: x@example.pl"},
+  {"external_id": "gd-3", "role": "guardian", "name": "Ola", "email": "ola@example.pl"}
+]"#,
+    );
+    let report = app.import(&file, now()).await;
+    let faults: Vec<(u64, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.field.as_str()))
+        .collect();
+    assert_eq!(faults, [(2, "name"), (3, "email")]);
+    assert!(report.errors[0].expected.contains("without line breaks"));
+    assert_eq!(app.recipient_ids().await, ["gd-3"]);
 }
