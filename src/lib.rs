@@ -26,3 +26,4 @@ pub mod domain;
 pub mod import;
 pub mod store;
 pub mod telemetry;
+pub mod templates;

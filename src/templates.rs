@@ -1,0 +1,390 @@
+//! Templates: named texts with placeholders, one variant per locale and channel,
+//! rendered with minijinja in strict mode.
+//!
+//! Strict means a template is checked when it is saved: every variable it names
+//! must be one of the documented ones (or a free `vars.NAME` given at send time), and
+//! a trial render with sample values must succeed, so an unknown filter or a typo is
+//! an error then, never a blank in a sent message. Rendering has fuel and a recursion
+//! limit, so a template cannot loop or grow without bound.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, State, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::domain::Channel;
+
+/// The variables a template may use, with what they hold.
+pub const VARIABLES: [(&str, &str); 9] = [
+    ("recipient.name", "the recipient's full name"),
+    ("recipient.first_name", "the recipient's first name"),
+    ("recipient.role", "student, guardian, teacher or staff"),
+    (
+        "school.name",
+        "the school's name (school.name in the configuration)",
+    ),
+    (
+        "students",
+        "the students the message is about: a list of {name, first_name}; for a guardian, all their students in the audience",
+    ),
+    ("student.name / student.first_name", "the first of them"),
+    (
+        "contract.number",
+        "the number of the student's (first) contract, if any",
+    ),
+    ("locale", "the locale the message is written in"),
+    (
+        "vars.NAME",
+        "a free variable given at send time (--var NAME=VALUE)",
+    ),
+];
+
+/// The top-level names behind [`VARIABLES`].
+const ALLOWED: [&str; 7] = [
+    "recipient",
+    "school",
+    "students",
+    "student",
+    "contract",
+    "locale",
+    "vars",
+];
+
+/// Fuel for one render: enough for a letter with a loop over a family's students,
+/// far too little for a runaway loop.
+const FUEL: u64 = 50_000;
+
+/// The longest rendered part, in characters.
+const MAX_OUTPUT: usize = 100_000;
+
+/// One variant of a named template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Variant {
+    /// The template's name.
+    pub name: String,
+    /// Its locale (`pl`, `en`).
+    pub locale: String,
+    /// Its channel.
+    pub channel: Channel,
+    /// The subject (email).
+    pub subject: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+/// What is wrong with a template or its rendering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The text does not parse.
+    #[error("the template's {part} does not parse: {detail}")]
+    Syntax {
+        /// `subject` or `body`.
+        part: &'static str,
+        /// The parser's words.
+        detail: String,
+    },
+    /// A variable that is not documented.
+    #[error(
+        "the template's {part} uses {name:?}, which is not a template variable; expected one \
+         of recipient, school, students, student, contract, locale, or vars.NAME"
+    )]
+    UnknownVariable {
+        /// `subject` or `body`.
+        part: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Rendering failed (an unknown filter, a missing free variable, too much work).
+    #[error("the template's {part} cannot be rendered: {detail}")]
+    Render {
+        /// `subject` or `body`.
+        part: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// An email subject rendered to more than one line.
+    #[error("the rendered subject contains a line break")]
+    SubjectLines,
+    /// The variant is not usable for its channel.
+    #[error("{0}")]
+    Shape(&'static str),
+}
+
+/// Everything a template can see for one recipient.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// The recipient.
+    pub recipient: Person,
+    /// The school.
+    pub school: School,
+    /// The students the message is about.
+    pub students: Vec<Person>,
+    /// The first of them.
+    pub student: Option<Person>,
+    /// The student's first contract.
+    pub contract: Option<Contract>,
+    /// The locale written in.
+    pub locale: String,
+    /// Free variables.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A person as templates see them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    /// Full name.
+    pub name: String,
+    /// First name.
+    pub first_name: String,
+    /// Role.
+    pub role: String,
+}
+
+impl Person {
+    /// A person from a full name and role.
+    pub fn new(name: &str, role: &str) -> Person {
+        Person {
+            name: name.to_owned(),
+            first_name: name.split_whitespace().next().unwrap_or(name).to_owned(),
+            role: role.to_owned(),
+        }
+    }
+}
+
+/// The school as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct School {
+    /// Its name.
+    pub name: String,
+}
+
+/// A contract as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contract {
+    /// Its number.
+    pub number: String,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(20);
+    env.add_filter("money", money);
+    env
+}
+
+/// `{{ 1234.5 | money }}`: an amount in złoty, written for the message's locale
+/// (`1 234,50 zł` in Polish, `PLN 1,234.50` otherwise).
+fn money(state: &State, amount: f64) -> String {
+    let locale = state
+        .lookup("locale")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let cents = (amount * 100.0).round() as i64;
+    let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+    let digits = whole.to_string();
+    let polish = locale.starts_with("pl");
+    let sep = if polish { ' ' } else { ',' };
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(sep);
+        }
+        grouped.push(c);
+    }
+    let sign = if cents < 0 { "-" } else { "" };
+    if polish {
+        format!("{sign}{grouped},{frac:02} zł")
+    } else {
+        format!("{sign}PLN {grouped}.{frac:02}")
+    }
+}
+
+fn parts(v: &Variant) -> Vec<(&'static str, &str)> {
+    let mut parts = Vec::new();
+    if let Some(s) = &v.subject {
+        parts.push(("subject", s.as_str()));
+    }
+    parts.push(("body", v.body.as_str()));
+    parts
+}
+
+/// Checks a variant before it is saved: its shape for the channel, its syntax, its
+/// variables, and a trial render with sample values.
+pub fn check(v: &Variant) -> Result<(), TemplateError> {
+    match v.channel {
+        Channel::Email if v.subject.as_deref().is_none_or(|s| s.trim().is_empty()) => {
+            return Err(TemplateError::Shape("an email template needs a subject"));
+        }
+        Channel::Sms if v.subject.is_some() => {
+            return Err(TemplateError::Shape("an SMS template has no subject"));
+        }
+        _ => {}
+    }
+    if v.body.trim().is_empty() {
+        return Err(TemplateError::Shape("the template's body is empty"));
+    }
+    let env = environment();
+    let mut free = BTreeMap::new();
+    for (part, source) in parts(v) {
+        let template = env
+            .template_from_str(source)
+            .map_err(|e| TemplateError::Syntax {
+                part,
+                detail: e.to_string(),
+            })?;
+        for name in template.undeclared_variables(true) {
+            let top = name.split('.').next().unwrap_or_default();
+            // Built-in functions (range, dict, …) are not variables.
+            let builtin = env.globals().any(|(global, _)| global == top);
+            if !ALLOWED.contains(&top) && !builtin {
+                return Err(TemplateError::UnknownVariable { part, name });
+            }
+            if let Some(var) = name.strip_prefix("vars.") {
+                free.insert(var.to_owned(), format!("<{var}>"));
+            }
+        }
+    }
+    render(v, &sample(free)).map(|_| ())
+}
+
+/// A context with sample values, for checks and previews without a recipient.
+pub fn sample(vars: BTreeMap<String, String>) -> Context {
+    let student = Person::new("Zofia Nowak", "student");
+    Context {
+        recipient: Person::new("Anna Nowak", "guardian"),
+        school: School {
+            name: "Herald School".into(),
+        },
+        students: vec![student.clone(), Person::new("Jan Nowak", "student")],
+        student: Some(student),
+        contract: Some(Contract {
+            number: "UM/2026/001".into(),
+        }),
+        locale: "pl".into(),
+        vars,
+    }
+}
+
+/// Renders a variant for one recipient: the subject (email) and the body.
+pub fn render(v: &Variant, ctx: &Context) -> Result<(Option<String>, String), TemplateError> {
+    let env = environment();
+    let mut subject = None;
+    let mut body = String::new();
+    for (part, source) in parts(v) {
+        let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+        let text = env
+            .render_str(source, value)
+            .map_err(|e| TemplateError::Render {
+                part,
+                detail: e.to_string(),
+            })?;
+        if text.chars().count() > MAX_OUTPUT {
+            return Err(TemplateError::Render {
+                part,
+                detail: format!("longer than {MAX_OUTPUT} characters"),
+            });
+        }
+        match part {
+            "subject" => {
+                if text.contains(['\r', '\n']) {
+                    return Err(TemplateError::SubjectLines);
+                }
+                subject = Some(text);
+            }
+            _ => body = text,
+        }
+    }
+    Ok((subject, body))
+}
+
+/// The variant for `locale`, else for `default_locale`, else the first one.
+pub fn pick<'a>(
+    variants: &'a [Variant],
+    locale: Option<&str>,
+    default_locale: &str,
+) -> Option<&'a Variant> {
+    locale
+        .and_then(|l| variants.iter().find(|v| v.locale == l))
+        .or_else(|| variants.iter().find(|v| v.locale == default_locale))
+        .or_else(|| variants.first())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(body: &str) -> Variant {
+        Variant {
+            name: "t".into(),
+            locale: "pl".into(),
+            channel: Channel::Email,
+            subject: Some("Dzień dobry {{ recipient.first_name }}".into()),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn unknown_variables_and_filters_are_refused_at_save() {
+        assert!(check(&email("Zebranie dla {{ student.first_name }}.")).is_ok());
+        assert!(matches!(
+            check(&email("Dla {{ studnet.name }}")),
+            Err(TemplateError::UnknownVariable { .. })
+        ));
+        assert!(matches!(
+            check(&email("{{ school.name | shout }}")),
+            Err(TemplateError::Render { .. })
+        ));
+        assert!(matches!(
+            check(&email("{% if %}")),
+            Err(TemplateError::Syntax { .. })
+        ));
+        // A free variable is declared by using it under vars.
+        assert!(check(&email("Wycieczka: {{ vars.place }}")).is_ok());
+    }
+
+    #[test]
+    fn a_runaway_loop_runs_out_of_fuel() {
+        let v =
+            email("{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}");
+        match check(&v) {
+            Err(TemplateError::Render { detail, .. }) => {
+                assert!(detail.contains("fuel"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn amounts_are_written_for_the_locale() {
+        let v = email("Kwota: {{ 1234.5 | money }}");
+        let (_, body) = render(&v, &sample(BTreeMap::new())).unwrap();
+        assert_eq!(body, "Kwota: 1 234,50 zł");
+        let mut ctx = sample(BTreeMap::new());
+        ctx.locale = "en".into();
+        let (_, body) = render(&v, &ctx).unwrap();
+        assert_eq!(body, "Kwota: PLN 1,234.50");
+    }
+
+    #[test]
+    fn a_subject_that_renders_a_line_break_is_refused() {
+        let mut v = email("x");
+        v.subject = Some("Hi {{ vars.x }}".into());
+        let mut vars = BTreeMap::new();
+        vars.insert("x".to_owned(), "a\r\nBcc: all@example.pl".to_owned());
+        assert_eq!(render(&v, &sample(vars)), Err(TemplateError::SubjectLines));
+    }
+
+    #[test]
+    fn the_recipients_locale_wins_then_the_school_default() {
+        let mk = |l: &str| Variant {
+            locale: l.into(),
+            ..email("x")
+        };
+        let variants = vec![mk("en"), mk("pl")];
+        assert_eq!(pick(&variants, Some("en"), "pl").unwrap().locale, "en");
+        assert_eq!(pick(&variants, Some("de"), "pl").unwrap().locale, "pl");
+        assert_eq!(pick(&variants, None, "cs").unwrap().locale, "en");
+    }
+}
