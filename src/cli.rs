@@ -133,8 +133,18 @@ pub enum Command {
         #[arg(long)]
         subject: Option<String>,
         /// The text.
+        #[arg(
+            long,
+            required_unless_present = "template",
+            conflicts_with = "template"
+        )]
+        body: Option<String>,
+        /// Render each message from this template (`herald templates`).
         #[arg(long)]
-        body: String,
+        template: Option<String>,
+        /// A free template variable, NAME=VALUE (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
         /// SMS: replace national characters to stay in GSM-7.
         #[arg(long)]
         transliterate: bool,
@@ -240,6 +250,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Named templates: one variant per locale and channel, checked when saved.
+    Templates {
+        /// What to do.
+        #[command(subcommand)]
+        action: TemplatesCommand,
+    },
     /// How an SMS text would be sent: encoding, units, segments, cost.
     SmsInfo {
         /// The text.
@@ -298,6 +314,59 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald templates …`
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Save a variant (refused if it names an unknown variable or filter).
+    Add {
+        /// The template's name.
+        name: String,
+        /// The locale of this variant.
+        #[arg(long, default_value = "pl")]
+        locale: String,
+        /// The channel of this variant.
+        #[arg(long, value_parser = parse_channel, default_value = "email")]
+        channel: Channel,
+        /// The subject (email).
+        #[arg(long)]
+        subject: Option<String>,
+        /// The text.
+        #[arg(long)]
+        body: String,
+        /// The operator (needs `approve` for now).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// List templates with their variants.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a template's variants.
+    Show {
+        /// The name.
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a template for one recipient (or sample values).
+    Preview {
+        /// The name.
+        name: String,
+        /// The recipient (the platform's id) [default: sample values].
+        #[arg(long)]
+        to: Option<String>,
+        /// The channel.
+        #[arg(long, value_parser = parse_channel, default_value = "email")]
+        channel: Channel,
+        /// A free template variable, NAME=VALUE (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
     },
 }
 
@@ -444,6 +513,19 @@ fn parse_channel(s: &str) -> Result<Channel, String> {
     s.parse().map_err(|e: UnknownCode| e.to_string())
 }
 
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.trim().is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok((k.trim().to_owned(), v.to_owned()))
+        }
+        _ => Err(format!(
+            "{s:?}: expected NAME=VALUE, NAME made of letters, digits and _"
+        )),
+    }
+}
+
 fn parse_code<T: std::str::FromStr<Err = UnknownCode>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: UnknownCode| e.to_string())
 }
@@ -567,28 +649,48 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             channel,
             subject,
             body,
+            template,
+            vars,
             transliterate,
             dry_run,
             json,
         } => {
             let store = store::open(&settings.database).await?;
-            let content = Content::for_channel(
-                &settings,
-                MessageKind::Informational,
-                channel,
-                subject.as_deref(),
-                &body,
-                transliterate,
-            )?;
-            let send = compose::compose_send(
-                &*store,
-                &settings,
-                &operator,
-                &audience.audience(),
-                reach,
-                &content,
-            )
-            .await?;
+            let send = match (template, body) {
+                (Some(template), _) => {
+                    compose::compose_templated_send(
+                        &*store,
+                        &settings,
+                        &operator,
+                        &audience.audience(),
+                        reach,
+                        channel,
+                        &template,
+                        &vars.into_iter().collect(),
+                        transliterate,
+                    )
+                    .await?
+                }
+                (None, body) => {
+                    let content = Content::for_channel(
+                        &settings,
+                        MessageKind::Informational,
+                        channel,
+                        subject.as_deref(),
+                        &body.unwrap_or_default(),
+                        transliterate,
+                    )?;
+                    compose::compose_send(
+                        &*store,
+                        &settings,
+                        &operator,
+                        &audience.audience(),
+                        reach,
+                        &content,
+                    )
+                    .await?
+                }
+            };
             let id = if dry_run {
                 None
             } else {
@@ -723,6 +825,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 print_messages(&settings, &messages, json)?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Templates { action } => {
+            let store = store::open(&settings.database).await?;
+            templates_command(&*store, &settings, action, now).await
         }
         Command::SmsInfo {
             text,
@@ -1118,6 +1224,148 @@ async fn outbox_action(
             )
             .await?;
             println!("Batch {batch}: {n} unsent message(s) cancelled.");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn templates_command(
+    store: &dyn Store,
+    settings: &Settings,
+    action: TemplatesCommand,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::templates::{self, Variant};
+    match action {
+        TemplatesCommand::Add {
+            name,
+            locale,
+            channel,
+            subject,
+            body,
+            operator,
+        } => {
+            approver(settings, &operator, "save templates")?;
+            let variant = Variant {
+                name: name.trim().to_owned(),
+                locale: locale.trim().to_owned(),
+                channel,
+                subject,
+                body,
+            };
+            if variant.name.is_empty() {
+                bail!("a template needs a name");
+            }
+            templates::check(&variant).with_context(|| {
+                format!(
+                    "template {:?} ({}, {}) was not saved",
+                    variant.name, variant.locale, variant.channel
+                )
+            })?;
+            store.save_template(&variant, &operator, now).await?;
+            audit(store, &operator, "template_save", &format!("template {}", variant.name), serde_json::json!({"locale": variant.locale, "channel": variant.channel, "sha256": content_hash(variant.subject.as_deref(), &variant.body)}), now).await?;
+            println!(
+                "Saved template {:?} ({}, {}).",
+                variant.name, variant.locale, variant.channel
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplatesCommand::List { json } => {
+            let all = store.templates(None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!(
+                    "No templates. Add one with `herald templates add NAME --body TEXT --as LOGIN`."
+                );
+            } else {
+                let rows = all
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.name.clone(),
+                            v.channel.to_string(),
+                            v.locale.clone(),
+                            v.subject.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "CHANNEL", "LOCALE", "SUBJECT"], rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplatesCommand::Show { name, json } => {
+            let variants = store.templates(Some(&name)).await?;
+            if variants.is_empty() {
+                bail!("there is no template {name:?}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&variants)?);
+            } else {
+                for v in variants {
+                    println!("{} — {} — {}", v.name, v.channel, v.locale);
+                    if let Some(s) = &v.subject {
+                        println!("  subject: {s}");
+                    }
+                    for line in v.body.lines() {
+                        println!("  | {line}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplatesCommand::Preview {
+            name,
+            to,
+            channel,
+            vars,
+        } => {
+            let variants: Vec<Variant> = store
+                .templates(Some(&name))
+                .await?
+                .into_iter()
+                .filter(|v| v.channel == channel)
+                .collect();
+            let vars: std::collections::BTreeMap<String, String> = vars.into_iter().collect();
+            let (ctx, locale) = match &to {
+                Some(id) => {
+                    let facts = store
+                        .recipient(id)
+                        .await?
+                        .with_context(|| format!("there is no recipient {id:?}"))?;
+                    let locale = facts.recipient.locale.clone();
+                    (
+                        compose::context(store, settings, &facts, &vars).await?,
+                        locale,
+                    )
+                }
+                None => (templates::sample(vars), None),
+            };
+            let variant = templates::pick(
+                &variants,
+                locale.as_deref(),
+                &settings.school.default_locale,
+            )
+            .with_context(|| format!("there is no template {name:?} for {channel}"))?;
+            let (subject, body) = templates::render(
+                variant,
+                &templates::Context {
+                    locale: variant.locale.clone(),
+                    ..ctx
+                },
+            )?;
+            println!("({} variant)", variant.locale);
+            if let Some(s) = subject {
+                println!("Subject: {s}");
+            }
+            println!("{body}");
+            if channel == Channel::Sms {
+                let size = crate::domain::sms::measure(&body);
+                println!(
+                    "({} units in {}, {} segment(s))",
+                    size.units, size.encoding, size.segments
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

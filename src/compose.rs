@@ -11,6 +11,7 @@ use crate::domain::{
     MessageStatus, Reach, Reason,
 };
 use crate::store::{NewBatch, NewMessage, Store, StoreError};
+use crate::templates::{self, Context, Person, TemplateError, Variant};
 
 /// Why a message or batch cannot be composed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,17 @@ pub enum ComposeError {
     /// The audience is empty.
     #[error("the audience {0} has nobody in it")]
     EmptyAudience(String),
+    /// No variant of the template for the channel.
+    #[error("there is no template {name:?} for {channel} (`herald templates list`)")]
+    NoTemplate {
+        /// The name.
+        name: String,
+        /// The channel.
+        channel: Channel,
+    },
+    /// The template does not render.
+    #[error("template {0:?}: {1}")]
+    Template(String, TemplateError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -325,6 +337,123 @@ pub async fn store_send(
     now: DateTime<Utc>,
 ) -> Result<BatchId, ComposeError> {
     Ok(store.create_batch(&send.batch, &send.messages, now).await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A send rendered from a named template: each person gets the variant for their
+/// locale (then the school's), rendered with their own names.
+pub async fn compose_templated_send(
+    store: &dyn Store,
+    settings: &Settings,
+    login: &str,
+    audience: &Audience,
+    reach: Reach,
+    channel: Channel,
+    template: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+    transliterate: bool,
+) -> Result<Send, ComposeError> {
+    let variants: Vec<Variant> = store
+        .templates(Some(template))
+        .await?
+        .into_iter()
+        .filter(|v| v.channel == channel)
+        .collect();
+    if variants.is_empty() {
+        return Err(ComposeError::NoTemplate {
+            name: template.to_owned(),
+            channel,
+        });
+    }
+    // Composed once with the first variant's text, for the batch's record; then
+    // every message takes its own rendering.
+    let first = templates::render(&variants[0], &templates::sample(vars.clone()))
+        .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
+    let record = Content::for_channel(
+        settings,
+        MessageKind::Informational,
+        channel,
+        first.0.as_deref(),
+        &first.1,
+        transliterate,
+    )?;
+    let mut send = compose_send(store, settings, login, audience, reach, &record).await?;
+    for message in &mut send.messages {
+        let Some(id) = message.recipient_id else {
+            continue;
+        };
+        let Some(facts) = store.recipient_by_id(id).await? else {
+            continue;
+        };
+        let ctx = context(store, settings, &facts, vars).await?;
+        let variant = templates::pick(
+            &variants,
+            facts.recipient.locale.as_deref(),
+            &settings.school.default_locale,
+        )
+        .expect("variants is not empty");
+        let (subject, body) = templates::render(
+            variant,
+            &Context {
+                locale: variant.locale.clone(),
+                ..ctx
+            },
+        )
+        .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
+        let content = Content::for_channel(
+            settings,
+            MessageKind::Informational,
+            channel,
+            subject.as_deref(),
+            &body,
+            transliterate,
+        )?;
+        message.subject = content.subject;
+        message.body = content.body;
+        message.segments = content.sms.map(|s| s.segments as i64);
+    }
+    Ok(send)
+}
+
+/// What a template sees for one recipient: their names, and the students the
+/// message is about (a student's own; for a guardian, every student whose contract
+/// speaks for them).
+pub async fn context(
+    store: &dyn Store,
+    settings: &Settings,
+    facts: &EligibilityFacts,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<Context, ComposeError> {
+    let r = &facts.recipient;
+    let mut students = Vec::new();
+    if r.role == crate::domain::Role::Student {
+        students.push(Person::new(&r.name, r.role.as_str()));
+    } else {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &facts.contracts {
+            if seen.insert(c.student.clone())
+                && let Some(s) = store.recipient(&c.student).await?
+            {
+                students.push(Person::new(&s.recipient.name, "student"));
+            }
+        }
+    }
+    Ok(Context {
+        recipient: Person::new(&r.name, r.role.as_str()),
+        school: templates::School {
+            name: settings.school.name.clone(),
+        },
+        student: students.first().cloned(),
+        students,
+        contract: facts.contracts.first().map(|c| templates::Contract {
+            number: c.number.clone().unwrap_or_else(|| c.contract.clone()),
+        }),
+        locale: r
+            .locale
+            .clone()
+            .unwrap_or_else(|| settings.school.default_locale.clone()),
+        vars: vars.clone(),
+    })
 }
 
 #[cfg(test)]

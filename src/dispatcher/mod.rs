@@ -346,11 +346,12 @@ impl Dispatcher {
                 let message = claimed_by_task.remove(&task);
                 tracing::error!(?message, error = %e, "could not record a message's outcome");
             }
+            // An aborted task (a stopping daemon) keeps its claim in the map, so that
+            // the wind-down releases it; its outcome was never recorded.
+            Err(e) if e.is_cancelled() => {}
             Err(e) => {
                 let message = claimed_by_task.remove(&e.id());
-                if !e.is_cancelled() {
-                    tracing::error!(?message, error = %e, "a send task failed");
-                }
+                tracing::error!(?message, error = %e, "a send task failed");
             }
         }
     }

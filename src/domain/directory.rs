@@ -65,6 +65,8 @@ pub struct Consent {
 pub struct ContractConsent {
     /// The platform's id of the contract.
     pub contract: String,
+    /// The contract number people see, if the platform gave one.
+    pub number: Option<String>,
     /// The platform's id of the student the contract is for.
     pub student: String,
     /// Where the contract stands.

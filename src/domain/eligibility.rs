@@ -121,6 +121,7 @@ mod tests {
     fn contract(status: ContractStatus, email: bool, sms: bool) -> ContractConsent {
         ContractConsent {
             contract: "c1".into(),
+            number: None,
             student: "s1".into(),
             status,
             email: Consent {

@@ -806,14 +806,42 @@ pub trait AdminStore: Send + Sync {
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 }
 
+/// Named templates, one variant per locale and channel.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Saves a variant (checked by the caller), replacing the one of the same name,
+    /// locale and channel.
+    async fn save_template(
+        &self,
+        variant: &crate::templates::Variant,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The variants of `name`, or of every template.
+    async fn templates(&self, name: Option<&str>) -> Result<Vec<crate::templates::Variant>>;
+}
+
 /// Everything Herald stores, behind one handle.
 pub trait Store:
-    DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore + AdminStore
+    DirectoryStore
+    + CalendarStore
+    + OutboxStore
+    + CoordinationStore
+    + WalletStore
+    + AdminStore
+    + TemplateStore
 {
 }
 
 impl<T> Store for T where
-    T: DirectoryStore + CalendarStore + OutboxStore + CoordinationStore + WalletStore + AdminStore
+    T: DirectoryStore
+        + CalendarStore
+        + OutboxStore
+        + CoordinationStore
+        + WalletStore
+        + AdminStore
+        + TemplateStore
 {
 }
 

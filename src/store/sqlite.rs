@@ -26,7 +26,7 @@ use super::{
     PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError, WalletState,
     WalletStore,
 };
-use super::{AdminStore, AuditEntry, AuditFilter, Hold};
+use super::{AdminStore, AuditEntry, AuditFilter, Hold, TemplateStore};
 use crate::config::DatabaseSettings;
 use crate::domain::directory::{
     Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
@@ -36,6 +36,7 @@ use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, MessageId, MessageKind,
     MessageStatus, Reach, Reason,
 };
+use crate::templates::Variant;
 
 /// The migrations of this backend, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -520,7 +521,7 @@ impl DirectoryStore for SqliteStore {
                 .chain(wards.iter().map(|(_, s)| *s)),
         );
         let rows = sqlx::query(
-            "SELECT c.student_id, s.external_id AS student, c.external_id, c.status,
+            "SELECT c.student_id, s.external_id AS student, c.external_id, c.number, c.status,
                     c.consent_email, c.consent_email_at, c.consent_sms, c.consent_sms_at,
                     c.consent_source
              FROM contracts c JOIN recipients s ON s.id = c.student_id
@@ -537,6 +538,7 @@ impl DirectoryStore for SqliteStore {
                 .or_default()
                 .push(ContractConsent {
                     contract: row.try_get("external_id")?,
+                    number: row.try_get("number")?,
                     student: row.try_get("student")?,
                     status: parse_status(&row.try_get::<String, _>("status")?)?,
                     email: Consent {
@@ -2014,5 +2016,49 @@ impl AdminStore for SqliteStore {
                     .unwrap_or(serde_json::Value::String(details)),
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl TemplateStore for SqliteStore {
+    async fn save_template(&self, v: &Variant, actor: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO templates (name, locale, channel, subject, body, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (name, locale, channel) DO UPDATE SET
+                subject = excluded.subject, body = excluded.body,
+                updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&v.name)
+        .bind(&v.locale)
+        .bind(v.channel.as_str())
+        .bind(&v.subject)
+        .bind(&v.body)
+        .bind(now)
+        .bind(actor)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn templates(&self, name: Option<&str>) -> Result<Vec<Variant>> {
+        let rows: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT name, locale, channel, subject, body FROM templates
+             WHERE ($1 IS NULL OR name = $1) ORDER BY name, channel, locale",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, locale, channel, subject, body)| {
+                Ok(Variant {
+                    name,
+                    locale,
+                    channel: parse_code("templates.channel", &channel)?,
+                    subject,
+                    body,
+                })
+            })
+            .collect()
     }
 }

@@ -601,3 +601,61 @@ fn a_dry_run_shows_the_summary_and_writes_nothing() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_previews() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://t.db"),
+        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
+    ];
+    let out = herald(
+        dir.path(),
+        &[
+            "templates",
+            "add",
+            "closed",
+            "--subject",
+            "Closed",
+            "--body",
+            "Dear {{ recipent.name }}",
+            "--as",
+            "anna",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("recipent.name"), "{err}");
+    assert!(err.contains("not a template variable"), "{err}");
+    let out = herald(
+        dir.path(),
+        &[
+            "templates",
+            "add",
+            "closed",
+            "--subject",
+            "Zamknięte {{ vars.day }}",
+            "--body",
+            "Dzień dobry {{ recipient.first_name }}, kwota {{ 1234.5 | money }}.",
+            "--as",
+            "anna",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(
+        dir.path(),
+        &["templates", "preview", "closed", "--var", "day=jutro"],
+        &env,
+    );
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Subject: Zamknięte jutro"), "{shown}");
+    assert!(
+        shown.contains("Dzień dobry Anna, kwota 1 234,50 zł."),
+        "{shown}"
+    );
+    let out = herald(dir.path(), &["templates", "list", "--json"], &env);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "closed");
+}

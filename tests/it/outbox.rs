@@ -191,3 +191,79 @@ async fn a_cancelled_batch_sends_nothing(app: TestApp) {
         MessageStatus::Blocked
     );
 }
+
+conformance!(a_templated_send_names_all_of_a_guardians_students_in_their_own_locale,);
+
+async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(app: TestApp) {
+    app.import_examples(now()).await;
+    // Piotr reads English (and has a valid address now).
+    let piotr = app.write(
+        "recipients.csv",
+        "external_id,role,name,email,locale\ngd-2002,guardian,Piotr Wiśniewski,piotr.w@example.pl,en\n",
+    );
+    app.import(&piotr, now()).await;
+    let contract = app.write(
+        "contracts.csv",
+        "external_id,student_id,status,consent\nc-1003,s-1003,active,yes\n",
+    );
+    app.import(&contract, now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    for (locale, subject, body) in [
+        (
+            "pl",
+            "Zebranie {{ vars.day }}",
+            "Dzień dobry {{ recipient.first_name }}, zapraszamy w sprawie: {% for s in students %}{{ s.first_name }}{% if not loop.last %} i {% endif %}{% endfor %}.",
+        ),
+        (
+            "en",
+            "Meeting {{ vars.day }}",
+            "Hello {{ recipient.first_name }}, about: {% for s in students %}{{ s.first_name }}{% if not loop.last %} and {% endif %}{% endfor %}.",
+        ),
+    ] {
+        let v = herald::templates::Variant {
+            name: "meeting".into(),
+            locale: locale.into(),
+            channel: herald::domain::Channel::Email,
+            subject: Some(subject.into()),
+            body: body.into(),
+        };
+        herald::templates::check(&v).unwrap();
+        app.store.save_template(&v, OWNER, now()).await.unwrap();
+    }
+    let vars = [("day".to_owned(), "czwartek".to_owned())]
+        .into_iter()
+        .collect();
+    let send = compose::compose_templated_send(
+        &*app.store,
+        &settings,
+        OWNER,
+        &Audience::AllGroups,
+        Reach::Guardians,
+        herald::domain::Channel::Email,
+        "meeting",
+        &vars,
+        false,
+    )
+    .await
+    .unwrap();
+    let anna = send
+        .messages
+        .iter()
+        .filter(|m| m.recipient_external_id == "gd-2001")
+        .collect::<Vec<_>>();
+    assert_eq!(anna.len(), 1, "one message for a guardian of two students");
+    assert_eq!(anna[0].subject.as_deref(), Some("Zebranie czwartek"));
+    assert!(
+        anna[0].body.contains("Zofia i Jan") || anna[0].body.contains("Jan i Zofia"),
+        "{}",
+        anna[0].body
+    );
+    let piotr = send
+        .messages
+        .iter()
+        .find(|m| m.recipient_external_id == "gd-2002")
+        .unwrap();
+    assert_eq!(piotr.subject.as_deref(), Some("Meeting czwartek"));
+    assert_eq!(piotr.body, "Hello Piotr, about: Maja.");
+}
