@@ -618,7 +618,9 @@ async fn a_clean_stop_during_a_burst_leaves_nothing_in_sending(app: TestApp) {
     let smtp = SmtpServer::start().await;
     smtp.slow_down(Duration::from_millis(100));
     let mut settings = app.smtp_settings(&smtp);
-    settings.dispatch.shutdown_grace = Duration::from_millis(150);
+    // Long enough for every send in flight to finish: a send cut off after the
+    // hand-over would be released and could arrive twice.
+    settings.dispatch.shutdown_grace = Duration::from_secs(3);
     for i in 0..120 {
         app.approved_batch(
             &settings,
