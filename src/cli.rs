@@ -449,12 +449,15 @@ pub enum WalletCommand {
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct AudienceArgs {
-    /// One person (the platform's id).
+    /// People by the platform's id (repeat for a list).
     #[arg(long, value_name = "RECIPIENT")]
-    to: Option<String>,
-    /// The students of one group.
+    to: Vec<String>,
+    /// The students of a group (repeat for several groups; each student once).
     #[arg(long, value_name = "GROUP_ID")]
-    group: Option<String>,
+    group: Vec<String>,
+    /// The teachers of a group.
+    #[arg(long, value_name = "GROUP_ID")]
+    teachers_of: Option<String>,
     /// The students of every group.
     #[arg(long)]
     all_groups: bool,
@@ -465,14 +468,16 @@ pub struct AudienceArgs {
 
 impl AudienceArgs {
     fn audience(&self) -> Audience {
-        if let Some(id) = &self.to {
-            Audience::Recipient(id.clone())
-        } else if let Some(g) = &self.group {
-            Audience::Group(g.clone())
-        } else if self.all_groups {
-            Audience::AllGroups
-        } else {
-            Audience::ActiveContracts
+        match (&self.to[..], &self.group[..]) {
+            ([one], _) => Audience::Recipient(one.clone()),
+            (many @ [_, _, ..], _) => Audience::List(many.to_vec()),
+            (_, [one]) => Audience::Group(one.clone()),
+            (_, many @ [_, _, ..]) => Audience::Groups(many.to_vec()),
+            _ => match &self.teachers_of {
+                Some(g) => Audience::TeachersOf(g.clone()),
+                None if self.all_groups => Audience::AllGroups,
+                None => Audience::ActiveContracts,
+            },
         }
     }
 }

@@ -276,10 +276,19 @@ pub async fn compose_send(
     content: &Content,
 ) -> Result<Send, ComposeError> {
     let op = operator(settings, login)?;
-    if let Audience::Group(g) = audience
-        && !store.groups().await?.iter().any(|x| &x.external_id == g)
-    {
-        return Err(ComposeError::UnknownGroup(g.clone()));
+    let named_groups: Vec<&String> = match audience {
+        Audience::Group(g) | Audience::TeachersOf(g) => vec![g],
+        Audience::Groups(gs) => gs.iter().collect(),
+        _ => Vec::new(),
+    };
+    if !named_groups.is_empty() {
+        let known = store.groups().await?;
+        if let Some(g) = named_groups
+            .into_iter()
+            .find(|g| !known.iter().any(|x| &x.external_id == *g))
+        {
+            return Err(ComposeError::UnknownGroup(g.clone()));
+        }
     }
     let described = audience.describe(reach);
     let people = store.audience(audience, reach).await?;
@@ -305,12 +314,16 @@ pub async fn compose_send(
             )
         })
         .collect();
-    if let Audience::Recipient(id) = audience
-        && people.is_empty()
-        && store.recipient(id).await?.is_none()
-    {
-        // The platform named someone Herald does not know: keep the message, blocked.
-        messages.push(judge(settings, id, None, kind, content, status));
+    // The platform named someone Herald does not know: keep the message, blocked.
+    let named: Vec<&String> = match audience {
+        Audience::Recipient(id) => vec![id],
+        Audience::List(ids) => ids.iter().collect(),
+        _ => Vec::new(),
+    };
+    for id in named {
+        if store.recipient(id).await?.is_none() {
+            messages.push(judge(settings, id, None, kind, content, status));
+        }
     }
     if messages.is_empty() {
         return Err(ComposeError::EmptyAudience(described));

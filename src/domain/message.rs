@@ -107,6 +107,12 @@ pub enum Audience {
     Recipient(String),
     /// The students of one group, by the platform's id.
     Group(String),
+    /// Several people, by the platform's ids.
+    List(Vec<String>),
+    /// The students of several groups (each student once).
+    Groups(Vec<String>),
+    /// The teachers of one group.
+    TeachersOf(String),
     /// The students of every group.
     AllGroups,
     /// Every student with an active contract.
@@ -130,6 +136,9 @@ impl Audience {
         let who = match self {
             Audience::Recipient(id) => return format!("recipient {id}"),
             Audience::Group(g) => format!("group {g}"),
+            Audience::List(ids) => return format!("{} people: {}", ids.len(), ids.join(", ")),
+            Audience::Groups(gs) => format!("groups {}", gs.join(", ")),
+            Audience::TeachersOf(g) => return format!("teachers of group {g}"),
             Audience::AllGroups => "all groups".to_owned(),
             Audience::ActiveContracts => "everyone with an active contract".to_owned(),
         };

@@ -404,6 +404,11 @@ async fn apply_contract(
     Ok(Applied::Updated)
 }
 
+/// Strings as a list PostgreSQL binds as `TEXT[]` (`= ANY($1)`).
+fn text_list(items: &[String]) -> Vec<String> {
+    items.to_vec()
+}
+
 /// Ids as a list PostgreSQL binds as `BIGINT[]` (`= ANY($1)`).
 fn id_list(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
     ids.into_iter().collect()
@@ -643,6 +648,38 @@ impl DirectoryStore for PgStore {
                      JOIN groups g ON g.id = m.group_id
                      JOIN recipients r ON r.id = m.recipient_id
                      WHERE g.external_id = $1 AND r.role = 'student'",
+                )
+                .bind(group)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::List(ids) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM recipients
+                     WHERE external_id = ANY($1)",
+                )
+                .bind(text_list(ids))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::Groups(groups) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id = ANY($1)
+                       AND r.role = 'student'",
+                )
+                .bind(text_list(groups))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::TeachersOf(group) => {
+                sqlx::query_scalar(
+                    "SELECT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id = $1 AND r.role = 'teacher'",
                 )
                 .bind(group)
                 .fetch_all(&self.pool)

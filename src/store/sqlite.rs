@@ -418,6 +418,11 @@ async fn apply_contract(
     Ok(Applied::Updated)
 }
 
+/// Strings as a JSON array (`IN (SELECT value FROM json_each($1))`).
+fn text_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialise")
+}
+
 /// Ids as a JSON array, so one statement can take a list of any length
 /// (`IN (SELECT value FROM json_each($1))`).
 fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
@@ -658,6 +663,38 @@ impl DirectoryStore for SqliteStore {
                      JOIN groups g ON g.id = m.group_id
                      JOIN recipients r ON r.id = m.recipient_id
                      WHERE g.external_id = $1 AND r.role = 'student'",
+                )
+                .bind(group)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::List(ids) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM recipients
+                     WHERE external_id IN (SELECT value FROM json_each($1))",
+                )
+                .bind(text_list(ids))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::Groups(groups) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id IN (SELECT value FROM json_each($1))
+                       AND r.role = 'student'",
+                )
+                .bind(text_list(groups))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Audience::TeachersOf(group) => {
+                sqlx::query_scalar(
+                    "SELECT m.recipient_id FROM group_members m
+                     JOIN groups g ON g.id = m.group_id
+                     JOIN recipients r ON r.id = m.recipient_id
+                     WHERE g.external_id = $1 AND r.role = 'teacher'",
                 )
                 .bind(group)
                 .fetch_all(&self.pool)

@@ -267,3 +267,66 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
     assert_eq!(piotr.subject.as_deref(), Some("Meeting czwartek"));
     assert_eq!(piotr.body, "Hello Piotr, about: Maja.");
 }
+
+conformance!(audiences_of_lists_several_groups_and_teachers_name_each_person_once);
+
+async fn audiences_of_lists_several_groups_and_teachers_name_each_person_once(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let content = Content::email("Note", "Text").unwrap();
+    let people = |send: &compose::Send| {
+        let mut ids: Vec<(String, MessageStatus)> = send
+            .messages
+            .iter()
+            .map(|m| (m.recipient_external_id.clone(), m.status))
+            .collect();
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        ids
+    };
+    let compose = |audience: Audience, reach: Reach| {
+        let store = Arc::clone(&app.store);
+        let settings = settings.clone();
+        let content = content.clone();
+        async move {
+            compose::compose_send(&*store, &settings, OWNER, &audience, reach, &content)
+                .await
+                .unwrap()
+        }
+    };
+    let list = compose(
+        Audience::List(vec!["gd-2001".into(), "t-3001".into(), "nobody".into()]),
+        Reach::Students,
+    )
+    .await;
+    assert_eq!(
+        people(&list),
+        [
+            ("gd-2001".to_owned(), MessageStatus::AwaitingApproval),
+            ("nobody".to_owned(), MessageStatus::Blocked),
+            ("t-3001".to_owned(), MessageStatus::AwaitingApproval),
+        ]
+    );
+    // g-1a has Zofia and Jan, g-3c has Maja: each once; their guardians once each.
+    let groups = compose(
+        Audience::Groups(vec!["g-1a".into(), "g-3c".into()]),
+        Reach::Guardians,
+    )
+    .await;
+    let ids: Vec<String> = people(&groups).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["gd-2001", "gd-2002"]);
+    let teachers = compose(Audience::TeachersOf("g-3c".into()), Reach::Students).await;
+    let ids: Vec<String> = people(&teachers).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, ["t-3001"]);
+    let err = compose::compose_send(
+        &*app.store,
+        &settings,
+        OWNER,
+        &Audience::Groups(vec!["g-1a".into(), "g-9z".into()]),
+        Reach::Students,
+        &content,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("g-9z"), "{err}");
+}
