@@ -2276,6 +2276,26 @@ async fn demo_send(
         &evening,
     )
     .await?;
+    // What `herald send … --dry-run` shows before anything is stored.
+    println!("A dry run of the email to all groups (`herald send --dry-run`):");
+    print_send(&send, None, false)?;
+    let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = send
+        .messages
+        .iter()
+        .map(|m| (m.status, m.reason, m.segments))
+        .collect();
+    print_summary(
+        &summarize(
+            &*store,
+            settings,
+            send.batch.kind,
+            send.batch.status,
+            &lines,
+            at,
+        )
+        .await?,
+    );
+    println!();
     let batch = compose::store_send(&*store, &send, now).await?;
     store
         .decide_batch(batch, &Decision::Approve, OWNER, now)
@@ -2303,6 +2323,27 @@ async fn demo_send(
     )
     .await?;
     let sms_batch = compose::store_send(&*store, &sms_send, now).await?;
+    // What the approver sees in `herald outbox show` before approving.
+    let sms_lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = sms_send
+        .messages
+        .iter()
+        .map(|m| (m.status, m.reason, m.segments))
+        .collect();
+    println!(
+        "The approver's view of the SMS batch {sms_batch} (`herald outbox show {sms_batch}`):"
+    );
+    print_summary(
+        &summarize(
+            &*store,
+            settings,
+            sms_send.batch.kind,
+            sms_send.batch.status,
+            &sms_lines,
+            at,
+        )
+        .await?,
+    );
+    println!();
     store
         .decide_batch(sms_batch, &Decision::Approve, OWNER, now)
         .await?;

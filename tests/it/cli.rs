@@ -213,6 +213,16 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         })
         .count();
     assert_eq!(eml, 25);
+    // The demo shows a dry run and the approver's summary before sending.
+    assert!(stdout.contains("Dry run, nothing created"), "{stdout}");
+    assert!(
+        stdout.contains("The approver's view of the SMS batch"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SMS cost:  14 segment(s) = 14 point(s); the wallet holds 10 — 4 short"),
+        "{stdout}"
+    );
     // The wallet covered ten SMS; the others wait for credit.
     assert!(stdout.contains("insufficient_sms_credit"), "{stdout}");
     let sms = std::fs::read_to_string(dir.path().join("herald-demo-2/sms.jsonl")).unwrap();
