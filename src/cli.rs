@@ -713,11 +713,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             };
             print_send(&send, id, json)?;
             if !json {
-                let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = send
-                    .messages
-                    .iter()
-                    .map(|m| (m.status, m.reason, m.segments))
-                    .collect();
+                let lines = lines_of(&send.messages);
                 let summary = summarize(
                     &*store,
                     &settings,
@@ -1391,6 +1387,16 @@ fn may_change(
         );
     }
     Ok(())
+}
+
+/// Status, reason and segments of composed messages, as `summarize` takes them.
+fn lines_of(
+    messages: &[crate::store::NewMessage],
+) -> Vec<(MessageStatus, Option<Reason>, Option<i64>)> {
+    messages
+        .iter()
+        .map(|m| (m.status, m.reason, m.segments))
+        .collect()
 }
 
 /// What an approver needs to know of a batch besides its text.
@@ -2279,11 +2285,7 @@ async fn demo_send(
     // What `herald send … --dry-run` shows before anything is stored.
     println!("A dry run of the email to all groups (`herald send --dry-run`):");
     print_send(&send, None, false)?;
-    let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = send
-        .messages
-        .iter()
-        .map(|m| (m.status, m.reason, m.segments))
-        .collect();
+    let lines = lines_of(&send.messages);
     print_summary(
         &summarize(
             &*store,
@@ -2324,11 +2326,7 @@ async fn demo_send(
     .await?;
     let sms_batch = compose::store_send(&*store, &sms_send, now).await?;
     // What the approver sees in `herald outbox show` before approving.
-    let sms_lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = sms_send
-        .messages
-        .iter()
-        .map(|m| (m.status, m.reason, m.segments))
-        .collect();
+    let sms_lines = lines_of(&sms_send.messages);
     println!(
         "The approver's view of the SMS batch {sms_batch} (`herald outbox show {sms_batch}`):"
     );
