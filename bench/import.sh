@@ -28,11 +28,13 @@ w("contracts.csv", ["external_id", "student_id", "status", "consent"], [[f"c-{i}
 PY
 rows=$(cat "$work"/*.csv | wc -l)
 echo "rows: $((rows - 5)) in 5 files ($n students)"
+env HERALD__DATABASE__URL="sqlite://$work/bench.db" HERALD__TELEMETRY__LEVEL=warn \
+  target/release/herald operators add bench --role owner >/dev/null
 for pass in first again; do
   /usr/bin/time -f "import ($pass): %e s wall, %M KiB peak RSS" \
     env HERALD__DATABASE__URL="sqlite://$work/bench.db" HERALD__TELEMETRY__LEVEL=warn \
     target/release/herald import "$work"/recipients.csv "$work"/groups.csv \
-      "$work"/guardianships.csv "$work"/memberships.csv "$work"/contracts.csv >/dev/null
+      "$work"/guardianships.csv "$work"/memberships.csv "$work"/contracts.csv --as bench >/dev/null
 done
 /usr/bin/time -f "recipients --json: %e s wall, %M KiB peak RSS" \
   env HERALD__DATABASE__URL="sqlite://$work/bench.db" target/release/herald recipients --json >/dev/null

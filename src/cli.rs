@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::dispatcher::FixedClock;
 use crate::domain::MessageId;
+use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
@@ -55,6 +56,9 @@ pub enum Command {
         /// What a CSV file (or a JSON list) holds, when its name does not say.
         #[arg(long, value_enum)]
         kind: Option<ImportKind>,
+        /// The operator (needs `manage_recipients`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -109,14 +113,14 @@ pub enum Command {
         /// SMS: replace national characters to stay in GSM-7.
         #[arg(long)]
         transliterate: bool,
-        /// Who asks, for the audit trail.
-        #[arg(long = "as", value_name = "ACTOR", default_value = "platform")]
+        /// The operator (needs `send`; the platform has an operator of its own).
+        #[arg(long = "as", value_name = "LOGIN")]
         actor: String,
     },
     /// Compose an informational email or SMS to an audience; it waits in the outbox
     /// for approval unless the operator may send without it.
     Send {
-        /// The operator composing it ([operators.LOGIN] in the configuration).
+        /// The operator composing it (needs `send`; `herald operators list`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
         /// Whom it is for.
@@ -304,6 +308,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operators, their roles and permissions (`list`, `roles`, `add`, `set-role`,
+    /// `grant`, `revoke`, `add-role`).
+    Operators {
+        /// What to do.
+        #[command(subcommand)]
+        action: OperatorsCommand,
+    },
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo {
         /// The folder for the demo's database, import file and .eml files [default:
@@ -314,6 +325,88 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald operators …`
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Every operator with their role and permissions.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every role with its permissions, and what each permission allows.
+    Roles {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an operator. The installation's first operator is added without `--as`
+    /// and must be an owner.
+    Add {
+        /// What they will type after `--as` (letters, digits, . _ - @).
+        login: String,
+        /// Their name, shown in the audit trail [default: the login].
+        #[arg(long)]
+        name: Option<String>,
+        /// Their role (owner, secretary, teacher, or one added with `add-role`).
+        #[arg(long)]
+        role: String,
+        /// The platform id of the teacher they are: without `send_any_audience` they
+        /// may send only to the groups this teacher teaches.
+        #[arg(long, value_name = "RECIPIENT")]
+        teacher: Option<String>,
+        /// The operator adding them (needs `manage_operators`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: Option<String>,
+    },
+    /// Give an operator another role (their grants and revocations stay).
+    SetRole {
+        /// The operator to change.
+        login: String,
+        /// The new role.
+        role: String,
+        /// The operator making the change (needs `manage_operators`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Give an operator permissions beyond their role.
+    Grant {
+        /// The operator to change.
+        login: String,
+        /// The permissions (`herald operators roles` lists them).
+        #[arg(required = true, value_parser = parse_code::<Permission>)]
+        permissions: Vec<Permission>,
+        /// The operator making the change (needs `manage_operators`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Take permissions from an operator, also ones their role gives.
+    Revoke {
+        /// The operator to change.
+        login: String,
+        /// The permissions.
+        #[arg(required = true, value_parser = parse_code::<Permission>)]
+        permissions: Vec<Permission>,
+        /// The operator making the change (needs `manage_operators`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
+    /// Add a role of the school's own (or redefine one it added).
+    AddRole {
+        /// Its name (lower-case letters, digits, _ and -).
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: String,
+        /// A permission it gives (repeatable).
+        #[arg(long = "permission", value_parser = parse_code::<Permission>)]
+        permissions: Vec<Permission>,
+        /// The operator making the change (needs `manage_operators`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
     },
 }
 
@@ -502,11 +595,17 @@ pub enum HolidaysCommand {
         first_day: NaiveDate,
         /// The last day off, YYYY-MM-DD [default: the first day].
         last_day: Option<NaiveDate>,
+        /// The operator (needs `manage_settings`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
     },
     /// Remove a holiday by the id `holidays list` shows.
     Remove {
         /// The holiday's id.
         id: i64,
+        /// The operator (needs `manage_settings`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
     },
 }
 
@@ -556,9 +655,21 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { files, kind, json } => {
+        Command::Import {
+            files,
+            kind,
+            operator,
+            json,
+        } => {
             let store = store::open(&settings.database).await?;
-            import(&*store, &settings, &files, kind, json, now).await
+            authorize(
+                &*store,
+                &operator,
+                Permission::ManageRecipients,
+                "import recipients",
+            )
+            .await?;
+            import(&*store, &settings, &files, kind, &operator, json, now).await
         }
         Command::Recipients {
             role,
@@ -584,7 +695,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&groups)?);
             } else if groups.is_empty() {
-                println!("No groups. Import some with `herald import groups.csv`.");
+                println!("No groups. Import some with `herald import groups.csv --as LOGIN`.");
             } else {
                 let rows = groups
                     .iter()
@@ -614,6 +725,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             actor,
         } => {
             let store = store::open(&settings.database).await?;
+            let op = authorize(&*store, &actor, Permission::Send, "send notifications").await?;
+            compose::check_reach(&*store, &op, &Audience::Recipient(recipient.clone())).await?;
             let content = Content::for_channel(
                 &settings,
                 MessageKind::System,
@@ -661,12 +774,13 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let store = store::open(&settings.database).await?;
+            let op = authorize(&*store, &operator, Permission::Send, "compose messages").await?;
             let send = match (template, body) {
                 (Some(template), _) => {
                     compose::compose_templated_send(
                         &*store,
                         &settings,
-                        &operator,
+                        &op,
                         &audience.audience(),
                         reach,
                         channel,
@@ -688,7 +802,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     compose::compose_send(
                         &*store,
                         &settings,
-                        &operator,
+                        &op,
                         &audience.audience(),
                         reach,
                         &content,
@@ -767,6 +881,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Cancel { message, operator } => {
             act(&settings, message, &operator, MessageAction::Cancel, now).await
+        }
+        Command::Operators { action } => {
+            let store = store::open(&settings.database).await?;
+            operators_command(&*store, action, now).await
         }
         Command::Run => {
             let daemon = Daemon::build(settings).await?;
@@ -886,12 +1004,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 note,
             }) = action
             {
-                let op = compose::operator(&settings, &operator)?;
-                if !op.approve {
-                    bail!(
-                        "{operator} may not top up the wallet (set approve = true in [operators.{operator}])"
-                    );
-                }
+                authorize(&*store, &operator, Permission::TopUp, "top up the wallet").await?;
                 if points <= 0 {
                     bail!("POINTS must be a positive number of points, not {points}");
                 }
@@ -928,7 +1041,13 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(HoldCommand::On { reason, operator }) => {
-                    let op = approver(&settings, &operator, "switch the hold")?;
+                    let op = authorize(
+                        &*store,
+                        &operator,
+                        Permission::ManageSettings,
+                        "switch the hold",
+                    )
+                    .await?;
                     if reason.trim().is_empty() {
                         bail!("--reason must say why dispatch is held");
                     }
@@ -957,7 +1076,13 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(HoldCommand::Off { operator }) => {
-                    approver(&settings, &operator, "switch the hold")?;
+                    authorize(
+                        &*store,
+                        &operator,
+                        Permission::ManageSettings,
+                        "switch the hold",
+                    )
+                    .await?;
                     let before = store.hold().await?;
                     if store.set_hold(None).await? {
                         audit(
@@ -1164,7 +1289,7 @@ async fn outbox_action(
             transliterate,
         } => {
             let b = find(store.batches(None).await?, batch)?;
-            may_change(settings, &operator, &b)?;
+            may_change(store, &operator, &b).await?;
             let content = Content::for_channel(
                 settings,
                 b.kind,
@@ -1213,7 +1338,7 @@ async fn outbox_action(
         }
         OutboxCommand::Cancel { batch, operator } => {
             let b = find(store.batches(None).await?, batch)?;
-            may_change(settings, &operator, &b)?;
+            may_change(store, &operator, &b).await?;
             let n = store.cancel_batch(b.id, &operator, now).await?;
             audit(
                 store,
@@ -1228,6 +1353,351 @@ async fn outbox_action(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn operators_command(
+    store: &dyn Store,
+    action: OperatorsCommand,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::domain::access::{OWNER_ROLE, RoleDef, valid_login, valid_role_name};
+    use crate::store::{AddOperator, NewOperator};
+    let manager = |login: String| async move {
+        authorize(
+            store,
+            &login,
+            Permission::ManageOperators,
+            "manage operators",
+        )
+        .await
+    };
+    let perms = |p: &std::collections::BTreeSet<Permission>| {
+        p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    match action {
+        OperatorsCommand::List { json } => {
+            let all = store.operators().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!(
+                    "No operators yet. Add the first owner with `herald operators add LOGIN --role owner --name \"…\"`."
+                );
+            } else {
+                let rows = all
+                    .iter()
+                    .map(|o| {
+                        let mut extra = Vec::new();
+                        extra.extend(o.granted.iter().map(|p| format!("+{p}")));
+                        extra.extend(o.revoked.iter().map(|p| format!("-{p}")));
+                        vec![
+                            o.login.clone(),
+                            o.name.clone(),
+                            o.role.clone(),
+                            o.teacher.clone().unwrap_or_default(),
+                            extra.join(" "),
+                            perms(&o.permissions),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "LOGIN",
+                        "NAME",
+                        "ROLE",
+                        "TEACHER",
+                        "EXCEPTIONS",
+                        "PERMISSIONS",
+                    ],
+                    rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OperatorsCommand::Roles { json } => {
+            let roles = store.roles().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&roles)?);
+            } else {
+                let rows = roles
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            if r.builtin { "built-in" } else { "school" }.to_owned(),
+                            perms(&r.permissions),
+                            r.description.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["ROLE", "KIND", "PERMISSIONS", "DESCRIPTION"], rows);
+                println!("\nPermissions:");
+                for p in Permission::ALL {
+                    println!("  {:<22} {}", p.as_str(), p.describe());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OperatorsCommand::Add {
+            login,
+            name,
+            role,
+            teacher,
+            operator,
+        } => {
+            if !valid_login(&login) {
+                bail!("login {login:?}: expected 1–64 letters, digits, '.', '_', '-' or '@'");
+            }
+            let first = operator.is_none();
+            let by = match operator {
+                Some(op) => manager(op).await?.login,
+                None => {
+                    if !store.operators().await?.is_empty() {
+                        bail!(
+                            "--as is required: only the installation's first operator is added without it"
+                        );
+                    }
+                    if role != OWNER_ROLE {
+                        bail!(
+                            "the first operator must have the role owner (--role owner), not {role:?}: someone has to be able to add the others"
+                        );
+                    }
+                    login.clone()
+                }
+            };
+            if let Some(t) = &teacher {
+                match store.recipient(t).await? {
+                    Some(f) if f.recipient.role == Role::Teacher => {}
+                    Some(f) => bail!(
+                        "--teacher {t:?}: expected a teacher, but {} is a {}",
+                        f.recipient.name,
+                        f.recipient.role
+                    ),
+                    None => bail!("--teacher {t:?}: there is no recipient with that id"),
+                }
+            }
+            let name = name
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| login.clone());
+            if name.chars().any(char::is_control) {
+                bail!("--name must not contain control characters or line breaks");
+            }
+            let new = NewOperator {
+                login: login.clone(),
+                name: name.clone(),
+                role: role.clone(),
+                teacher: teacher.clone(),
+                at: now,
+                by: by.clone(),
+            };
+            let entry = audit_entry(
+                &by,
+                "operator_add",
+                &format!("operator {login}"),
+                serde_json::json!({"name": name, "role": role, "teacher": teacher}),
+                now,
+            );
+            match store.add_operator(&new, first, &entry).await? {
+                AddOperator::Added => {
+                    println!("Added operator {login} ({name}) with the role {role}.");
+                    Ok(ExitCode::SUCCESS)
+                }
+                AddOperator::LoginTaken => bail!("there is already an operator {login:?}"),
+                AddOperator::UnknownRole => bail!(
+                    "--role {role:?}: no such role (`herald operators roles` lists them; `add-role` adds one)"
+                ),
+                AddOperator::NotFirst => {
+                    bail!("--as is required: an operator was added in the meantime")
+                }
+            }
+        }
+        OperatorsCommand::SetRole {
+            login,
+            role,
+            operator,
+        } => {
+            let by = manager(operator).await?;
+            let before = store
+                .operator(&login)
+                .await?
+                .ok_or_else(|| AccessError::UnknownOperator(login.clone()))?;
+            let roles = store.roles().await?;
+            let Some(new_role) = roles.iter().find(|r| r.name == role) else {
+                bail!("role {role:?}: no such role (`herald operators roles` lists them)");
+            };
+            let after = Operator::new(
+                before.login.clone(),
+                before.name.clone(),
+                new_role,
+                before.teacher.clone(),
+                before
+                    .granted
+                    .iter()
+                    .map(|p| (*p, true))
+                    .chain(before.revoked.iter().map(|p| (*p, false))),
+            );
+            keeps_a_manager(store, &after).await?;
+            let entry = audit_entry(
+                &by.login,
+                "operator_role",
+                &format!("operator {login}"),
+                serde_json::json!({"from": before.role, "to": role}),
+                now,
+            );
+            if !store.set_role(&login, &role, &entry).await? {
+                bail!("operator {login:?} or role {role:?} is gone");
+            }
+            println!(
+                "{login} now has the role {role}: {}.",
+                perms(&after.permissions)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        OperatorsCommand::Grant {
+            login,
+            permissions,
+            operator,
+        } => change_permissions(store, &login, &permissions, true, operator, now).await,
+        OperatorsCommand::Revoke {
+            login,
+            permissions,
+            operator,
+        } => change_permissions(store, &login, &permissions, false, operator, now).await,
+        OperatorsCommand::AddRole {
+            name,
+            description,
+            permissions,
+            operator,
+        } => {
+            let by = manager(operator).await?;
+            if !valid_role_name(&name) {
+                bail!(
+                    "role name {name:?}: expected lower-case letters, digits, '_' or '-', starting with a letter"
+                );
+            }
+            if description.trim().is_empty() || description.chars().any(char::is_control) {
+                bail!("--description must say what the role is for, on one line");
+            }
+            let role = RoleDef {
+                name: name.clone(),
+                description: description.trim().to_owned(),
+                builtin: false,
+                permissions: permissions.into_iter().collect(),
+            };
+            let entry = audit_entry(
+                &by.login,
+                "role_save",
+                &format!("role {name}"),
+                serde_json::json!({"description": role.description, "permissions": role.permissions}),
+                now,
+            );
+            if !store.save_role(&role, &entry).await? {
+                bail!(
+                    "{name} is a built-in role and cannot be redefined; add a role of another name"
+                );
+            }
+            println!("Saved role {name}: {}.", perms(&role.permissions));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Refuses a change that would leave nobody able to manage operators.
+async fn keeps_a_manager(store: &dyn Store, changed: &Operator) -> anyhow::Result<()> {
+    let others = store
+        .operators()
+        .await?
+        .into_iter()
+        .filter(|o| o.login != changed.login)
+        .any(|o| o.may(Permission::ManageOperators));
+    if !others && !changed.may(Permission::ManageOperators) {
+        bail!(
+            "refused: {} is the last operator who may manage operators; give someone else `manage_operators` first",
+            changed.login
+        );
+    }
+    Ok(())
+}
+
+/// `operators grant` / `operators revoke`: an exception to the operator's role, or
+/// the removal of one that the change makes pointless.
+async fn change_permissions(
+    store: &dyn Store,
+    login: &str,
+    permissions: &[Permission],
+    grant: bool,
+    operator: String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let by = authorize(
+        store,
+        &operator,
+        Permission::ManageOperators,
+        "manage operators",
+    )
+    .await?;
+    let before = store
+        .operator(login)
+        .await?
+        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
+    let roles = store.roles().await?;
+    let role = roles
+        .iter()
+        .find(|r| r.name == before.role)
+        .context("the operator's role is gone")?;
+    let mut exceptions: BTreeMap<Permission, bool> = before
+        .granted
+        .iter()
+        .map(|p| (*p, true))
+        .chain(before.revoked.iter().map(|p| (*p, false)))
+        .collect();
+    let mut changes = Vec::new();
+    for p in permissions {
+        // The role already says so: no exception is needed.
+        let wanted = if role.permissions.contains(p) == grant {
+            None
+        } else {
+            Some(grant)
+        };
+        if exceptions.get(p).copied() != wanted {
+            match wanted {
+                Some(w) => exceptions.insert(*p, w),
+                None => exceptions.remove(p),
+            };
+            changes.push((*p, wanted));
+        }
+    }
+    let after = Operator::new(
+        before.login.clone(),
+        before.name.clone(),
+        role,
+        before.teacher.clone(),
+        exceptions,
+    );
+    keeps_a_manager(store, &after).await?;
+    for (p, wanted) in &changes {
+        let entry = audit_entry(
+            &by.login,
+            if grant { "grant" } else { "revoke" },
+            &format!("operator {login}"),
+            serde_json::json!({"permission": p, "role": before.role}),
+            now,
+        );
+        store.set_permission(login, *p, *wanted, &entry).await?;
+    }
+    let list = |ps: &std::collections::BTreeSet<Permission>| {
+        ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    if changes.is_empty() {
+        println!(
+            "Nothing to change: {login} may {}.",
+            list(&after.permissions)
+        );
+    } else {
+        println!("{login} may now: {}.", list(&after.permissions));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn templates_command(
@@ -1246,7 +1716,13 @@ async fn templates_command(
             body,
             operator,
         } => {
-            approver(settings, &operator, "save templates")?;
+            authorize(
+                store,
+                &operator,
+                Permission::ManageSettings,
+                "save templates",
+            )
+            .await?;
             let variant = Variant {
                 name: name.trim().to_owned(),
                 locale: locale.trim().to_owned(),
@@ -1373,20 +1849,28 @@ async fn templates_command(
 }
 
 /// Who may edit or cancel a batch: whoever composed it, or an approver.
-fn may_change(
-    settings: &Settings,
+async fn may_change(
+    store: &dyn Store,
     login: &str,
     batch: &crate::store::BatchSummary,
-) -> anyhow::Result<()> {
-    let op = compose::operator(settings, login)?;
-    if batch.created_by != login && !op.approve {
-        bail!(
-            "{login} may not change batch {} (composed by {}; set approve = true in [operators.{login}])",
-            batch.id,
-            batch.created_by
-        );
+) -> anyhow::Result<Operator> {
+    let op = store
+        .operator(login)
+        .await?
+        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
+    // Whoever composed a batch may still change it; others need `approve`.
+    if batch.created_by == op.login {
+        op.require(Permission::Send, "change their own batches")?;
+    } else {
+        op.require(
+            Permission::Approve,
+            &format!(
+                "change batch {} (composed by {})",
+                batch.id, batch.created_by
+            ),
+        )?;
     }
-    Ok(())
+    Ok(op)
 }
 
 /// Status, reason and segments of composed messages, as `summarize` takes them.
@@ -1529,17 +2013,36 @@ fn print_summary(s: &Summary) {
     println!("When:      {}", s.when);
 }
 
-/// The operator `login`, who must have `approve` to `what`.
-fn approver<'a>(
-    settings: &'a Settings,
+/// The operator `login`, who must hold `permission` to `what`.
+async fn authorize(
+    store: &dyn Store,
     login: &str,
+    permission: Permission,
     what: &str,
-) -> anyhow::Result<&'a crate::config::OperatorSettings> {
-    let op = compose::operator(settings, login)?;
-    if !op.approve {
-        bail!("{login} may not {what} (set approve = true in [operators.{login}])");
-    }
+) -> anyhow::Result<Operator> {
+    let op = store
+        .operator(login)
+        .await?
+        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
+    op.require(permission, what)?;
     Ok(op)
+}
+
+/// An audit line, for a store method that writes it with its change.
+fn audit_entry(
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> crate::store::AuditEntry {
+    crate::store::AuditEntry {
+        at: now,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        details,
+    }
 }
 
 /// Records a person's change in the audit log.
@@ -1650,13 +2153,14 @@ async fn act(
     action: MessageAction,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let op = compose::operator(settings, login)?;
-    if !op.approve {
-        bail!(
-            "{login} may not resend or cancel messages (set approve = true in [operators.{login}])"
-        );
-    }
     let store = store::open(&settings.database).await?;
+    let op = authorize(
+        &*store,
+        login,
+        Permission::Approve,
+        "resend or cancel messages",
+    )
+    .await?;
     let (verb, allowed) = match action {
         MessageAction::Resend => ("queued again", "unknown or failed"),
         MessageAction::Cancel => ("cancelled", "awaiting approval, queued or unknown"),
@@ -1696,13 +2200,14 @@ async fn decide(
     decision: Decision,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let op = compose::operator(settings, login)?;
-    if !op.approve {
-        bail!(
-            "{login} may not approve or reject batches (set approve = true in [operators.{login}])"
-        );
-    }
     let store = store::open(&settings.database).await?;
+    let op = authorize(
+        &*store,
+        login,
+        Permission::Approve,
+        "approve or reject batches",
+    )
+    .await?;
     let verb = match decision {
         Decision::Approve => "approved",
         Decision::Reject(_) => "rejected",
@@ -1968,6 +2473,7 @@ async fn import(
     settings: &Settings,
     files: &[PathBuf],
     kind: Option<ImportKind>,
+    operator: &str,
     json: bool,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
@@ -1985,6 +2491,15 @@ async fn import(
                 if !json {
                     print_import_report(file, &report);
                 }
+                audit(
+                    store,
+                    operator,
+                    "import",
+                    &format!("file {}", file.display()),
+                    serde_json::to_value(&report)?,
+                    now,
+                )
+                .await?;
                 reports.push(serde_json::json!({"file": file, "report": report}));
             }
             Err(e) => {
@@ -2213,10 +2728,27 @@ async fn holidays(
             name,
             first_day,
             last_day,
+            operator,
         } => {
+            authorize(
+                store,
+                &operator,
+                Permission::ManageSettings,
+                "change holidays",
+            )
+            .await?;
             let holiday = Holiday::new(&name, first_day, last_day.unwrap_or(first_day))
                 .with_context(|| format!("cannot add the holiday {name:?}"))?;
             let stored = store.add_holiday(&holiday, now).await?;
+            audit(
+                store,
+                &operator,
+                "holiday_add",
+                &format!("holiday {}", stored.id.unwrap_or_default()),
+                serde_json::json!({"name": stored.name, "first_day": stored.first_day, "last_day": stored.last_day}),
+                now,
+            )
+            .await?;
             println!(
                 "Added holiday {} (id {}): {} to {}.",
                 stored.name,
@@ -2229,8 +2761,24 @@ async fn holidays(
             }
             Ok(ExitCode::SUCCESS)
         }
-        HolidaysCommand::Remove { id } => {
+        HolidaysCommand::Remove { id, operator } => {
+            authorize(
+                store,
+                &operator,
+                Permission::ManageSettings,
+                "change holidays",
+            )
+            .await?;
             if store.remove_holiday(id).await? {
+                audit(
+                    store,
+                    &operator,
+                    "holiday_remove",
+                    &format!("holiday {id}"),
+                    serde_json::json!({}),
+                    now,
+                )
+                .await?;
                 println!("Removed holiday {id}.");
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -2255,14 +2803,30 @@ async fn demo_send(
     settings.email.transport = crate::config::EmailTransport::File {
         dir: outbox.clone(),
     };
-    settings.operators.insert(
-        OWNER.to_owned(),
-        crate::config::OperatorSettings {
-            name: "Demo owner".to_owned(),
-            approve: true,
-            send_without_approval: false,
-        },
-    );
+    store
+        .add_operator(
+            &crate::store::NewOperator {
+                login: OWNER.to_owned(),
+                name: "Demo owner".to_owned(),
+                role: crate::domain::access::OWNER_ROLE.to_owned(),
+                teacher: None,
+                at: now,
+                by: OWNER.to_owned(),
+            },
+            true,
+            &audit_entry(
+                OWNER,
+                "operator_add",
+                &format!("operator {OWNER}"),
+                serde_json::json!({"role": "owner"}),
+                now,
+            ),
+        )
+        .await?;
+    let owner = store
+        .operator(OWNER)
+        .await?
+        .context("the demo's owner was just added")?;
     let welcome = Content::email(
         "Your parent account is ready",
         "Good morning,\n\nyour account in the school's parent portal has been created.\n",
@@ -2276,7 +2840,7 @@ async fn demo_send(
     let send = compose::compose_send(
         &*store,
         settings,
-        OWNER,
+        &owner,
         &Audience::AllGroups,
         Reach::Both,
         &evening,
@@ -2318,7 +2882,7 @@ async fn demo_send(
     let sms_send = compose::compose_send(
         &*store,
         settings,
-        OWNER,
+        &owner,
         &Audience::AllGroups,
         Reach::Guardians,
         &reminder,

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{OperatorSettings, Settings};
+use crate::config::Settings;
+use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::sms::{self, SmsSize};
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, MessageId, MessageKind,
@@ -16,11 +17,9 @@ use crate::templates::{self, Context, Person, TemplateError, Variant};
 /// Why a message or batch cannot be composed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
-    /// `--as` names no configured operator.
-    #[error(
-        "unknown operator {0:?}: operators are defined as [operators.LOGIN] in the configuration"
-    )]
-    UnknownOperator(String),
+    /// The operator may not send this.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// A text field is unusable.
     #[error("{field} {problem}")]
     BadText {
@@ -253,15 +252,72 @@ pub struct Send {
     pub messages: Vec<NewMessage>,
 }
 
-/// The operator named `login`, as configured.
-pub fn operator<'a>(
-    settings: &'a Settings,
-    login: &str,
-) -> Result<&'a OperatorSettings, ComposeError> {
-    settings
-        .operators
-        .get(login)
-        .ok_or_else(|| ComposeError::UnknownOperator(login.to_owned()))
+/// Refuses an audience outside what `op` may reach: without `send_any_audience`,
+/// only the groups they teach, their students and those students' guardians.
+pub async fn check_reach(
+    store: &dyn Store,
+    op: &Operator,
+    audience: &Audience,
+) -> Result<(), ComposeError> {
+    if op.may(Permission::SendAnyAudience) {
+        return Ok(());
+    }
+    let mut taught = Vec::new();
+    if let Some(teacher) = &op.teacher {
+        for g in store.groups().await? {
+            let teachers = store
+                .audience(
+                    &Audience::TeachersOf(g.external_id.clone()),
+                    Reach::Students,
+                )
+                .await?;
+            if teachers.iter().any(|t| &t.recipient.external_id == teacher) {
+                taught.push(g.external_id);
+            }
+        }
+    }
+    let outside = |what: String| AccessError::OutsideGroups {
+        login: op.login.clone(),
+        groups: if taught.is_empty() {
+            "none".into()
+        } else {
+            taught.join(", ")
+        },
+        outside: what,
+    };
+    match audience {
+        Audience::Group(g) | Audience::TeachersOf(g) if !taught.contains(g) => {
+            Err(outside(format!("group {g}")).into())
+        }
+        Audience::Groups(gs) => match gs.iter().find(|g| !taught.contains(g)) {
+            Some(g) => Err(outside(format!("group {g}")).into()),
+            None => Ok(()),
+        },
+        Audience::AllGroups => Err(outside("all groups".into()).into()),
+        Audience::ActiveContracts => Err(outside("everyone with an active contract".into()).into()),
+        Audience::Recipient(_) | Audience::List(_) => {
+            let named: Vec<&String> = match audience {
+                Audience::Recipient(id) => vec![id],
+                Audience::List(ids) => ids.iter().collect(),
+                _ => Vec::new(),
+            };
+            let reachable = if taught.is_empty() {
+                Vec::new()
+            } else {
+                store
+                    .audience(&Audience::Groups(taught.clone()), Reach::Both)
+                    .await?
+            };
+            match named
+                .into_iter()
+                .find(|id| !reachable.iter().any(|f| &&f.recipient.external_id == id))
+            {
+                Some(id) => Err(outside(format!("recipient {id}")).into()),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Composes an informational message to an audience on the content's channel: one
@@ -270,12 +326,13 @@ pub fn operator<'a>(
 pub async fn compose_send(
     store: &dyn Store,
     settings: &Settings,
-    login: &str,
+    op: &Operator,
     audience: &Audience,
     reach: Reach,
     content: &Content,
 ) -> Result<Send, ComposeError> {
-    let op = operator(settings, login)?;
+    op.require(Permission::Send, "compose messages")?;
+    check_reach(store, op, audience).await?;
     let named_groups: Vec<&String> = match audience {
         Audience::Group(g) | Audience::TeachersOf(g) => vec![g],
         Audience::Groups(gs) => gs.iter().collect(),
@@ -292,7 +349,7 @@ pub async fn compose_send(
     }
     let described = audience.describe(reach);
     let people = store.audience(audience, reach).await?;
-    let (batch_status, status) = if op.send_without_approval {
+    let (batch_status, status) = if op.may(Permission::SendWithoutApproval) {
         (BatchStatus::Approved, MessageStatus::Queued)
     } else {
         (
@@ -336,7 +393,7 @@ pub async fn compose_send(
             audience: described,
             subject: content.subject.clone(),
             body: content.body.clone(),
-            created_by: login.to_owned(),
+            created_by: op.login.clone(),
         },
         messages,
     })
@@ -358,7 +415,7 @@ pub async fn store_send(
 pub async fn compose_templated_send(
     store: &dyn Store,
     settings: &Settings,
-    login: &str,
+    op: &Operator,
     audience: &Audience,
     reach: Reach,
     channel: Channel,
@@ -390,7 +447,7 @@ pub async fn compose_templated_send(
         &first.1,
         transliterate,
     )?;
-    let mut send = compose_send(store, settings, login, audience, reach, &record).await?;
+    let mut send = compose_send(store, settings, op, audience, reach, &record).await?;
     for message in &mut send.messages {
         let Some(id) = message.recipient_id else {
             continue;

@@ -6,7 +6,6 @@
 //! expression, region, URL, duration) is parsed here, in `validate()`, so a bad
 //! setting stops start-up naming its key instead of failing at 3 a.m.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -71,8 +70,6 @@ struct Raw {
     email: RawEmail,
     sms: RawSms,
     approval: RawApproval,
-    #[serde(default)]
-    operators: BTreeMap<String, RawOperator>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,17 +245,6 @@ struct RawDkim {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawOperator {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    approve: bool,
-    #[serde(default)]
-    send_without_approval: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawImport {
     progress_threshold: u64,
 }
@@ -291,8 +277,6 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// `[approval]`
     pub approval: ApprovalSettings,
-    /// `[operators.*]`, by the operator's login.
-    pub operators: BTreeMap<String, OperatorSettings>,
 }
 
 /// `[school]`: who the school is and where.
@@ -540,17 +524,6 @@ impl SmsGateway {
             SmsGateway::Webhook { .. } => "webhook",
         }
     }
-}
-
-/// An operator and what they may do (from `[operators.LOGIN]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorSettings {
-    /// The name shown in the audit trail.
-    pub name: String,
-    /// May approve and reject batches.
-    pub approve: bool,
-    /// May send informational messages that skip the outbox.
-    pub send_without_approval: bool,
 }
 
 /// `[kinds.*]`: per-kind behaviour.
@@ -880,25 +853,6 @@ impl Raw {
                 );
                 Duration::from_secs(7 * 86_400)
             });
-        let operators = self
-            .operators
-            .into_iter()
-            .map(|(login, o)| {
-                let name = if o.name.trim().is_empty() {
-                    login.clone()
-                } else {
-                    o.name.trim().to_owned()
-                };
-                (
-                    login,
-                    OperatorSettings {
-                        name,
-                        approve: o.approve,
-                        send_without_approval: o.send_without_approval,
-                    },
-                )
-            })
-            .collect();
 
         if self.import.progress_threshold == 0 {
             bad.add(
@@ -952,7 +906,6 @@ impl Raw {
             email: email.expect("a bad email setting was reported above"),
             sms: sms.expect("a bad SMS setting was reported above"),
             approval: ApprovalSettings { expires_after },
-            operators,
             kinds: KindsSettings {
                 system: KindSettings {
                     respect_send_window: self.kinds.system.respect_send_window,

@@ -5,6 +5,7 @@
 //! `now` as an argument, so the send window, holidays and DST are tested with plain
 //! values. The store loads these types; the CLI, dispatcher and rules use them.
 
+pub mod access;
 pub mod calendar;
 pub mod codes;
 pub mod contact;

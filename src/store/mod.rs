@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Backend, DatabaseSettings};
+use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{DirectoryRecord, GroupSummary, RecipientId, Role};
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, HolidayCalendar, MessageId,
@@ -822,6 +823,76 @@ pub trait TemplateStore: Send + Sync {
     async fn templates(&self, name: Option<&str>) -> Result<Vec<crate::templates::Variant>>;
 }
 
+/// A new operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOperator {
+    /// What they will type after `--as`.
+    pub login: String,
+    /// Their name in the audit trail.
+    pub name: String,
+    /// Their role (must exist).
+    pub role: String,
+    /// The platform id of the teacher they are, if any.
+    pub teacher: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who added them (their own login for the first owner).
+    pub by: String,
+}
+
+/// What adding an operator came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOperator {
+    /// Added.
+    Added,
+    /// The login is taken.
+    LoginTaken,
+    /// The role does not exist.
+    UnknownRole,
+    /// Asked to add the first operator, but there already is one.
+    NotFirst,
+}
+
+/// Operators, roles and permissions. Every change writes its audit line in the same
+/// transaction: there is no change without its record.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// The operator `login`, with their effective permissions.
+    async fn operator(&self, login: &str) -> Result<Option<Operator>>;
+
+    /// Every operator, by login.
+    async fn operators(&self) -> Result<Vec<Operator>>;
+
+    /// Every role, built-in first.
+    async fn roles(&self) -> Result<Vec<RoleDef>>;
+
+    /// Adds an operator. With `first`, only when there is no operator yet (the
+    /// installation's first owner, who has nobody to ask).
+    async fn add_operator(
+        &self,
+        new: &NewOperator,
+        first: bool,
+        audit: &AuditEntry,
+    ) -> Result<AddOperator>;
+
+    /// Gives `login` the role `role`. `false` when either does not exist.
+    async fn set_role(&self, login: &str, role: &str, audit: &AuditEntry) -> Result<bool>;
+
+    /// Grants (`Some(true)`) or revokes (`Some(false)`) a permission for `login`
+    /// beyond their role, or drops the exception (`None`). `false` when there is no
+    /// such operator.
+    async fn set_permission(
+        &self,
+        login: &str,
+        permission: Permission,
+        granted: Option<bool>,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+
+    /// Adds a role, or redefines one the school added. `false` for a built-in role.
+    async fn save_role(&self, role: &RoleDef, audit: &AuditEntry) -> Result<bool>;
+}
+
 /// Everything Herald stores, behind one handle.
 pub trait Store:
     DirectoryStore
@@ -831,6 +902,7 @@ pub trait Store:
     + WalletStore
     + AdminStore
     + TemplateStore
+    + OperatorStore
 {
 }
 
@@ -842,6 +914,7 @@ impl<T> Store for T where
         + WalletStore
         + AdminStore
         + TemplateStore
+        + OperatorStore
 {
 }
 

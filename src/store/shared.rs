@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Applied, Refused, Result, StoreError};
 use crate::domain::Reason;
+use crate::domain::access::{OWNER_ROLE, Operator, RoleDef, owner_permissions};
 use crate::domain::directory::{ContractStatus, Role};
 
 pub(super) type Outcome = std::result::Result<Applied, Refused>;
@@ -90,4 +91,58 @@ pub(super) fn failure_mark(detail: Option<String>, since: Option<DateTime<Utc>>)
         (Some(detail), None) => Some(detail),
         _ => None,
     }
+}
+
+/// Roles from their rows and their permission rows. `owner` holds every permission
+/// but `send_without_approval` (see [`crate::domain::access::owner_permissions`]),
+/// whatever its rows say, so a new permission never locks a school out.
+pub(super) fn build_roles(
+    rows: Vec<(String, String, bool)>,
+    permissions: Vec<(String, String)>,
+) -> Result<Vec<RoleDef>> {
+    let mut roles = Vec::with_capacity(rows.len());
+    for (name, description, builtin) in rows {
+        let permissions = if name == OWNER_ROLE {
+            owner_permissions()
+        } else {
+            permissions
+                .iter()
+                .filter(|(role, _)| *role == name)
+                .map(|(_, p)| parse_code("role_permissions.permission", p))
+                .collect::<Result<_>>()?
+        };
+        roles.push(RoleDef {
+            name,
+            description,
+            builtin,
+            permissions,
+        });
+    }
+    Ok(roles)
+}
+
+/// Operators from their rows, their exceptions and the roles.
+pub(super) fn build_operators(
+    rows: Vec<(String, String, String, Option<String>)>,
+    exceptions: Vec<(String, String, bool)>,
+    roles: &[RoleDef],
+) -> Result<Vec<Operator>> {
+    rows.into_iter()
+        .map(|(login, name, role, teacher)| {
+            let role =
+                roles
+                    .iter()
+                    .find(|r| r.name == role)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        column: "operators.role",
+                        value: role.clone(),
+                    })?;
+            let mine = exceptions
+                .iter()
+                .filter(|(l, _, _)| *l == login)
+                .map(|(_, p, yes)| Ok((parse_code("operator_permissions.permission", p)?, *yes)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Operator::new(login, name, role, teacher, mine))
+        })
+        .collect()
 }

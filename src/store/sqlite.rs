@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::shared::{
-    ApplyError, Applying, Outcome, consent_at, failure_mark, parse_code, parse_reason, parse_role,
-    parse_status,
+    ApplyError, Applying, Outcome, build_operators, build_roles, consent_at, failure_mark,
+    parse_code, parse_reason, parse_role, parse_status,
 };
 use super::{
     ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed,
@@ -26,8 +26,12 @@ use super::{
     PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError, WalletState,
     WalletStore,
 };
-use super::{AdminStore, AuditEntry, AuditFilter, Hold, TemplateStore};
+use super::{
+    AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,
+    TemplateStore,
+};
 use crate::config::DatabaseSettings;
+use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{
     Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
     RecipientId, RecipientRecord, Role,
@@ -2015,18 +2019,8 @@ impl AdminStore for SqliteStore {
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, subject, details)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.subject)
-        .bind(entry.details.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, entry).await
     }
 
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
@@ -2097,5 +2091,206 @@ impl TemplateStore for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// Writes an audit line inside the change's own transaction.
+async fn insert_audit(tx: &mut SqliteConnection, entry: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, details)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.subject)
+    .bind(entry.details.to_string())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl OperatorStore for SqliteStore {
+    async fn operator(&self, login: &str) -> Result<Option<Operator>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT login, name, role, teacher FROM operators WHERE login = $1")
+                .bind(login)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let exceptions: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT login, permission, granted FROM operator_permissions WHERE login = $1",
+        )
+        .bind(login)
+        .fetch_all(&self.pool)
+        .await?;
+        let roles = self.roles().await?;
+        Ok(build_operators(rows, exceptions, &roles)?.pop())
+    }
+
+    async fn operators(&self) -> Result<Vec<Operator>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT login, name, role, teacher FROM operators ORDER BY login")
+                .fetch_all(&self.pool)
+                .await?;
+        let exceptions: Vec<(String, String, bool)> =
+            sqlx::query_as("SELECT login, permission, granted FROM operator_permissions")
+                .fetch_all(&self.pool)
+                .await?;
+        let roles = self.roles().await?;
+        build_operators(rows, exceptions, &roles)
+    }
+
+    async fn roles(&self) -> Result<Vec<RoleDef>> {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT name, description, builtin FROM roles ORDER BY builtin DESC, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let permissions: Vec<(String, String)> =
+            sqlx::query_as("SELECT role, permission FROM role_permissions ORDER BY permission")
+                .fetch_all(&self.pool)
+                .await?;
+        build_roles(rows, permissions)
+    }
+
+    async fn add_operator(
+        &self,
+        new: &NewOperator,
+        first: bool,
+        audit: &AuditEntry,
+    ) -> Result<AddOperator> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM operators")
+            .fetch_one(&mut *tx)
+            .await?;
+        if first && count > 0 {
+            return Ok(AddOperator::NotFirst);
+        }
+        let role: Option<(String,)> = sqlx::query_as("SELECT name FROM roles WHERE name = $1")
+            .bind(&new.role)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if role.is_none() {
+            return Ok(AddOperator::UnknownRole);
+        }
+        let done = sqlx::query(
+            "INSERT INTO operators (login, name, role, teacher, created_at, created_by, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $5)
+             ON CONFLICT (login) DO NOTHING",
+        )
+        .bind(&new.login)
+        .bind(&new.name)
+        .bind(&new.role)
+        .bind(&new.teacher)
+        .bind(new.at)
+        .bind(&new.by)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(AddOperator::LoginTaken);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(AddOperator::Added)
+    }
+
+    async fn set_role(&self, login: &str, role: &str, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(
+            "UPDATE operators SET role = $2, updated_at = $3
+             WHERE login = $1 AND EXISTS (SELECT 1 FROM roles WHERE name = $2)",
+        )
+        .bind(login)
+        .bind(role)
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_permission(
+        &self,
+        login: &str,
+        permission: Permission,
+        granted: Option<bool>,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("UPDATE operators SET updated_at = $2 WHERE login = $1")
+            .bind(login)
+            .bind(audit.at)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        match granted {
+            Some(yes) => {
+                sqlx::query(
+                    "INSERT INTO operator_permissions (login, permission, granted)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (login, permission) DO UPDATE SET granted = excluded.granted",
+                )
+                .bind(login)
+                .bind(permission.as_str())
+                .bind(yes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM operator_permissions WHERE login = $1 AND permission = $2",
+                )
+                .bind(login)
+                .bind(permission.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn save_role(&self, role: &RoleDef, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let builtin: Option<(bool,)> = sqlx::query_as("SELECT builtin FROM roles WHERE name = $1")
+            .bind(&role.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if builtin.is_some_and(|(b,)| b) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO roles (name, description, builtin) VALUES ($1, $2, FALSE)
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM role_permissions WHERE role = $1")
+            .bind(&role.name)
+            .execute(&mut *tx)
+            .await?;
+        for p in &role.permissions {
+            sqlx::query("INSERT INTO role_permissions (role, permission) VALUES ($1, $2)")
+                .bind(&role.name)
+                .bind(p.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -22,6 +22,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Adds the installation's first owner, `admin`, then each `(login, role, extra)` as
+/// admin, panicking on a refusal.
+fn add_operators(dir: &Path, env: &[(&str, &str)], others: &[(&str, &str, &[&str])]) {
+    let out = herald(dir, &["operators", "add", "admin", "--role", "owner"], env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (login, role, extra) in others {
+        let mut args = vec!["operators", "add", login, "--role", role, "--as", "admin"];
+        args.extend_from_slice(extra);
+        let out = herald(dir, &args, env);
+        assert!(out.status.success(), "{login}: {}", text(&out.stderr));
+    }
+}
+
 #[test]
 fn a_bad_config_value_stops_start_up_naming_the_key_and_value() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +96,12 @@ fn import_exits_non_zero_when_a_row_failed_and_keeps_the_good_rows() {
     )
     .unwrap();
     let db = [("HERALD__DATABASE__URL", "sqlite://school.db")];
-    let out = herald(dir.path(), &["import", "recipients.csv"], &db);
+    add_operators(dir.path(), &db, &[]);
+    let out = herald(
+        dir.path(),
+        &["import", "recipients.csv", "--as", "admin"],
+        &db,
+    );
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(
@@ -134,21 +152,42 @@ fn without_migrate_on_start_an_unmigrated_database_is_refused_until_migrate() {
 fn holidays_can_be_added_listed_and_removed_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = [("HERALD__DATABASE__URL", "sqlite://h.db")];
+    add_operators(dir.path(), &db, &[("tomek", "teacher", &[])]);
+    let add = |as_: &str| {
+        herald(
+            dir.path(),
+            &[
+                "holidays",
+                "add",
+                "Christmas break",
+                "2099-12-23",
+                "2099-12-31",
+                "--as",
+                as_,
+            ],
+            &db,
+        )
+    };
+    let out = add("tomek");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("tomek (role teacher) may not change holidays"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = add("admin");
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = herald(
         dir.path(),
         &[
             "holidays",
             "add",
-            "Christmas break",
+            "Backwards",
             "2099-12-23",
-            "2099-12-31",
+            "2099-12-01",
+            "--as",
+            "admin",
         ],
-        &db,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = herald(
-        dir.path(),
-        &["holidays", "add", "Backwards", "2099-12-23", "2099-12-01"],
         &db,
     );
     assert!(!out.status.success());
@@ -161,9 +200,16 @@ fn holidays_can_be_added_listed_and_removed_from_the_command_line() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     let id = list[0]["id"].to_string();
-    let out = herald(dir.path(), &["holidays", "remove", &id], &db);
+    let remove = || {
+        herald(
+            dir.path(),
+            &["holidays", "remove", &id, "--as", "admin"],
+            &db,
+        )
+    };
+    let out = remove();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = herald(dir.path(), &["holidays", "remove", &id], &db);
+    let out = remove();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -262,7 +308,12 @@ fn herald_run_sends_a_system_message_and_stops_cleanly_on_sigterm() {
             .display()
             .to_string()
     };
-    let out = herald(dir.path(), &["import", &example("school.json")], &env);
+    add_operators(dir.path(), &env, &[("platform", "secretary", &[])]);
+    let out = herald(
+        dir.path(),
+        &["import", &example("school.json"), "--as", "admin"],
+        &env,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
@@ -284,6 +335,8 @@ fn herald_run_sends_a_system_message_and_stops_cleanly_on_sigterm() {
             "Password reset",
             "--body",
             "Code 1234",
+            "--as",
+            "platform",
         ],
         &env,
     );
@@ -359,11 +412,12 @@ fn sms_info_prints_encoding_units_segments_and_cost() {
 #[test]
 fn the_wallet_is_topped_up_by_an_operator_and_shown_with_its_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("HERALD__DATABASE__URL", "sqlite://w.db"),
-        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
-        ("HERALD__OPERATORS__PIOTR__NAME", "Piotr"),
-    ];
+    let env = [("HERALD__DATABASE__URL", "sqlite://w.db")];
+    add_operators(
+        dir.path(),
+        &env,
+        &[("anna", "secretary", &[]), ("piotr", "teacher", &[])],
+    );
     let out = herald(
         dir.path(),
         &[
@@ -386,7 +440,7 @@ fn the_wallet_is_topped_up_by_an_operator_and_shown_with_its_ledger() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("may not top up"),
+        text(&out.stderr).contains("piotr (role teacher) may not top up the wallet"),
         "{}",
         text(&out.stderr)
     );
@@ -416,11 +470,8 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
             .display()
             .to_string()
     };
-    let env = [
-        ("HERALD__DATABASE__URL", "sqlite://a.db"),
-        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
-        ("HERALD__OPERATORS__TOMEK__NAME", "Tomek"),
-    ];
+    let env = [("HERALD__DATABASE__URL", "sqlite://a.db")];
+    add_operators(dir.path(), &env, &[("anna", "secretary", &[])]);
     for file in [
         "recipients.csv",
         "groups.csv",
@@ -429,11 +480,32 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
         "contracts.csv",
     ] {
         assert!(
-            herald(dir.path(), &["import", &example(file)], &env)
-                .status
-                .success()
+            herald(
+                dir.path(),
+                &["import", &example(file), "--as", "anna"],
+                &env
+            )
+            .status
+            .success()
         );
     }
+    // A teacher: may write to the groups Barbara Malinowska (t-3001) teaches.
+    let out = herald(
+        dir.path(),
+        &[
+            "operators",
+            "add",
+            "tomek",
+            "--role",
+            "teacher",
+            "--teacher",
+            "t-3001",
+            "--as",
+            "admin",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let run = |args: &[&str]| {
         let out = herald(dir.path(), args, &env);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -466,7 +538,16 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
     run(&["approve", "1", "--as", "anna"]);
     run(&["reject", "2", "--as", "anna", "--reason", "wrong day"]);
     run(&["wallet", "top-up", "50", "--as", "anna", "--note", "FV 1"]);
-    run(&["notify", "t-3001", "--subject", "Reset", "--body", "Code 1"]);
+    run(&[
+        "notify",
+        "t-3001",
+        "--subject",
+        "Reset",
+        "--body",
+        "Code 1",
+        "--as",
+        "anna",
+    ]);
     run(&[
         "hold",
         "on",
@@ -483,7 +564,7 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
     let out = herald(dir.path(), &["hold", "off", "--as", "tomek"], &env);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("tomek may not switch the hold"),
+        text(&out.stderr).contains("tomek (role teacher) may not switch the hold"),
         "{}",
         text(&out.stderr)
     );
@@ -499,7 +580,22 @@ fn every_change_by_a_person_lands_in_the_audit_log_and_the_hold_shows_in_status(
     assert_eq!(
         actions,
         [
-            "hold_off", "hold_on", "notify", "top_up", "reject", "approve", "send", "send"
+            "hold_off",
+            "hold_on",
+            "notify",
+            "top_up",
+            "reject",
+            "approve",
+            "send",
+            "send",
+            "operator_add",
+            "import",
+            "import",
+            "import",
+            "import",
+            "import",
+            "operator_add",
+            "operator_add",
         ]
     );
     let approve = &log[5];
@@ -524,14 +620,16 @@ fn a_dry_run_shows_the_summary_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let school =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/import/school.json");
-    let env = [
-        ("HERALD__DATABASE__URL", "sqlite://d.db"),
-        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
-    ];
+    let env = [("HERALD__DATABASE__URL", "sqlite://d.db")];
+    add_operators(dir.path(), &env, &[("anna", "secretary", &[])]);
     assert!(
-        herald(dir.path(), &["import", school.to_str().unwrap()], &env)
-            .status
-            .success()
+        herald(
+            dir.path(),
+            &["import", school.to_str().unwrap(), "--as", "anna"],
+            &env
+        )
+        .status
+        .success()
     );
     let count = || {
         let out = herald(dir.path(), &["status", "--summary", "--json"], &env);
@@ -572,7 +670,7 @@ fn a_dry_run_shows_the_summary_and_writes_nothing() {
     );
     assert!(stdout.contains("When:      after approval"), "{stdout}");
     assert_eq!(count(), before, "nothing was written");
-    let audit = herald(dir.path(), &["audit", "--json"], &env);
+    let audit = herald(dir.path(), &["audit", "--action", "send", "--json"], &env);
     assert_eq!(text(&audit.stdout).trim(), "[]");
 
     // The same send for real, then the approver's view.
@@ -615,10 +713,8 @@ fn a_dry_run_shows_the_summary_and_writes_nothing() {
 #[test]
 fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_previews() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("HERALD__DATABASE__URL", "sqlite://t.db"),
-        ("HERALD__OPERATORS__ANNA__APPROVE", "true"),
-    ];
+    let env = [("HERALD__DATABASE__URL", "sqlite://t.db")];
+    add_operators(dir.path(), &env, &[("anna", "secretary", &[])]);
     let out = herald(
         dir.path(),
         &[

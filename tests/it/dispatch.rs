@@ -140,7 +140,7 @@ async fn a_rejected_batch_sends_nothing(app: TestApp) {
     let send = compose::compose_send(
         &*app.store,
         &settings,
-        OWNER,
+        &app.owner().await,
         &Audience::Group("g-1a".into()),
         Reach::Guardians,
         &content,
@@ -719,20 +719,19 @@ async fn a_system_message_goes_without_waiting_for_the_tick(app: TestApp) {
 async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp) {
     app.import_examples(now()).await;
     let smtp = SmtpServer::start().await;
-    let mut settings = app.smtp_settings(&smtp);
-    settings.operators.insert(
-        "teacher".into(),
-        herald::config::OperatorSettings {
-            name: "Barbara Malinowska".into(),
-            approve: false,
-            send_without_approval: true,
-        },
-    );
+    let settings = app.smtp_settings(&smtp);
+    let trusted = app
+        .operator_with(
+            "trusted",
+            "secretary",
+            &[herald::domain::access::Permission::SendWithoutApproval],
+        )
+        .await;
     let content = Content::email("Homework", "Chapter 3, exercises 1-5.").unwrap();
     let send = compose::compose_send(
         &*app.store,
         &settings,
-        "teacher",
+        &trusted,
         &Audience::Group("g-1a".into()),
         Reach::Guardians,
         &content,
@@ -744,7 +743,7 @@ async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp
         .unwrap();
     let batch = &app.store.batches(None).await.unwrap()[0];
     assert_eq!(batch.status, BatchStatus::Approved);
-    assert_eq!(batch.decided_by.as_deref(), Some("teacher"));
+    assert_eq!(batch.decided_by.as_deref(), Some("trusted"));
     assert!(
         app.store
             .batches(Some(BatchStatus::AwaitingApproval))

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use herald::compose::{self, Content};
-use herald::config::{EmailTransport, OperatorSettings, Settings, SmtpSettings, SmtpTls};
+use herald::config::{EmailTransport, Settings, SmtpSettings, SmtpTls};
 use herald::dispatcher::{Channels, Dispatcher, FixedClock};
+use herald::domain::access::{Operator, Permission};
 use herald::domain::{Audience, BatchId, MessageStatus, Reach};
 use herald::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use herald::store::{self, Decided, Decision, MessageFilter, MessageView, RecipientFilter, Store};
@@ -246,8 +247,7 @@ macro_rules! conformance {
 pub const OWNER: &str = "owner";
 
 impl TestApp {
-    /// Settings that send through `smtp` on loopback, with a two-second timeout and an
-    /// `owner` operator who may approve.
+    /// Settings that send through `smtp` on loopback, with a two-second timeout.
     pub fn smtp_settings(&self, smtp: &crate::smtp::SmtpServer) -> Settings {
         let mut settings = self.settings.clone();
         settings.email.transport = EmailTransport::Smtp(SmtpSettings {
@@ -262,15 +262,51 @@ impl TestApp {
         });
         settings.dispatch.lease = std::time::Duration::from_secs(15);
         settings.dispatch.shutdown_grace = std::time::Duration::from_secs(5);
-        settings.operators.insert(
-            OWNER.into(),
-            OperatorSettings {
-                name: "School Owner".into(),
-                approve: true,
-                send_without_approval: false,
-            },
-        );
         settings
+    }
+
+    /// The operator `login` with `role` and extra `grants`, added to the store on
+    /// first use (the first one as the installation's first operator).
+    pub async fn operator_with(&self, login: &str, role: &str, grants: &[Permission]) -> Operator {
+        if self.store.operator(login).await.unwrap().is_none() {
+            let first = self.store.operators().await.unwrap().is_empty();
+            let entry = herald::store::AuditEntry {
+                at: now(),
+                actor: "test".into(),
+                action: "operator_add".into(),
+                subject: format!("operator {login}"),
+                details: serde_json::json!({"role": role}),
+            };
+            let added = self
+                .store
+                .add_operator(
+                    &herald::store::NewOperator {
+                        login: login.into(),
+                        name: login.into(),
+                        role: role.into(),
+                        teacher: None,
+                        at: now(),
+                        by: "test".into(),
+                    },
+                    first,
+                    &entry,
+                )
+                .await
+                .unwrap();
+            assert_eq!(added, herald::store::AddOperator::Added);
+            for p in grants {
+                self.store
+                    .set_permission(login, *p, Some(true), &entry)
+                    .await
+                    .unwrap();
+            }
+        }
+        self.store.operator(login).await.unwrap().unwrap()
+    }
+
+    /// The `owner` operator (role owner: every permission).
+    pub async fn owner(&self) -> Operator {
+        self.operator_with(OWNER, "owner", &[]).await
     }
 
     /// A dispatcher with the given settings.
@@ -295,9 +331,16 @@ impl TestApp {
     ) -> BatchId {
         let content =
             Content::email("School closed tomorrow", "The school is closed tomorrow.").unwrap();
-        let send = compose::compose_send(&*self.store, settings, OWNER, &audience, reach, &content)
-            .await
-            .unwrap();
+        let send = compose::compose_send(
+            &*self.store,
+            settings,
+            &self.owner().await,
+            &audience,
+            reach,
+            &content,
+        )
+        .await
+        .unwrap();
         let id = compose::store_send(&*self.store, &send, now).await.unwrap();
         let decided = self
             .store

@@ -8,6 +8,7 @@ mod helpers;
 mod sms;
 mod smtp;
 
+mod access;
 mod admin;
 mod calendar;
 mod cli;

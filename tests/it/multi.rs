@@ -369,8 +369,14 @@ async fn the_herald_binary_migrates_imports_and_lists_on_postgresql() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    let out = run(&["operators", "add", "admin", "--role", "owner"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let school = crate::helpers::example("school.json");
-    let out = run(&["import", school.to_str().unwrap()]);
+    let out = run(&["import", school.to_str().unwrap(), "--as", "admin"]);
     assert!(
         out.status.success(),
         "{}",

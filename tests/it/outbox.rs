@@ -159,7 +159,7 @@ async fn a_cancelled_batch_sends_nothing(app: TestApp) {
     let send = compose::compose_send(
         &*app.store,
         &settings,
-        OWNER,
+        &app.owner().await,
         &Audience::AllGroups,
         Reach::Both,
         &content,
@@ -237,7 +237,7 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
     let send = compose::compose_templated_send(
         &*app.store,
         &settings,
-        OWNER,
+        &app.owner().await,
         &Audience::AllGroups,
         Reach::Guardians,
         herald::domain::Channel::Email,
@@ -284,12 +284,14 @@ async fn audiences_of_lists_several_groups_and_teachers_name_each_person_once(ap
         ids.sort_by(|a, b| a.0.cmp(&b.0));
         ids
     };
+    let owner = app.owner().await;
     let compose = |audience: Audience, reach: Reach| {
+        let owner = owner.clone();
         let store = Arc::clone(&app.store);
         let settings = settings.clone();
         let content = content.clone();
         async move {
-            compose::compose_send(&*store, &settings, OWNER, &audience, reach, &content)
+            compose::compose_send(&*store, &settings, &owner, &audience, reach, &content)
                 .await
                 .unwrap()
         }
@@ -321,7 +323,7 @@ async fn audiences_of_lists_several_groups_and_teachers_name_each_person_once(ap
     let err = compose::compose_send(
         &*app.store,
         &settings,
-        OWNER,
+        &app.owner().await,
         &Audience::Groups(vec!["g-1a".into(), "g-9z".into()]),
         Reach::Students,
         &content,

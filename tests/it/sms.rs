@@ -361,14 +361,6 @@ fn smsapi(app: &TestApp, server: &MockServer) -> Settings {
     settings.email.transport = herald::config::EmailTransport::File {
         dir: app.path("outbox"),
     };
-    settings.operators.insert(
-        OWNER.into(),
-        herald::config::OperatorSettings {
-            name: "School Owner".into(),
-            approve: true,
-            send_without_approval: false,
-        },
-    );
     settings
 }
 
@@ -377,7 +369,7 @@ async fn sms_batch(app: &TestApp, settings: &Settings, who: &str, text: &str) {
     let send = compose::compose_send(
         &*app.store,
         settings,
-        OWNER,
+        &app.owner().await,
         &Audience::Recipient(who.into()),
         Reach::Students,
         &content,
