@@ -172,18 +172,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Approve a batch: its messages go on the next dispatch tick.
+    /// Approve a batch (or only some of its messages): they go on the next dispatch
+    /// tick.
     Approve {
         /// The batch id (`herald outbox`).
         batch: i64,
+        /// Only this message of the batch (repeatable); the rest wait on.
+        #[arg(long = "message", value_name = "MESSAGE")]
+        messages: Vec<i64>,
         /// The approving operator (needs `approve`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
     },
-    /// Reject a batch: none of its messages go.
+    /// Reject a batch (or only some of its messages): they will not go.
     Reject {
         /// The batch id.
         batch: i64,
+        /// Only this message of the batch (repeatable); the rest wait on.
+        #[arg(long = "message", value_name = "MESSAGE")]
+        messages: Vec<i64>,
         /// The rejecting operator (needs `approve`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
@@ -863,18 +870,32 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             print_batches(&batches, json, all)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Approve { batch, operator } => {
-            decide(&settings, batch, &operator, Decision::Approve, now).await
+        Command::Approve {
+            batch,
+            messages,
+            operator,
+        } => {
+            decide(
+                &settings,
+                batch,
+                &messages,
+                &operator,
+                Decision::Approve,
+                now,
+            )
+            .await
         }
         Command::Reject {
             batch,
+            messages,
             operator,
             reason,
         } => {
             if reason.trim().is_empty() {
                 bail!("--reason must say why the batch is rejected");
             }
-            decide(&settings, batch, &operator, Decision::Reject(reason), now).await
+            let decision = Decision::Reject(reason.trim().to_owned());
+            decide(&settings, batch, &messages, &operator, decision, now).await
         }
         Command::Resend { message, operator } => {
             act(&settings, message, &operator, MessageAction::Resend, now).await
@@ -2196,6 +2217,7 @@ async fn act(
 async fn decide(
     settings: &Settings,
     batch: i64,
+    only: &[i64],
     login: &str,
     decision: Decision,
     now: DateTime<Utc>,
@@ -2212,16 +2234,40 @@ async fn decide(
         Decision::Approve => "approved",
         Decision::Reject(_) => "rejected",
     };
-    // What the approver saw: the batch as the outbox shows it, before the decision.
+    // What the approver saw: the batch as the outbox shows it, before the decision,
+    // with the summary `outbox show` prints (counts, cost, when).
     let seen = store
         .batches(None)
         .await?
         .into_iter()
         .find(|b| b.id == BatchId(batch));
-    match store
-        .decide_batch(BatchId(batch), &decision, login, now)
-        .await?
-    {
+    let summary = match &seen {
+        Some(b) => {
+            let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = store
+                .messages(&MessageFilter {
+                    batch: Some(b.id),
+                    ..Default::default()
+                })
+                .await?
+                .iter()
+                .filter(|m| only.is_empty() || only.contains(&m.id.0))
+                .map(|m| (m.status, m.reason, m.segments))
+                .collect();
+            Some(summarize(&*store, settings, b.kind, b.status, &lines, now).await?)
+        }
+        None => None,
+    };
+    let decided = if only.is_empty() {
+        store
+            .decide_batch(BatchId(batch), &decision, login, now)
+            .await?
+    } else {
+        let ids: Vec<MessageId> = only.iter().copied().map(MessageId).collect();
+        store
+            .decide_messages(BatchId(batch), &ids, &decision, login, now)
+            .await?
+    };
+    match decided {
         Decided::Done(n) => {
             let (action, reason) = match &decision {
                 Decision::Approve => ("approve", None),
@@ -2229,12 +2275,16 @@ async fn decide(
             };
             let details = serde_json::json!({
                 "messages": n,
+                "only": (!only.is_empty()).then_some(only),
                 "reason": reason,
                 "seen": seen.map(|b| serde_json::json!({
                     "audience": b.audience,
                     "subject": b.subject,
                     "content_sha256": content_hash(b.subject.as_deref(), &b.body),
                     "counts": b.counts,
+                    "will_go": summary.as_ref().map(|s| s.will_go),
+                    "sms_segments": summary.as_ref().map(|s| s.sms_segments),
+                    "sms_cost": summary.as_ref().map(|s| s.sms_cost),
                 })),
             });
             audit(
@@ -2246,8 +2296,19 @@ async fn decide(
                 now,
             )
             .await?;
+            if !only.is_empty() && n < only.len() as u64 {
+                println!(
+                    "Note: {} of the messages named are not in batch {batch} or no longer await approval.",
+                    only.len() as u64 - n
+                );
+            }
             println!(
-                "Batch {batch} {verb} by {}: {n} message(s) {}.",
+                "{} {verb} by {}: {n} message(s) {}.",
+                if only.is_empty() {
+                    format!("Batch {batch}")
+                } else {
+                    format!("Messages of batch {batch}")
+                },
                 op.name,
                 match decision {
                     Decision::Approve => "go on the next dispatch tick",

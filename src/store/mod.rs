@@ -538,6 +538,18 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Decided>;
 
+    /// Approves or rejects single messages of a batch awaiting approval (those still
+    /// awaiting it); the batch and its other messages wait on. `Done(n)` counts the
+    /// messages decided.
+    async fn decide_messages(
+        &self,
+        batch: BatchId,
+        ids: &[MessageId],
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided>;
+
     /// Claims up to `limit` queued messages due at `now` (of `kinds`), leasing them to
     /// `owner` until `lease_until`, in one statement.
     async fn claim_due(

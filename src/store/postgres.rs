@@ -1235,6 +1235,61 @@ impl OutboxStore for PgStore {
         Ok(Decided::Done(moved))
     }
 
+    async fn decide_messages(
+        &self,
+        batch: BatchId,
+        ids: &[MessageId],
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM batches WHERE id = $1 FOR UPDATE")
+                .bind(batch.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Ok(Decided::NotFound);
+        };
+        let current: BatchStatus = parse_code("batches.status", &current)?;
+        if current != BatchStatus::AwaitingApproval {
+            return Ok(Decided::AlreadyDecided(current));
+        }
+        let (status, note) = match decision {
+            Decision::Approve => (MessageStatus::Queued, "message approved".to_owned()),
+            Decision::Reject(why) => (MessageStatus::Rejected, format!("message rejected: {why}")),
+        };
+        let ids = id_list(ids.iter().map(|m| m.0));
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, $3, NULL, $4, $5 FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval' AND id = ANY($6)",
+        )
+        .bind(batch.0)
+        .bind(now)
+        .bind(status.as_str())
+        .bind(actor)
+        .bind(&note)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE messages SET status = $2, reason = NULL, updated_at = $3,
+                    next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE batch_id = $1 AND status = 'awaiting_approval' AND id = ANY($4)",
+        )
+        .bind(batch.0)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Decided::Done(moved))
+    }
+
     async fn claim_due(
         &self,
         now: DateTime<Utc>,

@@ -17,6 +17,7 @@ conformance!(
     editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing,
     an_approval_unused_for_a_week_expires_back_into_the_outbox,
     a_cancelled_batch_sends_nothing,
+    single_messages_are_approved_or_rejected_and_the_rest_wait,
 );
 
 async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing(app: TestApp) {
@@ -190,6 +191,92 @@ async fn a_cancelled_batch_sends_nothing(app: TestApp) {
         app.only_message_to("s-1001").await.status,
         MessageStatus::Blocked
     );
+}
+
+async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let content = Content::email("Staff meeting", "On Friday at 15:00.").unwrap();
+    let send = compose::compose_send(
+        &*app.store,
+        &settings,
+        &app.owner().await,
+        &Audience::List(vec!["gd-2001".into(), "t-3001".into(), "st-4001".into()]),
+        Reach::Students,
+        &content,
+    )
+    .await
+    .unwrap();
+    let batch = compose::store_send(&*app.store, &send, now())
+        .await
+        .unwrap();
+    let id_of = |who: &'static str| {
+        let app = &app;
+        async move { app.only_message_to(who).await.id }
+    };
+    let (anna, barbara, dorota) = (
+        id_of("gd-2001").await,
+        id_of("t-3001").await,
+        id_of("st-4001").await,
+    );
+    // The teacher's message goes now; the parent's is taken out with a reason.
+    assert_eq!(
+        app.store
+            .decide_messages(batch, &[barbara], &Decision::Approve, OWNER, now())
+            .await
+            .unwrap(),
+        Decided::Done(1)
+    );
+    assert_eq!(
+        app.store
+            .decide_messages(
+                batch,
+                &[anna, barbara],
+                &Decision::Reject("parents are not invited".into()),
+                OWNER,
+                now()
+            )
+            .await
+            .unwrap(),
+        Decided::Done(1),
+        "only the message still awaiting approval is decided"
+    );
+    let batches = app.store.batches(None).await.unwrap();
+    assert_eq!(batches[0].status, BatchStatus::AwaitingApproval);
+    assert_eq!(
+        app.only_message_to("gd-2001").await.status,
+        MessageStatus::Rejected
+    );
+    assert_eq!(
+        app.only_message_to("st-4001").await.status,
+        MessageStatus::AwaitingApproval
+    );
+
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None, "the rest waits");
+    assert_eq!(smtp.received_for("b.malinowska@example.pl").len(), 1);
+    // Approving the batch then sends what was still waiting, and nothing twice.
+    assert_eq!(
+        app.store
+            .decide_batch(batch, &Decision::Approve, OWNER, now())
+            .await
+            .unwrap(),
+        Decided::Done(1)
+    );
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None);
+    assert_eq!(smtp.received().len(), 2);
+    // A message of another batch, or of a decided batch, is not touched.
+    assert!(matches!(
+        app.store
+            .decide_messages(batch, &[dorota], &Decision::Approve, OWNER, now())
+            .await
+            .unwrap(),
+        Decided::AlreadyDecided(BatchStatus::Approved)
+    ));
 }
 
 conformance!(a_templated_send_names_all_of_a_guardians_students_in_their_own_locale,);
