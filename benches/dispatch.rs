@@ -89,6 +89,7 @@ async fn run(messages: usize, connections: usize) {
     let new_batch = NewBatch {
         kind: MessageKind::System,
         channel: Channel::Email,
+        channels: herald::domain::ChannelChoice::Email,
         status: herald::domain::BatchStatus::Approved,
         audience: "bench".into(),
         subject: Some("Staff meeting".into()),

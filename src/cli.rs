@@ -24,7 +24,7 @@ use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
-use crate::domain::{Channel, EligibilityFacts, Holiday, HolidayCalendar, Reason};
+use crate::domain::{Channel, ChannelChoice, EligibilityFacts, Holiday, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use crate::store::{self, RecipientFilter, Store};
 use crate::store::{ActionResult, Decided, Decision, MessageAction, MessageFilter};
@@ -130,9 +130,10 @@ pub enum Command {
         /// several students gets one message).
         #[arg(long, value_enum, default_value = "students")]
         reach: Reach,
-        /// The channel.
-        #[arg(long, value_parser = parse_channel, default_value = "email")]
-        channel: Channel,
+        /// The channel: email, sms, both (an email and an SMS to each person), or
+        /// sms_if_no_email (an SMS to those whose email cannot be used).
+        #[arg(long, value_parser = parse_code::<ChannelChoice>, default_value = "email")]
+        channel: ChannelChoice,
         /// The subject (email).
         #[arg(long)]
         subject: Option<String>,
@@ -489,6 +490,10 @@ pub enum OutboxCommand {
         /// The operator (who composed it, or one with `approve`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
+        /// The channel whose text changes (a batch sent by email and SMS has one text
+        /// per channel) [default: the batch's].
+        #[arg(long, value_parser = parse_channel)]
+        channel: Option<Channel>,
         /// The new subject (email).
         #[arg(long)]
         subject: Option<String>,
@@ -798,21 +803,34 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     .await?
                 }
                 (None, body) => {
-                    let content = Content::for_channel(
-                        &settings,
-                        MessageKind::Informational,
-                        channel,
-                        subject.as_deref(),
-                        &body.unwrap_or_default(),
-                        transliterate,
-                    )?;
-                    compose::compose_send(
+                    let body = body.unwrap_or_default();
+                    let text = |c: Channel| -> anyhow::Result<Option<Content>> {
+                        if !channel.channels().contains(&c) {
+                            return Ok(None);
+                        }
+                        let content = Content::for_channel(
+                            &settings,
+                            MessageKind::Informational,
+                            c,
+                            subject.as_deref(),
+                            &body,
+                            transliterate,
+                        )
+                        .with_context(|| format!("the {c} text"))?;
+                        Ok(Some(content))
+                    };
+                    let contents = compose::Contents {
+                        choice: channel,
+                        email: text(Channel::Email)?,
+                        sms: text(Channel::Sms)?,
+                    };
+                    compose::compose_send_to(
                         &*store,
                         &settings,
                         &op,
                         &audience.audience(),
                         reach,
-                        &content,
+                        &contents,
                     )
                     .await?
                 }
@@ -1305,17 +1323,33 @@ async fn outbox_action(
         OutboxCommand::Edit {
             batch,
             operator,
+            channel,
             subject,
             body,
             transliterate,
         } => {
             let b = find(store.batches(None).await?, batch)?;
             may_change(store, &operator, &b).await?;
+            let channel = match channel {
+                Some(c) if !b.channels.channels().contains(&c) => {
+                    bail!("--channel {c}: batch {batch} sends by {} only", b.channels)
+                }
+                Some(c) => c,
+                None if b.channels.channels().len() > 1 => bail!(
+                    "batch {batch} sends by email and SMS: say which text changes with --channel email or --channel sms"
+                ),
+                None => b.channel,
+            };
+            let old_subject = if channel == b.channel {
+                b.subject.as_deref()
+            } else {
+                None
+            };
             let content = Content::for_channel(
                 settings,
                 b.kind,
-                b.channel,
-                subject.as_deref().or(b.subject.as_deref()),
+                channel,
+                subject.as_deref().or(old_subject),
                 &body,
                 transliterate,
             )?;
@@ -1323,6 +1357,7 @@ async fn outbox_action(
             let changed = store
                 .edit_batch(
                     b.id,
+                    channel,
                     content.subject.as_deref(),
                     &content.body,
                     segments,

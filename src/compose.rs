@@ -8,8 +8,8 @@ use crate::config::Settings;
 use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::sms::{self, SmsSize};
 use crate::domain::{
-    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, MessageId, MessageKind,
-    MessageStatus, Reach, Reason,
+    Audience, BatchId, BatchStatus, Channel, ChannelChoice, EligibilityFacts, MessageId,
+    MessageKind, MessageStatus, Reach, Reason,
 };
 use crate::store::{NewBatch, NewMessage, Store, StoreError};
 use crate::templates::{self, Context, Person, TemplateError, Variant};
@@ -320,6 +320,82 @@ pub async fn check_reach(
     }
 }
 
+/// The texts of a send per channel, and which channels it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents {
+    /// Email, SMS, both, or SMS where there is no usable email.
+    pub choice: ChannelChoice,
+    /// The email text (needed unless SMS only).
+    pub email: Option<Content>,
+    /// The SMS text (needed unless email only).
+    pub sms: Option<Content>,
+}
+
+impl From<&Content> for Contents {
+    fn from(c: &Content) -> Self {
+        let channel = c.channel();
+        Contents {
+            choice: channel.into(),
+            email: (channel == Channel::Email).then(|| c.clone()),
+            sms: (channel == Channel::Sms).then(|| c.clone()),
+        }
+    }
+}
+
+impl Contents {
+    fn of(&self, channel: Channel) -> Result<&Content, ComposeError> {
+        match channel {
+            Channel::Email => self.email.as_ref(),
+            Channel::Sms => self.sms.as_ref(),
+        }
+        .ok_or(ComposeError::BadText {
+            field: "the send",
+            problem: "has no text for one of its channels",
+        })
+    }
+
+    /// The messages to one person (or to an unknown id): one per channel, or for
+    /// "SMS where there is no email" the email when it can go, else the SMS when it
+    /// can, else both as blocked, so each channel's reason is kept.
+    fn judge(
+        &self,
+        settings: &Settings,
+        external_id: &str,
+        facts: Option<&EligibilityFacts>,
+        kind: MessageKind,
+        status: MessageStatus,
+    ) -> Result<Vec<NewMessage>, ComposeError> {
+        let one = |channel| -> Result<NewMessage, ComposeError> {
+            Ok(judge(
+                settings,
+                external_id,
+                facts,
+                kind,
+                self.of(channel)?,
+                status,
+            ))
+        };
+        Ok(match self.choice {
+            ChannelChoice::Email => vec![one(Channel::Email)?],
+            ChannelChoice::Sms => vec![one(Channel::Sms)?],
+            ChannelChoice::Both => vec![one(Channel::Email)?, one(Channel::Sms)?],
+            ChannelChoice::SmsIfNoEmail => {
+                let email = one(Channel::Email)?;
+                if email.status != MessageStatus::Blocked || facts.is_none() {
+                    vec![email]
+                } else {
+                    let sms = one(Channel::Sms)?;
+                    if sms.status != MessageStatus::Blocked {
+                        vec![sms]
+                    } else {
+                        vec![email, sms]
+                    }
+                }
+            }
+        })
+    }
+}
+
 /// Composes an informational message to an audience on the content's channel: one
 /// message per person, each judged; awaiting approval unless the operator may send
 /// without it.
@@ -330,6 +406,19 @@ pub async fn compose_send(
     audience: &Audience,
     reach: Reach,
     content: &Content,
+) -> Result<Send, ComposeError> {
+    compose_send_to(store, settings, op, audience, reach, &content.into()).await
+}
+
+/// Composes an informational send on one channel or two: one message per person and
+/// channel, each judged; awaiting approval unless the operator may send without it.
+pub async fn compose_send_to(
+    store: &dyn Store,
+    settings: &Settings,
+    op: &Operator,
+    audience: &Audience,
+    reach: Reach,
+    contents: &Contents,
 ) -> Result<Send, ComposeError> {
     op.require(Permission::Send, "compose messages")?;
     check_reach(store, op, audience).await?;
@@ -358,19 +447,16 @@ pub async fn compose_send(
         )
     };
     let kind = MessageKind::Informational;
-    let mut messages: Vec<NewMessage> = people
-        .iter()
-        .map(|f| {
-            judge(
-                settings,
-                &f.recipient.external_id,
-                Some(f),
-                kind,
-                content,
-                status,
-            )
-        })
-        .collect();
+    let mut messages: Vec<NewMessage> = Vec::with_capacity(people.len());
+    for f in &people {
+        messages.extend(contents.judge(
+            settings,
+            &f.recipient.external_id,
+            Some(f),
+            kind,
+            status,
+        )?);
+    }
     // The platform named someone Herald does not know: keep the message, blocked.
     let named: Vec<&String> = match audience {
         Audience::Recipient(id) => vec![id],
@@ -379,20 +465,22 @@ pub async fn compose_send(
     };
     for id in named {
         if store.recipient(id).await?.is_none() {
-            messages.push(judge(settings, id, None, kind, content, status));
+            messages.extend(contents.judge(settings, id, None, kind, status)?);
         }
     }
     if messages.is_empty() {
         return Err(ComposeError::EmptyAudience(described));
     }
+    let record = contents.of(contents.choice.primary())?;
     Ok(Send {
         batch: NewBatch {
             kind,
-            channel: content.channel(),
+            channel: contents.choice.primary(),
+            channels: contents.choice,
             status: batch_status,
             audience: described,
-            subject: content.subject.clone(),
-            body: content.body.clone(),
+            subject: record.subject.clone(),
+            body: record.body.clone(),
             created_by: op.login.clone(),
         },
         messages,
@@ -411,43 +499,59 @@ pub async fn store_send(
 
 #[allow(clippy::too_many_arguments)]
 /// A send rendered from a named template: each person gets the variant for their
-/// locale (then the school's), rendered with their own names.
+/// locale (then the school's) and the message's channel, rendered with their own
+/// names.
 pub async fn compose_templated_send(
     store: &dyn Store,
     settings: &Settings,
     op: &Operator,
     audience: &Audience,
     reach: Reach,
-    channel: Channel,
+    choice: ChannelChoice,
     template: &str,
     vars: &std::collections::BTreeMap<String, String>,
     transliterate: bool,
 ) -> Result<Send, ComposeError> {
-    let variants: Vec<Variant> = store
-        .templates(Some(template))
-        .await?
-        .into_iter()
-        .filter(|v| v.channel == channel)
-        .collect();
-    if variants.is_empty() {
-        return Err(ComposeError::NoTemplate {
-            name: template.to_owned(),
+    let all: Vec<Variant> = store.templates(Some(template)).await?;
+    let variants_of = |channel: Channel| -> Result<Vec<Variant>, ComposeError> {
+        let v: Vec<Variant> = all
+            .iter()
+            .filter(|v| v.channel == channel)
+            .cloned()
+            .collect();
+        if v.is_empty() {
+            return Err(ComposeError::NoTemplate {
+                name: template.to_owned(),
+                channel,
+            });
+        }
+        Ok(v)
+    };
+    // Composed once with each channel's first variant, for the batch's record and
+    // the checks; then every message takes its own rendering.
+    let mut contents = Contents {
+        choice,
+        email: None,
+        sms: None,
+    };
+    for &channel in choice.channels() {
+        let variants = variants_of(channel)?;
+        let first = templates::render(&variants[0], &templates::sample(vars.clone()))
+            .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
+        let content = Content::for_channel(
+            settings,
+            MessageKind::Informational,
             channel,
-        });
+            first.0.as_deref(),
+            &first.1,
+            transliterate,
+        )?;
+        match channel {
+            Channel::Email => contents.email = Some(content),
+            Channel::Sms => contents.sms = Some(content),
+        }
     }
-    // Composed once with the first variant's text, for the batch's record; then
-    // every message takes its own rendering.
-    let first = templates::render(&variants[0], &templates::sample(vars.clone()))
-        .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
-    let record = Content::for_channel(
-        settings,
-        MessageKind::Informational,
-        channel,
-        first.0.as_deref(),
-        &first.1,
-        transliterate,
-    )?;
-    let mut send = compose_send(store, settings, op, audience, reach, &record).await?;
+    let mut send = compose_send_to(store, settings, op, audience, reach, &contents).await?;
     for message in &mut send.messages {
         let Some(id) = message.recipient_id else {
             continue;
@@ -456,6 +560,7 @@ pub async fn compose_templated_send(
             continue;
         };
         let ctx = context(store, settings, &facts, vars).await?;
+        let variants = variants_of(message.channel)?;
         let variant = templates::pick(
             &variants,
             facts.recipient.locale.as_deref(),
@@ -473,7 +578,7 @@ pub async fn compose_templated_send(
         let content = Content::for_channel(
             settings,
             MessageKind::Informational,
-            channel,
+            message.channel,
             subject.as_deref(),
             &body,
             transliterate,

@@ -25,6 +25,48 @@ stable_codes! {
 }
 
 stable_codes! {
+    /// The channels a send uses: one, both, or SMS only where email cannot reach.
+    pub enum ChannelChoice("channel") {
+        /// Email only.
+        Email = "email",
+        /// SMS only.
+        Sms = "sms",
+        /// An email and an SMS to each person (each judged on its own).
+        Both = "both",
+        /// Email, and an SMS instead to those without a usable email address.
+        SmsIfNoEmail = "sms_if_no_email",
+    }
+}
+
+impl ChannelChoice {
+    /// The channel whose text the batch records: email unless SMS only.
+    pub fn primary(self) -> Channel {
+        match self {
+            ChannelChoice::Sms => Channel::Sms,
+            _ => Channel::Email,
+        }
+    }
+
+    /// The channels it may use.
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            ChannelChoice::Email => &[Channel::Email],
+            ChannelChoice::Sms => &[Channel::Sms],
+            ChannelChoice::Both | ChannelChoice::SmsIfNoEmail => &[Channel::Email, Channel::Sms],
+        }
+    }
+}
+
+impl From<Channel> for ChannelChoice {
+    fn from(c: Channel) -> Self {
+        match c {
+            Channel::Email => ChannelChoice::Email,
+            Channel::Sms => ChannelChoice::Sms,
+        }
+    }
+}
+
+stable_codes! {
     /// Where a message stands in its lifecycle (design §3).
     pub enum MessageStatus("message status") {
         /// Ineligible: will never go (terminal; the reason says why).

@@ -22,7 +22,8 @@ pub use contact::{EmailAddress, PhoneNumber};
 pub use directory::{ContractStatus, RecipientId, Role};
 pub use eligibility::{ConsentRules, EligibilityFacts};
 pub use message::{
-    Audience, BatchId, BatchStatus, Channel, MessageId, MessageKind, MessageStatus, Reach,
+    Audience, BatchId, BatchStatus, Channel, ChannelChoice, MessageId, MessageKind, MessageStatus,
+    Reach,
 };
 pub use reason::Reason;
 pub use window::SendWindow;

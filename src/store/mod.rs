@@ -15,8 +15,8 @@ use crate::config::{Backend, DatabaseSettings};
 use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{DirectoryRecord, GroupSummary, RecipientId, Role};
 use crate::domain::{
-    Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, HolidayCalendar, MessageId,
-    MessageKind, MessageStatus, Reach, Reason,
+    Audience, BatchId, BatchStatus, Channel, ChannelChoice, EligibilityFacts, Holiday,
+    HolidayCalendar, MessageId, MessageKind, MessageStatus, Reach, Reason,
 };
 
 /// The messages a [`MessageFilter`] selects, as SQL both backends run; shared by the
@@ -242,8 +242,10 @@ pub struct NewMessage {
 pub struct NewBatch {
     /// The kind of its messages.
     pub kind: MessageKind,
-    /// The channel of its messages.
+    /// The channel of its recorded text.
     pub channel: Channel,
+    /// The channels its messages use.
+    pub channels: ChannelChoice,
     /// Its first status.
     pub status: BatchStatus,
     /// Whom it is for, in words.
@@ -265,6 +267,8 @@ pub struct BatchSummary {
     pub kind: MessageKind,
     /// The channel of its messages.
     pub channel: Channel,
+    /// The channels its messages use.
+    pub channels: ChannelChoice,
     /// Where it stands.
     pub status: BatchStatus,
     /// Whom it is for.
@@ -585,13 +589,15 @@ pub trait OutboxStore: Send + Sync {
     /// queued). Returns how many.
     async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Changes a batch's text. Its unsent messages take the new text and, if it was
-    /// approved, the batch and they go back to `awaiting_approval`: an approval binds
-    /// what was seen. `None` when there is no such batch; otherwise how many messages
-    /// took the new text.
+    /// Changes a batch's text on `channel`. Its unsent messages on that channel take
+    /// the new text and, if it was approved, the batch and all its unsent messages go
+    /// back to `awaiting_approval`: an approval binds what was seen. `None` when there
+    /// is no such batch; otherwise how many messages took the new text.
+    #[allow(clippy::too_many_arguments)]
     async fn edit_batch(
         &self,
         id: BatchId,
+        channel: Channel,
         subject: Option<&str>,
         body: &str,
         segments: Option<i64>,

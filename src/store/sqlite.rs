@@ -1104,11 +1104,11 @@ impl OutboxStore for SqliteStore {
             // the decision is theirs, taken when they sent it.
             "INSERT INTO batches
                 (kind, channel, status, audience, subject, body, created_by, created_at,
-                 decided_by, decided_at, decision_note)
+                 decided_by, decided_at, decision_note, channels)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                      CASE WHEN $3 = 'approved' THEN $7 END,
                      CASE WHEN $3 = 'approved' THEN $8 END,
-                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END)
+                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END, $9)
              RETURNING id",
         )
         .bind(batch.kind.as_str())
@@ -1119,6 +1119,7 @@ impl OutboxStore for SqliteStore {
         .bind(&batch.body)
         .bind(&batch.created_by)
         .bind(now)
+        .bind(batch.channels.as_str())
         .fetch_one(&mut *tx)
         .await?;
         for m in messages {
@@ -1131,8 +1132,8 @@ impl OutboxStore for SqliteStore {
     async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>> {
         let status = status.map(BatchStatus::as_str);
         let rows = sqlx::query(
-            "SELECT id, kind, channel, status, audience, subject, body, created_by, created_at,
-                    decided_by, decided_at, decision_note
+            "SELECT id, kind, channel, coalesce(channels, channel) AS channels, status, audience,
+                    subject, body, created_by, created_at, decided_by, decided_at, decision_note
              FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
         )
         .bind(status)
@@ -1163,6 +1164,10 @@ impl OutboxStore for SqliteStore {
                     id: BatchId(id),
                     kind: parse_code("batches.kind", &row.try_get::<String, _>("kind")?)?,
                     channel: parse_code("batches.channel", &row.try_get::<String, _>("channel")?)?,
+                    channels: parse_code(
+                        "batches.channels",
+                        &row.try_get::<String, _>("channels")?,
+                    )?,
                     status: parse_code("batches.status", &row.try_get::<String, _>("status")?)?,
                     audience: row.try_get("audience")?,
                     subject: row.try_get("subject")?,
@@ -1530,6 +1535,7 @@ impl OutboxStore for SqliteStore {
     async fn edit_batch(
         &self,
         id: BatchId,
+        channel: Channel,
         subject: Option<&str>,
         body: &str,
         segments: Option<i64>,
@@ -1539,13 +1545,16 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let found = sqlx::query(
             "UPDATE batches
-             SET subject = $2, body = $3, status = 'awaiting_approval',
+             SET subject = CASE WHEN channel = $4 THEN $2 ELSE subject END,
+                 body = CASE WHEN channel = $4 THEN $3 ELSE body END,
+                 status = 'awaiting_approval',
                  decided_by = NULL, decided_at = NULL, decision_note = NULL
              WHERE id = $1 AND status IN ('awaiting_approval', 'approved')",
         )
         .bind(id.0)
         .bind(subject)
         .bind(body)
+        .bind(channel.as_str())
         .execute(&mut *tx)
         .await?;
         if found.rows_affected() == 0 {
@@ -1562,21 +1571,29 @@ impl OutboxStore for SqliteStore {
         .bind(actor)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(
+        sqlx::query(
             "UPDATE messages
-             SET subject = $2, body = $3, segments = $4, status = 'awaiting_approval',
-                 reason = 'awaiting_approval', next_attempt_at = NULL, updated_at = $5
+             SET status = 'awaiting_approval', reason = 'awaiting_approval',
+                 next_attempt_at = NULL, updated_at = $2
              WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let edited = sqlx::query(
+            "UPDATE messages SET subject = $2, body = $3, segments = $4
+             WHERE batch_id = $1 AND channel = $5 AND status = 'awaiting_approval'",
         )
         .bind(id.0)
         .bind(subject)
         .bind(body)
         .bind(segments)
-        .bind(now)
+        .bind(channel.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(done.rows_affected()))
+        Ok(Some(edited.rows_affected()))
     }
 
     async fn expire_approvals(

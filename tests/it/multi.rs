@@ -122,6 +122,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
     let batch = NewBatch {
         kind: MessageKind::System,
         channel: Channel::Email,
+        channels: herald::domain::ChannelChoice::Email,
         status: BatchStatus::Approved,
         audience: "all teachers".into(),
         subject: Some("Staff meeting".into()),

@@ -18,6 +18,7 @@ conformance!(
     an_approval_unused_for_a_week_expires_back_into_the_outbox,
     a_cancelled_batch_sends_nothing,
     single_messages_are_approved_or_rejected_and_the_rest_wait,
+    a_send_by_both_channels_or_sms_where_there_is_no_email,
 );
 
 async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing(app: TestApp) {
@@ -41,6 +42,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
         .store
         .edit_batch(
             batch,
+            herald::domain::Channel::Email,
             content.subject.as_deref(),
             &content.body,
             None,
@@ -89,7 +91,15 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
     // A sent batch's messages are final: an edit changes nothing that went.
     let again = app
         .store
-        .edit_batch(batch, Some("x"), "y", None, OWNER, now())
+        .edit_batch(
+            batch,
+            herald::domain::Channel::Email,
+            Some("x"),
+            "y",
+            None,
+            OWNER,
+            now(),
+        )
         .await
         .unwrap();
     assert_eq!(again, Some(0));
@@ -279,6 +289,112 @@ async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp
     ));
 }
 
+async fn a_send_by_both_channels_or_sms_where_there_is_no_email(app: TestApp) {
+    use herald::compose::Contents;
+    use herald::domain::{Channel, ChannelChoice};
+    app.import_examples(now()).await;
+    // A teacher with a mobile phone and no email address.
+    let extra = app.write(
+        "recipients.csv",
+        "external_id,role,name,email,phone,sms_enabled\nt-3009,teacher,Ewa Lis,,+48 603 100 309,yes\n",
+    );
+    app.import(&extra, now()).await;
+    let owner = app.owner().await;
+    let contents = |choice| Contents {
+        choice,
+        email: Some(Content::email("Closed tomorrow", "The school is closed tomorrow.").unwrap()),
+        sms: Some(Content::sms("Szkola jutro zamknieta.", false, 3).unwrap()),
+    };
+    let audience = Audience::List(vec!["gd-2001".into(), "t-3009".into(), "s-1001".into()]);
+    let channels_of = |send: &compose::Send, who: &str| {
+        let mut v: Vec<(Channel, MessageStatus)> = send
+            .messages
+            .iter()
+            .filter(|m| m.recipient_external_id == who)
+            .map(|m| (m.channel, m.status))
+            .collect();
+        v.sort_by_key(|(c, _)| c.as_str());
+        v
+    };
+    let both = compose::compose_send_to(
+        &*app.store,
+        &app.settings,
+        &owner,
+        &audience,
+        Reach::Students,
+        &contents(ChannelChoice::Both),
+    )
+    .await
+    .unwrap();
+    let waiting = MessageStatus::AwaitingApproval;
+    assert_eq!(
+        channels_of(&both, "gd-2001"),
+        [(Channel::Email, waiting), (Channel::Sms, waiting)]
+    );
+    assert_eq!(
+        channels_of(&both, "t-3009"),
+        [
+            (Channel::Email, MessageStatus::Blocked),
+            (Channel::Sms, waiting)
+        ]
+    );
+    let fallback = compose::compose_send_to(
+        &*app.store,
+        &app.settings,
+        &owner,
+        &audience,
+        Reach::Students,
+        &contents(ChannelChoice::SmsIfNoEmail),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        channels_of(&fallback, "gd-2001"),
+        [(Channel::Email, waiting)]
+    );
+    assert_eq!(channels_of(&fallback, "t-3009"), [(Channel::Sms, waiting)]);
+    // Reachable by neither: both kept as blocked, each with its own reason.
+    let nobody: Vec<_> = fallback
+        .messages
+        .iter()
+        .filter(|m| m.recipient_external_id == "s-1001")
+        .map(|m| (m.channel, m.status, m.reason))
+        .collect();
+    assert_eq!(nobody.len(), 2, "{nobody:?}");
+    assert!(
+        nobody
+            .iter()
+            .all(|(_, s, r)| *s == MessageStatus::Blocked && r.is_some())
+    );
+    let id = compose::store_send(&*app.store, &fallback, now())
+        .await
+        .unwrap();
+    let stored = &app.store.batches(None).await.unwrap()[0];
+    assert_eq!(stored.id, id);
+    assert_eq!(stored.channels, ChannelChoice::SmsIfNoEmail);
+    assert_eq!(stored.channel, Channel::Email);
+    assert_eq!(stored.subject.as_deref(), Some("Closed tomorrow"));
+    // Editing the SMS text changes only the SMS.
+    let edited = app
+        .store
+        .edit_batch(
+            id,
+            Channel::Sms,
+            None,
+            "Szkola jutro nieczynna.",
+            Some(1),
+            OWNER,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited, Some(1));
+    assert_eq!(
+        app.store.batches(None).await.unwrap()[0].body,
+        "The school is closed tomorrow."
+    );
+}
+
 conformance!(a_templated_send_names_all_of_a_guardians_students_in_their_own_locale,);
 
 async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(app: TestApp) {
@@ -327,7 +443,7 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
         &app.owner().await,
         &Audience::AllGroups,
         Reach::Guardians,
-        herald::domain::Channel::Email,
+        herald::domain::ChannelChoice::Email,
         "meeting",
         &vars,
         false,

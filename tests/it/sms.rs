@@ -576,6 +576,7 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
     let batch = NewBatch {
         kind: MessageKind::System,
         channel: Channel::Sms,
+        channels: herald::domain::ChannelChoice::Sms,
         status: BatchStatus::Approved,
         audience: "all teachers".into(),
         subject: None,
