@@ -84,6 +84,7 @@ async fn run(messages: usize, connections: usize) {
             status: MessageStatus::Queued,
             reason: None,
             segments: None,
+            html: None,
         })
         .collect();
     let new_batch = NewBatch {
@@ -94,6 +95,7 @@ async fn run(messages: usize, connections: usize) {
         audience: "bench".into(),
         subject: Some("Staff meeting".into()),
         body: body.clone(),
+        html: None,
         created_by: "bench".into(),
     };
     store.create_batch(&new_batch, &batch, now).await.unwrap();

@@ -144,6 +144,9 @@ pub enum Command {
             conflicts_with = "template"
         )]
         body: Option<String>,
+        /// An HTML body sent beside the plain text (email), from this file.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<PathBuf>,
         /// Render each message from this template (`herald templates`).
         #[arg(long)]
         template: Option<String>,
@@ -437,6 +440,10 @@ pub enum TemplatesCommand {
         /// The text.
         #[arg(long)]
         body: String,
+        /// An HTML body sent beside the plain text (email; values are HTML-escaped), from
+        /// this file.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<PathBuf>,
         /// The operator (needs `approve` for now).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
@@ -500,6 +507,9 @@ pub enum OutboxCommand {
         /// The new text.
         #[arg(long)]
         body: String,
+        /// An HTML body sent beside the plain text (email), from this file.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<PathBuf>,
         /// SMS: replace national characters to stay in GSM-7.
         #[arg(long)]
         transliterate: bool,
@@ -779,15 +789,20 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             channel,
             subject,
             body,
+            html_file,
             template,
             vars,
             transliterate,
             dry_run,
             json,
         } => {
+            let html = read_html(html_file.as_deref())?;
             let store = store::open(&settings.database).await?;
             let op = authorize(&*store, &operator, Permission::Send, "compose messages").await?;
             let send = match (template, body) {
+                (Some(_), _) if html.is_some() => {
+                    bail!("--html-file goes with --body; a template has its own HTML variant")
+                }
                 (Some(template), _) => {
                     compose::compose_templated_send(
                         &*store,
@@ -817,7 +832,12 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                             transliterate,
                         )
                         .with_context(|| format!("the {c} text"))?;
-                        Ok(Some(content))
+                        let html = if c == Channel::Email {
+                            html.as_deref()
+                        } else {
+                            None
+                        };
+                        Ok(Some(content.with_html(html)?))
                     };
                     let contents = compose::Contents {
                         choice: channel,
@@ -1326,8 +1346,10 @@ async fn outbox_action(
             channel,
             subject,
             body,
+            html_file,
             transliterate,
         } => {
+            let html = read_html(html_file.as_deref())?;
             let b = find(store.batches(None).await?, batch)?;
             may_change(store, &operator, &b).await?;
             let channel = match channel {
@@ -1352,7 +1374,8 @@ async fn outbox_action(
                 subject.as_deref().or(old_subject),
                 &body,
                 transliterate,
-            )?;
+            )?
+            .with_html(html.as_deref())?;
             let segments = content.sms.map(|s| s.segments as i64);
             let changed = store
                 .edit_batch(
@@ -1360,6 +1383,7 @@ async fn outbox_action(
                     channel,
                     content.subject.as_deref(),
                     &content.body,
+                    content.html.as_deref(),
                     segments,
                     &operator,
                     now,
@@ -1770,6 +1794,7 @@ async fn templates_command(
             channel,
             subject,
             body,
+            html_file,
             operator,
         } => {
             authorize(
@@ -1785,6 +1810,7 @@ async fn templates_command(
                 channel,
                 subject,
                 body,
+                html: read_html(html_file.as_deref())?,
             };
             if variant.name.is_empty() {
                 bail!("a template needs a name");
@@ -1880,7 +1906,11 @@ async fn templates_command(
                 &settings.school.default_locale,
             )
             .with_context(|| format!("there is no template {name:?} for {channel}"))?;
-            let (subject, body) = templates::render(
+            let templates::Rendered {
+                subject,
+                body,
+                html,
+            } = templates::render(
                 variant,
                 &templates::Context {
                     locale: variant.locale.clone(),
@@ -1892,6 +1922,9 @@ async fn templates_command(
                 println!("Subject: {s}");
             }
             println!("{body}");
+            if let Some(html) = html {
+                println!("--- HTML ---\n{html}");
+            }
             if channel == Channel::Sms {
                 let size = crate::domain::sms::measure(&body);
                 println!(
@@ -2067,6 +2100,15 @@ fn print_summary(s: &Summary) {
         );
     }
     println!("When:      {}", s.when);
+}
+
+/// The HTML body in `path`, if one was given.
+fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("--html-file {}: cannot read it as UTF-8 text", p.display()))
+    })
+    .transpose()
 }
 
 /// The operator `login`, who must hold `permission` to `what`.

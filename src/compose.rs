@@ -79,6 +79,8 @@ pub struct Content {
     pub body: String,
     /// Its SMS size (SMS only).
     pub sms: Option<SmsSize>,
+    /// An HTML body sent beside the plain text (email only).
+    pub html: Option<String>,
 }
 
 impl Content {
@@ -102,6 +104,7 @@ impl Content {
             subject: Some(subject.to_owned()),
             body: non_empty(body)?.to_owned(),
             sms: None,
+            html: None,
         })
     }
 
@@ -137,6 +140,7 @@ impl Content {
             subject: None,
             body: text,
             sms: Some(size),
+            html: None,
         })
     }
 
@@ -157,6 +161,29 @@ impl Content {
                 settings.sms.max_segments,
             ),
         }
+    }
+
+    /// Adds an HTML body beside the plain text: email only, and not empty (the plain
+    /// text stays, for clients that show no HTML and for filters that want both).
+    pub fn with_html(mut self, html: Option<&str>) -> Result<Content, ComposeError> {
+        let Some(html) = html else {
+            self.html = None;
+            return Ok(self);
+        };
+        if self.sms.is_some() {
+            return Err(ComposeError::BadText {
+                field: "the HTML body",
+                problem: "is for email only (an SMS is plain text)",
+            });
+        }
+        if html.trim().is_empty() {
+            return Err(ComposeError::BadText {
+                field: "the HTML body",
+                problem: "is empty",
+            });
+        }
+        self.html = Some(html.to_owned());
+        Ok(self)
     }
 
     fn channel(&self) -> Channel {
@@ -213,6 +240,7 @@ pub fn judge(
         address,
         subject: content.subject.clone(),
         body: content.body.clone(),
+        html: content.html.clone(),
         status,
         reason,
         segments: content.sms.map(|s| s.segments as i64),
@@ -481,6 +509,7 @@ pub async fn compose_send_to(
             audience: described,
             subject: record.subject.clone(),
             body: record.body.clone(),
+            html: record.html.clone(),
             created_by: op.login.clone(),
         },
         messages,
@@ -542,10 +571,11 @@ pub async fn compose_templated_send(
             settings,
             MessageKind::Informational,
             channel,
-            first.0.as_deref(),
-            &first.1,
+            first.subject.as_deref(),
+            &first.body,
             transliterate,
-        )?;
+        )?
+        .with_html(first.html.as_deref())?;
         match channel {
             Channel::Email => contents.email = Some(content),
             Channel::Sms => contents.sms = Some(content),
@@ -567,7 +597,7 @@ pub async fn compose_templated_send(
             &settings.school.default_locale,
         )
         .expect("variants is not empty");
-        let (subject, body) = templates::render(
+        let rendered = templates::render(
             variant,
             &Context {
                 locale: variant.locale.clone(),
@@ -579,12 +609,14 @@ pub async fn compose_templated_send(
             settings,
             MessageKind::Informational,
             message.channel,
-            subject.as_deref(),
-            &body,
+            rendered.subject.as_deref(),
+            &rendered.body,
             transliterate,
-        )?;
+        )?
+        .with_html(rendered.html.as_deref())?;
         message.subject = content.subject;
         message.body = content.body;
+        message.html = content.html;
         message.segments = content.sms.map(|s| s.segments as i64);
     }
     Ok(send)

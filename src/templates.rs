@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use minijinja::{Environment, State, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, State, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::domain::Channel;
@@ -68,8 +68,21 @@ pub struct Variant {
     pub channel: Channel,
     /// The subject (email).
     pub subject: Option<String>,
-    /// The body.
+    /// The body (plain text).
     pub body: String,
+    /// An HTML body sent beside the plain text (email only); values are HTML-escaped.
+    pub html: Option<String>,
+}
+
+/// A variant rendered for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The subject (email).
+    pub subject: Option<String>,
+    /// The plain-text body.
+    pub body: String,
+    /// The HTML body, when the variant has one.
+    pub html: Option<String>,
 }
 
 /// What is wrong with a template or its rendering.
@@ -165,8 +178,15 @@ pub struct Contract {
     pub number: String,
 }
 
-fn environment() -> Environment<'static> {
+/// The environment for one part. In the HTML part every value is escaped, so a name
+/// like `<b>Jan</b>` stays text.
+fn environment(html: bool) -> Environment<'static> {
     let mut env = Environment::new();
+    if html {
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+    } else {
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+    }
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(20);
@@ -207,6 +227,9 @@ fn parts(v: &Variant) -> Vec<(&'static str, &str)> {
         parts.push(("subject", s.as_str()));
     }
     parts.push(("body", v.body.as_str()));
+    if let Some(h) = &v.html {
+        parts.push(("html", h.as_str()));
+    }
     parts
 }
 
@@ -220,14 +243,20 @@ pub fn check(v: &Variant) -> Result<(), TemplateError> {
         Channel::Sms if v.subject.is_some() => {
             return Err(TemplateError::Shape("an SMS template has no subject"));
         }
+        Channel::Sms if v.html.is_some() => {
+            return Err(TemplateError::Shape("an SMS template has no HTML body"));
+        }
         _ => {}
     }
     if v.body.trim().is_empty() {
         return Err(TemplateError::Shape("the template's body is empty"));
     }
-    let env = environment();
+    if v.html.as_deref().is_some_and(|h| h.trim().is_empty()) {
+        return Err(TemplateError::Shape("the template's HTML body is empty"));
+    }
     let mut free = BTreeMap::new();
     for (part, source) in parts(v) {
+        let env = environment(part == "html");
         let template = env
             .template_from_str(source)
             .map_err(|e| TemplateError::Syntax {
@@ -267,12 +296,16 @@ pub fn sample(vars: BTreeMap<String, String>) -> Context {
     }
 }
 
-/// Renders a variant for one recipient: the subject (email) and the body.
-pub fn render(v: &Variant, ctx: &Context) -> Result<(Option<String>, String), TemplateError> {
-    let env = environment();
-    let mut subject = None;
-    let mut body = String::new();
+/// Renders a variant for one recipient: the subject (email), the body and the HTML
+/// body (when there is one).
+pub fn render(v: &Variant, ctx: &Context) -> Result<Rendered, TemplateError> {
+    let mut out = Rendered {
+        subject: None,
+        body: String::new(),
+        html: None,
+    };
     for (part, source) in parts(v) {
+        let env = environment(part == "html");
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
         let text = env
             .render_str(source, value)
@@ -291,12 +324,13 @@ pub fn render(v: &Variant, ctx: &Context) -> Result<(Option<String>, String), Te
                 if text.contains(['\r', '\n']) {
                     return Err(TemplateError::SubjectLines);
                 }
-                subject = Some(text);
+                out.subject = Some(text);
             }
-            _ => body = text,
+            "html" => out.html = Some(text),
+            _ => out.body = text,
         }
     }
-    Ok((subject, body))
+    Ok(out)
 }
 
 /// The variant for `locale`, else for `default_locale`, else the first one.
@@ -322,6 +356,7 @@ mod tests {
             channel: Channel::Email,
             subject: Some("Dzień dobry {{ recipient.first_name }}".into()),
             body: body.into(),
+            html: None,
         }
     }
 
@@ -359,12 +394,39 @@ mod tests {
     #[test]
     fn amounts_are_written_for_the_locale() {
         let v = email("Kwota: {{ 1234.5 | money }}");
-        let (_, body) = render(&v, &sample(BTreeMap::new())).unwrap();
+        let body = render(&v, &sample(BTreeMap::new())).unwrap().body;
         assert_eq!(body, "Kwota: 1 234,50 zł");
         let mut ctx = sample(BTreeMap::new());
         ctx.locale = "en".into();
-        let (_, body) = render(&v, &ctx).unwrap();
+        let body = render(&v, &ctx).unwrap().body;
         assert_eq!(body, "Kwota: PLN 1,234.50");
+    }
+
+    #[test]
+    fn the_html_part_escapes_values_and_the_text_part_does_not() {
+        let mut v = email("Dla {{ vars.who }}");
+        v.html = Some("<p>Dla <b>{{ vars.who }}</b></p>".into());
+        assert!(check(&v).is_ok());
+        let mut vars = BTreeMap::new();
+        vars.insert("who".to_owned(), "Jan <Kowalski> & syn".to_owned());
+        let out = render(&v, &sample(vars)).unwrap();
+        assert_eq!(out.body, "Dla Jan <Kowalski> & syn");
+        assert_eq!(
+            out.html.as_deref(),
+            Some("<p>Dla <b>Jan &lt;Kowalski&gt; &amp; syn</b></p>")
+        );
+        v.html = Some("{{ studnet }}".into());
+        assert!(matches!(
+            check(&v),
+            Err(TemplateError::UnknownVariable { part: "html", .. })
+        ));
+        let sms = Variant {
+            channel: Channel::Sms,
+            subject: None,
+            html: Some("<p>x</p>".into()),
+            ..email("x")
+        };
+        assert!(matches!(check(&sms), Err(TemplateError::Shape(_))));
     }
 
     #[test]

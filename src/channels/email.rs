@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
@@ -66,6 +66,8 @@ pub struct OutgoingEmail<'a> {
     pub subject: &'a str,
     /// The plain-text body.
     pub body: &'a str,
+    /// An HTML body, sent as the alternative to the plain text.
+    pub html: Option<&'a str>,
     /// The Date header.
     pub date: DateTime<Utc>,
 }
@@ -136,14 +138,23 @@ impl EmailChannel {
                 };
             }
         };
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(Some(email.to_name.to_owned()), to.clone()))
             .subject(email.subject)
             .message_id(Some(self.message_id(email.id, email.created_at)))
-            .date(SystemTime::from(email.date))
-            .header(ContentType::TEXT_PLAIN)
-            .body(email.body.to_owned());
+            .date(SystemTime::from(email.date));
+        // With an HTML body: multipart/alternative, plain text first (clients show
+        // the last part they understand).
+        let message = match email.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                email.body.to_owned(),
+                html.to_owned(),
+            )),
+            None => builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(email.body.to_owned()),
+        };
         let mut message = match message {
             Ok(m) => m,
             Err(e) => {

@@ -472,6 +472,7 @@ impl Dispatcher {
                     to: &address,
                     subject: message.subject.as_deref().unwrap_or_default(),
                     body: &message.body,
+                    html: message.html.as_deref(),
                     date: now,
                 };
                 let sent = self.email.send(&email).await;

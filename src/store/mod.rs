@@ -229,6 +229,8 @@ pub struct NewMessage {
     pub subject: Option<String>,
     /// The text.
     pub body: String,
+    /// The HTML body sent beside the text (email only).
+    pub html: Option<String>,
     /// Its first status: `queued`, `awaiting_approval` or `blocked`.
     pub status: MessageStatus,
     /// Why, when blocked or held.
@@ -254,6 +256,8 @@ pub struct NewBatch {
     pub subject: Option<String>,
     /// The text.
     pub body: String,
+    /// The HTML body (email only).
+    pub html: Option<String>,
     /// The operator who composed it.
     pub created_by: String,
 }
@@ -277,6 +281,8 @@ pub struct BatchSummary {
     pub subject: Option<String>,
     /// The text.
     pub body: String,
+    /// The HTML body (email only).
+    pub html: Option<String>,
     /// Who composed it.
     pub created_by: String,
     /// When.
@@ -339,6 +345,8 @@ pub struct Claimed {
     pub subject: Option<String>,
     /// The text.
     pub body: String,
+    /// The HTML body (email only).
+    pub html: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// When it was created (part of its stable identity, e.g. the Message-ID).
@@ -600,6 +608,7 @@ pub trait OutboxStore: Send + Sync {
         channel: Channel,
         subject: Option<&str>,
         body: &str,
+        html: Option<&str>,
         segments: Option<i64>,
         actor: &str,
         now: DateTime<Utc>,

@@ -866,8 +866,8 @@ async fn insert_message(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO messages
             (batch_id, kind, channel, recipient_id, recipient_external_id, address, subject,
-             body, status, reason, next_attempt_at, created_at, updated_at, segments)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
+             body, status, reason, next_attempt_at, created_at, updated_at, segments, html)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)
          RETURNING id",
     )
     .bind(batch)
@@ -883,6 +883,7 @@ async fn insert_message(
     .bind(due)
     .bind(now)
     .bind(m.segments)
+    .bind(&m.html)
     .fetch_one(&mut *conn)
     .await?;
     insert_event(conn, id, now, m.status, m.reason, Some(actor), "created").await?;
@@ -1104,11 +1105,11 @@ impl OutboxStore for SqliteStore {
             // the decision is theirs, taken when they sent it.
             "INSERT INTO batches
                 (kind, channel, status, audience, subject, body, created_by, created_at,
-                 decided_by, decided_at, decision_note, channels)
+                 decided_by, decided_at, decision_note, channels, html)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                      CASE WHEN $3 = 'approved' THEN $7 END,
                      CASE WHEN $3 = 'approved' THEN $8 END,
-                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END, $9)
+                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END, $9, $10)
              RETURNING id",
         )
         .bind(batch.kind.as_str())
@@ -1120,6 +1121,7 @@ impl OutboxStore for SqliteStore {
         .bind(&batch.created_by)
         .bind(now)
         .bind(batch.channels.as_str())
+        .bind(&batch.html)
         .fetch_one(&mut *tx)
         .await?;
         for m in messages {
@@ -1133,7 +1135,8 @@ impl OutboxStore for SqliteStore {
         let status = status.map(BatchStatus::as_str);
         let rows = sqlx::query(
             "SELECT id, kind, channel, coalesce(channels, channel) AS channels, status, audience,
-                    subject, body, created_by, created_at, decided_by, decided_at, decision_note
+                    subject, body, html, created_by, created_at, decided_by, decided_at,
+                    decision_note
              FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
         )
         .bind(status)
@@ -1172,6 +1175,7 @@ impl OutboxStore for SqliteStore {
                     audience: row.try_get("audience")?,
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
+                    html: row.try_get("html")?,
                     created_by: row.try_get("created_by")?,
                     created_at: row.try_get("created_at")?,
                     decided_by: row.try_get("decided_by")?,
@@ -1331,7 +1335,7 @@ impl OutboxStore for SqliteStore {
                  -- System messages (a password reset) first, then oldest due first.
                  ORDER BY CASE kind WHEN 'system' THEN 0 ELSE 1 END, next_attempt_at, id
                  LIMIT $5)
-             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, attempts,
+             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, attempts,
                        created_at, segments",
         )
         .bind(owner)
@@ -1354,6 +1358,7 @@ impl OutboxStore for SqliteStore {
                         .map(RecipientId),
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
+                    html: row.try_get("html")?,
                     attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
                     created_at: row.try_get("created_at")?,
                     segments: row.try_get("segments")?,
@@ -1538,6 +1543,7 @@ impl OutboxStore for SqliteStore {
         channel: Channel,
         subject: Option<&str>,
         body: &str,
+        html: Option<&str>,
         segments: Option<i64>,
         actor: &str,
         now: DateTime<Utc>,
@@ -1547,6 +1553,7 @@ impl OutboxStore for SqliteStore {
             "UPDATE batches
              SET subject = CASE WHEN channel = $4 THEN $2 ELSE subject END,
                  body = CASE WHEN channel = $4 THEN $3 ELSE body END,
+                 html = CASE WHEN channel = $4 THEN $5 ELSE html END,
                  status = 'awaiting_approval',
                  decided_by = NULL, decided_at = NULL, decision_note = NULL
              WHERE id = $1 AND status IN ('awaiting_approval', 'approved')",
@@ -1555,6 +1562,7 @@ impl OutboxStore for SqliteStore {
         .bind(subject)
         .bind(body)
         .bind(channel.as_str())
+        .bind(html)
         .execute(&mut *tx)
         .await?;
         if found.rows_affected() == 0 {
@@ -1582,7 +1590,7 @@ impl OutboxStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let edited = sqlx::query(
-            "UPDATE messages SET subject = $2, body = $3, segments = $4
+            "UPDATE messages SET subject = $2, body = $3, segments = $4, html = $6
              WHERE batch_id = $1 AND channel = $5 AND status = 'awaiting_approval'",
         )
         .bind(id.0)
@@ -1590,6 +1598,7 @@ impl OutboxStore for SqliteStore {
         .bind(body)
         .bind(segments)
         .bind(channel.as_str())
+        .bind(html)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -2126,10 +2135,11 @@ impl AdminStore for SqliteStore {
 impl TemplateStore for SqliteStore {
     async fn save_template(&self, v: &Variant, actor: &str, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
-            "INSERT INTO templates (name, locale, channel, subject, body, updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO templates
+                (name, locale, channel, subject, body, updated_at, updated_by, html)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (name, locale, channel) DO UPDATE SET
-                subject = excluded.subject, body = excluded.body,
+                subject = excluded.subject, body = excluded.body, html = excluded.html,
                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
         .bind(&v.name)
@@ -2139,27 +2149,36 @@ impl TemplateStore for SqliteStore {
         .bind(&v.body)
         .bind(now)
         .bind(actor)
+        .bind(&v.html)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn templates(&self, name: Option<&str>) -> Result<Vec<Variant>> {
-        let rows: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
-            "SELECT name, locale, channel, subject, body FROM templates
+        let rows: Vec<(
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT name, locale, channel, subject, body, html FROM templates
              WHERE ($1 IS NULL OR name = $1) ORDER BY name, channel, locale",
         )
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(name, locale, channel, subject, body)| {
+            .map(|(name, locale, channel, subject, body, html)| {
                 Ok(Variant {
                     name,
                     locale,
                     channel: parse_code("templates.channel", &channel)?,
                     subject,
                     body,
+                    html,
                 })
             })
             .collect()

@@ -16,6 +16,7 @@ fn outgoing<'a>(to: &'a EmailAddress) -> OutgoingEmail<'a> {
         to,
         subject: "Zebranie rodziców",
         body: "Zapraszamy w czwartek o 18:00.",
+        html: None,
         date: Utc.with_ymd_and_hms(2026, 11, 24, 9, 30, 0).unwrap(),
     }
 }

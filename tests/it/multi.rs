@@ -117,6 +117,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
             status: MessageStatus::Queued,
             reason: None,
             segments: None,
+            html: None,
         })
         .collect();
     let batch = NewBatch {
@@ -127,6 +128,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
         audience: "all teachers".into(),
         subject: Some("Staff meeting".into()),
         body: "The staff meeting moves to Thursday 15:00.".into(),
+        html: None,
         created_by: "test".into(),
     };
     store.create_batch(&batch, &messages, at).await.unwrap();

@@ -46,6 +46,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
             content.subject.as_deref(),
             &content.body,
             None,
+            None,
             OWNER,
             now(),
         )
@@ -96,6 +97,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
             herald::domain::Channel::Email,
             Some("x"),
             "y",
+            None,
             None,
             OWNER,
             now(),
@@ -382,6 +384,7 @@ async fn a_send_by_both_channels_or_sms_where_there_is_no_email(app: TestApp) {
             Channel::Sms,
             None,
             "Szkola jutro nieczynna.",
+            None,
             Some(1),
             OWNER,
             now(),
@@ -392,6 +395,65 @@ async fn a_send_by_both_channels_or_sms_where_there_is_no_email(app: TestApp) {
     assert_eq!(
         app.store.batches(None).await.unwrap()[0].body,
         "The school is closed tomorrow."
+    );
+}
+
+conformance!(an_html_variant_goes_beside_the_text_with_its_values_escaped);
+
+async fn an_html_variant_goes_beside_the_text_with_its_values_escaped(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let settings = app.smtp_settings(&smtp);
+    let v = herald::templates::Variant {
+        name: "trip".into(),
+        locale: "pl".into(),
+        channel: herald::domain::Channel::Email,
+        subject: Some("Wycieczka".into()),
+        body: "Dzien dobry {{ recipient.first_name }}, jedziemy: {{ vars.where }}.".into(),
+        html: Some(
+            "<p>Dzien dobry <b>{{ recipient.first_name }}</b>, jedziemy: {{ vars.where }}.</p>"
+                .into(),
+        ),
+    };
+    herald::templates::check(&v).unwrap();
+    app.store.save_template(&v, OWNER, now()).await.unwrap();
+    let vars = [("where".to_owned(), "Torun & Bydgoszcz <3".to_owned())]
+        .into_iter()
+        .collect();
+    let send = compose::compose_templated_send(
+        &*app.store,
+        &settings,
+        &app.owner().await,
+        &Audience::Recipient("gd-2001".into()),
+        Reach::Students,
+        herald::domain::ChannelChoice::Email,
+        "trip",
+        &vars,
+        false,
+    )
+    .await
+    .unwrap();
+    let batch = compose::store_send(&*app.store, &send, now())
+        .await
+        .unwrap();
+    assert!(app.store.batches(None).await.unwrap()[0].html.is_some());
+    app.store
+        .decide_batch(batch, &Decision::Approve, OWNER, now())
+        .await
+        .unwrap();
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    let got = smtp.received_for("anna.nowak@example.pl");
+    assert_eq!(got.len(), 1);
+    let data = &got[0].data;
+    assert!(data.contains("multipart/alternative"), "{data}");
+    assert!(data.contains("Content-Type: text/plain"), "{data}");
+    assert!(data.contains("Content-Type: text/html"), "{data}");
+    assert!(data.contains("jedziemy: Torun & Bydgoszcz <3."), "{data}");
+    assert!(
+        data.contains("<b>Anna</b>, jedziemy: Torun &amp; Bydgoszcz &lt;3.</p>"),
+        "{data}"
     );
 }
 
@@ -430,6 +492,7 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
             channel: herald::domain::Channel::Email,
             subject: Some(subject.into()),
             body: body.into(),
+            html: None,
         };
         herald::templates::check(&v).unwrap();
         app.store.save_template(&v, OWNER, now()).await.unwrap();

@@ -569,6 +569,7 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
                 body: text.clone(),
                 status: MessageStatus::Queued,
                 reason: None,
+                html: None,
                 segments: Some(measure(text).segments as i64),
             }
         })
@@ -581,6 +582,7 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
         audience: "all teachers".into(),
         subject: None,
         body: "mixed".into(),
+        html: None,
         created_by: "test".into(),
     };
     app.store
