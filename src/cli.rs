@@ -1318,6 +1318,7 @@ async fn outbox_action(
                 .map(|m| (m.status, m.reason, m.segments))
                 .collect();
             let summary = summarize(store, settings, b.kind, b.status, &lines, now).await?;
+            let samples = store.sample_messages(b.id).await?;
             if json {
                 println!(
                     "{}",
@@ -1325,6 +1326,7 @@ async fn outbox_action(
                         "batch": b,
                         "content_sha256": content_hash(b.subject.as_deref(), &b.body),
                         "summary": summary,
+                        "samples": samples,
                     }))?
                 );
             } else {
@@ -1332,9 +1334,32 @@ async fn outbox_action(
                     println!("{}\n", hold_banner(&h, settings));
                 }
                 print_batches(std::slice::from_ref(&b), false, true)?;
-                println!("Text:");
-                for line in b.body.lines() {
-                    println!("  | {line}");
+                if samples.is_empty() {
+                    println!("Text:");
+                    for line in b.body.lines() {
+                        println!("  | {line}");
+                    }
+                }
+                // What people will read: one message per channel and locale, as
+                // rendered for its recipient.
+                for m in &samples {
+                    println!(
+                        "{} to {} ({}):",
+                        channel_name(m.channel),
+                        m.recipient,
+                        m.locale
+                            .as_deref()
+                            .unwrap_or(&settings.school.default_locale)
+                    );
+                    if let Some(subject) = &m.subject {
+                        println!("  | Subject: {subject}");
+                    }
+                    for line in m.body.lines() {
+                        println!("  | {line}");
+                    }
+                    if m.html.is_some() {
+                        println!("  | (with an HTML version)");
+                    }
                 }
                 print_summary(&summary);
             }

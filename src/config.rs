@@ -178,6 +178,7 @@ struct RawDispatch {
     retry_max: String,
     shutdown_grace: String,
     wake_poll: String,
+    informational_daily_cap: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +374,9 @@ pub struct DispatchSettings {
     pub shutdown_grace: Duration,
     /// How often the daemon looks for new system messages between ticks.
     pub wake_poll: Duration,
+    /// At most this many informational messages per recipient and channel a school
+    /// day; the excess waits for the next day. `None`: no cap.
+    pub informational_daily_cap: Option<u32>,
 }
 
 /// `[email]`: how email leaves Herald.
@@ -902,6 +906,8 @@ impl Raw {
                 retry_max,
                 shutdown_grace,
                 wake_poll,
+                informational_daily_cap: (self.dispatch.informational_daily_cap > 0)
+                    .then_some(self.dispatch.informational_daily_cap),
             },
             email: email.expect("a bad email setting was reported above"),
             sms: sms.expect("a bad SMS setting was reported above"),

@@ -21,6 +21,7 @@ use crate::channels::sms::{OutgoingSms, SmsChannel, SmsError};
 use crate::config::Settings;
 use crate::domain::retry::retry_delay;
 use crate::domain::sms::measure;
+use crate::domain::window::start_of_day;
 use crate::domain::{
     Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber, Reason,
 };
@@ -446,6 +447,38 @@ impl Dispatcher {
             return self
                 .finish(&message, Finish::Hold(reason, until), Outcome::Held)
                 .await;
+        }
+        // The daily cap: an announcement beyond today's share for this person waits
+        // for tomorrow's window. What went today is counted, so a retry after a
+        // crash never counts itself.
+        if message.kind == MessageKind::Informational
+            && let (Some(cap), Some(recipient)) = (
+                settings.dispatch.informational_daily_cap,
+                message.recipient_id,
+            )
+        {
+            let tz = settings.school.time_zone;
+            let today = now.with_timezone(&tz).date_naive();
+            let since = start_of_day(tz, today);
+            let sent = self
+                .store
+                .sent_since(recipient, message.channel, message.kind, since)
+                .await?;
+            if sent >= i64::from(cap) {
+                let tomorrow = start_of_day(tz, today + ChronoDuration::days(1));
+                let until = if respects_window {
+                    self.opening_at_or_after(tomorrow, calendar)
+                } else {
+                    tomorrow
+                };
+                return self
+                    .finish(
+                        &message,
+                        Finish::Hold(Reason::DailyCapReached, until),
+                        Outcome::Held,
+                    )
+                    .await;
+            }
         }
 
         let outcome = match message.channel {

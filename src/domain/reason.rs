@@ -37,6 +37,9 @@ stable_codes! {
         InsufficientSmsCredit = "insufficient_sms_credit",
         /// A transient failure; the next attempt time is set.
         RetryScheduled = "retry_scheduled",
+        /// The person had their informational messages for today
+        /// (`dispatch.informational_daily_cap`); it goes the next day.
+        DailyCapReached = "daily_cap_reached",
         // Outcomes: why a message that was tried ended as it did.
         /// The receiving server refused the message for good (e.g. SMTP 5xx).
         RejectedByServer = "rejected_by_server",
@@ -69,6 +72,9 @@ impl Reason {
             Reason::Holiday => "waiting: today is a day off in the school calendar",
             Reason::InsufficientSmsCredit => "waiting for the SMS credit to be topped up",
             Reason::RetryScheduled => "the last attempt failed for a passing reason; retrying",
+            Reason::DailyCapReached => {
+                "this person had today's share of announcements; it goes tomorrow"
+            }
             Reason::RejectedByServer => "the receiving server refused the message",
             Reason::AttemptsExhausted => {
                 "every attempt failed for a passing reason; no attempt is left"
@@ -126,6 +132,7 @@ mod tests {
                 "holiday",
                 "insufficient_sms_credit",
                 "retry_scheduled",
+                "daily_cap_reached",
                 "rejected_by_server",
                 "attempts_exhausted",
                 "outcome_unknown",

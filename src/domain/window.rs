@@ -209,20 +209,31 @@ impl SendWindow {
     /// exist: the first one after the gap stands for it. In the autumn overlap the
     /// earlier of the two instants counts.
     fn instant(&self, day: NaiveDate, minute: Minute) -> Option<DateTime<Tz>> {
-        let midnight = day.and_hms_opt(0, 0, 0)?;
-        let wall = midnight + Duration::minutes(i64::from(minute));
-        // Gaps are at most a few hours long anywhere in the tz database.
-        (0..=180).find_map(|shift| {
-            match self
-                .tz
-                .from_local_datetime(&(wall + Duration::minutes(shift)))
-            {
-                LocalResult::Single(t) => Some(t),
-                LocalResult::Ambiguous(earlier, _) => Some(earlier),
-                LocalResult::None => None,
-            }
-        })
+        local_instant(self.tz, day, minute)
     }
+}
+
+/// The instant of a wall-clock minute of `day` in `tz`: in a DST gap the first minute
+/// after it, in the autumn overlap the earlier instant.
+fn local_instant(tz: Tz, day: NaiveDate, minute: Minute) -> Option<DateTime<Tz>> {
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    let wall = midnight + Duration::minutes(i64::from(minute));
+    // Gaps are at most a few hours long anywhere in the tz database.
+    (0..=180).find_map(
+        |shift| match tz.from_local_datetime(&(wall + Duration::minutes(shift))) {
+            LocalResult::Single(t) => Some(t),
+            LocalResult::Ambiguous(earlier, _) => Some(earlier),
+            LocalResult::None => None,
+        },
+    )
+}
+
+/// When `day` begins in `tz` (its first existing minute), as an instant.
+pub fn start_of_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    local_instant(tz, day, 0)
+        .map(|t| t.with_timezone(&Utc))
+        // No zone skips a whole day's first three hours; stay total all the same.
+        .unwrap_or_else(|| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
 }
 
 #[cfg(test)]

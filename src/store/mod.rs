@@ -655,6 +655,20 @@ pub trait OutboxStore: Send + Sync {
 
     /// When the last pass of any dispatcher finished.
     async fn last_pass(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// One message of the batch per channel and recipient locale, as rendered: what
+    /// an approver reads before approving.
+    async fn sample_messages(&self, batch: BatchId) -> Result<Vec<SampleMessage>>;
+
+    /// How many messages of `kind` on `channel` went to `recipient` (sent or
+    /// delivered) since `since`: what the daily cap counts.
+    async fn sent_since(
+        &self,
+        recipient: RecipientId,
+        channel: Channel,
+        kind: MessageKind,
+        since: DateTime<Utc>,
+    ) -> Result<i64>;
 }
 
 /// The school's calendar of days off.
@@ -788,6 +802,23 @@ pub struct Hold {
     pub reason: String,
     /// Who switched it on.
     pub by: String,
+}
+
+/// A message as rendered for one recipient, shown to an approver.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SampleMessage {
+    /// Its channel.
+    pub channel: Channel,
+    /// The recipient's locale (`None`: the school's default).
+    pub locale: Option<String>,
+    /// The recipient (the platform's id).
+    pub recipient: String,
+    /// The subject (email).
+    pub subject: Option<String>,
+    /// The text.
+    pub body: String,
+    /// The HTML body, if any.
+    pub html: Option<String>,
 }
 
 /// One line of the audit log.

@@ -28,7 +28,7 @@ use super::{
 };
 use super::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,
-    TemplateStore,
+    SampleMessage, TemplateStore,
 };
 use crate::config::DatabaseSettings;
 use crate::domain::access::{Operator, Permission, RoleDef};
@@ -1855,6 +1855,62 @@ impl OutboxStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn sample_messages(&self, batch: BatchId) -> Result<Vec<SampleMessage>> {
+        let rows: Vec<(
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT m.channel, r.locale, m.recipient_external_id, m.subject, m.body, m.html
+                 FROM messages m LEFT JOIN recipients r ON r.id = m.recipient_id
+                 WHERE m.id IN (
+                     SELECT min(m2.id) FROM messages m2
+                     LEFT JOIN recipients r2 ON r2.id = m2.recipient_id
+                     WHERE m2.batch_id = $1
+                     GROUP BY m2.channel, r2.locale)
+                 ORDER BY m.channel, r.locale",
+        )
+        .bind(batch.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(channel, locale, recipient, subject, body, html)| {
+                Ok(SampleMessage {
+                    channel: parse_code("messages.channel", &channel)?,
+                    locale,
+                    recipient,
+                    subject,
+                    body,
+                    html,
+                })
+            })
+            .collect()
+    }
+
+    async fn sent_since(
+        &self,
+        recipient: RecipientId,
+        channel: Channel,
+        kind: MessageKind,
+        since: DateTime<Utc>,
+    ) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages
+             WHERE recipient_id = $1 AND channel = $2 AND kind = $3
+               AND status IN ('sent', 'delivered') AND sent_at >= $4",
+        )
+        .bind(recipient.0)
+        .bind(channel.as_str())
+        .bind(kind.as_str())
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
     }
 }
 

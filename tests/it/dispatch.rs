@@ -33,6 +33,7 @@ conformance!(
     a_clean_stop_during_a_burst_leaves_nothing_in_sending,
     a_system_message_goes_without_waiting_for_the_tick,
     an_operator_who_may_send_without_approval_skips_the_outbox,
+    the_daily_cap_holds_the_excess_until_the_next_days_window,
 );
 
 /// Drains the queue by stepping the dispatcher until nothing is due.
@@ -755,4 +756,65 @@ async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp
     let d = app.dispatcher_with(settings, &clock);
     assert_eq!(drain(&d).await, [Outcome::Sent]);
     assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 1);
+}
+
+async fn the_daily_cap_holds_the_excess_until_the_next_days_window(app: TestApp) {
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let mut settings = app.smtp_settings(&smtp);
+    settings.dispatch.informational_daily_cap = Some(1);
+    for _ in 0..2 {
+        app.approved_batch(
+            &settings,
+            Audience::Recipient("gd-2001".into()),
+            Reach::Students,
+            now(),
+        )
+        .await;
+    }
+    // A system message to the same person is neither counted nor held.
+    let notice = Content::email("Password reset", "Code 1234").unwrap();
+    compose::notify(
+        &*app.store,
+        &settings,
+        "gd-2001",
+        &notice,
+        "platform",
+        now(),
+    )
+    .await
+    .unwrap();
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings.clone(), &clock);
+    let mut outcomes = Vec::new();
+    while let Some(o) = d.try_dispatch_next().await.unwrap() {
+        outcomes.push(o);
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Outcome::Held, Outcome::Sent, Outcome::Sent]);
+    assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 2);
+    let held: Vec<_> = app
+        .messages_to("gd-2001")
+        .await
+        .into_iter()
+        .filter(|m| m.status == MessageStatus::Queued)
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].reason, Some(Reason::DailyCapReached));
+    // Wednesday's window opens at 08:00 school time.
+    assert_eq!(held[0].next_attempt_at, Some(warsaw("2026-11-25 08:00")));
+    // Later the same day: still held. The next morning: sent.
+    clock.set(warsaw("2026-11-24 19:00"));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), None);
+    clock.set(warsaw("2026-11-25 08:00"));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 3);
+    // The default is no cap.
+    assert_eq!(default_cap(), None);
+}
+
+fn default_cap() -> Option<u32> {
+    crate::helpers::default_settings()
+        .dispatch
+        .informational_daily_cap
 }

@@ -532,6 +532,22 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
         .unwrap();
     assert_eq!(piotr.subject.as_deref(), Some("Meeting czwartek"));
     assert_eq!(piotr.body, "Hello Piotr, about: Maja.");
+    // The approver reads one rendered message per locale.
+    let batch = compose::store_send(&*app.store, &send, now())
+        .await
+        .unwrap();
+    let samples = app.store.sample_messages(batch).await.unwrap();
+    let seen: Vec<(Option<&str>, Option<&str>)> = samples
+        .iter()
+        .map(|m| (m.locale.as_deref(), m.subject.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("en"), Some("Meeting czwartek")),
+            (Some("pl"), Some("Zebranie czwartek"))
+        ]
+    );
 }
 
 conformance!(audiences_of_lists_several_groups_and_teachers_name_each_person_once);
