@@ -3322,6 +3322,8 @@ async fn demo(
     println!("  {url} herald status --recipient gd-07");
     println!("  {url} herald outbox --all");
     println!("  {url} herald recipients --ineligible");
+    println!("  {url} herald operators list");
+    println!("  {url} herald audit");
     Ok(ExitCode::SUCCESS)
 }
 
