@@ -67,6 +67,7 @@ async fn run(messages: usize, connections: usize) {
                 phone: None,
                 phone_e164: None,
                 sms_enabled: false,
+                birth_date: None,
             })
         })
         .collect();

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::contact::{EmailAddress, PhoneNumber, PhoneRegion};
 use crate::domain::directory::{
-    ContractRecord, ContractStatus, DirectoryRecord, RecipientRecord, Role,
+    ContractRecord, ContractStatus, DirectoryRecord, InstalmentRecord, RecipientRecord, Role,
 };
 use crate::store::{Applied, DirectoryStore, StoreError};
 
@@ -33,18 +33,21 @@ pub enum ImportKind {
     Guardianships,
     /// Which student or teacher is in which group.
     Memberships,
-    /// Students' contracts with status and consent.
+    /// Students' contracts with status and consent (and balance).
     Contracts,
+    /// Contracts' instalments: due date, amount, paid or not.
+    Instalments,
 }
 
 impl ImportKind {
     /// In the order a JSON document is applied: what others refer to comes first.
-    pub const ALL: [ImportKind; 5] = [
+    pub const ALL: [ImportKind; 6] = [
         ImportKind::Recipients,
         ImportKind::Groups,
         ImportKind::Guardianships,
         ImportKind::Memberships,
         ImportKind::Contracts,
+        ImportKind::Instalments,
     ];
 
     /// The name of the kind, as in file names and JSON sections.
@@ -55,6 +58,7 @@ impl ImportKind {
             ImportKind::Guardianships => "guardianships",
             ImportKind::Memberships => "memberships",
             ImportKind::Contracts => "contracts",
+            ImportKind::Instalments => "instalments",
         }
     }
 
@@ -64,7 +68,7 @@ impl ImportKind {
         match self {
             ImportKind::Recipients => (
                 &["external_id", "role", "name"],
-                &["email", "phone", "sms_enabled", "locale"],
+                &["email", "phone", "sms_enabled", "locale", "birth_date"],
             ),
             ImportKind::Groups => (&["external_id", "name"], &[]),
             ImportKind::Guardianships => (&["guardian_id", "student_id"], &[]),
@@ -78,7 +82,13 @@ impl ImportKind {
                     "consent_sms",
                     "consent_date",
                     "consent_source",
+                    "balance",
+                    "arrears_since",
                 ],
+            ),
+            ImportKind::Instalments => (
+                &["external_id", "contract_id", "due_date", "amount"],
+                &["paid", "paid_amount"],
             ),
         }
     }
@@ -87,7 +97,8 @@ impl ImportKind {
     /// `2026-09-contracts.csv`.
     pub fn from_file_name(path: &Path) -> Option<ImportKind> {
         let stem = path.file_stem()?.to_str()?.to_ascii_lowercase();
-        let aliases: [(&str, ImportKind); 7] = [
+        let aliases: [(&str, ImportKind); 8] = [
+            ("instalments", ImportKind::Instalments),
             ("recipients", ImportKind::Recipients),
             ("guardianships", ImportKind::Guardianships),
             ("guardians", ImportKind::Guardianships),
@@ -123,7 +134,7 @@ pub enum ImportError {
     /// Neither `--kind` nor the file name says what the file holds.
     #[error(
         "{file}: cannot tell what the file holds; name it after its contents \
-         (recipients, groups, guardianships, memberships or contracts, e.g. \
+         (recipients, groups, guardianships, memberships, contracts or instalments, e.g. \
          recipients.csv) or pass --kind"
     )]
     UnknownKind {
@@ -483,7 +494,7 @@ fn read_json(
                 1,
                 format!(
                     "unknown section {unknown:?}; expected some of recipients, groups, \
-                     guardianships, memberships, contracts"
+                     guardianships, memberships, contracts, instalments"
                 ),
             ));
         }
@@ -582,6 +593,7 @@ fn record_key(record: &DirectoryRecord) -> String {
         DirectoryRecord::Recipient(r) => r.external_id.clone(),
         DirectoryRecord::Group { external_id, .. } => external_id.clone(),
         DirectoryRecord::Contract(c) => c.external_id.clone(),
+        DirectoryRecord::Instalment(i) => i.external_id.clone(),
         DirectoryRecord::Guardianship { guardian, student } => format!("{guardian}, {student}"),
         DirectoryRecord::Membership { group, member } => format!("{group}, {member}"),
     }
@@ -689,6 +701,7 @@ impl RowChecker<'_> {
                 member: self.required("member_id", "the external id of a student or teacher"),
             },
             ImportKind::Contracts => self.contract()?,
+            ImportKind::Instalments => self.instalment()?,
         };
         self.problems.is_empty().then_some(record)
     }
@@ -723,6 +736,7 @@ impl RowChecker<'_> {
             });
         let sms_enabled = self.boolean("sms_enabled").unwrap_or(false);
         let locale = self.optional("locale");
+        let birth_date = self.date("birth_date");
         DirectoryRecord::Recipient(RecipientRecord {
             external_id,
             role: role.unwrap_or(Role::Staff),
@@ -732,7 +746,67 @@ impl RowChecker<'_> {
             phone,
             phone_e164,
             sms_enabled,
+            birth_date,
         })
+    }
+
+    /// An optional date, YYYY-MM-DD.
+    fn date(&mut self, field: &str) -> Option<NaiveDate> {
+        let value = self.row.get(field)?.to_owned();
+        match NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.fail(field, &value, "a date YYYY-MM-DD");
+                None
+            }
+        }
+    }
+
+    /// An optional amount in złoty ("1234.50", "1 234,50"), as grosze.
+    fn amount(&mut self, field: &str, negative: bool) -> Option<i64> {
+        let value = self.row.get(field)?.to_owned();
+        match parse_amount(&value).filter(|a| negative || *a >= 0) {
+            Some(a) => Some(a),
+            None => {
+                self.fail(
+                    field,
+                    &value,
+                    if negative {
+                        "an amount such as 1234.50 or 1 234,50 (at most two decimals)"
+                    } else {
+                        "an amount of zero or more, such as 1234.50 or 1 234,50 (at most two decimals)"
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn instalment(&mut self) -> Option<DirectoryRecord> {
+        let external_id = self.required("external_id", "the platform's id of the instalment");
+        let contract = self.required("contract_id", "the external id of a contract");
+        let due = self.required("due_date", "a date YYYY-MM-DD");
+        let due_date = if due.is_empty() {
+            None
+        } else {
+            self.date("due_date")
+        };
+        let amount = if self.row.get("amount").is_none() {
+            self.fail("amount", "", "an amount such as 1234.50, not empty");
+            None
+        } else {
+            self.amount("amount", false)
+        };
+        let paid = self.boolean("paid").unwrap_or(false);
+        let paid_amount_cents = self.amount("paid_amount", false);
+        Some(DirectoryRecord::Instalment(InstalmentRecord {
+            external_id,
+            contract,
+            due_date: due_date?,
+            amount_cents: amount?,
+            paid,
+            paid_amount_cents,
+        }))
     }
 
     fn contract(&mut self) -> Option<DirectoryRecord> {
@@ -766,8 +840,42 @@ impl RowChecker<'_> {
             consent_sms,
             consent_at,
             consent_source: self.optional("consent_source"),
+            balance_cents: self.amount("balance", true),
+            arrears_since: self.date("arrears_since"),
         }))
     }
+}
+
+/// An amount in złoty as grosze: digits with spaces between thousands and a `.` or
+/// `,` before at most two decimals; a leading `-` for a credit.
+fn parse_amount(text: &str) -> Option<i64> {
+    let t: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
+        .collect();
+    let (negative, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest.to_owned()),
+        None => (false, t),
+    };
+    let (whole, frac) = match t.split_once(['.', ',']) {
+        Some((w, f)) => (w.to_owned(), f.to_owned()),
+        None => (t.clone(), String::new()),
+    };
+    if whole.is_empty()
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 2
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || whole.len() > 12
+    {
+        return None;
+    }
+    let cents = whole.parse::<i64>().ok()? * 100
+        + match frac.len() {
+            0 => 0,
+            1 => frac.parse::<i64>().ok()? * 10,
+            _ => frac.parse::<i64>().ok()?,
+        };
+    Some(if negative { -cents } else { cents })
 }
 
 /// A date (midnight UTC) or an RFC 3339 timestamp.
@@ -825,5 +933,16 @@ mod tests {
             "2026-09-01T08:00:00+00:00"
         );
         assert!(parse_instant("1.09.2026").is_none());
+    }
+
+    #[test]
+    fn amounts_take_dots_commas_and_spaces() {
+        assert_eq!(parse_amount("1234.50"), Some(123_450));
+        assert_eq!(parse_amount("1 234,5"), Some(123_450));
+        assert_eq!(parse_amount("300"), Some(30_000));
+        assert_eq!(parse_amount("-20,00"), Some(-2_000));
+        assert_eq!(parse_amount("12.345"), None);
+        assert_eq!(parse_amount("12zł"), None);
+        assert_eq!(parse_amount(""), None);
     }
 }

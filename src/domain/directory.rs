@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::codes::stable_codes;
 
@@ -125,6 +125,8 @@ pub struct RecipientRecord {
     pub phone_e164: Option<String>,
     /// Whether the phone receives SMS.
     pub sms_enabled: bool,
+    /// The date of birth (students' birthday greetings).
+    pub birth_date: Option<NaiveDate>,
 }
 
 /// A contract as the platform sends it.
@@ -147,6 +149,27 @@ pub struct ContractRecord {
     pub consent_at: Option<DateTime<Utc>>,
     /// Where the consent was given.
     pub consent_source: Option<String>,
+    /// What the holder owes now, in grosze (negative: paid in advance).
+    pub balance_cents: Option<i64>,
+    /// Since when the balance has been overdue.
+    pub arrears_since: Option<NaiveDate>,
+}
+
+/// An instalment of a contract, as the platform sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalmentRecord {
+    /// The platform's id of the instalment.
+    pub external_id: String,
+    /// The platform's id of its contract.
+    pub contract: String,
+    /// When it falls due.
+    pub due_date: NaiveDate,
+    /// How much, in grosze.
+    pub amount_cents: i64,
+    /// Whether it is paid.
+    pub paid: bool,
+    /// How much was paid, in grosze.
+    pub paid_amount_cents: Option<i64>,
 }
 
 /// One record of the directory, as imported.
@@ -154,6 +177,8 @@ pub struct ContractRecord {
 pub enum DirectoryRecord {
     /// A person.
     Recipient(RecipientRecord),
+    /// An instalment of a contract.
+    Instalment(InstalmentRecord),
     /// A guardian cares for a student (both by the platform's ids).
     Guardianship {
         /// The guardian's platform id.

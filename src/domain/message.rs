@@ -87,8 +87,10 @@ stable_codes! {
         Failed = "failed",
         /// Handed over, but whether the server took it is not known.
         Unknown = "unknown",
-        /// Withdrawn by an operator (terminal).
+        /// Withdrawn by an operator, or no longer relevant (terminal).
         Cancelled = "cancelled",
+        /// Could no longer go in time, e.g. a birthday greeting (terminal).
+        Expired = "expired",
     }
 }
 
@@ -104,6 +106,7 @@ impl MessageStatus {
                 | MessageStatus::Failed
                 | MessageStatus::Unknown
                 | MessageStatus::Cancelled
+                | MessageStatus::Expired
         )
     }
 }

@@ -48,6 +48,10 @@ stable_codes! {
         /// The connection broke after the message was handed over: it may or may not
         /// have arrived.
         OutcomeUnknown = "outcome_unknown",
+        /// A periodic message could not go in time (a birthday greeting after the day).
+        TooLate = "too_late",
+        /// What a periodic message was about is settled (the instalment was paid).
+        NoLongerRelevant = "no_longer_relevant",
     }
 }
 
@@ -82,6 +86,8 @@ impl Reason {
             Reason::OutcomeUnknown => {
                 "the connection broke after the message was handed over; it may have arrived"
             }
+            Reason::TooLate => "it could not go out in time (outside the window or a holiday)",
+            Reason::NoLongerRelevant => "what it was about is settled (for example, paid)",
         }
     }
 
@@ -136,6 +142,8 @@ mod tests {
                 "rejected_by_server",
                 "attempts_exhausted",
                 "outcome_unknown",
+                "too_late",
+                "no_longer_relevant",
             ]
         );
     }

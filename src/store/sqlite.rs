@@ -33,8 +33,8 @@ use super::{
 use crate::config::DatabaseSettings;
 use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{
-    Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, Recipient,
-    RecipientId, RecipientRecord, Role,
+    Consent, ContractConsent, ContractRecord, DirectoryRecord, GroupSummary, InstalmentRecord,
+    Recipient, RecipientId, RecipientRecord, Role,
 };
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, EligibilityFacts, Holiday, MessageId, MessageKind,
@@ -239,6 +239,80 @@ async fn apply_one(
             .await
         }
         DirectoryRecord::Contract(c) => apply_contract(conn, c, now).await,
+        DirectoryRecord::Instalment(i) => apply_instalment(conn, i, now).await,
+    }
+}
+
+async fn apply_instalment(
+    conn: &mut SqliteConnection,
+    i: &InstalmentRecord,
+    now: DateTime<Utc>,
+) -> Applying {
+    let contract: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM contracts WHERE external_id = $1")
+            .bind(&i.contract)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let contract = contract.ok_or_else(|| Refused::Unknown {
+        field: "contract_id",
+        value: i.contract.clone(),
+        expected: "contract",
+    })?;
+    let existing: Option<(i64, i64, NaiveDate, i64, bool, Option<i64>)> = sqlx::query_as(
+        "SELECT id, contract_id, due_date, amount_cents, paid, paid_amount_cents
+         FROM instalments WHERE external_id = $1",
+    )
+    .bind(&i.external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        None => {
+            sqlx::query(
+                "INSERT INTO instalments (external_id, contract_id, due_date, amount_cents, paid,
+                     paid_amount_cents, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(&i.external_id)
+            .bind(contract)
+            .bind(i.due_date)
+            .bind(i.amount_cents)
+            .bind(i.paid)
+            .bind(i.paid_amount_cents)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(Applied::Created)
+        }
+        Some(old)
+            if old
+                == (
+                    old.0,
+                    contract,
+                    i.due_date,
+                    i.amount_cents,
+                    i.paid,
+                    i.paid_amount_cents,
+                ) =>
+        {
+            Ok(Applied::Unchanged)
+        }
+        Some((id, ..)) => {
+            sqlx::query(
+                "UPDATE instalments SET contract_id = $2, due_date = $3, amount_cents = $4,
+                     paid = $5, paid_amount_cents = $6, updated_at = $7
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(contract)
+            .bind(i.due_date)
+            .bind(i.amount_cents)
+            .bind(i.paid)
+            .bind(i.paid_amount_cents)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(Applied::Updated)
+        }
     }
 }
 
@@ -248,7 +322,7 @@ async fn apply_recipient(
     now: DateTime<Utc>,
 ) -> Applying {
     let existing = sqlx::query(
-        "SELECT id, role, name, locale, email, phone, phone_e164, sms_enabled
+        "SELECT id, role, name, locale, email, phone, phone_e164, sms_enabled, birth_date
          FROM recipients WHERE external_id = $1",
     )
     .bind(&r.external_id)
@@ -258,8 +332,8 @@ async fn apply_recipient(
         sqlx::query(
             "INSERT INTO recipients
                 (external_id, role, name, locale, email, phone, phone_e164, sms_enabled,
-                 created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                 created_at, updated_at, birth_date)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
         )
         .bind(&r.external_id)
         .bind(r.role.as_str())
@@ -270,6 +344,7 @@ async fn apply_recipient(
         .bind(&r.phone_e164)
         .bind(r.sms_enabled)
         .bind(now)
+        .bind(r.birth_date)
         .execute(conn)
         .await?;
         return Ok(Applied::Created);
@@ -280,14 +355,15 @@ async fn apply_recipient(
         && row.try_get::<Option<String>, _>("email")? == r.email
         && row.try_get::<Option<String>, _>("phone")? == r.phone
         && row.try_get::<Option<String>, _>("phone_e164")? == r.phone_e164
-        && row.try_get::<bool, _>("sms_enabled")? == r.sms_enabled;
+        && row.try_get::<bool, _>("sms_enabled")? == r.sms_enabled
+        && row.try_get::<Option<NaiveDate>, _>("birth_date")? == r.birth_date;
     if same {
         return Ok(Applied::Unchanged);
     }
     sqlx::query(
         "UPDATE recipients
          SET role = $2, name = $3, locale = $4, email = $5, phone = $6, phone_e164 = $7,
-             sms_enabled = $8, updated_at = $9,
+             sms_enabled = $8, updated_at = $9, birth_date = $10,
              -- A new address is a fresh start: the old one's refusal no longer applies.
              email_failing_since = CASE WHEN email IS $5 THEN email_failing_since END,
              email_failure = CASE WHEN email IS $5 THEN email_failure END,
@@ -304,6 +380,7 @@ async fn apply_recipient(
     .bind(&r.phone_e164)
     .bind(r.sms_enabled)
     .bind(now)
+    .bind(r.birth_date)
     .execute(conn)
     .await?;
     Ok(Applied::Updated)
@@ -355,7 +432,7 @@ async fn apply_contract(
         require_recipient(conn, "student_id", &c.student, &[Role::Student], "student").await?;
     let existing = sqlx::query(
         "SELECT id, student_id, number, status, consent_email, consent_email_at, consent_sms,
-                consent_sms_at, consent_source
+                consent_sms_at, consent_source, balance_cents, arrears_since
          FROM contracts WHERE external_id = $1",
     )
     .bind(&c.external_id)
@@ -367,8 +444,9 @@ async fn apply_contract(
         sqlx::query(
             "INSERT INTO contracts
                 (external_id, student_id, number, status, consent_email, consent_email_at,
-                 consent_sms, consent_sms_at, consent_source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $9)",
+                 consent_sms, consent_sms_at, consent_source, created_at, updated_at,
+                 balance_cents, arrears_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $9, $10, $11)",
         )
         .bind(&c.external_id)
         .bind(student_id)
@@ -379,6 +457,8 @@ async fn apply_contract(
         .bind(c.consent_sms)
         .bind(&c.consent_source)
         .bind(now)
+        .bind(c.balance_cents)
+        .bind(c.arrears_since)
         .execute(conn)
         .await?;
         return Ok(Applied::Created);
@@ -396,7 +476,9 @@ async fn apply_contract(
         && old_sms == c.consent_sms
         && old_email_at == email_at
         && old_sms_at == sms_at
-        && row.try_get::<Option<String>, _>("consent_source")? == c.consent_source;
+        && row.try_get::<Option<String>, _>("consent_source")? == c.consent_source
+        && row.try_get::<Option<i64>, _>("balance_cents")? == c.balance_cents
+        && row.try_get::<Option<NaiveDate>, _>("arrears_since")? == c.arrears_since;
     if same {
         return Ok(Applied::Unchanged);
     }
@@ -404,7 +486,7 @@ async fn apply_contract(
         "UPDATE contracts
          SET student_id = $2, number = $3, status = $4, consent_email = $5,
              consent_email_at = $6, consent_sms = $7, consent_sms_at = $8,
-             consent_source = $9, updated_at = $10
+             consent_source = $9, updated_at = $10, balance_cents = $11, arrears_since = $12
          WHERE id = $1",
     )
     .bind(row.try_get::<i64, _>("id")?)
@@ -417,6 +499,8 @@ async fn apply_contract(
     .bind(sms_at)
     .bind(&c.consent_source)
     .bind(now)
+    .bind(c.balance_cents)
+    .bind(c.arrears_since)
     .execute(conn)
     .await?;
     Ok(Applied::Updated)

@@ -98,6 +98,7 @@ impl TestApp {
             "guardianships",
             "memberships",
             "contracts",
+            "instalments",
         ] {
             let report = self.import(&example(&format!("{name}.csv")), now).await;
             assert!(!report.has_errors(), "{name}: {:?}", report.errors);

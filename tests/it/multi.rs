@@ -93,6 +93,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
                 phone: None,
                 phone_e164: None,
                 sms_enabled: false,
+                birth_date: None,
             })
         })
         .collect();

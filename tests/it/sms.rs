@@ -542,6 +542,7 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
                 phone: Some(format!("+48 600 {:03} {:03}", i / 1000, i % 1000)),
                 phone_e164: None,
                 sms_enabled: true,
+                birth_date: None,
             })
         })
         .collect();
