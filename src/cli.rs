@@ -2054,12 +2054,8 @@ async fn summarize(
     s.sms_cost = s.sms_segments * i64::from(settings.sms.price_per_segment);
     let tz = settings.school.time_zone;
     let calendar = store.calendar(now.with_timezone(&tz).date_naive()).await?;
-    let tick = settings
-        .dispatch
-        .schedule
-        .after(&now.with_timezone(&tz))
-        .next()
-        .map(|t| t.format("%a %d %b %H:%M").to_string())
+    let tick = crate::domain::schedule::next_fire(&settings.dispatch.schedule, tz, now)
+        .map(|t| t.with_timezone(&tz).format("%a %d %b %H:%M").to_string())
         .unwrap_or_else(|| "never (the schedule does not fire)".into());
     let window = if settings.respects_window(kind) {
         match settings.send_window.hold_reason(now, &calendar) {

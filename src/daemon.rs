@@ -14,6 +14,7 @@ use crate::dispatcher::{
     worker_name,
 };
 use crate::domain::MessageKind;
+use crate::domain::schedule::next_fire;
 use crate::store::{self, PassCounts, Store, StoreError};
 
 /// Why the daemon could not start or had to stop.
@@ -126,7 +127,7 @@ impl Daemon {
                 None => std::future::pending().await,
             }
         };
-        let mut next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
+        let mut next_tick = next_fire(schedule, tz, self.clock.now());
         loop {
             let now = self.clock.now();
             let until_tick = next_tick
@@ -146,7 +147,7 @@ impl Daemon {
             // A failing database must not stop the daemon: log, and try again on the
             // next round (what was claimed stays leased and is reclaimed if need be).
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
-                next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
+                next_tick = next_fire(schedule, tz, self.clock.now());
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
                     Ok(counts) => log_pass("tick", &counts),
                     Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),

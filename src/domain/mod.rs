@@ -14,6 +14,7 @@ pub mod eligibility;
 pub mod message;
 pub mod reason;
 pub mod retry;
+pub mod schedule;
 pub mod sms;
 pub mod window;
 
