@@ -660,6 +660,8 @@ pub async fn context(
             .clone()
             .unwrap_or_else(|| settings.school.default_locale.clone()),
         vars: vars.clone(),
+        instalment: None,
+        arrears: None,
     })
 }
 

@@ -70,6 +70,54 @@ struct Raw {
     email: RawEmail,
     sms: RawSms,
     approval: RawApproval,
+    rules: RawRules,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    catch_up_days: u32,
+    instalment_due: RawInstalmentRule,
+    arrears: RawArrearsRule,
+    birthday: RawBirthdayRule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstalmentRule {
+    enabled: bool,
+    schedule: String,
+    days_before: Vec<u32>,
+    channel: String,
+    template: String,
+    requires_approval: bool,
+    reach: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArrearsRule {
+    enabled: bool,
+    schedule: String,
+    min_days: u32,
+    min_amount: String,
+    repeat_every_days: u32,
+    channel: String,
+    template: String,
+    requires_approval: bool,
+    reach: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBirthdayRule {
+    enabled: bool,
+    schedule: String,
+    whom: String,
+    max_lateness: String,
+    channel: String,
+    template: String,
+    requires_approval: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +326,48 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// `[approval]`
     pub approval: ApprovalSettings,
+    /// `[rules]`: the periodic rules.
+    pub rules: RulesSettings,
+}
+
+/// What every periodic rule has.
+#[derive(Debug, Clone)]
+pub struct RuleCommon {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// When it runs, in the school's time zone.
+    pub schedule: cron::Schedule,
+    /// Email, SMS, both, or SMS where there is no email.
+    pub channel: crate::domain::ChannelChoice,
+    /// The template its messages are rendered from.
+    pub template: String,
+    /// Whether its messages wait in the outbox for a person.
+    pub requires_approval: bool,
+    /// The students, their guardians, or both.
+    pub reach: crate::domain::Reach,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone)]
+pub struct RulesSettings {
+    /// How many days back a run that was missed (downtime) still creates occurrences.
+    pub catch_up_days: u32,
+    /// `[rules.instalment_due]`
+    pub instalment_due: RuleCommon,
+    /// Days before the due date a reminder goes.
+    pub days_before: Vec<u32>,
+    /// `[rules.arrears]`
+    pub arrears: RuleCommon,
+    /// Days in arrears before the first notice.
+    pub arrears_min_days: u32,
+    /// The smallest balance (grosze) that gets a notice.
+    pub arrears_min_amount_cents: i64,
+    /// Days between notices while the balance stays unpaid.
+    pub arrears_repeat_every_days: u32,
+    /// `[rules.birthday]`
+    pub birthday: RuleCommon,
+    /// How long after the end of the birthday a greeting may still go.
+    pub birthday_max_lateness: Duration,
 }
 
 /// `[school]`: who the school is and where.
@@ -858,6 +948,8 @@ impl Raw {
                 Duration::from_secs(7 * 86_400)
             });
 
+        let rules = validate_rules(&self.rules, &mut bad);
+
         if self.import.progress_threshold == 0 {
             bad.add(
                 "import.progress_threshold",
@@ -912,6 +1004,7 @@ impl Raw {
             email: email.expect("a bad email setting was reported above"),
             sms: sms.expect("a bad SMS setting was reported above"),
             approval: ApprovalSettings { expires_after },
+            rules: rules.expect("a bad rule setting was reported above"),
             kinds: KindsSettings {
                 system: KindSettings {
                     respect_send_window: self.kinds.system.respect_send_window,
@@ -1233,6 +1326,167 @@ impl Problems {
     fn mentions(&self, prefix: &str) -> bool {
         self.0.iter().any(|b| b.key.starts_with(prefix))
     }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Checks `[rules]`, naming every bad key.
+fn validate_rules(r: &RawRules, bad: &mut Problems) -> Option<RulesSettings> {
+    let before = bad.count();
+    let mut common = |name: &str,
+                      enabled: bool,
+                      schedule: &str,
+                      channel: &str,
+                      template: &str,
+                      requires_approval: bool,
+                      reach: &str| {
+        let key = |k: &str| format!("rules.{name}.{k}");
+        let parsed = cron::Schedule::from_str(schedule.trim());
+        let schedule = match parsed {
+            Ok(s) if s.upcoming(chrono_tz::UTC).next().is_some() => Some(s),
+            _ => {
+                bad.add(
+                    &key("schedule"),
+                    schedule,
+                    "a cron expression with seconds, \"sec min hour day month weekday\", such as \"0 0 7 * * *\" (07:00 every day)",
+                );
+                None
+            }
+        };
+        let channel = match channel.parse::<crate::domain::ChannelChoice>() {
+            Ok(c) => Some(c),
+            Err(_) => {
+                bad.add(&key("channel"), channel, "email, sms, both or sms_if_no_email");
+                None
+            }
+        };
+        let reach = match reach.trim().to_ascii_lowercase().as_str() {
+            "students" | "student" => Some(crate::domain::Reach::Students),
+            "guardians" | "guardian" => Some(crate::domain::Reach::Guardians),
+            "both" => Some(crate::domain::Reach::Both),
+            _ => {
+                let field = if name == "birthday" { "whom" } else { "reach" };
+                bad.add(&key(field), reach, "students, guardians or both");
+                None
+            }
+        };
+        if enabled && template.trim().is_empty() {
+            bad.add(
+                &key("template"),
+                template,
+                "the name of a template (`herald templates add`) when the rule is enabled",
+            );
+        }
+        Some(RuleCommon {
+            enabled,
+            schedule: schedule?,
+            channel: channel?,
+            template: template.trim().to_owned(),
+            requires_approval,
+            reach: reach?,
+        })
+    };
+    let i = &r.instalment_due;
+    let instalment_due = common(
+        "instalment_due",
+        i.enabled,
+        &i.schedule,
+        &i.channel,
+        &i.template,
+        i.requires_approval,
+        &i.reach,
+    );
+    let a = &r.arrears;
+    let arrears = common(
+        "arrears",
+        a.enabled,
+        &a.schedule,
+        &a.channel,
+        &a.template,
+        a.requires_approval,
+        &a.reach,
+    );
+    let b = &r.birthday;
+    let birthday = common(
+        "birthday",
+        b.enabled,
+        &b.schedule,
+        &b.channel,
+        &b.template,
+        b.requires_approval,
+        &b.whom,
+    );
+    if i.days_before.is_empty() || i.days_before.iter().any(|d| *d > 90) {
+        bad.add(
+            "rules.instalment_due.days_before",
+            &format!("{:?}", i.days_before),
+            "a list of days before the due date, each 0 to 90, such as [7, 1]",
+        );
+    }
+    if a.repeat_every_days == 0 {
+        bad.add(
+            "rules.arrears.repeat_every_days",
+            "0",
+            "a number of days of at least 1",
+        );
+    }
+    let min_amount = parse_cents(&a.min_amount);
+    if min_amount.is_none() {
+        bad.add(
+            "rules.arrears.min_amount",
+            &a.min_amount,
+            "an amount in złoty of zero or more, such as \"50.00\"",
+        );
+    }
+    let max_lateness = parse_duration(&b.max_lateness);
+    if max_lateness.is_none() {
+        bad.add(
+            "rules.birthday.max_lateness",
+            &b.max_lateness,
+            "a duration such as \"0s\" (only on the day) or \"12h\"",
+        );
+    }
+    if r.catch_up_days > 366 {
+        bad.add(
+            "rules.catch_up_days",
+            &r.catch_up_days.to_string(),
+            "a number of days from 0 to 366",
+        );
+    }
+    if bad.count() > before {
+        return None;
+    }
+    let mut days_before = i.days_before.clone();
+    days_before.sort_unstable_by(|x, y| y.cmp(x));
+    days_before.dedup();
+    Some(RulesSettings {
+        catch_up_days: r.catch_up_days,
+        instalment_due: instalment_due?,
+        days_before,
+        arrears: arrears?,
+        arrears_min_days: a.min_days,
+        arrears_min_amount_cents: min_amount?,
+        arrears_repeat_every_days: a.repeat_every_days,
+        birthday: birthday?,
+        birthday_max_lateness: max_lateness?,
+    })
+}
+
+/// An amount in złoty ("50", "50.00", "50,5") as grosze, zero or more.
+fn parse_cents(text: &str) -> Option<i64> {
+    let t = text.trim().replace(',', ".");
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    if whole.is_empty()
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 2
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac = format!("{frac:0<2}");
+    Some(whole.parse::<i64>().ok()? * 100 + frac.parse::<i64>().ok()?)
 }
 
 fn parse_duration(text: &str) -> Option<Duration> {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::domain::Channel;
 
 /// The variables a template may use, with what they hold.
-pub const VARIABLES: [(&str, &str); 9] = [
+pub const VARIABLES: [(&str, &str); 11] = [
     ("recipient.name", "the recipient's full name"),
     ("recipient.first_name", "the recipient's first name"),
     ("recipient.role", "student, guardian, teacher or staff"),
@@ -34,13 +34,21 @@ pub const VARIABLES: [(&str, &str); 9] = [
     ),
     ("locale", "the locale the message is written in"),
     (
+        "instalment.amount / instalment.due_date",
+        "the instalment a reminder is about (periodic rules): its amount (use | money) and due date",
+    ),
+    (
+        "arrears.amount / arrears.since / arrears.days",
+        "the overdue balance a notice is about (periodic rules): amount, since when, days",
+    ),
+    (
         "vars.NAME",
         "a free variable given at send time (--var NAME=VALUE)",
     ),
 ];
 
 /// The top-level names behind [`VARIABLES`].
-const ALLOWED: [&str; 7] = [
+const ALLOWED: [&str; 9] = [
     "recipient",
     "school",
     "students",
@@ -48,6 +56,8 @@ const ALLOWED: [&str; 7] = [
     "contract",
     "locale",
     "vars",
+    "instalment",
+    "arrears",
 ];
 
 /// Fuel for one render: enough for a letter with a loop over a family's students,
@@ -140,6 +150,39 @@ pub struct Context {
     pub locale: String,
     /// Free variables.
     pub vars: BTreeMap<String, String>,
+    /// The instalment a reminder is about.
+    pub instalment: Option<Instalment>,
+    /// The overdue balance a notice is about.
+    pub arrears: Option<Arrears>,
+}
+
+/// An instalment as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instalment {
+    /// Its amount in złoty.
+    pub amount: f64,
+    /// Its due date, written for the locale.
+    pub due_date: String,
+}
+
+/// An overdue balance as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arrears {
+    /// The balance in złoty.
+    pub amount: f64,
+    /// Since when it is overdue, written for the locale.
+    pub since: String,
+    /// Days in arrears.
+    pub days: i64,
+}
+
+/// A date as people of `locale` write it: `01.12.2026` in Polish, ISO otherwise.
+pub fn local_date(date: chrono::NaiveDate, locale: &str) -> String {
+    if locale.starts_with("pl") {
+        date.format("%d.%m.%Y").to_string()
+    } else {
+        date.format("%Y-%m-%d").to_string()
+    }
 }
 
 /// A person as templates see them.
@@ -293,6 +336,15 @@ pub fn sample(vars: BTreeMap<String, String>) -> Context {
         }),
         locale: "pl".into(),
         vars,
+        instalment: Some(Instalment {
+            amount: 300.0,
+            due_date: "01.12.2026".into(),
+        }),
+        arrears: Some(Arrears {
+            amount: 450.0,
+            since: "10.10.2026".into(),
+            days: 45,
+        }),
     }
 }
 
