@@ -86,6 +86,9 @@ async fn run(messages: usize, connections: usize) {
             reason: None,
             segments: None,
             html: None,
+            occurrence_key: None,
+            relevance: None,
+            expires_at: None,
         })
         .collect();
     let new_batch = NewBatch {

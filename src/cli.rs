@@ -319,6 +319,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The periodic rules: their settings, last and next run; `run` runs them now.
+    Rules {
+        /// What to do (nothing: list them).
+        #[command(subcommand)]
+        action: Option<RulesCommand>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Operators, their roles and permissions (`list`, `roles`, `add`, `set-role`,
     /// `grant`, `revoke`, `add-role`).
     Operators {
@@ -336,6 +345,24 @@ pub enum Command {
         /// 2026-11-24T10:00 [default: now].
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+    },
+}
+
+/// `herald rules …`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run the rules whose time has come (or one rule, now) and exit. Each occurrence
+    /// is created once, however often this runs.
+    Run {
+        /// Only this rule (instalment_due, arrears, birthday), whatever its schedule.
+        #[arg(long, value_parser = parse_code::<crate::rules::Rule>)]
+        rule: Option<crate::rules::Rule>,
+        /// Run as if at this school time, e.g. 2026-11-24T07:00.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -941,6 +968,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Cancel { message, operator } => {
             act(&settings, message, &operator, MessageAction::Cancel, now).await
         }
+        Command::Rules { action, json } => {
+            let store = store::open(&settings.database).await?;
+            rules_command(&*store, &settings, action, json, now).await
+        }
         Command::Operators { action } => {
             let store = store::open(&settings.database).await?;
             operators_command(&*store, action, now).await
@@ -964,8 +995,13 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&counts)?);
             } else {
                 println!(
-                    "Dispatch pass: {} sent, {} to retry, {} failed, {} held, {} blocked.",
-                    counts.sent, counts.retried, counts.failed, counts.held, counts.blocked
+                    "Dispatch pass: {} sent, {} to retry, {} failed, {} held, {} blocked, {} too late or no longer relevant.",
+                    counts.sent,
+                    counts.retried,
+                    counts.failed,
+                    counts.held,
+                    counts.blocked,
+                    counts.withdrawn
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -1456,6 +1492,151 @@ async fn outbox_action(
             .await?;
             println!("Batch {batch}: {n} unsent message(s) cancelled.");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn rules_command(
+    store: &dyn Store,
+    settings: &Settings,
+    action: Option<RulesCommand>,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::rules::{self, Rule};
+    let tz = settings.school.time_zone;
+    match action {
+        None => {
+            let mut list = Vec::new();
+            for rule in Rule::ALL {
+                let c = rule.settings(settings);
+                let last = store.rule_run(rule.as_str()).await?;
+                let next = c
+                    .enabled
+                    .then(|| rules::next_run(settings, rule, last.as_ref(), now))
+                    .flatten();
+                let detail = match rule {
+                    Rule::InstalmentDue => {
+                        format!("days before the due date: {:?}", settings.rules.days_before)
+                    }
+                    Rule::Arrears => format!(
+                        "after {} days in arrears, from {:.2} zł, every {} days",
+                        settings.rules.arrears_min_days,
+                        settings.rules.arrears_min_amount_cents as f64 / 100.0,
+                        settings.rules.arrears_repeat_every_days
+                    ),
+                    Rule::Birthday => format!(
+                        "skipped when it cannot go on the day (max_lateness {})",
+                        humantime::format_duration(settings.rules.birthday_max_lateness)
+                    ),
+                };
+                list.push(serde_json::json!({
+                    "rule": rule,
+                    "enabled": c.enabled,
+                    "schedule": c.schedule.to_string(),
+                    "channel": c.channel,
+                    "template": c.template,
+                    "requires_approval": c.requires_approval,
+                    "detail": detail,
+                    "last_run": last,
+                    "next_run": next,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let when = |t: Option<DateTime<Utc>>| {
+                t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            let rows = Rule::ALL
+                .iter()
+                .zip(&list)
+                .map(|(rule, v)| {
+                    let c = rule.settings(settings);
+                    vec![
+                        rule.to_string(),
+                        if c.enabled { "on" } else { "off" }.to_owned(),
+                        c.schedule.to_string(),
+                        c.channel.to_string(),
+                        if c.template.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            c.template.clone()
+                        },
+                        if c.requires_approval {
+                            "outbox"
+                        } else {
+                            "automatic"
+                        }
+                        .to_owned(),
+                        when(
+                            v["last_run"]["last_run_at"]
+                                .as_str()
+                                .and_then(|t| t.parse().ok()),
+                        ),
+                        when(v["next_run"].as_str().and_then(|t| t.parse().ok())),
+                        v["detail"].as_str().unwrap_or_default().to_owned(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "RULE", "ON", "SCHEDULE", "CHANNEL", "TEMPLATE", "APPROVAL", "LAST RUN",
+                    "NEXT RUN", "",
+                ],
+                rows,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(RulesCommand::Run { rule, at, json }) => {
+            let at = match at {
+                Some(text) => school_time(settings, &text)?,
+                None => now,
+            };
+            let results = match rule {
+                Some(rule) => vec![rules::run_rule(store, settings, rule, at).await],
+                None => rules::run_due(store, settings, at).await,
+            };
+            let mut failed = false;
+            let mut reports = Vec::new();
+            for r in results {
+                match r {
+                    Ok(report) => {
+                        if !json {
+                            println!(
+                                "{}: {} new occurrence(s), {} message(s); {} existed already (days {}).",
+                                report.rule,
+                                report.occurrences,
+                                report.messages,
+                                report.existing,
+                                report
+                                    .days
+                                    .iter()
+                                    .map(|d| d.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                        }
+                        reports.push(serde_json::to_value(&report)?);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("herald: {e}");
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else if reports.is_empty() && !failed {
+                println!("No rule is due (`herald rules` shows when each runs next).");
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

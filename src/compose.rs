@@ -241,6 +241,9 @@ pub fn judge(
         subject: content.subject.clone(),
         body: content.body.clone(),
         html: content.html.clone(),
+        occurrence_key: None,
+        relevance: None,
+        expires_at: None,
         status,
         reason,
         segments: content.sms.map(|s| s.segments as i64),
@@ -385,7 +388,7 @@ impl Contents {
     /// The messages to one person (or to an unknown id): one per channel, or for
     /// "SMS where there is no email" the email when it can go, else the SMS when it
     /// can, else both as blocked, so each channel's reason is kept.
-    fn judge(
+    pub fn judge(
         &self,
         settings: &Settings,
         external_id: &str,

@@ -1358,7 +1358,11 @@ fn validate_rules(r: &RawRules, bad: &mut Problems) -> Option<RulesSettings> {
         let channel = match channel.parse::<crate::domain::ChannelChoice>() {
             Ok(c) => Some(c),
             Err(_) => {
-                bad.add(&key("channel"), channel, "email, sms, both or sms_if_no_email");
+                bad.add(
+                    &key("channel"),
+                    channel,
+                    "email, sms, both or sms_if_no_email",
+                );
                 None
             }
         };

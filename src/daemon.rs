@@ -17,6 +17,9 @@ use crate::domain::MessageKind;
 use crate::domain::schedule::next_fire;
 use crate::store::{self, PassCounts, Store, StoreError};
 
+/// The leader lease of the instance that runs the periodic rules.
+pub const RULES_LEASE: &str = "rules";
+
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -71,10 +74,39 @@ impl Daemon {
 
     /// Runs one pass over every kind (`herald dispatch --once`).
     pub async fn run_once(&self) -> Result<PassCounts, DaemonError> {
+        self.run_rules().await;
         Ok(self
             .dispatcher
             .run_pass(&MessageKind::ALL, &CancellationToken::new())
             .await?)
+    }
+
+    /// Runs the periodic rules whose time has come, on one instance at a time (the
+    /// holder of the rules lease; the occurrence keys keep a race harmless anyway).
+    /// A failing rule is logged and tried again on the next tick.
+    async fn run_rules(&self) {
+        let settings = &self.settings;
+        if !crate::rules::Rule::ALL
+            .iter()
+            .any(|r| r.settings(settings).enabled)
+        {
+            return;
+        }
+        let store = self.dispatcher.store();
+        let now = self.clock.now();
+        let lease = chrono::Duration::from_std(settings.dispatch.lease)
+            .unwrap_or_else(|_| chrono::Duration::minutes(2));
+        match store
+            .try_lead(RULES_LEASE, self.dispatcher.worker(), now, now + lease)
+            .await
+        {
+            Ok(true) => {
+                // Errors are logged by run_due, per rule.
+                let _ = crate::rules::run_due(&**store, settings, now).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not take the rules lease"),
+        }
     }
 
     /// Runs until `shutdown` fires: a pass over every kind on each tick of
@@ -148,6 +180,7 @@ impl Daemon {
             // next round (what was claimed stays leased and is reclaimed if need be).
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
                 next_tick = next_fire(schedule, tz, self.clock.now());
+                self.run_rules().await;
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
                     Ok(counts) => log_pass("tick", &counts),
                     Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),
@@ -191,7 +224,7 @@ impl Daemon {
 }
 
 fn log_pass(cause: &str, c: &PassCounts) {
-    if c.sent + c.retried + c.failed + c.held + c.blocked > 0 {
+    if c.sent + c.retried + c.failed + c.held + c.blocked + c.withdrawn > 0 {
         tracing::info!(
             cause,
             sent = c.sent,
@@ -199,6 +232,7 @@ fn log_pass(cause: &str, c: &PassCounts) {
             failed = c.failed,
             held = c.held,
             blocked = c.blocked,
+            withdrawn = c.withdrawn,
             "dispatch pass"
         );
     } else {

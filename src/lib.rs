@@ -11,6 +11,7 @@
 //! - [`config`] — the settings tree, layered and validated once at start-up.
 //! - [`store`] — the store traits and their backends; the only place with SQL.
 //! - [`import`] — CSV and JSON import of the directory.
+//! - [`rules`] — periodic rules: reminders, arrears notices, birthday greetings.
 //! - [`demo`] — the demo school.
 //! - [`cli`] — commands; the only place that prints for people.
 //! - [`telemetry`] — logging on standard error.
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod dispatcher;
 pub mod domain;
 pub mod import;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -19,6 +19,7 @@ use crate::channels::SendOutcome;
 use crate::channels::email::{EmailChannel, EmailError, OutgoingEmail};
 use crate::channels::sms::{OutgoingSms, SmsChannel, SmsError};
 use crate::config::Settings;
+use crate::domain::MessageStatus;
 use crate::domain::retry::retry_delay;
 use crate::domain::sms::measure;
 use crate::domain::window::start_of_day;
@@ -80,6 +81,8 @@ pub enum Outcome {
     Held,
     /// Blocked by the re-check.
     Blocked,
+    /// A periodic message that will not go: too late, or no longer relevant.
+    Withdrawn,
     /// The lease had run out and another dispatcher took the message over.
     LeaseLost,
 }
@@ -204,6 +207,12 @@ impl Dispatcher {
             let expires = chrono_duration(self.settings.approval.expires_after);
             for batch in self.store.expire_approvals(start - expires, start).await? {
                 tracing::warn!(%batch, "an approval expired unused: the batch is back in the outbox");
+            }
+            // Periodic messages whose day is over (a birthday greeting still waiting
+            // for approval) are recorded as too late rather than sent late.
+            let expired = self.store.expire_overdue(start).await?;
+            if expired > 0 {
+                tracing::info!(expired, "periodic messages expired: too late to send");
             }
         }
         // The hold switch pauses every instance: nothing is claimed, nothing is lost.
@@ -338,6 +347,7 @@ impl Dispatcher {
                     Outcome::Failed | Outcome::Unknown => counts.failed += 1,
                     Outcome::Held => counts.held += 1,
                     Outcome::Blocked => counts.blocked += 1,
+                    Outcome::Withdrawn => counts.withdrawn += 1,
                     Outcome::LeaseLost => {}
                 }
             }
@@ -440,10 +450,31 @@ impl Dispatcher {
                 .finish(&message, Finish::Blocked(*reason), Outcome::Blocked)
                 .await;
         }
+        // A periodic message about something settled (the instalment was paid) is
+        // cancelled; one whose day is over (a birthday) expires.
+        if let Some(relevance) = &message.relevance
+            && !self.store.still_relevant(relevance).await?
+        {
+            return self
+                .finish(
+                    &message,
+                    Finish::Withdrawn(MessageStatus::Cancelled, Reason::NoLongerRelevant),
+                    Outcome::Withdrawn,
+                )
+                .await;
+        }
+        let too_late = Finish::Withdrawn(MessageStatus::Expired, Reason::TooLate);
+        if message.expires_at.is_some_and(|t| t <= now) {
+            return self.finish(&message, too_late, Outcome::Withdrawn).await;
+        }
         let window = &settings.send_window;
         let respects_window = settings.respects_window(message.kind);
         if respects_window && let Some(reason) = window.hold_reason(now, calendar) {
             let until = self.opening_at_or_after(now, calendar);
+            // Held past its day: skipped now, with the reason, rather than sent late.
+            if message.expires_at.is_some_and(|t| until > t) {
+                return self.finish(&message, too_late, Outcome::Withdrawn).await;
+            }
             return self
                 .finish(&message, Finish::Hold(reason, until), Outcome::Held)
                 .await;

@@ -27,13 +27,13 @@ pub fn next_fire(schedule: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Opt
 /// A wall-clock time in `tz`: in a DST gap the first existing minute after it, in
 /// the autumn overlap the earlier instant.
 fn instant(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
-    (0..=180).find_map(|shift| {
-        match tz.from_local_datetime(&(wall + Duration::minutes(shift))) {
+    (0..=180).find_map(
+        |shift| match tz.from_local_datetime(&(wall + Duration::minutes(shift))) {
             LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
             LocalResult::Ambiguous(earlier, _) => Some(earlier.with_timezone(&Utc)),
             LocalResult::None => None,
-        }
-    })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -65,7 +65,11 @@ mod tests {
     fn a_daily_run_in_the_spring_gap_fires_once_just_after_it() {
         // 2026-03-29: clocks go from 02:00 to 03:00 in Warsaw.
         assert_eq!(
-            fires("0 30 2 * * *", "2026-03-28T00:00:00Z", "2026-03-30T23:00:00Z"),
+            fires(
+                "0 30 2 * * *",
+                "2026-03-28T00:00:00Z",
+                "2026-03-30T23:00:00Z"
+            ),
             [
                 "2026-03-28T02:30:00+01:00",
                 "2026-03-29T03:00:00+02:00",
@@ -78,7 +82,11 @@ mod tests {
     fn a_daily_run_in_the_autumn_overlap_fires_once() {
         // 2026-10-25: clocks go from 03:00 back to 02:00; 02:30 happens twice.
         assert_eq!(
-            fires("0 30 2 * * *", "2026-10-24T00:00:00Z", "2026-10-26T23:00:00Z"),
+            fires(
+                "0 30 2 * * *",
+                "2026-10-24T00:00:00Z",
+                "2026-10-26T23:00:00Z"
+            ),
             [
                 "2026-10-24T02:30:00+02:00",
                 "2026-10-25T02:30:00+02:00",
@@ -87,7 +95,11 @@ mod tests {
         );
         // A morning run is untouched on both days.
         assert_eq!(
-            fires("0 0 7 * * *", "2026-10-24T12:00:00Z", "2026-10-25T23:00:00Z"),
+            fires(
+                "0 0 7 * * *",
+                "2026-10-24T12:00:00Z",
+                "2026-10-25T23:00:00Z"
+            ),
             ["2026-10-25T07:00:00+01:00"]
         );
     }
@@ -97,12 +109,19 @@ mod tests {
         let schedule = cron::Schedule::from_str("0 30 2 * * *").unwrap();
         // 02:40 in the second pass (+01:00) of 2026-10-25.
         let next = next_fire(&schedule, Warsaw, utc("2026-10-25T01:40:00Z")).unwrap();
-        assert_eq!(next.with_timezone(&Warsaw).to_rfc3339(), "2026-10-26T02:30:00+01:00");
+        assert_eq!(
+            next.with_timezone(&Warsaw).to_rfc3339(),
+            "2026-10-26T02:30:00+01:00"
+        );
     }
 
     #[test]
     fn a_five_minute_tick_keeps_going_through_both_changes() {
-        let spring = fires("0 */30 * * * *", "2026-03-29T00:10:00Z", "2026-03-29T01:40:00Z");
+        let spring = fires(
+            "0 */30 * * * *",
+            "2026-03-29T00:10:00Z",
+            "2026-03-29T01:40:00Z",
+        );
         assert_eq!(
             spring,
             [

@@ -231,6 +231,12 @@ pub struct NewMessage {
     pub body: String,
     /// The HTML body sent beside the text (email only).
     pub html: Option<String>,
+    /// The rule occurrence that made it (periodic messages).
+    pub occurrence_key: Option<String>,
+    /// What must still hold when it is sent (`instalment:<id>`, `arrears:<id>`).
+    pub relevance: Option<String>,
+    /// After this it is too late to send (a birthday greeting).
+    pub expires_at: Option<DateTime<Utc>>,
     /// Its first status: `queued`, `awaiting_approval` or `blocked`.
     pub status: MessageStatus,
     /// Why, when blocked or held.
@@ -347,6 +353,10 @@ pub struct Claimed {
     pub body: String,
     /// The HTML body (email only).
     pub html: Option<String>,
+    /// What must still hold when it is sent.
+    pub relevance: Option<String>,
+    /// After this it is too late to send.
+    pub expires_at: Option<DateTime<Utc>>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// When it was created (part of its stable identity, e.g. the Message-ID).
@@ -414,6 +424,9 @@ pub enum Finish {
     Blocked(Reason),
     /// Not its time (window, holiday): queued again for `until`.
     Hold(Reason, DateTime<Utc>),
+    /// A periodic message that will not go after all: `expired` (too late) or
+    /// `cancelled` (no longer relevant).
+    Withdrawn(MessageStatus, Reason),
 }
 
 /// What an operator does to one message.
@@ -517,6 +530,9 @@ pub struct PassCounts {
     pub held: u64,
     /// Blocked by the re-check.
     pub blocked: u64,
+    /// Periodic messages that did not go: too late or no longer relevant (not
+    /// kept in the pass record; their messages say it).
+    pub withdrawn: u64,
 }
 
 /// The outbox: batches, messages, claims and outcomes.
@@ -951,6 +967,103 @@ pub trait OperatorStore: Send + Sync {
     async fn save_role(&self, role: &RoleDef, audit: &AuditEntry) -> Result<bool>;
 }
 
+/// An unpaid instalment falling due, with its contract and student.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueInstalment {
+    /// Herald's id.
+    pub id: i64,
+    /// The platform's id.
+    pub external_id: String,
+    /// The contract's number people see (else its platform id).
+    pub contract: String,
+    /// The student's platform id.
+    pub student: String,
+    /// When it falls due.
+    pub due_date: NaiveDate,
+    /// How much, in grosze.
+    pub amount_cents: i64,
+}
+
+/// A contract with an overdue balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrearsContract {
+    /// Herald's id.
+    pub id: i64,
+    /// The platform's id.
+    pub external_id: String,
+    /// The contract's number people see (else its platform id).
+    pub number: String,
+    /// The student's platform id.
+    pub student: String,
+    /// What is owed, in grosze.
+    pub balance_cents: i64,
+    /// Since when.
+    pub arrears_since: NaiveDate,
+}
+
+/// A rule occurrence to create with its messages, in the batch of its rule and day.
+#[derive(Debug, Clone)]
+pub struct NewOccurrence {
+    /// The unique key, e.g. `birthday/s-1001/2026`.
+    pub key: String,
+    /// The rule.
+    pub rule: String,
+    /// The batch's key, `rule/day`: one batch per rule and school day.
+    pub periodic_key: String,
+    /// The batch, if it is not there yet.
+    pub batch: NewBatch,
+    /// Its messages.
+    pub messages: Vec<NewMessage>,
+}
+
+/// The last run of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RuleRun {
+    /// When it ran.
+    pub last_run_at: DateTime<Utc>,
+    /// The last school day its occurrences were created for.
+    pub covered_through: NaiveDate,
+}
+
+/// What periodic rules read and write.
+#[async_trait]
+pub trait RuleStore: Send + Sync {
+    /// Unpaid instalments due between `from` and `to` (both included).
+    async fn unpaid_instalments_due(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DueInstalment>>;
+
+    /// Contracts owing something, with the date it became overdue.
+    async fn contracts_in_arrears(&self) -> Result<Vec<ArrearsContract>>;
+
+    /// Students with a birth date: (platform id, birth date).
+    async fn birth_dates(&self) -> Result<Vec<(String, NaiveDate)>>;
+
+    /// Creates an occurrence and its messages in one transaction, unless its key
+    /// exists (then `false`, and nothing is written).
+    async fn create_occurrence(
+        &self,
+        occurrence: &NewOccurrence,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The last run of `rule`.
+    async fn rule_run(&self, rule: &str) -> Result<Option<RuleRun>>;
+
+    /// Records a run of `rule`.
+    async fn record_rule_run(&self, rule: &str, run: &RuleRun) -> Result<()>;
+
+    /// Whether what a message is about still holds (`instalment:<id>` unpaid,
+    /// `arrears:<id>` still owing).
+    async fn still_relevant(&self, relevance: &str) -> Result<bool>;
+
+    /// Messages still waiting (for approval or their time) whose `expires_at` has
+    /// passed become `expired` with `too_late`. Returns how many.
+    async fn expire_overdue(&self, now: DateTime<Utc>) -> Result<u64>;
+}
+
 /// Everything Herald stores, behind one handle.
 pub trait Store:
     DirectoryStore
@@ -961,6 +1074,7 @@ pub trait Store:
     + AdminStore
     + TemplateStore
     + OperatorStore
+    + RuleStore
 {
 }
 
@@ -973,6 +1087,7 @@ impl<T> Store for T where
         + AdminStore
         + TemplateStore
         + OperatorStore
+        + RuleStore
 {
 }
 

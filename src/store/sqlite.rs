@@ -30,6 +30,7 @@ use super::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,
     SampleMessage, TemplateStore,
 };
+use super::{ArrearsContract, DueInstalment, NewOccurrence, RuleRun, RuleStore};
 use crate::config::DatabaseSettings;
 use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{
@@ -950,8 +951,10 @@ async fn insert_message(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO messages
             (batch_id, kind, channel, recipient_id, recipient_external_id, address, subject,
-             body, status, reason, next_attempt_at, created_at, updated_at, segments, html)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)
+             body, status, reason, next_attempt_at, created_at, updated_at, segments, html,
+             occurrence_key, relevance, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16,
+                 $17)
          RETURNING id",
     )
     .bind(batch)
@@ -968,6 +971,9 @@ async fn insert_message(
     .bind(now)
     .bind(m.segments)
     .bind(&m.html)
+    .bind(&m.occurrence_key)
+    .bind(&m.relevance)
+    .bind(m.expires_at)
     .fetch_one(&mut *conn)
     .await?;
     insert_event(conn, id, now, m.status, m.reason, Some(actor), "created").await?;
@@ -1419,7 +1425,8 @@ impl OutboxStore for SqliteStore {
                  -- System messages (a password reset) first, then oldest due first.
                  ORDER BY CASE kind WHEN 'system' THEN 0 ELSE 1 END, next_attempt_at, id
                  LIMIT $5)
-             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, attempts,
+             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, relevance,
+                       expires_at, attempts,
                        created_at, segments",
         )
         .bind(owner)
@@ -1443,6 +1450,8 @@ impl OutboxStore for SqliteStore {
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
                     html: row.try_get("html")?,
+                    relevance: row.try_get("relevance")?,
+                    expires_at: row.try_get("expires_at")?,
                     attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
                     created_at: row.try_get("created_at")?,
                     segments: row.try_get("segments")?,
@@ -1518,7 +1527,7 @@ impl OutboxStore for SqliteStore {
             Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
                 Some(a)
             }
-            Finish::Blocked(_) | Finish::Hold(..) => None,
+            Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) => None,
         };
         // The attempt happened whatever became of the lease: keep the server's answer.
         if let Some(a) = attempt {
@@ -1565,6 +1574,13 @@ impl OutboxStore for SqliteStore {
                 Some(*until),
                 None,
                 format!("held until {}", until.to_rfc3339()),
+            ),
+            Finish::Withdrawn(status, reason) => (
+                *status,
+                Some(*reason),
+                None,
+                None,
+                "checked before sending".to_owned(),
             ),
         };
         match finish {
@@ -2523,5 +2539,231 @@ impl OperatorStore for SqliteStore {
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl RuleStore for SqliteStore {
+    async fn unpaid_instalments_due(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DueInstalment>> {
+        let rows: Vec<(i64, String, String, String, NaiveDate, i64)> = sqlx::query_as(
+            "SELECT i.id, i.external_id, coalesce(c.number, c.external_id), r.external_id,
+                    i.due_date, i.amount_cents
+             FROM instalments i
+             JOIN contracts c ON c.id = i.contract_id
+             JOIN recipients r ON r.id = c.student_id
+             WHERE i.paid = 0 AND i.due_date >= $1 AND i.due_date <= $2
+             ORDER BY i.due_date, i.id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, external_id, contract, student, due_date, amount_cents)| DueInstalment {
+                    id,
+                    external_id,
+                    contract,
+                    student,
+                    due_date,
+                    amount_cents,
+                },
+            )
+            .collect())
+    }
+
+    async fn contracts_in_arrears(&self) -> Result<Vec<ArrearsContract>> {
+        let rows: Vec<(i64, String, String, String, i64, NaiveDate)> = sqlx::query_as(
+            "SELECT c.id, c.external_id, coalesce(c.number, c.external_id), r.external_id,
+                    c.balance_cents, c.arrears_since
+             FROM contracts c JOIN recipients r ON r.id = c.student_id
+             WHERE c.balance_cents > 0 AND c.arrears_since IS NOT NULL
+             ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, external_id, number, student, balance_cents, arrears_since)| {
+                    ArrearsContract {
+                        id,
+                        external_id,
+                        number,
+                        student,
+                        balance_cents,
+                        arrears_since,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn birth_dates(&self) -> Result<Vec<(String, NaiveDate)>> {
+        Ok(sqlx::query_as(
+            "SELECT external_id, birth_date FROM recipients
+             WHERE role = 'student' AND birth_date IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn create_occurrence(
+        &self,
+        occurrence: &NewOccurrence,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The key decides: a second run, a restart or another instance finds it and
+        // writes nothing.
+        let fresh = sqlx::query(
+            "INSERT INTO occurrences (key, rule, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&occurrence.key)
+        .bind(&occurrence.rule)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(false);
+        }
+        let b = &occurrence.batch;
+        if b.status == BatchStatus::AwaitingApproval {
+            // The day's batch was decided already: what comes now was not seen by
+            // whoever decided, so it starts a batch of its own (the old one keeps its
+            // key with its id appended).
+            sqlx::query(
+                "UPDATE batches SET periodic_key = periodic_key || '/' || id
+                 WHERE periodic_key = $1 AND status <> 'awaiting_approval'",
+            )
+            .bind(&occurrence.periodic_key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO batches
+                (kind, channel, status, audience, subject, body, created_by, created_at,
+                 decided_by, decided_at, decision_note, channels, html, periodic_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     CASE WHEN $3 = 'approved' THEN $7 END,
+                     CASE WHEN $3 = 'approved' THEN $8 END,
+                     CASE WHEN $3 = 'approved' THEN 'the rule needs no approval' END,
+                     $9, $10, $11)
+             ON CONFLICT (periodic_key) WHERE periodic_key IS NOT NULL DO NOTHING",
+        )
+        .bind(b.kind.as_str())
+        .bind(b.channel.as_str())
+        .bind(b.status.as_str())
+        .bind(&b.audience)
+        .bind(&b.subject)
+        .bind(&b.body)
+        .bind(&b.created_by)
+        .bind(now)
+        .bind(b.channels.as_str())
+        .bind(&b.html)
+        .bind(&occurrence.periodic_key)
+        .execute(&mut *tx)
+        .await?;
+        let batch: i64 = sqlx::query_scalar("SELECT id FROM batches WHERE periodic_key = $1")
+            .bind(&occurrence.periodic_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE occurrences SET batch_id = $2 WHERE key = $1")
+            .bind(&occurrence.key)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
+        for m in &occurrence.messages {
+            insert_message(&mut tx, Some(batch), m, &b.created_by, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rule_run(&self, rule: &str) -> Result<Option<RuleRun>> {
+        let row: Option<(DateTime<Utc>, NaiveDate)> =
+            sqlx::query_as("SELECT last_run_at, covered_through FROM rule_runs WHERE rule = $1")
+                .bind(rule)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(last_run_at, covered_through)| RuleRun {
+            last_run_at,
+            covered_through,
+        }))
+    }
+
+    async fn record_rule_run(&self, rule: &str, run: &RuleRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rule_runs (rule, last_run_at, covered_through) VALUES ($1, $2, $3)
+             ON CONFLICT (rule) DO UPDATE SET last_run_at = excluded.last_run_at,
+                 covered_through = excluded.covered_through",
+        )
+        .bind(rule)
+        .bind(run.last_run_at)
+        .bind(run.covered_through)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn still_relevant(&self, relevance: &str) -> Result<bool> {
+        let Some((what, id)) = relevance
+            .split_once(':')
+            .and_then(|(w, id)| Some((w, id.parse::<i64>().ok()?)))
+        else {
+            return Ok(true);
+        };
+        let relevant: Option<bool> = match what {
+            "instalment" => {
+                sqlx::query_scalar("SELECT NOT paid FROM instalments WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            "arrears" => {
+                sqlx::query_scalar(
+                    "SELECT coalesce(balance_cents, 0) > 0 AND arrears_since IS NOT NULL
+                     FROM contracts WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            _ => Some(true),
+        };
+        // Gone from the directory: nothing left to remind of.
+        Ok(relevant.unwrap_or(false))
+    }
+
+    async fn expire_overdue(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $1, 'expired', 'too_late', NULL, 'its day is over'
+             FROM messages
+             WHERE status IN ('awaiting_approval', 'queued') AND expires_at < $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query(
+            "UPDATE messages SET status = 'expired', reason = 'too_late',
+                    next_attempt_at = NULL, updated_at = $1
+             WHERE status IN ('awaiting_approval', 'queued') AND expires_at < $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 }

@@ -119,6 +119,9 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
             reason: None,
             segments: None,
             html: None,
+            occurrence_key: None,
+            relevance: None,
+            expires_at: None,
         })
         .collect();
     let batch = NewBatch {

@@ -571,6 +571,9 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
                 status: MessageStatus::Queued,
                 reason: None,
                 html: None,
+                occurrence_key: None,
+                relevance: None,
+                expires_at: None,
                 segments: Some(measure(text).segments as i64),
             }
         })
