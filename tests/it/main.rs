@@ -18,3 +18,4 @@ mod email;
 mod import;
 mod multi;
 mod outbox;
+mod rules;

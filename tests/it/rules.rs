@@ -1,0 +1,524 @@
+//! Periodic rules with time as a parameter: reminders before a due date and none
+//! after payment, arrears that repeat and stop, birthdays (29 February, a Sunday),
+//! holidays, both DST days, runs repeated or raced, catch-up after downtime, and the
+//! outbox when a person must approve.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use herald::config::Settings;
+use herald::dispatcher::{FixedClock, Outcome};
+use herald::domain::{BatchStatus, Holiday, MessageKind, MessageStatus, Reason};
+use herald::rules::{self, Rule};
+use herald::store::{MessageFilter, MessageView};
+
+use crate::conformance;
+use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::smtp::SmtpServer;
+
+conformance!(
+    reminders_go_seven_and_one_day_before_and_a_paid_instalment_gets_none,
+    arrears_notices_repeat_every_n_days_and_stop_when_paid,
+    a_leap_day_birthday_is_greeted_on_28_february_in_other_years,
+    a_birthday_on_a_sunday_is_skipped_as_too_late_unless_sunday_is_open,
+    a_reminder_on_a_holiday_shifts_to_the_next_open_day,
+    a_daily_rule_runs_once_on_both_dst_days,
+    a_rule_run_twice_and_by_two_instances_creates_each_message_once,
+    a_two_day_outage_is_caught_up_once,
+    with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day,
+);
+
+/// The examples, a student born on a Sunday (29 November 2012) who can be written
+/// to, and one template per rule; every rule enabled, sending without approval.
+async fn school(app: &TestApp) -> Settings {
+    app.import_examples(now()).await;
+    let people = app.write(
+        "recipients.csv",
+        "external_id,role,name,email,birth_date\n\
+         s-1009,student,Ola Kowalczyk,ola.k@example.pl,2012-11-29\n\
+         s-1010,student,Igor Lis,igor.lis@example.pl,2011-11-23\n",
+    );
+    app.import(&people, now()).await;
+    let contracts = app.write(
+        "contracts.csv",
+        "external_id,student_id,status,consent\n\
+         c-1009,s-1009,active,yes\n\
+         c-1010,s-1010,active,yes\n",
+    );
+    let report = app.import(&contracts, now()).await;
+    assert!(!report.has_errors(), "{:?}", report.errors);
+    for (name, subject, body) in [
+        (
+            "reminder",
+            "Rata {{ instalment.due_date }}",
+            "Przypominamy: {{ instalment.amount | money }} za {{ student.first_name }}, termin {{ instalment.due_date }}.",
+        ),
+        (
+            "arrears",
+            "Zaległość",
+            "Zaległość {{ arrears.amount | money }} od {{ arrears.since }} ({{ arrears.days }} dni).",
+        ),
+        (
+            "birthday",
+            "Wszystkiego najlepszego",
+            "Sto lat, {{ recipient.first_name }}!",
+        ),
+    ] {
+        let v = herald::templates::Variant {
+            name: name.into(),
+            locale: "pl".into(),
+            channel: herald::domain::Channel::Email,
+            subject: Some(subject.into()),
+            body: body.into(),
+            html: None,
+        };
+        herald::templates::check(&v).unwrap();
+        app.store.save_template(&v, OWNER, now()).await.unwrap();
+    }
+    let mut settings = app.settings.clone();
+    for (rule, template) in [
+        (&mut settings.rules.instalment_due, "reminder"),
+        (&mut settings.rules.arrears, "arrears"),
+        (&mut settings.rules.birthday, "birthday"),
+    ] {
+        rule.enabled = true;
+        rule.template = template.into();
+        rule.requires_approval = false;
+    }
+    settings
+}
+
+async fn periodic(app: &TestApp) -> Vec<MessageView> {
+    app.store
+        .messages(&MessageFilter {
+            kind: Some(MessageKind::Periodic),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn run(app: &TestApp, settings: &Settings, rule: Rule, at: DateTime<Utc>) -> (u64, u64) {
+    let r = rules::run_rule(&*app.store, settings, rule, at)
+        .await
+        .unwrap();
+    (r.occurrences, r.existing)
+}
+
+async fn reminders_go_seven_and_one_day_before_and_a_paid_instalment_gets_none(app: TestApp) {
+    let settings = school(&app).await;
+    // Two unpaid instalments fall due on 1 December: Zofia's 300 zł and Jan's
+    // 1 250 zł; Anna Nowak is the guardian of both.
+    assert_eq!(
+        run(
+            &app,
+            &settings,
+            Rule::InstalmentDue,
+            warsaw("2026-11-23 07:00")
+        )
+        .await,
+        (0, 0),
+        "eight days before: nothing"
+    );
+    assert_eq!(
+        run(
+            &app,
+            &settings,
+            Rule::InstalmentDue,
+            warsaw("2026-11-24 07:00")
+        )
+        .await,
+        (2, 0)
+    );
+    let to_anna: Vec<_> = periodic(&app)
+        .await
+        .into_iter()
+        .filter(|m| m.recipient == "gd-2001")
+        .collect();
+    assert_eq!(to_anna.len(), 2);
+    assert!(to_anna.iter().all(|m| m.status == MessageStatus::Queued));
+    assert!(
+        to_anna
+            .iter()
+            .all(|m| m.subject.as_deref() == Some("Rata 01.12.2026"))
+    );
+    // Zofia's instalment is paid before the reminder goes: it is cancelled.
+    let paid = app.write(
+        "instalments.csv",
+        "external_id,contract_id,due_date,amount,paid,paid_amount\n\
+         i-1001-12,c-1001,2026-12-01,300.00,yes,300.00\n",
+    );
+    app.import(&paid, now()).await;
+    let smtp = SmtpServer::start().await;
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(
+        Settings {
+            email: app.smtp_settings(&smtp).email,
+            ..settings.clone()
+        },
+        &clock,
+    );
+    let mut outcomes = Vec::new();
+    while let Some(o) = d.try_dispatch_next().await.unwrap() {
+        outcomes.push(o);
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Outcome::Sent, Outcome::Withdrawn]);
+    let got = smtp.received_for("anna.nowak@example.pl");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].data.contains("1 250,00 z"), "{}", got[0].data);
+    assert!(got[0].data.contains("za Jan"), "{}", got[0].data);
+    let cancelled: Vec<_> = periodic(&app)
+        .await
+        .into_iter()
+        .filter(|m| m.status == MessageStatus::Cancelled)
+        .collect();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].reason, Some(Reason::NoLongerRelevant));
+    // One day before: only the unpaid one is reminded of.
+    assert_eq!(
+        run(
+            &app,
+            &settings,
+            Rule::InstalmentDue,
+            warsaw("2026-11-30 07:00")
+        )
+        .await,
+        (1, 0)
+    );
+    assert_eq!(
+        run(
+            &app,
+            &settings,
+            Rule::InstalmentDue,
+            warsaw("2026-12-01 07:00")
+        )
+        .await,
+        (0, 0),
+        "no reminder on or after the day"
+    );
+}
+
+async fn arrears_notices_repeat_every_n_days_and_stop_when_paid(app: TestApp) {
+    let settings = school(&app).await;
+    // Jan's contract owes 450 zł since 10 October; notices after 14 days, every 14.
+    let mut created = Vec::new();
+    let mut day = warsaw("2026-11-15 07:00");
+    while day <= warsaw("2026-12-08 07:00") {
+        let (n, _) = run(&app, &settings, Rule::Arrears, day).await;
+        if n > 0 {
+            created.push(
+                day.with_timezone(&chrono_tz::Europe::Warsaw)
+                    .date_naive()
+                    .to_string(),
+            );
+        }
+        day += Duration::days(1);
+    }
+    // 42 days on 21 November, 56 on 5 December.
+    assert_eq!(created, ["2026-11-21", "2026-12-05"]);
+    let notice = periodic(&app).await;
+    assert_eq!(notice.len(), 2);
+    assert!(notice.iter().all(|m| m.recipient == "gd-2001"));
+    // Paid: no more notices, and the one still waiting is cancelled.
+    let paid = app.write(
+        "contracts.csv",
+        "external_id,student_id,number,status,consent_email,consent_sms,consent_date,consent_source,balance\n\
+         c-1002,s-1002,UM/2026/1002,active,yes,no,2026-09-01,enrolment form,0\n",
+    );
+    app.import(&paid, now()).await;
+    assert_eq!(
+        run(&app, &settings, Rule::Arrears, warsaw("2026-12-19 07:00")).await,
+        (0, 0)
+    );
+    let clock = Arc::new(FixedClock::new(warsaw("2026-12-07 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::Withdrawn)
+    );
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::Withdrawn)
+    );
+    assert!(periodic(&app).await.iter().all(
+        |m| m.status == MessageStatus::Cancelled && m.reason == Some(Reason::NoLongerRelevant)
+    ));
+}
+
+async fn a_leap_day_birthday_is_greeted_on_28_february_in_other_years(app: TestApp) {
+    let settings = school(&app).await;
+    // Jan Nowak was born on 29 February 2016.
+    assert_eq!(
+        run(&app, &settings, Rule::Birthday, warsaw("2027-02-28 08:00")).await,
+        (1, 0)
+    );
+    assert_eq!(
+        run(&app, &settings, Rule::Birthday, warsaw("2027-03-01 08:00")).await,
+        (0, 0)
+    );
+    assert_eq!(
+        run(&app, &settings, Rule::Birthday, warsaw("2028-02-28 08:00")).await,
+        (0, 0),
+        "a leap year has the day itself"
+    );
+    assert_eq!(
+        run(&app, &settings, Rule::Birthday, warsaw("2028-02-29 08:00")).await,
+        (1, 0)
+    );
+    let greetings = periodic(&app).await;
+    assert_eq!(greetings.len(), 2);
+    assert!(greetings.iter().all(|m| m.recipient == "s-1002"));
+    // Jan has no email address: kept, blocked, with the reason.
+    assert!(
+        greetings
+            .iter()
+            .all(|m| m.reason == Some(Reason::MissingEmail))
+    );
+}
+
+async fn a_birthday_on_a_sunday_is_skipped_as_too_late_unless_sunday_is_open(app: TestApp) {
+    let settings = school(&app).await;
+    // Ola's birthday, 29 November 2026, is a Sunday; the window is Mon–Sat.
+    run(&app, &settings, Rule::Birthday, warsaw("2026-11-29 08:00")).await;
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-29 10:00")));
+    let d = app.dispatcher_with(settings.clone(), &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::Withdrawn)
+    );
+    let ola = app.only_message_to("s-1009").await;
+    assert_eq!(ola.status, MessageStatus::Expired);
+    assert_eq!(ola.reason, Some(Reason::TooLate));
+
+    // Next year it is a Monday; with Sunday open the year after that (a Wednesday)
+    // it would go anyway. Open Sunday this year for a second school:
+    let open_sunday = herald::config::Settings::load_from(
+        None,
+        [(
+            "HERALD__SEND_WINDOW__SUNDAY".to_owned(),
+            "10:00-14:00".to_owned(),
+        )],
+    )
+    .unwrap()
+    .send_window;
+    let sunday_school = Settings {
+        send_window: open_sunday,
+        ..settings.clone()
+    };
+    let smtp = SmtpServer::start().await;
+    let mut with_smtp = sunday_school.clone();
+    with_smtp.email = app.smtp_settings(&smtp).email;
+    // A new student with the same birthday, born a year later.
+    let people = app.write(
+        "recipients.csv",
+        "external_id,role,name,email,birth_date\ns-1011,student,Ela Nowicka,ela.n@example.pl,2013-11-29\n",
+    );
+    app.import(&people, now()).await;
+    let contracts = app.write(
+        "contracts.csv",
+        "external_id,student_id,status,consent\nc-1011,s-1011,active,yes\n",
+    );
+    app.import(&contracts, now()).await;
+    run(
+        &app,
+        &sunday_school,
+        Rule::Birthday,
+        warsaw("2026-11-29 08:00"),
+    )
+    .await;
+    let d = app.dispatcher_with(with_smtp, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(smtp.received_for("ela.n@example.pl").len(), 1);
+}
+
+async fn a_reminder_on_a_holiday_shifts_to_the_next_open_day(app: TestApp) {
+    let settings = school(&app).await;
+    app.store
+        .add_holiday(
+            &Holiday::new(
+                "Dzień dyrektora",
+                "2026-11-24".parse().unwrap(),
+                "2026-11-24".parse().unwrap(),
+            )
+            .unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+    run(
+        &app,
+        &settings,
+        Rule::InstalmentDue,
+        warsaw("2026-11-24 07:00"),
+    )
+    .await;
+    let smtp = SmtpServer::start().await;
+    let mut with_smtp = settings.clone();
+    with_smtp.email = app.smtp_settings(&smtp).email;
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(with_smtp, &clock);
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Held));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Held));
+    let held = periodic(&app).await;
+    assert!(held.iter().all(|m| m.reason == Some(Reason::Holiday)
+        && m.next_attempt_at == Some(warsaw("2026-11-25 08:00"))));
+    clock.set(warsaw("2026-11-25 08:00"));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+    assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 2);
+}
+
+async fn a_daily_rule_runs_once_on_both_dst_days(app: TestApp) {
+    let mut settings = school(&app).await;
+    // 02:30 is inside the spring gap and twice in the autumn overlap.
+    settings.rules.birthday.schedule = "0 30 2 * * *".parse().unwrap();
+    settings.rules.instalment_due.enabled = false;
+    settings.rules.arrears.enabled = false;
+    // From local midnight to local midnight of 29 March and of 25 October.
+    for (from, to) in [
+        ("2026-03-28T23:00:00Z", "2026-03-29T22:00:00Z"),
+        ("2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z"),
+    ] {
+        let (mut at, to): (DateTime<Utc>, DateTime<Utc>) =
+            (from.parse().unwrap(), to.parse().unwrap());
+        // It ran the day before, as a daemon that was running would have.
+        app.store
+            .record_rule_run(
+                "birthday",
+                &herald::store::RuleRun {
+                    last_run_at: at - Duration::hours(21),
+                    covered_through: (at - Duration::hours(1))
+                        .with_timezone(&chrono_tz::Europe::Warsaw)
+                        .date_naive(),
+                },
+            )
+            .await
+            .unwrap();
+        let mut runs = 0;
+        // The daemon's five-minute tick through the whole local day.
+        while at < to {
+            runs += rules::run_due(&*app.store, &settings, at).await.len();
+            at += Duration::minutes(5);
+        }
+        assert_eq!(runs, 1, "runs on the local day starting {from}");
+    }
+}
+
+async fn a_rule_run_twice_and_by_two_instances_creates_each_message_once(app: TestApp) {
+    let settings = school(&app).await;
+    let other = herald::store::open(&app.settings.database).await.unwrap();
+    let at = warsaw("2026-11-24 07:00");
+    let (a, b) = tokio::join!(
+        rules::run_rule(&*app.store, &settings, Rule::InstalmentDue, at),
+        rules::run_rule(&*other, &settings, Rule::InstalmentDue, at),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.occurrences + b.occurrences, 2);
+    assert_eq!(a.existing + b.existing, 2);
+    assert_eq!(
+        run(&app, &settings, Rule::InstalmentDue, at).await,
+        (0, 2),
+        "a third run finds both"
+    );
+    assert_eq!(periodic(&app).await.len(), 2);
+    let batches = app.store.batches(None).await.unwrap();
+    assert_eq!(batches.len(), 1, "one batch for the rule and day");
+}
+
+async fn a_two_day_outage_is_caught_up_once(app: TestApp) {
+    let settings = school(&app).await;
+    // Runs on Sunday 22 November, then the daemon is down until Wednesday morning.
+    assert_eq!(
+        rules::run_due(&*app.store, &settings, warsaw("2026-11-22 08:05"))
+            .await
+            .len(),
+        3
+    );
+    let after = rules::run_due(&*app.store, &settings, warsaw("2026-11-25 08:05")).await;
+    assert_eq!(after.len(), 3, "each rule runs once after the outage");
+    for r in &after {
+        let r = r.as_ref().unwrap();
+        assert_eq!(r.days.len(), 3, "{r:?}: the two missed days and today");
+    }
+    // Missed: the 7-day reminders (due 1 December, written on the 24th) and Igor's
+    // birthday on the 23rd, which is recorded as too late rather than sent.
+    let messages = periodic(&app).await;
+    let reminders = messages
+        .iter()
+        .filter(|m| m.subject.as_deref() == Some("Rata 01.12.2026"))
+        .count();
+    assert_eq!(reminders, 2);
+    let igor = app.only_message_to("s-1010").await;
+    assert_eq!(igor.status, MessageStatus::Expired);
+    assert_eq!(igor.reason, Some(Reason::TooLate));
+    // Running again creates nothing.
+    assert!(
+        rules::run_due(&*app.store, &settings, warsaw("2026-11-25 08:10"))
+            .await
+            .is_empty()
+    );
+    for rule in Rule::ALL {
+        let (n, _) = run(&app, &settings, rule, warsaw("2026-11-25 08:15")).await;
+        assert_eq!(n, 0, "{rule}");
+    }
+    assert_eq!(periodic(&app).await.len(), messages.len());
+}
+
+async fn with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day(app: TestApp) {
+    let mut settings = school(&app).await;
+    settings.rules.instalment_due.requires_approval = true;
+    settings.rules.arrears.requires_approval = true;
+    run(
+        &app,
+        &settings,
+        Rule::InstalmentDue,
+        warsaw("2026-11-24 07:00"),
+    )
+    .await;
+    run(&app, &settings, Rule::Arrears, warsaw("2026-11-21 07:00")).await;
+    let waiting = app
+        .store
+        .batches(Some(BatchStatus::AwaitingApproval))
+        .await
+        .unwrap();
+    let mut audiences: Vec<&str> = waiting.iter().map(|b| b.audience.as_str()).collect();
+    audiences.sort();
+    assert_eq!(
+        audiences,
+        [
+            "arrears notices for 2026-11-21",
+            "instalment reminders for 2026-11-24"
+        ]
+    );
+    assert!(waiting.iter().all(|b| b.kind == MessageKind::Periodic));
+    assert!(
+        periodic(&app)
+            .await
+            .iter()
+            .all(|m| m.status == MessageStatus::AwaitingApproval)
+    );
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings.clone(), &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        None,
+        "nothing goes unapproved"
+    );
+    // Approved, the day's reminders go; a later occurrence of the same day waits
+    // in a batch of its own, since nobody has seen it.
+    let reminders = waiting
+        .iter()
+        .find(|b| b.audience.starts_with("instalment"))
+        .unwrap();
+    app.store
+        .decide_batch(
+            reminders.id,
+            &herald::store::Decision::Approve,
+            OWNER,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+}
