@@ -3265,6 +3265,65 @@ async fn demo_send(
         send.batch.audience,
         send.messages.len()
     );
+    // Periodic rules: the school's templates, the rules switched on, one run each.
+    for (name, subject, body) in [
+        (
+            "reminder",
+            "Rata {{ instalment.amount | money }} do {{ instalment.due_date }}",
+            "Dzień dobry,\n\nprzypominamy, że {{ instalment.due_date }} mija termin raty \
+             {{ instalment.amount | money }} za {{ student.first_name }} (umowa \
+             {{ contract.number }}).\n\nSekretariat\n",
+        ),
+        (
+            "arrears",
+            "Zaległa płatność: {{ arrears.amount | money }}",
+            "Dzień dobry,\n\nod {{ arrears.since }} ({{ arrears.days }} dni) pozostaje do zapłaty \
+             {{ arrears.amount | money }} (umowa {{ contract.number }}).\n\nSekretariat\n",
+        ),
+        (
+            "birthday",
+            "Wszystkiego najlepszego, {{ recipient.first_name }}!",
+            "Sto lat! Cała szkoła życzy Ci wszystkiego najlepszego.\n",
+        ),
+    ] {
+        let variant = crate::templates::Variant {
+            name: name.to_owned(),
+            locale: "pl".to_owned(),
+            channel: Channel::Email,
+            subject: Some(subject.to_owned()),
+            body: body.to_owned(),
+            html: None,
+        };
+        crate::templates::check(&variant)?;
+        store.save_template(&variant, OWNER, now).await?;
+    }
+    for (rule, template, approval) in [
+        (&mut settings.rules.instalment_due, "reminder", false),
+        (&mut settings.rules.arrears, "arrears", true),
+        (&mut settings.rules.birthday, "birthday", false),
+    ] {
+        rule.enabled = true;
+        rule.template = template.to_owned();
+        rule.requires_approval = approval;
+    }
+    println!(
+        "Periodic rules run at {} (`herald rules run`):",
+        at.with_timezone(&settings.school.time_zone)
+            .format("%a %d %b %H:%M")
+    );
+    for rule in crate::rules::Rule::ALL {
+        let report = crate::rules::run_rule(&*store, settings, rule, at).await?;
+        let how = if rule.settings(settings).requires_approval {
+            "waiting in the outbox for approval"
+        } else {
+            "going with the next pass"
+        };
+        println!(
+            "  {rule}: {} occurrence(s), {} message(s), {how}",
+            report.occurrences, report.messages
+        );
+    }
+    println!();
     let daemon = Daemon::build_with(
         settings.clone(),
         Arc::clone(&store),
@@ -3364,7 +3423,9 @@ async fn demo(
     let store = store::open(&settings.database).await?;
 
     let tz = settings.school.time_zone;
-    let today = now.with_timezone(&tz).date_naive();
+    // The school's dates (birthdays, due dates) are set around the demo's day, so
+    // `--at` shows the same story on any date.
+    let today = at.with_timezone(&tz).date_naive();
     let (document, (holiday_name, first, last)) = crate::demo::school(today);
     let school_file = dir.join("school.json");
     std::fs::write(&school_file, serde_json::to_string_pretty(&document)?)

@@ -94,6 +94,7 @@ pub fn school(today: NaiveDate) -> (Value, (String, NaiveDate, NaiveDate)) {
     let mut guardianships = Vec::new();
     let mut memberships = Vec::new();
     let mut contracts = Vec::new();
+    let mut instalments = Vec::new();
     let groups = [
         ("g-1a", "1A Beginners"),
         ("g-2b", "2B Intermediate"),
@@ -158,6 +159,16 @@ pub fn school(today: NaiveDate) -> (Value, (String, NaiveDate, NaiveDate)) {
             student_row["phone"] = json!(format!("+48 512 300 {:03}", s));
             student_row["sms_enabled"] = json!(true);
         }
+        // Birthdays: s-21 (an adult with an email address) turns 19 today, s-22 too
+        // (but her contract has ended); the others at other times of the year.
+        let born = match s {
+            20 | 21 => today
+                .with_year(today.year() - 19)
+                .unwrap_or_else(|| today - chrono::Duration::days(365 * 19)),
+            _ => NaiveDate::from_ymd_opt(2010 + (s % 8) as i32, 1 + (s % 12) as u32, 1 + s as u32)
+                .expect("a valid date"),
+        };
+        student_row["birth_date"] = json!(born.to_string());
         recipients.push(student_row);
         memberships.push(json!({"group_id": group, "member_id": student}));
 
@@ -212,12 +223,29 @@ pub fn school(today: NaiveDate) -> (Value, (String, NaiveDate, NaiveDate)) {
             23 => ("suspended", true, true),    // a break the family asked for
             _ => ("active", true, true),
         };
-        contracts.push(json!({
-            "external_id": format!("c-2026-{:03}", s + 1), "student_id": student,
+        let contract = format!("c-2026-{:03}", s + 1);
+        let mut row = json!({
+            "external_id": contract, "student_id": student,
             "number": format!("UM/2026/{:03}", s + 1), "status": status,
             "consent_email": email_consent, "consent_sms": sms_consent,
             "consent_date": "2026-09-01", "consent_source": "enrolment form",
-        }));
+        });
+        // One family is four weeks behind with 450 zł: an arrears notice today.
+        if s == 3 {
+            row["balance"] = json!("450.00");
+            row["arrears_since"] = json!((today - chrono::Duration::days(28)).to_string());
+        }
+        contracts.push(row);
+        // Every active contract has an instalment due in a week (the first
+        // family has paid already): reminders go today, seven days before.
+        if status == "active" {
+            instalments.push(json!({
+                "external_id": format!("i-{:03}-next", s + 1), "contract_id": contract,
+                "due_date": (today + chrono::Duration::days(7)).to_string(),
+                "amount": if s >= 20 { "540.00" } else { "320.00" },
+                "paid": s == 0,
+            }));
+        }
     }
 
     let groups: Vec<Value> = groups
@@ -230,6 +258,7 @@ pub fn school(today: NaiveDate) -> (Value, (String, NaiveDate, NaiveDate)) {
         "guardianships": guardianships,
         "memberships": memberships,
         "contracts": contracts,
+        "instalments": instalments,
     });
 
     // The break of this school year's December (still current from the 23rd to the 31st).

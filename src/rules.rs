@@ -369,10 +369,20 @@ impl Run<'_> {
             (BatchStatus::Approved, MessageStatus::Queued)
         };
         let student = self.store.recipient(&o.student).await?;
-        let people = self
+        let mut people = self
             .store
             .audience(&Audience::Recipient(o.student.clone()), self.common.reach)
             .await?;
+        // An adult student has no guardians: they are written to themselves.
+        if people.is_empty() && self.common.reach == crate::domain::Reach::Guardians {
+            people = self
+                .store
+                .audience(
+                    &Audience::Recipient(o.student.clone()),
+                    crate::domain::Reach::Students,
+                )
+                .await?;
+        }
         let mut messages = Vec::new();
         for person in &people {
             let contents = self.contents(person, student.as_ref(), o).await?;

@@ -242,9 +242,20 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(dir.path().join("herald-demo-2/herald.db").exists());
+    // The periodic rules: a week before the instalments fall due, one family in
+    // arrears (waiting for approval), and two birthdays.
+    assert!(
+        stdout.contains("instalment_due: 27 occurrence(s), 31 message(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("arrears: 1 occurrence(s), 2 message(s), waiting in the outbox"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("birthday: 2 occurrence(s)"), "{stdout}");
     assert!(
         stdout.contains(
-            "One dispatch pass at Tue 24 Nov 10:00 (Europe/Warsaw): 35 sent, 4 held, 32 blocked"
+            "One dispatch pass at Tue 24 Nov 10:00 (Europe/Warsaw): 61 sent, 4 held, 32 blocked"
         ),
         "{stdout}"
     );
@@ -258,7 +269,8 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
                 .is_some_and(|x| x == "eml")
         })
         .count();
-    assert_eq!(eml, 25);
+    // 25 announcements and welcome, 25 reminders and one birthday greeting.
+    assert_eq!(eml, 51);
     // The demo shows a dry run and the approver's summary before sending.
     assert!(stdout.contains("Dry run, nothing created"), "{stdout}");
     assert!(
@@ -281,7 +293,9 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         &[],
     );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("1 sent, 38 held"), "{stdout}");
+    assert!(stdout.contains("1 sent, 63 held"), "{stdout}");
+    // The birthday greeting cannot go on its day any more: skipped, with the reason.
+    assert!(stdout.contains("1  expired (too_late"), "{stdout}");
     assert!(
         stdout.contains("The batch waits until Mon 30 Nov 08:00"),
         "{stdout}"
@@ -764,4 +778,94 @@ fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_preview
     let out = herald(dir.path(), &["templates", "list", "--json"], &env);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["name"], "closed");
+}
+
+#[test]
+fn rules_are_listed_run_on_demand_and_checked_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://r.db"),
+        ("HERALD__RULES__BIRTHDAY__ENABLED", "true"),
+        ("HERALD__RULES__BIRTHDAY__TEMPLATE", "birthday"),
+    ];
+    add_operators(dir.path(), &env, &[]);
+    let school =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/import/school.json");
+    let out = herald(
+        dir.path(),
+        &["import", school.to_str().unwrap(), "--as", "admin"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without its template the rule says what is missing.
+    let run = |at: &str| {
+        herald(
+            dir.path(),
+            &["rules", "run", "--rule", "birthday", "--at", at],
+            &env,
+        )
+    };
+    let out = run("2026-11-26T08:00");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("there is no template \"birthday\" for email"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(
+        dir.path(),
+        &[
+            "templates",
+            "add",
+            "birthday",
+            "--subject",
+            "Sto lat",
+            "--body",
+            "Sto lat, {{ recipient.first_name }}!",
+            "--as",
+            "admin",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Zofia Nowak was born on 26 November 2014.
+    let out = run("2026-11-26T08:00");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("birthday: 1 new occurrence(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run("2026-11-26T09:00");
+    assert!(
+        text(&out.stdout).contains("birthday: 0 new occurrence(s), 0 message(s); 1 existed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = herald(dir.path(), &["rules", "--json"], &env);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let birthday = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "birthday")
+        .unwrap();
+    assert_eq!(birthday["enabled"], true);
+    assert_eq!(birthday["last_run"]["covered_through"], "2026-11-26");
+    assert_eq!(list[0]["rule"], "instalment_due");
+    assert_eq!(list[0]["enabled"], false);
+
+    let out = herald(
+        dir.path(),
+        &["rules"],
+        &[
+            ("HERALD__DATABASE__URL", "sqlite://r.db"),
+            ("HERALD__RULES__ARREARS__REPEAT_EVERY_DAYS", "0"),
+            ("HERALD__RULES__INSTALMENT_DUE__ENABLED", "true"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    let err = text(&out.stderr);
+    assert!(err.contains("rules.arrears.repeat_every_days"), "{err}");
+    assert!(err.contains("rules.instalment_due.template"), "{err}");
 }
