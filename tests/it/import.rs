@@ -18,6 +18,7 @@ conformance!(
     a_consent_change_records_when_it_happened,
     a_json_document_imports_every_section_in_dependency_order,
     names_and_addresses_with_line_breaks_are_refused,
+    instalments_balances_and_birth_dates_are_checked_row_by_row,
 );
 
 fn counts(report: &herald::import::ImportReport, kind: ImportKind) -> KindCounts {
@@ -302,4 +303,72 @@ async fn names_and_addresses_with_line_breaks_are_refused(app: TestApp) {
     assert_eq!(faults, [(2, "name"), (3, "email")]);
     assert!(report.errors[0].expected.contains("without line breaks"));
     assert_eq!(app.recipient_ids().await, ["gd-3"]);
+}
+
+async fn instalments_balances_and_birth_dates_are_checked_row_by_row(app: TestApp) {
+    app.import_examples(now()).await;
+    let file = app.write(
+        "instalments.csv",
+        "external_id,contract_id,due_date,amount,paid,paid_amount\n\
+         i-1,c-1001,2027-01-01,300,no,\n\
+         i-2,c-9999,2027-01-01,300,no,\n\
+         i-3,c-1001,1.01.2027,300,no,\n\
+         i-4,c-1001,2027-01-01,-5,no,\n\
+         i-5,c-1001,2027-01-01,12.345,no,\n\
+         i-6,c-1002,2027-02-01,\"1 250,50\",yes,\"1 250,50\"\n",
+    );
+    let report = app.import(&file, now()).await;
+    let lines: Vec<(u64, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.field.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (3, "contract_id"),
+            (4, "due_date"),
+            (5, "amount"),
+            (6, "amount")
+        ]
+    );
+    assert!(report.errors[1].expected.contains("YYYY-MM-DD"));
+    assert_eq!(
+        counts(&report, ImportKind::Instalments),
+        KindCounts {
+            created: 2,
+            updated: 0,
+            unchanged: 0,
+            failed: 4
+        }
+    );
+    // The amounts arrive in grosze; the paid one is not due for a reminder.
+    let due = app
+        .store
+        .unpaid_instalments_due("2027-01-01".parse().unwrap(), "2027-02-28".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].external_id, "i-1");
+    assert_eq!(due[0].amount_cents, 30_000);
+    assert_eq!(due[0].contract, "UM/2026/1001");
+    // Balances and birth dates from the examples.
+    let arrears = app.store.contracts_in_arrears().await.unwrap();
+    assert_eq!(arrears.len(), 1);
+    assert_eq!(arrears[0].balance_cents, 45_000);
+    assert_eq!(arrears[0].arrears_since.to_string(), "2026-10-10");
+    let born = app.store.birth_dates().await.unwrap();
+    assert!(born.contains(&("s-1002".to_owned(), "2016-02-29".parse().unwrap())));
+    // Re-importing changes nothing; a bad date in a recipient row names the field.
+    let again = app
+        .import(&crate::helpers::example("instalments.csv"), now())
+        .await;
+    assert_eq!(counts(&again, ImportKind::Instalments).unchanged, 3);
+    let bad = app.write(
+        "recipients.csv",
+        "external_id,role,name,birth_date\ns-77,student,Ala Kot,2014-02-30\n",
+    );
+    let report = app.import(&bad, now()).await;
+    assert_eq!(report.errors[0].field, "birth_date");
+    assert_eq!(report.errors[0].line, 2);
 }
