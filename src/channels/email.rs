@@ -72,6 +72,16 @@ pub struct OutgoingEmail<'a> {
     pub date: DateTime<Utc>,
 }
 
+/// The Message-ID of message `id` created at `created_at`, sent from `from`: the same
+/// for every attempt (diagnosis prints it for a search in the receiving mailbox).
+pub fn message_id(from: &Mailbox, id: MessageId, created_at: DateTime<Utc>) -> String {
+    format!(
+        "<herald.{id}.{}@{}>",
+        created_at.timestamp(),
+        from.email.domain()
+    )
+}
+
 /// The email channel.
 pub struct EmailChannel {
     from: Mailbox,
@@ -119,11 +129,7 @@ impl EmailChannel {
     /// The Message-ID of a message: the same for every attempt, so a receiving
     /// system (and a person searching a mailbox) can tell a retry from a new message.
     pub fn message_id(&self, id: MessageId, created_at: DateTime<Utc>) -> String {
-        format!(
-            "<herald.{id}.{}@{}>",
-            created_at.timestamp(),
-            self.from.email.domain()
-        )
+        message_id(&self.from, id, created_at)
     }
 
     /// Sends one email and classifies the outcome.

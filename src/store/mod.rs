@@ -1064,6 +1064,60 @@ pub trait RuleStore: Send + Sync {
     async fn expire_overdue(&self, now: DateTime<Utc>) -> Result<u64>;
 }
 
+/// One transition of a message, as its timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The status it moved to.
+    pub status: String,
+    /// Why, if a reason applies.
+    pub reason: Option<String>,
+    /// Who, when a person (or a rule) acted.
+    pub actor: Option<String>,
+    /// What happened, in words.
+    pub note: Option<String>,
+}
+
+/// How a channel has been doing lately, as diagnosis reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ChannelHealth {
+    /// The last message the channel's server accepted.
+    pub last_sent: Option<DateTime<Utc>>,
+    /// Passing failures since then (the current streak).
+    pub failures: i64,
+    /// When the streak began.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The last failure's answer.
+    pub last_failure: Option<String>,
+    /// Messages queued for a retry on this channel.
+    pub waiting_retry: i64,
+    /// When the next of them is due.
+    pub next_retry: Option<DateTime<Utc>>,
+}
+
+/// What diagnosis reads beyond the other stores.
+#[async_trait]
+pub trait DiagnosisStore: Send + Sync {
+    /// Recipients matching `query` exactly: Herald's id, the platform's id, an email
+    /// address (any case) or a phone number in E.164 (`phone`, when it parses).
+    async fn find_recipients(
+        &self,
+        query: &str,
+        phone: Option<&str>,
+    ) -> Result<Vec<EligibilityFacts>>;
+
+    /// Every transition of a message, oldest first.
+    async fn events(&self, id: MessageId) -> Result<Vec<MessageEvent>>;
+
+    /// The platform id of a message's recipient, if the message exists.
+    async fn message_recipient(&self, id: MessageId) -> Result<Option<String>>;
+
+    /// How `channel` has been doing: last success, the current failure streak, what
+    /// waits for a retry.
+    async fn channel_health(&self, channel: Channel) -> Result<ChannelHealth>;
+}
+
 /// Everything Herald stores, behind one handle.
 pub trait Store:
     DirectoryStore
@@ -1075,6 +1129,7 @@ pub trait Store:
     + TemplateStore
     + OperatorStore
     + RuleStore
+    + DiagnosisStore
 {
 }
 
@@ -1088,6 +1143,7 @@ impl<T> Store for T where
         + TemplateStore
         + OperatorStore
         + RuleStore
+        + DiagnosisStore
 {
 }
 

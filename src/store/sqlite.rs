@@ -30,6 +30,7 @@ use super::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,
     SampleMessage, TemplateStore,
 };
+use super::{ChannelHealth, DiagnosisStore, MessageEvent};
 use super::{ArrearsContract, DueInstalment, NewOccurrence, RuleRun, RuleStore};
 use crate::config::DatabaseSettings;
 use crate::domain::access::{Operator, Permission, RoleDef};
@@ -2765,5 +2766,118 @@ impl RuleStore for SqliteStore {
         .rows_affected();
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl DiagnosisStore for SqliteStore {
+    async fn find_recipients(
+        &self,
+        query: &str,
+        phone: Option<&str>,
+    ) -> Result<Vec<EligibilityFacts>> {
+        let id: Option<i64> = query.trim().parse().ok();
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM recipients
+             WHERE external_id = $1 OR lower(email) = lower($1) OR phone_e164 = $2
+                OR id = $3
+             ORDER BY id",
+        )
+        .bind(query.trim())
+        .bind(phone)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.recipients(&RecipientFilter {
+            ids: Some(ids.into_iter().map(RecipientId).collect()),
+            ..RecipientFilter::default()
+        })
+        .await
+    }
+
+    async fn events(&self, id: MessageId) -> Result<Vec<MessageEvent>> {
+        let rows: Vec<(
+            DateTime<Utc>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT at, status, reason, actor, note FROM message_events
+             WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, status, reason, actor, note)| MessageEvent {
+                at,
+                status,
+                reason,
+                actor,
+                note,
+            })
+            .collect())
+    }
+
+    async fn message_recipient(&self, id: MessageId) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT recipient_external_id FROM messages WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn channel_health(&self, channel: Channel) -> Result<ChannelHealth> {
+        let last_sent: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT max(a.finished_at) FROM attempts a JOIN messages m ON m.id = a.message_id
+             WHERE m.channel = $1 AND a.outcome = 'sent'",
+        )
+        .bind(channel.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        // Failures after the last success: the streak that is going on now.
+        let after = last_sent.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let (failures, failing_since): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(a.finished_at) FROM attempts a
+             JOIN messages m ON m.id = a.message_id
+             WHERE m.channel = $1 AND a.outcome IN ('transient', 'unknown')
+               AND a.finished_at > $2",
+        )
+        .bind(channel.as_str())
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?;
+        let last_failure: Option<String> = sqlx::query_scalar(
+            "SELECT a.detail FROM attempts a JOIN messages m ON m.id = a.message_id
+             WHERE m.channel = $1 AND a.outcome IN ('transient', 'unknown')
+               AND a.finished_at > $2
+             ORDER BY a.finished_at DESC, a.id DESC LIMIT 1",
+        )
+        .bind(channel.as_str())
+        .bind(after)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let (waiting_retry, next_retry): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(next_attempt_at) FROM messages
+             WHERE channel = $1 AND status = 'queued' AND reason = 'retry_scheduled'",
+        )
+        .bind(channel.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ChannelHealth {
+            last_sent,
+            failures,
+            failing_since,
+            last_failure,
+            waiting_retry,
+            next_retry,
+        })
     }
 }
