@@ -319,6 +319,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Why didn't they get it? Every check for one person (by id, external id, email
+    /// address or phone number) or one message's whole story.
+    Diagnose {
+        /// The person: Herald's id, the platform's id, an email address or a phone
+        /// number.
+        #[arg(required_unless_present = "message", conflicts_with = "message")]
+        recipient: Option<String>,
+        /// One message's timeline instead (`herald status` shows ids).
+        #[arg(long, value_name = "ID")]
+        message: Option<i64>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the installation: configuration, database, SMTP, SMS gateway, DKIM,
+    /// window, holidays, wallet, hold switch, dispatcher, rules. Sends nothing.
+    Doctor {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The periodic rules: their settings, last and next run; `run` runs them now.
     Rules {
         /// What to do (nothing: list them).
@@ -968,6 +989,32 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Cancel { message, operator } => {
             act(&settings, message, &operator, MessageAction::Cancel, now).await
         }
+        Command::Diagnose {
+            recipient,
+            message,
+            json,
+        } => {
+            let store = store::open(&settings.database).await?;
+            diagnose_command(&*store, &settings, recipient, message, json, now).await
+        }
+        Command::Doctor { json } => {
+            let checks = crate::diagnose::doctor(&settings, now).await;
+            let failed = checks
+                .iter()
+                .any(|c| c.verdict == crate::diagnose::Verdict::Error);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                for c in &checks {
+                    print_check(c);
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Rules { action, json } => {
             let store = store::open(&settings.database).await?;
             rules_command(&*store, &settings, action, json, now).await
@@ -1494,6 +1541,216 @@ async fn outbox_action(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One check on one line, with its fix below.
+fn print_check(c: &crate::diagnose::Check) {
+    use crate::diagnose::Verdict;
+    let mark = match c.verdict {
+        Verdict::Ok => "ok     ",
+        Verdict::Warning => "warning",
+        Verdict::Error => "ERROR  ",
+    };
+    let reason = c.reason.map(|r| format!(" [{r}]")).unwrap_or_default();
+    println!("  {mark} {}{reason}", c.text);
+    if let Some(fix) = &c.fix {
+        println!("          fix: {fix}");
+    }
+}
+
+fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz: Tz) {
+    let v = &m.message;
+    let at = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    println!(
+        "  #{} {} {} {} — {}{}",
+        v.id,
+        at(v.created_at),
+        v.kind,
+        v.channel,
+        m.status_text,
+        v.subject
+            .as_deref()
+            .map(|s| format!(" — {s:?}"))
+            .unwrap_or_default()
+    );
+    if let Some(next) = v.next_attempt_at.filter(|_| v.status == MessageStatus::Queued) {
+        println!("      next attempt {}", at(next));
+    }
+    for (i, a) in m.attempts.iter().enumerate() {
+        println!(
+            "      attempt {} at {}: {:?}{} {}{}",
+            i + 1,
+            at(a.started_at),
+            a.outcome,
+            a.code.map(|c| format!(" {c}")).unwrap_or_default(),
+            a.detail,
+            a.provider_id
+                .as_deref()
+                .map(|p| format!(" (gateway id {p})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(id) = &m.message_id {
+        println!("      Message-ID: {id}");
+    }
+    for advice in &m.advice {
+        println!("      → {advice}");
+    }
+}
+
+async fn diagnose_command(
+    store: &dyn Store,
+    settings: &Settings,
+    recipient: Option<String>,
+    message: Option<i64>,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::diagnose::{self, Lookup};
+    let tz = settings.school.time_zone;
+    if let Some(id) = message {
+        let Some(t) = diagnose::message_timeline(store, settings, MessageId(id)).await? else {
+            bail!("there is no message {id}; `herald status` lists them");
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&t)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "Message {id} to {} ({}):",
+            t.message.message.recipient,
+            t.message
+                .message
+                .address
+                .as_deref()
+                .unwrap_or("no address")
+        );
+        if let Some(b) = &t.batch {
+            println!(
+                "  batch {} \"{}\" composed by {}{}",
+                b.id,
+                b.audience,
+                b.created_by,
+                match (&b.decided_by, b.decided_at) {
+                    (Some(by), Some(at)) => format!(
+                        "; {} by {by} at {}{}",
+                        b.status,
+                        at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        b.decision_note
+                            .as_deref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default()
+                    ),
+                    _ => format!("; {}", b.status),
+                }
+            );
+        }
+        println!("Timeline:");
+        for e in &t.events {
+            println!(
+                "  {}  {}{}{}{}",
+                e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+                e.status,
+                e.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                e.actor
+                    .as_deref()
+                    .map(|a| format!(" by {a}"))
+                    .unwrap_or_default(),
+                e.note
+                    .as_deref()
+                    .map(|n| format!(" — {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!("Now:");
+        print_message_diagnosis(&t.message, tz);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let query = recipient.unwrap_or_default();
+    let lookup = diagnose::diagnose_recipient(store, settings, &query, now).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lookup)?);
+        return Ok(match lookup {
+            Lookup::One(_) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        });
+    }
+    let d = match lookup {
+        Lookup::None { query } => bail!(
+            "nobody matches {query:?}: try the platform's id, Herald's id, an email address or a phone number (`herald recipients --search TEXT` searches)"
+        ),
+        Lookup::Ambiguous { query, matches } => {
+            println!("{} people match {query:?}; diagnose one by their id:", matches.len());
+            for r in matches {
+                println!(
+                    "  {}  {} ({}) {} {}",
+                    r.external_id,
+                    r.name,
+                    r.role,
+                    r.email.as_deref().unwrap_or("-"),
+                    r.phone.as_deref().unwrap_or("-")
+                );
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Lookup::One(d) => d,
+    };
+    let r = &d.recipient;
+    println!(
+        "{} ({}, {}, Herald id {})",
+        r.name, r.role, r.external_id, r.id.0
+    );
+    println!(
+        "  email {}   phone {}{}",
+        r.email.as_deref().unwrap_or("-"),
+        r.phone.as_deref().unwrap_or("-"),
+        if r.sms_enabled { " (receives SMS)" } else { "" }
+    );
+    for rel in &d.related {
+        println!("  {}: {} ({})", rel.relation, rel.name, rel.external_id);
+    }
+    for c in &d.channels {
+        println!(
+            "\n{}: {}",
+            channel_name(c.channel),
+            if c.eligible {
+                "can be reached".to_owned()
+            } else {
+                let reasons: Vec<&str> = c
+                    .checks
+                    .iter()
+                    .filter_map(|x| x.reason.map(|r| r.as_str()))
+                    .collect();
+                format!("CANNOT be reached ({})", reasons.join(", "))
+            }
+        );
+        for check in &c.checks {
+            print_check(check);
+        }
+    }
+    println!("\nTiming:");
+    for check in &d.timing {
+        print_check(check);
+    }
+    println!("\nDispatcher:");
+    for check in &d.dispatcher {
+        print_check(check);
+    }
+    println!(
+        "\nRecent messages ({} of the last {} days, newest first):",
+        d.messages.len(),
+        settings.diagnose.recent_days
+    );
+    if d.messages.is_empty() {
+        println!("  none");
+    }
+    for m in &d.messages {
+        print_message_diagnosis(m, tz);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rules_command(

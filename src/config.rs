@@ -71,6 +71,14 @@ struct Raw {
     sms: RawSms,
     approval: RawApproval,
     rules: RawRules,
+    diagnose: RawDiagnose,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiagnose {
+    recent_messages: i64,
+    recent_days: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +336,17 @@ pub struct Settings {
     pub approval: ApprovalSettings,
     /// `[rules]`: the periodic rules.
     pub rules: RulesSettings,
+    /// `[diagnose]`
+    pub diagnose: DiagnoseSettings,
+}
+
+/// `[diagnose]`: how much history `herald diagnose` shows.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagnoseSettings {
+    /// At most this many recent messages.
+    pub recent_messages: i64,
+    /// Messages of at most this many days back.
+    pub recent_days: u32,
 }
 
 /// What every periodic rule has.
@@ -1005,6 +1024,10 @@ impl Raw {
             sms: sms.expect("a bad SMS setting was reported above"),
             approval: ApprovalSettings { expires_after },
             rules: rules.expect("a bad rule setting was reported above"),
+            diagnose: DiagnoseSettings {
+                recent_messages: self.diagnose.recent_messages.clamp(1, 1000),
+                recent_days: self.diagnose.recent_days.max(1),
+            },
             kinds: KindsSettings {
                 system: KindSettings {
                     respect_send_window: self.kinds.system.respect_send_window,

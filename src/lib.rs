@@ -13,6 +13,7 @@
 //! - [`import`] — CSV and JSON import of the directory.
 //! - [`rules`] — periodic rules: reminders, arrears notices, birthday greetings.
 //! - [`demo`] — the demo school.
+//! - [`diagnose`] — why a message did not arrive, and `herald doctor`.
 //! - [`cli`] — commands; the only place that prints for people.
 //! - [`telemetry`] — logging on standard error.
 
@@ -22,6 +23,7 @@ pub mod compose;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod diagnose;
 pub mod dispatcher;
 pub mod domain;
 pub mod import;

@@ -132,6 +132,56 @@ impl EmailChannel {
         message_id(&self.from, id, created_at)
     }
 
+    /// Checks the transport without sending anything: the `.eml` folder can be
+    /// written; the SMTP server takes a connection, EHLO, STARTTLS and AUTH as
+    /// configured, and is left with QUIT.
+    pub async fn probe(&self) -> crate::channels::Probe {
+        use crate::channels::Probe;
+        match &self.transport {
+            Transport::File(dir) => match crate::channels::writable(dir) {
+                Ok(()) => Probe::Ok(format!(
+                    "email is written as .eml files to {}",
+                    dir.display()
+                )),
+                Err(e) => Probe::Failed(format!("{} cannot be written: {e}", dir.display())),
+            },
+            Transport::Smtp(pool) => {
+                let s = &pool.settings;
+                let started = std::time::Instant::now();
+                let connected =
+                    tokio::time::timeout(s.timeout, pool.connect()).await;
+                match connected {
+                    Err(_) => Probe::Failed(format!(
+                        "{}:{} did not answer within {:?}",
+                        s.host, s.port, s.timeout
+                    )),
+                    Ok(Err(Failure::Io(e))) => {
+                        Probe::Failed(format!("{}:{}: {e}", s.host, s.port))
+                    }
+                    Ok(Err(Failure::Smtp(e))) => {
+                        Probe::Failed(format!("{}:{}: {e}", s.host, s.port))
+                    }
+                    Ok(Ok(mut conn)) => {
+                        let server = conn.server_info().name().to_owned();
+                        let _ = conn.quit().await;
+                        Probe::Ok(format!(
+                            "{}:{} ({server}) accepted the connection{}{} in {} ms",
+                            s.host,
+                            s.port,
+                            match s.tls {
+                                SmtpTls::None => ", without TLS",
+                                SmtpTls::StartTls => ", STARTTLS",
+                                SmtpTls::Tls => ", TLS",
+                            },
+                            if s.credentials.is_some() { " and the login" } else { "" },
+                            started.elapsed().as_millis()
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends one email and classifies the outcome.
     pub async fn send(&self, email: &OutgoingEmail<'_>) -> SendOutcome {
         let to: Address = match email.to.as_str().parse() {

@@ -45,3 +45,31 @@ pub enum SendOutcome {
         detail: String,
     },
 }
+
+/// What a harmless call to a channel's server said (`herald doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// It answered as it should; what it said.
+    Ok(String),
+    /// There is no harmless call to make; what can be said instead.
+    Unchecked(String),
+    /// It failed; why.
+    Failed(String),
+}
+
+/// Whether files can be created in `dir` (or, if it does not exist yet, in the
+/// nearest folder above it that does), checked with a file that is removed again.
+pub fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !at.exists() {
+        at = at.parent().unwrap_or(std::path::Path::new(""));
+    }
+    let at = if at.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        at
+    };
+    let test = at.join(format!(".herald-doctor-{}", std::process::id()));
+    std::fs::write(&test, b"herald doctor\n")?;
+    std::fs::remove_file(&test)
+}

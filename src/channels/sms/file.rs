@@ -29,6 +29,27 @@ impl FileGateway {
 
 #[async_trait]
 impl Gateway for FileGateway {
+    async fn probe(&self) -> crate::channels::Probe {
+        use crate::channels::Probe;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let ok = if self.path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map(drop)
+        } else {
+            crate::channels::writable(dir)
+        };
+        match ok {
+            Ok(()) => Probe::Ok(format!("SMS are written to {}", self.path.display())),
+            Err(e) => Probe::Failed(format!("{} cannot be written: {e}", self.path.display())),
+        }
+    }
+
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
         let key = sms.idempotency_key();
         let mut line = serde_json::json!({

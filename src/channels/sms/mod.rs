@@ -54,6 +54,10 @@ impl OutgoingSms<'_> {
 pub trait Gateway: Send + Sync {
     /// Sends one SMS and classifies the answer.
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome;
+
+    /// A harmless call that shows the gateway is reachable and accepts Herald's
+    /// credentials (a balance or account endpoint), where the API has one.
+    async fn probe(&self) -> crate::channels::Probe;
 }
 
 /// The SMS channel: the configured gateway behind the rate limit.
@@ -120,6 +124,11 @@ impl SmsChannel {
     /// The gateway's name (`file`, `smsapi`, …).
     pub fn gateway_name(&self) -> &'static str {
         self.name
+    }
+
+    /// Checks the gateway without sending anything.
+    pub async fn probe(&self) -> crate::channels::Probe {
+        self.gateway.probe().await
     }
 
     /// Waits for the rate limit, then sends.

@@ -43,6 +43,39 @@ const INVALID_NUMBER: [i64; 1] = [13];
 
 #[async_trait]
 impl Gateway for Smsapi {
+    async fn probe(&self) -> crate::channels::Probe {
+        use crate::channels::Probe;
+        // The account's profile (with its points) sits beside /sms.do.
+        let mut url = self.url.clone();
+        url.set_path(&self.url.path().replace("sms.do", "profile"));
+        url.query_pairs_mut().append_pair("format", "json");
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await;
+        match response {
+            Err(e) => Probe::Failed(format!("SMSAPI cannot be reached: {e}")),
+            Ok(r) if r.status().is_success() => {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                match body.get("points") {
+                    Some(points) => Probe::Ok(format!(
+                        "SMSAPI accepts the token; the account has {points} points"
+                    )),
+                    None => Probe::Failed(format!(
+                        "SMSAPI answered without an account: {}",
+                        body.get("message").unwrap_or(&body)
+                    )),
+                }
+            }
+            Ok(r) => Probe::Failed(format!(
+                "SMSAPI refused the token (HTTP {}): check sms.smsapi.token",
+                r.status().as_u16()
+            )),
+        }
+    }
+
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
         let mut url = self.url.clone();
         url.query_pairs_mut().append_pair("format", "json");

@@ -50,6 +50,34 @@ const PASSING: [i64; 2] = [20003, 20429];
 
 #[async_trait]
 impl Gateway for Twilio {
+    async fn probe(&self) -> crate::channels::Probe {
+        use crate::channels::Probe;
+        let mut url = self.url.clone();
+        url.set_path(&format!("/2010-04-01/Accounts/{}.json", self.account_sid));
+        let response = self
+            .client
+            .get(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .send()
+            .await;
+        match response {
+            Err(e) => Probe::Failed(format!("Twilio cannot be reached: {e}")),
+            Ok(r) if r.status().is_success() => {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("?");
+                if status == "active" {
+                    Probe::Ok(format!("Twilio accepts the credentials; account {status}"))
+                } else {
+                    Probe::Failed(format!("the Twilio account is {status}"))
+                }
+            }
+            Ok(r) => Probe::Failed(format!(
+                "Twilio refused the credentials (HTTP {}): check sms.twilio.account_sid and auth_token",
+                r.status().as_u16()
+            )),
+        }
+    }
+
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
         let mut url = self.url.clone();
         url.set_path(&format!(

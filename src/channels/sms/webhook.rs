@@ -46,6 +46,12 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 
 #[async_trait]
 impl Gateway for Webhook {
+    async fn probe(&self) -> crate::channels::Probe {
+        crate::channels::Probe::Unchecked(format!(
+            "a webhook has no harmless call; messages are posted to {}",
+            self.url
+        ))
+    }
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
         let key = sms.idempotency_key();
         let body = serde_json::json!({
