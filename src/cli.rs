@@ -1573,7 +1573,10 @@ fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz: Tz) {
             .map(|s| format!(" — {s:?}"))
             .unwrap_or_default()
     );
-    if let Some(next) = v.next_attempt_at.filter(|_| v.status == MessageStatus::Queued) {
+    if let Some(next) = v
+        .next_attempt_at
+        .filter(|_| v.status == MessageStatus::Queued)
+    {
         println!("      next attempt {}", at(next));
     }
     for (i, a) in m.attempts.iter().enumerate() {
@@ -1619,11 +1622,7 @@ async fn diagnose_command(
         println!(
             "Message {id} to {} ({}):",
             t.message.message.recipient,
-            t.message
-                .message
-                .address
-                .as_deref()
-                .unwrap_or("no address")
+            t.message.message.address.as_deref().unwrap_or("no address")
         );
         if let Some(b) = &t.batch {
             println!(
@@ -1683,7 +1682,10 @@ async fn diagnose_command(
             "nobody matches {query:?}: try the platform's id, Herald's id, an email address or a phone number (`herald recipients --search TEXT` searches)"
         ),
         Lookup::Ambiguous { query, matches } => {
-            println!("{} people match {query:?}; diagnose one by their id:", matches.len());
+            println!(
+                "{} people match {query:?}; diagnose one by their id:",
+                matches.len()
+            );
             for r in matches {
                 println!(
                     "  {}  {} ({}) {} {}",

@@ -204,7 +204,10 @@ async fn diagnose_facts(
     match r.role {
         Role::Student => {
             for g in store
-                .audience(&Audience::Recipient(r.external_id.clone()), Reach::Guardians)
+                .audience(
+                    &Audience::Recipient(r.external_id.clone()),
+                    Reach::Guardians,
+                )
                 .await?
             {
                 related.push(Related {
@@ -267,17 +270,28 @@ async fn diagnose_facts(
 
 /// Every eligibility check of the design for `channel`, passed or failed, with the
 /// detail that lets a secretary fix it.
-pub fn eligibility_checks(facts: &EligibilityFacts, channel: Channel, settings: &Settings) -> Vec<Check> {
+pub fn eligibility_checks(
+    facts: &EligibilityFacts,
+    channel: Channel,
+    settings: &Settings,
+) -> Vec<Check> {
     let r = &facts.recipient;
     let mut checks = Vec::new();
     match channel {
         Channel::Email => match r.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
             None => checks.push(
-                Check::failed("email.present", Reason::MissingEmail, "no email address on record")
-                    .fix("ask the family for an address and update it in the school's platform"),
+                Check::failed(
+                    "email.present",
+                    Reason::MissingEmail,
+                    "no email address on record",
+                )
+                .fix("ask the family for an address and update it in the school's platform"),
             ),
             Some(raw) => {
-                checks.push(Check::ok("email.present", format!("email address on record: {raw}")));
+                checks.push(Check::ok(
+                    "email.present",
+                    format!("email address on record: {raw}"),
+                ));
                 match EmailAddress::parse(raw) {
                     Ok(_) => checks.push(Check::ok("email.valid", "the address is well formed")),
                     Err(e) => checks.push(
@@ -307,11 +321,18 @@ pub fn eligibility_checks(facts: &EligibilityFacts, channel: Channel, settings: 
         },
         Channel::Sms => match r.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             None => checks.push(
-                Check::failed("sms.present", Reason::MissingPhone, "no mobile phone number on record")
-                    .fix("ask the family for a mobile number and update it in the school's platform"),
+                Check::failed(
+                    "sms.present",
+                    Reason::MissingPhone,
+                    "no mobile phone number on record",
+                )
+                .fix("ask the family for a mobile number and update it in the school's platform"),
             ),
             Some(raw) => {
-                checks.push(Check::ok("sms.present", format!("phone number on record: {raw}")));
+                checks.push(Check::ok(
+                    "sms.present",
+                    format!("phone number on record: {raw}"),
+                ));
                 match PhoneNumber::parse(raw, settings.school.phone_region) {
                     Ok(p) => checks.push(Check::ok(
                         "sms.valid_mobile",
@@ -341,7 +362,10 @@ pub fn eligibility_checks(facts: &EligibilityFacts, channel: Channel, settings: 
                     ),
                 }
                 if r.sms_enabled {
-                    checks.push(Check::ok("sms.enabled", "the number is marked as receiving SMS"));
+                    checks.push(Check::ok(
+                        "sms.enabled",
+                        "the number is marked as receiving SMS",
+                    ));
                 } else {
                     checks.push(
                         Check::failed(
@@ -418,15 +442,25 @@ fn consent_words(c: &ContractConsent, channel: Channel) -> String {
         return format!("contract {name} (student {}) is {}", c.student, c.status);
     }
     if consent.given {
-        format!("consent from contract {name} (student {}), given{when}{source}", c.student)
+        format!(
+            "consent from contract {name} (student {}), given{when}{source}",
+            c.student
+        )
     } else {
-        format!("contract {name} (student {}): consent withdrawn or never given{when}{source}", c.student)
+        format!(
+            "contract {name} (student {}): consent withdrawn or never given{when}{source}",
+            c.student
+        )
     }
 }
 
 /// The send window now, today's calendar, the next opening, the hold switch and the
 /// wallet.
-async fn timing(store: &dyn Store, settings: &Settings, now: DateTime<Utc>) -> Result<Vec<Check>, StoreError> {
+async fn timing(
+    store: &dyn Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Vec<Check>, StoreError> {
     let tz = settings.school.time_zone;
     let today = now.with_timezone(&tz).date_naive();
     let calendar = store.calendar(today).await?;
@@ -460,7 +494,10 @@ async fn timing(store: &dyn Store, settings: &Settings, now: DateTime<Utc>) -> R
         out.push(Check::new(
             "calendar.today",
             Verdict::Warning,
-            format!("today is a day off: {} ({} to {})", h.name, h.first_day, h.last_day),
+            format!(
+                "today is a day off: {} ({} to {})",
+                h.name, h.first_day, h.last_day
+            ),
         ));
     } else {
         out.push(Check::ok("calendar.today", "today is not a day off"));
@@ -495,7 +532,10 @@ async fn timing(store: &dyn Store, settings: &Settings, now: DateTime<Utc>) -> R
         )
         .fix("`herald wallet top-up POINTS --as LOGIN --note …`")
     } else {
-        Check::ok("wallet", format!("the SMS wallet holds {} points", wallet.balance))
+        Check::ok(
+            "wallet",
+            format!("the SMS wallet holds {} points", wallet.balance),
+        )
     });
     Ok(out)
 }
@@ -527,7 +567,10 @@ async fn dispatcher_checks(
                 Check::new(
                     "dispatcher.last_pass",
                     Verdict::Error,
-                    format!("the last dispatch pass was at {}: overdue, is the daemon running?", at(last)),
+                    format!(
+                        "the last dispatch pass was at {}: overdue, is the daemon running?",
+                        at(last)
+                    ),
                 )
                 .fix("check `systemctl status herald` and its log")
             } else {
@@ -706,7 +749,10 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
         ),
         Ok(email) => {
             if settings.email.dkim.is_some() {
-                out.push(Check::ok("email.dkim", "the DKIM key loads; email is signed"));
+                out.push(Check::ok(
+                    "email.dkim",
+                    "the DKIM key loads; email is signed",
+                ));
             } else if matches!(settings.email.transport, EmailTransport::Smtp(_)) {
                 out.push(
                     Check::new(
@@ -725,7 +771,11 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
                     settings.email.from.email.domain()
                 ),
             ));
-            out.push(probe_check("email.transport", email.probe().await, "check [email.smtp]: host, port, tls, credentials"));
+            out.push(probe_check(
+                "email.transport",
+                email.probe().await,
+                "check [email.smtp]: host, port, tls, credentials",
+            ));
         }
     }
     match crate::channels::sms::SmsChannel::build(&settings.sms) {
@@ -776,7 +826,11 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
                 },
             ));
         }
-        Err(e) => out.push(Check::new("calendar.upcoming", Verdict::Error, e.to_string())),
+        Err(e) => out.push(Check::new(
+            "calendar.upcoming",
+            Verdict::Error,
+            e.to_string(),
+        )),
     }
     if let Ok(timing) = timing(&*store, settings, now).await {
         out.extend(
@@ -803,7 +857,10 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
                     .filter(|c| !variants.iter().any(|v| v.channel == **c))
                     .collect();
                 out.push(if missing.is_empty() {
-                    Check::ok(&code, format!("rule {rule} is on, with template {:?}", common.template))
+                    Check::ok(
+                        &code,
+                        format!("rule {rule} is on, with template {:?}", common.template),
+                    )
                 } else {
                     Check::new(
                         &code,
@@ -811,7 +868,11 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
                         format!(
                             "rule {rule} has no template {:?} for {}",
                             common.template,
-                            missing.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                            missing
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                     .fix(format!("`herald templates add {} …`", common.template))
@@ -881,14 +942,27 @@ mod tests {
             email.iter().map(|c| (c.code.as_str(), c.verdict)).collect();
         assert_eq!(
             codes,
-            [("email.present", Verdict::Error), ("email.consent", Verdict::Ok)]
+            [
+                ("email.present", Verdict::Error),
+                ("email.consent", Verdict::Ok)
+            ]
         );
-        assert!(email[1].text.contains("consent from contract UM/1"), "{}", email[1].text);
+        assert!(
+            email[1].text.contains("consent from contract UM/1"),
+            "{}",
+            email[1].text
+        );
         let sms = eligibility_checks(&f, Channel::Sms, &s);
         let codes: Vec<&str> = sms.iter().map(|c| c.code.as_str()).collect();
         assert_eq!(
             codes,
-            ["sms.present", "sms.valid_mobile", "sms.not_failing", "sms.enabled", "sms.consent"]
+            [
+                "sms.present",
+                "sms.valid_mobile",
+                "sms.not_failing",
+                "sms.enabled",
+                "sms.consent"
+            ]
         );
         let enabled = &sms[3];
         assert_eq!(enabled.reason, Some(Reason::PhoneNotSmsEnabled));

@@ -148,16 +148,13 @@ impl EmailChannel {
             Transport::Smtp(pool) => {
                 let s = &pool.settings;
                 let started = std::time::Instant::now();
-                let connected =
-                    tokio::time::timeout(s.timeout, pool.connect()).await;
+                let connected = tokio::time::timeout(s.timeout, pool.connect()).await;
                 match connected {
                     Err(_) => Probe::Failed(format!(
                         "{}:{} did not answer within {:?}",
                         s.host, s.port, s.timeout
                     )),
-                    Ok(Err(Failure::Io(e))) => {
-                        Probe::Failed(format!("{}:{}: {e}", s.host, s.port))
-                    }
+                    Ok(Err(Failure::Io(e))) => Probe::Failed(format!("{}:{}: {e}", s.host, s.port)),
                     Ok(Err(Failure::Smtp(e))) => {
                         Probe::Failed(format!("{}:{}: {e}", s.host, s.port))
                     }
@@ -173,7 +170,11 @@ impl EmailChannel {
                                 SmtpTls::StartTls => ", STARTTLS",
                                 SmtpTls::Tls => ", TLS",
                             },
-                            if s.credentials.is_some() { " and the login" } else { "" },
+                            if s.credentials.is_some() {
+                                " and the login"
+                            } else {
+                                ""
+                            },
                             started.elapsed().as_millis()
                         ))
                     }

@@ -30,8 +30,8 @@ use super::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,
     SampleMessage, TemplateStore,
 };
-use super::{ChannelHealth, DiagnosisStore, MessageEvent};
 use super::{ArrearsContract, DueInstalment, NewOccurrence, RuleRun, RuleStore};
+use super::{ChannelHealth, DiagnosisStore, MessageEvent};
 use crate::config::DatabaseSettings;
 use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::{

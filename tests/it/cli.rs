@@ -869,3 +869,85 @@ fn rules_are_listed_run_on_demand_and_checked_at_start_up() {
     assert!(err.contains("rules.arrears.repeat_every_days"), "{err}");
     assert!(err.contains("rules.instalment_due.template"), "{err}");
 }
+
+#[test]
+fn diagnose_and_doctor_answer_in_words_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://d.db"),
+        ("HERALD__EMAIL__FILE__DIR", "outbox"),
+    ];
+    add_operators(dir.path(), &env, &[]);
+    let school =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/import/school.json");
+    let out = herald(
+        dir.path(),
+        &["import", school.to_str().unwrap(), "--as", "admin"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(dir.path(), &["diagnose", "600 100 200"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Anna Nowak (guardian, gd-2001"), "{shown}");
+    assert!(shown.contains("student: Zofia Nowak (s-1001)"), "{shown}");
+    assert!(shown.contains("email: can be reached"), "{shown}");
+    assert!(shown.contains("Dispatcher:"), "{shown}");
+    assert!(shown.contains("no dispatch pass has run yet"), "{shown}");
+    let out = herald(dir.path(), &["diagnose", "gd-2001", "--json"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["found"], "one");
+    assert_eq!(v["recipient"]["external_id"], "gd-2001");
+    assert_eq!(v["channels"][0]["channel"], "email");
+    assert_eq!(v["channels"][0]["checks"][0]["code"], "email.present");
+    assert_eq!(v["channels"][0]["checks"][0]["verdict"], "ok");
+    let out = herald(dir.path(), &["diagnose", "nobody@example.pl"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nobody matches"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(dir.path(), &["diagnose", "--message", "42"], &env);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = herald(dir.path(), &["doctor", "--json"], &env);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "config.valid",
+        "database.reachable",
+        "email.transport",
+        "sms.gateway",
+        "window",
+        "calendar.upcoming",
+        "wallet",
+        "dispatcher.last_pass",
+    ] {
+        assert!(codes.contains(&code), "{code}: {codes:?}");
+    }
+    assert!(
+        !dir.path().join("outbox").exists(),
+        "doctor writes nothing it does not remove"
+    );
+    // An SMTP server that is not there: an error and a failing exit.
+    let out = herald(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("HERALD__DATABASE__URL", "sqlite://d.db"),
+            ("HERALD__EMAIL__TRANSPORT", "smtp"),
+            ("HERALD__EMAIL__SMTP__HOST", "127.0.0.1"),
+            ("HERALD__EMAIL__SMTP__PORT", "1"),
+            ("HERALD__EMAIL__SMTP__TLS", "none"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("ERROR"), "{}", text(&out.stdout));
+}

@@ -12,6 +12,7 @@ mod access;
 mod admin;
 mod calendar;
 mod cli;
+mod diagnose;
 mod directory;
 mod dispatch;
 mod email;

@@ -739,3 +739,58 @@ async fn a_low_balance_is_reported_once_per_crossing(app: TestApp) {
     d.check_wallet().await.unwrap();
     assert_eq!(app.store.wallet().await.unwrap().low_since, None);
 }
+
+#[tokio::test]
+async fn twilio_and_webhook_probes_check_without_sending() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC0123456789abcdef.json"))
+        .and(header(
+            "authorization",
+            "Basic QUMwMTIzNDU2Nzg5YWJjZGVmOnNlY3JldA==",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "sid": "AC0123456789abcdef", "status": "active"
+        })))
+        .mount(&server)
+        .await;
+    let twilio = |token: &str| {
+        sms_settings(SmsGateway::Twilio {
+            url: server.uri().parse().unwrap(),
+            account_sid: "AC0123456789abcdef".into(),
+            auth_token: SecretString::from(token.to_owned()),
+            messaging_service_sid: None,
+        })
+    };
+    let ok = SmsChannel::build(&twilio("secret").sms)
+        .unwrap()
+        .probe()
+        .await;
+    assert!(
+        matches!(&ok, herald::channels::Probe::Ok(t) if t.contains("account active")),
+        "{ok:?}"
+    );
+    let refused = SmsChannel::build(&twilio("wrong").sms)
+        .unwrap()
+        .probe()
+        .await;
+    assert!(
+        matches!(&refused, herald::channels::Probe::Failed(t) if t.contains("refused the credentials")),
+        "{refused:?}"
+    );
+    let webhook = sms_settings(SmsGateway::Webhook {
+        url: format!("{}/hook", server.uri()).parse().unwrap(),
+        secret: SecretString::from("s"),
+    });
+    let unchecked = SmsChannel::build(&webhook.sms).unwrap().probe().await;
+    assert!(matches!(unchecked, herald::channels::Probe::Unchecked(_)));
+    // Nothing was posted anywhere.
+    let posted = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posted, 0);
+}
