@@ -472,7 +472,7 @@ impl Dispatcher {
         if respects_window && let Some(reason) = window.hold_reason(now, calendar) {
             let until = self.opening_at_or_after(now, calendar);
             // Held past its day: skipped now, with the reason, rather than sent late.
-            if message.expires_at.is_some_and(|t| until > t) {
+            if message.expires_at.is_some_and(|t| until >= t) {
                 return self.finish(&message, too_late, Outcome::Withdrawn).await;
             }
             return self
@@ -493,7 +493,7 @@ impl Dispatcher {
             let since = start_of_day(tz, today);
             let sent = self
                 .store
-                .sent_since(recipient, message.channel, message.kind, since)
+                .sent_since(recipient, message.channel, message.kind, since, message.id)
                 .await?;
             if sent >= i64::from(cap) {
                 let tomorrow = start_of_day(tz, today + ChronoDuration::days(1));

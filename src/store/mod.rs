@@ -676,14 +676,16 @@ pub trait OutboxStore: Send + Sync {
     /// an approver reads before approving.
     async fn sample_messages(&self, batch: BatchId) -> Result<Vec<SampleMessage>>;
 
-    /// How many messages of `kind` on `channel` went to `recipient` (sent or
-    /// delivered) since `since`: what the daily cap counts.
+    /// How many messages of `kind` on `channel` went to `recipient` since `since`
+    /// (sent or delivered), or are being sent now by any dispatcher and are older than
+    /// `except`, the one asking: what the daily cap counts.
     async fn sent_since(
         &self,
         recipient: RecipientId,
         channel: Channel,
         kind: MessageKind,
         since: DateTime<Utc>,
+        except: MessageId,
     ) -> Result<i64>;
 }
 

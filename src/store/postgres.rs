@@ -1988,16 +1988,21 @@ impl OutboxStore for PgStore {
         channel: Channel,
         kind: MessageKind,
         since: DateTime<Utc>,
+        except: MessageId,
     ) -> Result<i64> {
+        // Messages in flight count too, as a pass sends several at once; only the
+        // older ones, so that of two in flight the older goes and the newer waits.
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM messages
-             WHERE recipient_id = $1 AND channel = $2 AND kind = $3
-               AND status IN ('sent', 'delivered') AND sent_at >= $4",
+             WHERE recipient_id = $1 AND channel = $2 AND kind = $3 AND id <> $5
+               AND ((status IN ('sent', 'delivered') AND sent_at >= $4)
+                    OR (status = 'sending' AND id < $5))",
         )
         .bind(recipient.0)
         .bind(channel.as_str())
         .bind(kind.as_str())
         .bind(since)
+        .bind(except.0)
         .fetch_one(&self.pool)
         .await?;
         Ok(n)

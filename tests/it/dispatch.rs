@@ -811,6 +811,23 @@ async fn the_daily_cap_holds_the_excess_until_the_next_days_window(app: TestApp)
     assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 3);
     // The default is no cap.
     assert_eq!(default_cap(), None);
+
+    // A whole pass sends several messages at once: still one a day per person.
+    for _ in 0..3 {
+        app.approved_batch(
+            &settings,
+            Audience::Recipient("t-3001".into()),
+            Reach::Students,
+            now(),
+        )
+        .await;
+    }
+    let counts = d
+        .run_pass(&MessageKind::ALL, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((counts.sent, counts.held), (1, 2), "{counts:?}");
+    assert_eq!(smtp.received_for("b.malinowska@example.pl").len(), 1);
 }
 
 fn default_cap() -> Option<u32> {
