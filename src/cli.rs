@@ -378,9 +378,13 @@ pub enum RulesCommand {
         /// Only this rule (instalment_due, arrears, birthday), whatever its schedule.
         #[arg(long, value_parser = parse_code::<crate::rules::Rule>)]
         rule: Option<crate::rules::Rule>,
-        /// Run as if at this school time, e.g. 2026-11-24T07:00.
+        /// Run as if at this school time in the past, e.g. 2026-11-24T07:00 (a
+        /// missed morning); never later than now.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// The operator (needs `manage_settings`).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
         /// Print the reports as JSON.
         #[arg(long)]
         json: bool,
@@ -1849,11 +1853,29 @@ async fn rules_command(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(RulesCommand::Run { rule, at, json }) => {
+        Some(RulesCommand::Run {
+            rule,
+            at,
+            operator,
+            json,
+        }) => {
+            authorize(
+                store,
+                &operator,
+                Permission::ManageSettings,
+                "run the periodic rules",
+            )
+            .await?;
             let at = match at {
                 Some(text) => school_time(settings, &text)?,
                 None => now,
             };
+            if at > now {
+                bail!(
+                    "--at {}: a run in the future would hold the schedule back until then; give a time up to now",
+                    at.with_timezone(&tz).format("%Y-%m-%dT%H:%M")
+                );
+            }
             let results = match rule {
                 Some(rule) => vec![rules::run_rule(store, settings, rule, at).await],
                 None => rules::run_due(store, settings, at).await,
@@ -1864,6 +1886,10 @@ async fn rules_command(
                 match r {
                     Ok(report) => {
                         if !json {
+                            for f in &report.failed {
+                                eprintln!("herald: {}: could not be written: {f}", report.rule);
+                            }
+                            failed |= !report.failed.is_empty();
                             println!(
                                 "{}: {} new occurrence(s), {} message(s); {} existed already (days {}).",
                                 report.rule,
@@ -1878,6 +1904,15 @@ async fn rules_command(
                                     .join(", ")
                             );
                         }
+                        audit(
+                            store,
+                            &operator,
+                            "rules_run",
+                            &format!("rule {}", report.rule),
+                            serde_json::to_value(&report)?,
+                            now,
+                        )
+                        .await?;
                         reports.push(serde_json::to_value(&report)?);
                     }
                     Err(e) => {
@@ -2130,6 +2165,37 @@ async fn operators_command(
                 builtin: false,
                 permissions: permissions.into_iter().collect(),
             };
+            // Redefining a role its holders manage operators by must leave someone
+            // who still can.
+            let roles = store.roles().await?;
+            if roles.iter().any(|r| r.name == name && r.builtin) {
+                bail!(
+                    "{name} is a built-in role and cannot be redefined; add a role of another name"
+                );
+            }
+            let mut anyone = false;
+            for o in store.operators().await? {
+                let o = if o.role == name {
+                    Operator::new(
+                        o.login.clone(),
+                        o.name.clone(),
+                        &role,
+                        o.teacher.clone(),
+                        o.granted
+                            .iter()
+                            .map(|p| (*p, true))
+                            .chain(o.revoked.iter().map(|p| (*p, false))),
+                    )
+                } else {
+                    o
+                };
+                anyone |= o.may(Permission::ManageOperators);
+            }
+            if !anyone && roles.iter().any(|r| r.name == name) {
+                bail!(
+                    "refused: after this change nobody could manage operators; keep manage_operators in {name} or give it to someone else first"
+                );
+            }
             let entry = audit_entry(
                 &by.login,
                 "role_save",
@@ -2494,8 +2560,12 @@ async fn summarize(
     s.sms_cost = s.sms_segments * i64::from(settings.sms.price_per_segment);
     let tz = settings.school.time_zone;
     let calendar = store.calendar(now.with_timezone(&tz).date_naive()).await?;
-    let tick = crate::domain::schedule::next_fire(&settings.dispatch.schedule, tz, now)
-        .map(|t| t.with_timezone(&tz).format("%a %d %b %H:%M").to_string())
+    let tick = settings
+        .dispatch
+        .schedule
+        .after(&now.with_timezone(&tz))
+        .next()
+        .map(|t| t.format("%a %d %b %H:%M").to_string())
         .unwrap_or_else(|| "never (the schedule does not fire)".into());
     let window = if settings.respects_window(kind) {
         match settings.send_window.hold_reason(now, &calendar) {

@@ -14,7 +14,6 @@ use crate::dispatcher::{
     worker_name,
 };
 use crate::domain::MessageKind;
-use crate::domain::schedule::next_fire;
 use crate::store::{self, PassCounts, Store, StoreError};
 
 /// The leader lease of the instance that runs the periodic rules.
@@ -159,7 +158,10 @@ impl Daemon {
                 None => std::future::pending().await,
             }
         };
-        let mut next_tick = next_fire(schedule, tz, self.clock.now());
+        let mut next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
+        // The tick walks instants (cron's own iteration), so it keeps ticking through
+        // the repeated autumn hour; the rules read wall-clock schedules
+        // (`domain::schedule`).
         loop {
             let now = self.clock.now();
             let until_tick = next_tick
@@ -179,7 +181,7 @@ impl Daemon {
             // A failing database must not stop the daemon: log, and try again on the
             // next round (what was claimed stays leased and is reclaimed if need be).
             if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
-                next_tick = next_fire(schedule, tz, self.clock.now());
+                next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
                 self.run_rules().await;
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
                     Ok(counts) => log_pass("tick", &counts),

@@ -13,7 +13,6 @@ use crate::channels::email::message_id;
 use crate::config::{EmailTransport, Settings};
 use crate::domain::contact::{EmailAddress, PhoneNumber};
 use crate::domain::directory::{ContractConsent, ContractStatus, Role};
-use crate::domain::schedule::next_fire;
 use crate::domain::{Audience, Channel, EligibilityFacts, MessageId, MessageStatus, Reach, Reason};
 use crate::store::{
     Attempt, AttemptOutcome, ChannelHealth, Hold, MessageEvent, MessageFilter, MessageView, Store,
@@ -176,6 +175,14 @@ pub async fn diagnose_recipient(
         .ok()
         .map(|p| p.e164().to_owned());
     let mut found = store.find_recipients(query, phone.as_deref()).await?;
+    // The platform's own id wins over a number that is also someone's Herald id.
+    if found.len() > 1
+        && found
+            .iter()
+            .any(|f| f.recipient.external_id == query.trim())
+    {
+        found.retain(|f| f.recipient.external_id == query.trim());
+    }
     match found.len() {
         0 => Ok(Lookup::None {
             query: query.to_owned(),
@@ -549,6 +556,7 @@ async fn dispatcher_checks(
     let tz = settings.school.time_zone;
     let at = |t: DateTime<Utc>| t.with_timezone(&tz).format("%a %d %b %H:%M").to_string();
     let mut out = Vec::new();
+    let held = store.hold().await?.is_some();
     match store.last_pass().await? {
         None => out.push(
             Check::new(
@@ -561,8 +569,14 @@ async fn dispatcher_checks(
         Some(last) => {
             // Overdue: the tick after the last pass has come and gone, with a minute
             // of grace for a long pass.
-            let expected = next_fire(&settings.dispatch.schedule, tz, last);
-            let overdue = expected.is_some_and(|t| now > t + Duration::minutes(1));
+            // (On hold, passes stop on purpose; the hold line says so.)
+            let expected = settings
+                .dispatch
+                .schedule
+                .after(&last.with_timezone(&tz))
+                .next()
+                .map(|t| t.with_timezone(&Utc));
+            let overdue = !held && expected.is_some_and(|t| now > t + Duration::minutes(1));
             out.push(if overdue {
                 Check::new(
                     "dispatcher.last_pass",
@@ -723,7 +737,10 @@ pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
         "config.valid",
         "the configuration loads and every value is valid",
     )];
-    let store = match crate::store::open(&settings.database).await {
+    // Doctor changes nothing: it does not migrate, it says whether a migration is due.
+    let mut database = settings.database.clone();
+    database.migrate_on_start = false;
+    let store = match crate::store::open(&database).await {
         Ok(s) => {
             out.push(Check::ok(
                 "database.reachable",

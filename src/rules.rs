@@ -92,6 +92,9 @@ pub struct RunReport {
     pub messages: u64,
     /// Occurrences that existed already (an earlier run, another instance).
     pub existing: u64,
+    /// Occurrences that could not be written (a template that does not render for
+    /// someone, an SMS too long): each with its key and why; tried again next run.
+    pub failed: Vec<String>,
 }
 
 /// When `rule` runs next, after its last run (or today's first fire if it never ran).
@@ -169,6 +172,7 @@ pub async fn run_rule(
         occurrences: 0,
         messages: 0,
         existing: 0,
+        failed: Vec::new(),
     };
     let run = Run {
         store,
@@ -179,9 +183,32 @@ pub async fn run_rule(
         now,
         today,
     };
-    for day in days {
+    // Newest day first: when a catch-up covers several days, an instalment or a
+    // contract gets the latest of its occurrences only (the 1-day reminder, not the
+    // 7-day one as well; one arrears notice, not one per missed period).
+    let mut covered_subjects = std::collections::HashSet::new();
+    let mut first_failed_day: Option<NaiveDate> = None;
+    for day in days.iter().rev().copied() {
         for occurrence in run.occurrences(day).await? {
-            let built = run.build(day, &occurrence).await?;
+            if !covered_subjects.insert(occurrence.subject.clone()) {
+                continue;
+            }
+            let built = match run.build(day, &occurrence).await {
+                Ok(b) => b,
+                // One person's bad data must not stop everyone else's reminders.
+                Err(RuleError::Compose(_, e)) => {
+                    tracing::error!(rule = %rule, key = %occurrence.key, error = %e, "an occurrence could not be written");
+                    report.failed.push(format!("{}: {e}", occurrence.key));
+                    first_failed_day = Some(first_failed_day.map_or(day, |d| d.min(day)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Nobody to write to (yet): no occurrence, so someone imported later
+            // still gets it.
+            if built.messages.is_empty() {
+                continue;
+            }
             if store.create_occurrence(&built, now).await? {
                 report.occurrences += 1;
                 report.messages += built.messages.len() as u64;
@@ -190,12 +217,17 @@ pub async fn run_rule(
             }
         }
     }
+    // A day with a failed occurrence stays uncovered, so the next run tries it again.
+    let covered_through = match first_failed_day {
+        Some(day) => day - Duration::days(1),
+        None => today,
+    };
     store
         .record_rule_run(
             rule.as_str(),
             &RuleRun {
                 last_run_at: now,
-                covered_through: today,
+                covered_through,
             },
         )
         .await?;
@@ -238,6 +270,9 @@ fn is_leap(year: i32) -> bool {
 /// One occurrence before its messages are written.
 struct Occurrence {
     key: String,
+    /// What it is about (an instalment, a contract, a student's birthday): one per
+    /// subject in a run.
+    subject: String,
     /// The student it is about.
     student: String,
     relevance: Option<String>,
@@ -298,9 +333,14 @@ impl Run<'_> {
                     }
                     out.push(Occurrence {
                         key: format!("instalment_due/{}/{before}", i.external_id),
+                        subject: format!("instalment:{}", i.id),
                         student: i.student,
                         relevance: Some(format!("instalment:{}", i.id)),
-                        expires_at: None,
+                        // A reminder never goes after the due date.
+                        expires_at: Some(start_of_day(
+                            self.settings.school.time_zone,
+                            i.due_date + Duration::days(1),
+                        )),
                         about: About::Instalment {
                             amount_cents: i.amount_cents,
                             due_date: i.due_date,
@@ -323,6 +363,7 @@ impl Run<'_> {
                     let period = (days - min) / every;
                     out.push(Occurrence {
                         key: format!("arrears/{}/{}/{period}", c.external_id, c.arrears_since),
+                        subject: format!("arrears:{}", c.id),
                         student: c.student,
                         relevance: Some(format!("arrears:{}", c.id)),
                         expires_at: None,
@@ -346,6 +387,7 @@ impl Run<'_> {
                     }
                     out.push(Occurrence {
                         key: format!("birthday/{student}/{}", day.year()),
+                        subject: format!("birthday:{student}:{day}"),
                         student,
                         relevance: None,
                         expires_at: Some(end_of_day + lateness),

@@ -6,7 +6,9 @@
 //! times, each once: so it walks the schedule over naive wall-clock time and maps each
 //! wall time to an instant the way the send window does — inside a gap, the first
 //! minute after it; in the overlap, the earlier instant — and never returns an instant
-//! that is not after the one given.
+//! that is not after the one given. That is right for the periodic rules (a daily
+//! reminder once a day); the dispatch tick, which must keep ticking through the
+//! repeated hour, walks instants with `cron` itself.
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -17,9 +19,10 @@ pub fn next_fire(schedule: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Opt
     // Naive wall-clock times, walked as if they were UTC (which has no DST). Starting
     // a little before `after` catches a gap's shifted time that maps after it.
     let start = Utc.from_utc_datetime(&(wall_after - Duration::hours(3)));
+    let horizon = wall_after + Duration::days(400);
     schedule
         .after(&start)
-        .take(10_000)
+        .take_while(|wall| wall.naive_utc() <= horizon)
         .filter_map(|wall| instant(tz, wall.naive_utc()))
         .find(|t| *t > after)
 }
@@ -116,7 +119,17 @@ mod tests {
     }
 
     #[test]
-    fn a_five_minute_tick_keeps_going_through_both_changes() {
+    fn an_every_second_schedule_still_finds_its_next_fire() {
+        let schedule = cron::Schedule::from_str("* * * * * *").unwrap();
+        let at = utc("2026-11-24T07:00:00Z");
+        assert_eq!(
+            next_fire(&schedule, Warsaw, at),
+            Some(at + Duration::seconds(1))
+        );
+    }
+
+    #[test]
+    fn a_half_hourly_run_goes_through_the_spring_gap() {
         let spring = fires(
             "0 */30 * * * *",
             "2026-03-29T00:10:00Z",

@@ -1715,6 +1715,9 @@ impl OutboxStore for SqliteStore {
         let stale: Vec<i64> = sqlx::query_scalar(
             "SELECT b.id FROM batches b
              WHERE b.status = 'approved' AND b.decided_at < $1
+               -- A rule that needs no approval was not approved by anyone: nothing
+               -- of it can go stale.
+               AND coalesce(b.decided_by, '') NOT LIKE 'rule:%'
                AND EXISTS (SELECT 1 FROM messages m
                            WHERE m.batch_id = b.id AND m.status = 'queued')",
         )
@@ -2642,6 +2645,12 @@ impl RuleStore for SqliteStore {
             return Ok(false);
         }
         let b = &occurrence.batch;
+        // The day's batch, locked: an approval cannot slip in between the check below
+        // and the messages joining it.
+        let _: Option<i64> = sqlx::query_scalar("SELECT id FROM batches WHERE periodic_key = $1")
+            .bind(&occurrence.periodic_key)
+            .fetch_optional(&mut *tx)
+            .await?;
         if b.status == BatchStatus::AwaitingApproval {
             // The day's batch was decided already: what comes now was not seen by
             // whoever decided, so it starts a batch of its own (the old one keeps its
@@ -2709,8 +2718,10 @@ impl RuleStore for SqliteStore {
     async fn record_rule_run(&self, rule: &str, run: &RuleRun) -> Result<()> {
         sqlx::query(
             "INSERT INTO rule_runs (rule, last_run_at, covered_through) VALUES ($1, $2, $3)
-             ON CONFLICT (rule) DO UPDATE SET last_run_at = excluded.last_run_at,
-                 covered_through = excluded.covered_through",
+             ON CONFLICT (rule) DO UPDATE SET
+                 last_run_at = max(rule_runs.last_run_at, excluded.last_run_at),
+                 covered_through = CASE WHEN excluded.last_run_at >= rule_runs.last_run_at
+                     THEN excluded.covered_through ELSE rule_runs.covered_through END",
         )
         .bind(rule)
         .bind(run.last_run_at)

@@ -801,11 +801,13 @@ fn rules_are_listed_run_on_demand_and_checked_at_start_up() {
     let run = |at: &str| {
         herald(
             dir.path(),
-            &["rules", "run", "--rule", "birthday", "--at", at],
+            &[
+                "rules", "run", "--rule", "birthday", "--at", at, "--as", "admin",
+            ],
             &env,
         )
     };
-    let out = run("2026-11-26T08:00");
+    let out = run("2025-11-26T08:00");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("there is no template \"birthday\" for email"),
@@ -828,15 +830,16 @@ fn rules_are_listed_run_on_demand_and_checked_at_start_up() {
         &env,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // Zofia Nowak was born on 26 November 2014.
-    let out = run("2026-11-26T08:00");
+    // Zofia Nowak was born on 26 November 2014 (a year ago: runs are never in the
+    // future).
+    let out = run("2025-11-26T08:00");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("birthday: 1 new occurrence(s)"),
         "{}",
         text(&out.stdout)
     );
-    let out = run("2026-11-26T09:00");
+    let out = run("2025-11-26T09:00");
     assert!(
         text(&out.stdout).contains("birthday: 0 new occurrence(s), 0 message(s); 1 existed"),
         "{}",
@@ -851,7 +854,15 @@ fn rules_are_listed_run_on_demand_and_checked_at_start_up() {
         .find(|r| r["rule"] == "birthday")
         .unwrap();
     assert_eq!(birthday["enabled"], true);
-    assert_eq!(birthday["last_run"]["covered_through"], "2026-11-26");
+    assert_eq!(birthday["last_run"]["covered_through"], "2025-11-26");
+    // A run in the future would hold the schedule back: refused.
+    let out = run("2099-01-01T08:00");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("in the future"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(list[0]["rule"], "instalment_due");
     assert_eq!(list[0]["enabled"], false);
 

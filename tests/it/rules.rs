@@ -26,6 +26,7 @@ conformance!(
     a_rule_run_twice_and_by_two_instances_creates_each_message_once,
     a_two_day_outage_is_caught_up_once,
     with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day,
+    a_long_catch_up_writes_the_latest_reminder_only_and_never_after_the_due_date,
 );
 
 /// The examples, a student born on a Sunday (29 November 2012) who can be written
@@ -521,4 +522,60 @@ async fn with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day
         .await
         .unwrap();
     assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
+}
+
+async fn a_long_catch_up_writes_the_latest_reminder_only_and_never_after_the_due_date(
+    app: TestApp,
+) {
+    let settings = school(&app).await;
+    // Last run on 20 November; back on 30 November: the 7-day reminders (24th) and
+    // the 1-day ones (30th) were both due in the gap. Only the 1-day ones are written.
+    run(
+        &app,
+        &settings,
+        Rule::InstalmentDue,
+        warsaw("2026-11-20 07:00"),
+    )
+    .await;
+    assert_eq!(
+        run(
+            &app,
+            &settings,
+            Rule::InstalmentDue,
+            warsaw("2026-11-30 07:00")
+        )
+        .await,
+        (2, 0)
+    );
+    let keys: Vec<_> = periodic(&app).await;
+    assert_eq!(keys.len(), 2);
+    // Held past the due date (a holiday on 1 December), a reminder expires instead.
+    app.store
+        .add_holiday(
+            &Holiday::new(
+                "Dzień bez przypomnień",
+                "2026-11-30".parse().unwrap(),
+                "2026-12-01".parse().unwrap(),
+            )
+            .unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-30 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::Withdrawn)
+    );
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::Withdrawn)
+    );
+    assert!(
+        periodic(&app)
+            .await
+            .iter()
+            .all(|m| m.status == MessageStatus::Expired && m.reason == Some(Reason::TooLate))
+    );
 }
