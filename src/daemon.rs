@@ -73,7 +73,8 @@ impl Daemon {
 
     /// Runs one pass over every kind (`herald dispatch --once`).
     pub async fn run_once(&self) -> Result<PassCounts, DaemonError> {
-        self.run_rules().await;
+        // No rules here: `dispatch --once --at` may run at any time, and a rule run
+        // records when it ran (`herald rules run` is the way to run them by hand).
         Ok(self
             .dispatcher
             .run_pass(&MessageKind::ALL, &CancellationToken::new())
