@@ -189,8 +189,19 @@ pub async fn run_rule(
     let mut covered_subjects = std::collections::HashSet::new();
     let mut first_failed_day: Option<NaiveDate> = None;
     for day in days.iter().rev().copied() {
-        for occurrence in run.occurrences(day).await? {
+        let occurrences = run.occurrences(day).await?;
+        let keys: Vec<String> = occurrences.iter().map(|o| o.key.clone()).collect();
+        let existing: std::collections::HashSet<String> = store
+            .existing_occurrences(&keys)
+            .await?
+            .into_iter()
+            .collect();
+        for occurrence in occurrences {
             if !covered_subjects.insert(occurrence.subject.clone()) {
+                continue;
+            }
+            if existing.contains(&occurrence.key) {
+                report.existing += 1;
                 continue;
             }
             let built = match run.build(day, &occurrence).await {

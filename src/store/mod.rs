@@ -1043,6 +1043,10 @@ pub trait RuleStore: Send + Sync {
     /// Students with a birth date: (platform id, birth date).
     async fn birth_dates(&self) -> Result<Vec<(String, NaiveDate)>>;
 
+    /// Which of `keys` exist already (so a run does not render what it would not
+    /// write; `create_occurrence` still decides).
+    async fn existing_occurrences(&self, keys: &[String]) -> Result<Vec<String>>;
+
     /// Creates an occurrence and its messages in one transaction, unless its key
     /// exists (then `false`, and nothing is written).
     async fn create_occurrence(

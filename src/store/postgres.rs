@@ -2641,6 +2641,18 @@ impl RuleStore for PgStore {
         .await?)
     }
 
+    async fn existing_occurrences(&self, keys: &[String]) -> Result<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(
+            sqlx::query_scalar("SELECT key FROM occurrences WHERE key = ANY($1)")
+                .bind(text_list(keys))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn create_occurrence(
         &self,
         occurrence: &NewOccurrence,

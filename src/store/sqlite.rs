@@ -2622,6 +2622,18 @@ impl RuleStore for SqliteStore {
         .await?)
     }
 
+    async fn existing_occurrences(&self, keys: &[String]) -> Result<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM occurrences WHERE key IN (SELECT value FROM json_each($1))",
+        )
+        .bind(text_list(keys))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn create_occurrence(
         &self,
         occurrence: &NewOccurrence,
