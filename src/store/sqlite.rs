@@ -539,39 +539,53 @@ impl DirectoryStore for SqliteStore {
     }
 
     async fn recipients(&self, filter: &RecipientFilter) -> Result<Vec<EligibilityFacts>> {
-        let search = filter
-            .search
-            .as_ref()
-            .map(|s| format!("%{}%", s.trim().to_lowercase()));
-        let rows = sqlx::query(
+        // Only the conditions a filter sets are in the statement: `($1 IS NULL OR …)`
+        // hides the indexes from the planner, and a look-up by id would scan every
+        // recipient (it is on the path of every message sent).
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled,
                     r.email_failing_since, r.email_failure, r.phone_failing_since, r.phone_failure
-             FROM recipients r
-             WHERE ($1 IS NULL OR r.role = $1)
-               AND ($2 IS NULL OR r.id IN (
-                     SELECT m.recipient_id FROM group_members m
-                     JOIN groups g ON g.id = m.group_id WHERE g.external_id = $2))
-               AND ($3 IS NULL OR lower(r.name) LIKE $3 OR lower(r.external_id) LIKE $3
-                    OR lower(coalesce(r.email, '')) LIKE $3
-                    OR coalesce(r.phone_e164, '') LIKE $3 OR coalesce(r.phone, '') LIKE $3)
-               AND ($4 IS NULL OR r.external_id = $4)
-               AND ($5 IS NULL OR r.id IN (SELECT value FROM json_each($5)))
-             ORDER BY CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
+             FROM recipients r WHERE TRUE",
+        );
+        if let Some(role) = filter.role {
+            q.push(" AND r.role = ").push_bind(role.as_str());
+        }
+        if let Some(group) = &filter.group {
+            q.push(
+                " AND r.id IN (SELECT m.recipient_id FROM group_members m
+                  JOIN groups g ON g.id = m.group_id WHERE g.external_id = ",
+            )
+            .push_bind(group.clone())
+            .push(")");
+        }
+        if let Some(search) = &filter.search {
+            let like = format!("%{}%", search.trim().to_lowercase());
+            q.push(" AND (lower(r.name) LIKE ")
+                .push_bind(like.clone())
+                .push(" OR lower(r.external_id) LIKE ")
+                .push_bind(like.clone())
+                .push(" OR lower(coalesce(r.email, '')) LIKE ")
+                .push_bind(like.clone())
+                .push(" OR coalesce(r.phone_e164, '') LIKE ")
+                .push_bind(like.clone())
+                .push(" OR coalesce(r.phone, '') LIKE ")
+                .push_bind(like)
+                .push(")");
+        }
+        if let Some(external_id) = &filter.external_id {
+            q.push(" AND r.external_id = ").push_bind(external_id.clone());
+        }
+        if let Some(ids) = &filter.ids {
+            q.push(" AND r.id IN (SELECT value FROM json_each(")
+                .push_bind(id_list(ids.iter().map(|i| i.0)))
+                .push("))");
+        }
+        q.push(
+            " ORDER BY CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
                                   WHEN 'teacher' THEN 2 ELSE 3 END,
                       r.name, r.external_id",
-        )
-        .bind(filter.role.map(Role::as_str))
-        .bind(&filter.group)
-        .bind(&search)
-        .bind(&filter.external_id)
-        .bind(
-            filter
-                .ids
-                .as_ref()
-                .map(|ids| id_list(ids.iter().map(|i| i.0))),
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = q.build().fetch_all(&self.pool).await?;
         let mut recipients = Vec::with_capacity(rows.len());
         for row in rows {
             recipients.push(Recipient {
