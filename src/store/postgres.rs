@@ -558,7 +558,8 @@ impl DirectoryStore for PgStore {
                 .push(")");
         }
         if let Some(external_id) = &filter.external_id {
-            q.push(" AND r.external_id = ").push_bind(external_id.clone());
+            q.push(" AND r.external_id = ")
+                .push_bind(external_id.clone());
         }
         if let Some(ids) = &filter.ids {
             q.push(" AND r.id = ANY(")
