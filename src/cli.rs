@@ -47,8 +47,9 @@ pub struct Cli {
 pub enum Command {
     /// Create or upgrade the database schema.
     Migrate,
-    /// Import recipients, groups, guardianships, memberships or contracts from CSV or
-    /// JSON files (upserted by the platform's ids; a bad row is reported and skipped).
+    /// Import recipients, groups, guardianships, memberships, contracts or instalments
+    /// from CSV or JSON files (upserted by the platform's ids; a bad row is reported
+    /// and skipped).
     Import {
         /// The files, applied in the order given.
         #[arg(required = true, value_name = "FILE")]
@@ -496,7 +497,7 @@ pub enum TemplatesCommand {
         /// this file.
         #[arg(long, value_name = "FILE")]
         html_file: Option<PathBuf>,
-        /// The operator (needs `approve` for now).
+        /// The operator (needs `manage_settings`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
     },
@@ -584,13 +585,13 @@ pub enum HoldCommand {
         /// Why, for everyone who looks.
         #[arg(long)]
         reason: String,
-        /// The operator (needs `approve` for now).
+        /// The operator (needs `manage_settings`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
     },
     /// Resume dispatch.
     Off {
-        /// The operator (needs `approve` for now).
+        /// The operator (needs `manage_settings`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
     },
@@ -603,7 +604,7 @@ pub enum WalletCommand {
     TopUp {
         /// Points to add.
         points: i64,
-        /// The operator (needs `approve` for now).
+        /// The operator (needs `top_up`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
         /// What it is (an invoice number, a transfer).
