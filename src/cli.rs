@@ -1291,8 +1291,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, at } => {
+            // One clock for the whole demo: with `--at`, composing, approving, the
+            // rules and the pass all happen at that school time, past or future, so
+            // the story is the same on any date.
             let at = at.map(|t| school_time(&settings, &t)).transpose()?;
-            demo(settings, dir, now, at.unwrap_or(now)).await
+            demo(settings, dir, at.unwrap_or(now)).await
         }
     }
 }
@@ -3465,7 +3468,6 @@ async fn demo_send(
     settings: &mut Settings,
     store: Arc<dyn Store>,
     dir: &Path,
-    now: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     const OWNER: &str = "demo-owner";
@@ -3480,7 +3482,7 @@ async fn demo_send(
                 name: "Demo owner".to_owned(),
                 role: crate::domain::access::OWNER_ROLE.to_owned(),
                 teacher: None,
-                at: now,
+                at,
                 by: OWNER.to_owned(),
             },
             true,
@@ -3489,7 +3491,7 @@ async fn demo_send(
                 "operator_add",
                 &format!("operator {OWNER}"),
                 serde_json::json!({"role": "owner"}),
-                now,
+                at,
             ),
         )
         .await?;
@@ -3501,7 +3503,7 @@ async fn demo_send(
         "Your parent account is ready",
         "Good morning,\n\nyour account in the school's parent portal has been created.\n",
     )?;
-    compose::notify(&*store, settings, "gd-01", &welcome, "platform", now).await?;
+    compose::notify(&*store, settings, "gd-01", &welcome, "platform", at).await?;
     let evening = Content::email(
         "Parents' evening on Thursday",
         "Dear students and parents,\n\nthe parents' evening is on Thursday at 18:00 in the \
@@ -3532,9 +3534,9 @@ async fn demo_send(
         .await?,
     );
     println!();
-    let batch = compose::store_send(&*store, &send, now).await?;
+    let batch = compose::store_send(&*store, &send, at).await?;
     store
-        .decide_batch(batch, &Decision::Approve, OWNER, now)
+        .decide_batch(batch, &Decision::Approve, OWNER, at)
         .await?;
 
     // SMS to the guardians, with a wallet that covers only some of them.
@@ -3543,7 +3545,7 @@ async fn demo_send(
         path: sms_file.clone(),
     };
     const DEMO_CREDIT: i64 = 10;
-    store.top_up(DEMO_CREDIT, OWNER, "demo credit", now).await?;
+    store.top_up(DEMO_CREDIT, OWNER, "demo credit", at).await?;
     let reminder = Content::sms(
         "Przypomnienie: zebranie rodziców w czwartek o 18:00. Sekretariat.",
         true,
@@ -3558,7 +3560,7 @@ async fn demo_send(
         &reminder,
     )
     .await?;
-    let sms_batch = compose::store_send(&*store, &sms_send, now).await?;
+    let sms_batch = compose::store_send(&*store, &sms_send, at).await?;
     // What the approver sees in `herald outbox show` before approving.
     let sms_lines = lines_of(&sms_send.messages);
     println!(
@@ -3577,7 +3579,7 @@ async fn demo_send(
     );
     println!();
     store
-        .decide_batch(sms_batch, &Decision::Approve, OWNER, now)
+        .decide_batch(sms_batch, &Decision::Approve, OWNER, at)
         .await?;
 
     let tz = settings.school.time_zone;
@@ -3625,7 +3627,7 @@ async fn demo_send(
             html: None,
         };
         crate::templates::check(&variant)?;
-        store.save_template(&variant, OWNER, now).await?;
+        store.save_template(&variant, OWNER, at).await?;
     }
     for (rule, template, approval) in [
         (&mut settings.rules.instalment_due, "reminder", false),
@@ -3734,7 +3736,6 @@ fn fresh_demo_dir() -> anyhow::Result<PathBuf> {
 async fn demo(
     mut settings: Settings,
     dir: Option<PathBuf>,
-    now: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let dir = match dir {
@@ -3764,13 +3765,13 @@ async fn demo(
         phone_region: settings.school.phone_region,
         progress_threshold: settings.import.progress_threshold,
     };
-    let report = import_file(&*store, &school_file, None, options, now).await?;
+    let report = import_file(&*store, &school_file, None, options, at).await?;
     if report.has_errors() {
         print_import_report(&school_file, &report);
         bail!("the demo school did not import cleanly");
     }
     store
-        .add_holiday(&Holiday::new(&holiday_name, first, last)?, now)
+        .add_holiday(&Holiday::new(&holiday_name, first, last)?, at)
         .await?;
 
     let counts = store.counts().await?;
@@ -3882,7 +3883,7 @@ async fn demo(
     println!();
     print_timing(&settings, &calendar, at, tz);
     println!();
-    demo_send(&mut settings, store, &dir, now, at).await?;
+    demo_send(&mut settings, store, &dir, at).await?;
     println!();
     println!("Look around (the demo database is selected by HERALD__DATABASE__URL):");
     let url = format!("HERALD__DATABASE__URL=sqlite://{}", database.display());

@@ -248,6 +248,10 @@ async fn a_killed_instance_leaves_its_claims_to_the_others_after_the_lease() {
     tokio::time::sleep(Duration::from_millis(550)).await;
     pass.abort();
     let _ = pass.await;
+    // Aborting drops the pass's sends at their next await, but an outcome whose
+    // COMMIT already left for the server still lands: let those settle, so that what
+    // is counted as the dead instance's claims is what it really left behind.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let received_before = smtp.received().len();
     let stuck = app.count(MessageStatus::Sending).await;
     // The addresses of the messages the dead instance still held.
