@@ -1,0 +1,477 @@
+//! The wallet, the hold switch and the audit log, templates, operators and roles.
+
+use super::*;
+
+#[async_trait]
+impl WalletStore for Backend {
+    async fn wallet(&self) -> Result<WalletState> {
+        let (balance, reserved, low_since): (i64, i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT balance, reserved, low_since FROM wallet WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(WalletState {
+            balance,
+            reserved,
+            low_since,
+        })
+    }
+
+    async fn ledger(&self, limit: i64) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, entry, points, message_id, actor, note, balance_after, reserved_after
+             FROM wallet_ledger ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(LedgerEntry {
+                    at: row.try_get("at")?,
+                    entry: row.try_get("entry")?,
+                    points: row.try_get("points")?,
+                    message_id: row.try_get::<Option<i64>, _>("message_id")?.map(MessageId),
+                    actor: row.try_get("actor")?,
+                    note: row.try_get("note")?,
+                    balance_after: row.try_get("balance_after")?,
+                    reserved_after: row.try_get("reserved_after")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ledger_totals(&self) -> Result<LedgerTotals> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entry, CAST(coalesce(sum(points), 0) AS BIGINT) FROM wallet_ledger GROUP BY entry",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut totals = LedgerTotals::default();
+        for (entry, points) in rows {
+            match entry.as_str() {
+                "top_up" => totals.top_ups = points,
+                "reserve" => totals.reserves = points,
+                "charge" => totals.charges = points,
+                "refund" => totals.refunds = points,
+                other => {
+                    return Err(StoreError::Corrupt {
+                        column: "wallet_ledger.entry",
+                        value: other.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    async fn top_up(
+        &self,
+        points: i64,
+        actor: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WalletState> {
+        let mut tx = self.begin_write().await?;
+        let after: (i64, i64) = sqlx::query_as(
+            "UPDATE wallet SET balance = balance + $1 WHERE id = 1 RETURNING balance, reserved",
+        )
+        .bind(points)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_ledger(
+            &mut tx,
+            now,
+            "top_up",
+            points,
+            None,
+            Some(actor),
+            Some(note),
+            after,
+        )
+        .await?;
+        // What waited for credit goes on the next pass, not at its next re-check.
+        sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1, updated_at = $1
+             WHERE status = 'queued' AND reason = 'insufficient_sms_credit'",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.wallet().await
+    }
+
+    async fn reserve(&self, id: MessageId, points: i64, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // One conditional update: the balance cannot go below zero, whoever else is
+        // reserving at the same moment.
+        let after: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE wallet SET balance = balance - $1, reserved = reserved + $1
+             WHERE id = 1 AND balance >= $1
+             RETURNING balance, reserved",
+        )
+        .bind(points)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(after) = after else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE messages SET reserved_points = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(points)
+            .execute(&mut *tx)
+            .await?;
+        insert_ledger(
+            &mut tx,
+            now,
+            "reserve",
+            points,
+            Some(id.0),
+            None,
+            None,
+            after,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(coalesce(sum(segments), 0) AS BIGINT) FROM messages
+             WHERE channel = 'sms' AND status = 'queued' AND next_attempt_at < $1",
+        )
+        .bind(before)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn mark_low(&self, low: bool, now: DateTime<Utc>) -> Result<bool> {
+        let done = if low {
+            sqlx::query("UPDATE wallet SET low_since = $1 WHERE id = 1 AND low_since IS NULL")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+        } else {
+            sqlx::query("UPDATE wallet SET low_since = NULL WHERE id = 1 AND low_since IS NOT NULL")
+                .execute(&self.pool)
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl AdminStore for Backend {
+    async fn hold(&self) -> Result<Option<Hold>> {
+        let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(match row {
+            (Some(since), reason, by) => Some(Hold {
+                since,
+                reason: reason.unwrap_or_default(),
+                by: by.unwrap_or_default(),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn set_hold(&self, hold: Option<&Hold>) -> Result<bool> {
+        let done = match hold {
+            Some(h) => {
+                sqlx::query(
+                    "UPDATE hold_switch SET on_since = $1, reason = $2, set_by = $3
+                     WHERE id = 1 AND on_since IS NULL",
+                )
+                .bind(h.since)
+                .bind(&h.reason)
+                .bind(&h.by)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE hold_switch SET on_since = NULL, reason = NULL, set_by = NULL
+                     WHERE id = 1 AND on_since IS NOT NULL",
+                )
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, entry).await
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<(DateTime<Utc>, String, String, String, String)> = sqlx::query_as(
+            "SELECT at, actor, action, subject, details FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2)
+               AND ($3 IS NULL OR at >= $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(filter.since)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, actor, action, subject, details)| AuditEntry {
+                at,
+                actor,
+                action,
+                subject,
+                details: serde_json::from_str(&details)
+                    .unwrap_or(serde_json::Value::String(details)),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TemplateStore for Backend {
+    async fn save_template(&self, v: &Variant, actor: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO templates
+                (name, locale, channel, subject, body, updated_at, updated_by, html)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (name, locale, channel) DO UPDATE SET
+                subject = excluded.subject, body = excluded.body, html = excluded.html,
+                updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&v.name)
+        .bind(&v.locale)
+        .bind(v.channel.as_str())
+        .bind(&v.subject)
+        .bind(&v.body)
+        .bind(now)
+        .bind(actor)
+        .bind(&v.html)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn templates(&self, name: Option<&str>) -> Result<Vec<Variant>> {
+        let rows: Vec<(
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT name, locale, channel, subject, body, html FROM templates
+             WHERE ($1 IS NULL OR name = $1) ORDER BY name, channel, locale",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, locale, channel, subject, body, html)| {
+                Ok(Variant {
+                    name,
+                    locale,
+                    channel: parse_code("templates.channel", &channel)?,
+                    subject,
+                    body,
+                    html,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OperatorStore for Backend {
+    async fn operator(&self, login: &str) -> Result<Option<Operator>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT login, name, role, teacher FROM operators WHERE login = $1")
+                .bind(login)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let exceptions: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT login, permission, granted FROM operator_permissions WHERE login = $1",
+        )
+        .bind(login)
+        .fetch_all(&self.pool)
+        .await?;
+        let roles = self.roles().await?;
+        Ok(build_operators(rows, exceptions, &roles)?.pop())
+    }
+
+    async fn operators(&self) -> Result<Vec<Operator>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT login, name, role, teacher FROM operators ORDER BY login")
+                .fetch_all(&self.pool)
+                .await?;
+        let exceptions: Vec<(String, String, bool)> =
+            sqlx::query_as("SELECT login, permission, granted FROM operator_permissions")
+                .fetch_all(&self.pool)
+                .await?;
+        let roles = self.roles().await?;
+        build_operators(rows, exceptions, &roles)
+    }
+
+    async fn roles(&self) -> Result<Vec<RoleDef>> {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT name, description, builtin FROM roles ORDER BY builtin DESC, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let permissions: Vec<(String, String)> =
+            sqlx::query_as("SELECT role, permission FROM role_permissions ORDER BY permission")
+                .fetch_all(&self.pool)
+                .await?;
+        build_roles(rows, permissions)
+    }
+
+    async fn add_operator(
+        &self,
+        new: &NewOperator,
+        first: bool,
+        audit: &AuditEntry,
+    ) -> Result<AddOperator> {
+        let mut tx = self.begin_write().await?;
+        // Two "first owner" commands at once must not both see an empty table.
+        lock_operators(&mut tx).await?;
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM operators")
+            .fetch_one(&mut *tx)
+            .await?;
+        if first && count > 0 {
+            return Ok(AddOperator::NotFirst);
+        }
+        let role: Option<(String,)> = sqlx::query_as("SELECT name FROM roles WHERE name = $1")
+            .bind(&new.role)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if role.is_none() {
+            return Ok(AddOperator::UnknownRole);
+        }
+        let done = sqlx::query(
+            "INSERT INTO operators (login, name, role, teacher, created_at, created_by, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $5)
+             ON CONFLICT (login) DO NOTHING",
+        )
+        .bind(&new.login)
+        .bind(&new.name)
+        .bind(&new.role)
+        .bind(&new.teacher)
+        .bind(new.at)
+        .bind(&new.by)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(AddOperator::LoginTaken);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(AddOperator::Added)
+    }
+
+    async fn set_role(&self, login: &str, role: &str, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE operators SET role = $2, updated_at = $3
+             WHERE login = $1 AND EXISTS (SELECT 1 FROM roles WHERE name = $2)",
+        )
+        .bind(login)
+        .bind(role)
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_permission(
+        &self,
+        login: &str,
+        permission: Permission,
+        granted: Option<bool>,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE operators SET updated_at = $2 WHERE login = $1")
+            .bind(login)
+            .bind(audit.at)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        match granted {
+            Some(yes) => {
+                sqlx::query(
+                    "INSERT INTO operator_permissions (login, permission, granted)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (login, permission) DO UPDATE SET granted = excluded.granted",
+                )
+                .bind(login)
+                .bind(permission.as_str())
+                .bind(yes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM operator_permissions WHERE login = $1 AND permission = $2",
+                )
+                .bind(login)
+                .bind(permission.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn save_role(&self, role: &RoleDef, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let builtin: Option<(bool,)> = sqlx::query_as("SELECT builtin FROM roles WHERE name = $1")
+            .bind(&role.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if builtin.is_some_and(|(b,)| b) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO roles (name, description, builtin) VALUES ($1, $2, FALSE)
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM role_permissions WHERE role = $1")
+            .bind(&role.name)
+            .execute(&mut *tx)
+            .await?;
+        for p in &role.permissions {
+            sqlx::query("INSERT INTO role_permissions (role, permission) VALUES ($1, $2)")
+                .bind(&role.name)
+                .bind(p.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,1063 @@
+//! The outbox's SQL: messages and batches, decisions, claims, outcomes with their
+//! attempts and wallet settlement, listings; and the coordination of instances.
+
+use super::*;
+
+/// Binds a [`MessageFilter`]'s six parameters in `message_filter!` order.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, Db, DbArgs>,
+    f: &'q MessageFilter,
+) -> sqlx::query::Query<'q, Db, DbArgs> {
+    query
+        .bind(f.batch.map(|b| b.0))
+        .bind(f.recipient.as_deref())
+        .bind(f.status.map(MessageStatus::as_str))
+        .bind(f.kind.map(MessageKind::as_str))
+        .bind(f.channel.map(Channel::as_str))
+        .bind(f.since)
+}
+
+async fn insert_attempt(
+    conn: &mut DbConn,
+    message: i64,
+    number: i64,
+    attempt: &Attempt,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO attempts
+            (message_id, number, started_at, finished_at, outcome, code, detail, worker,
+             provider_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(message)
+    .bind(number)
+    .bind(attempt.started_at)
+    .bind(now)
+    .bind(attempt.outcome.as_str())
+    .bind(attempt.code)
+    .bind(&attempt.detail)
+    .bind(worker)
+    .bind(&attempt.provider_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A claimed message that did not finish: id, lease owner, attempts, claimed at,
+/// lease until.
+type Unfinished = (
+    i64,
+    Option<String>,
+    i64,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+/// Records an unfinished attempt and puts the message back in the queue (or fails
+/// it once `max_attempts` is reached), giving back its reserved credit.
+async fn abandon(
+    conn: &mut DbConn,
+    m: &Unfinished,
+    detail: &str,
+    max_attempts: Option<u32>,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (id, owner, attempts, claimed_at, _) = m;
+    let attempt = Attempt {
+        started_at: *claimed_at,
+        outcome: AttemptOutcome::Abandoned,
+        code: None,
+        detail: detail.to_owned(),
+        provider_id: None,
+    };
+    insert_attempt(
+        conn,
+        *id,
+        attempts + 1,
+        &attempt,
+        owner.as_deref().unwrap_or("?"),
+        now,
+    )
+    .await?;
+    let exhausted = max_attempts.is_some_and(|max| attempts + 1 >= i64::from(max));
+    let (status, reason) = if exhausted {
+        (MessageStatus::Failed, Reason::AttemptsExhausted)
+    } else {
+        (MessageStatus::Queued, Reason::RetryScheduled)
+    };
+    sqlx::query(
+        "UPDATE messages
+         SET status = $2, reason = $3, attempts = attempts + 1,
+             next_attempt_at = CASE WHEN $2 = 'queued' THEN $4 END,
+             lease_owner = NULL, lease_until = NULL, updated_at = $4
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(reason.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    settle(conn, *id, false, now).await?;
+    insert_event(conn, *id, now, status, Some(reason), None, note).await
+}
+
+/// Settles the points reserved for a message: charged when the gateway accepted it,
+/// otherwise given back to the balance. Nothing to do when none are reserved.
+async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) -> Result<()> {
+    let reserved: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT reserved_points FROM messages WHERE id = $1",
+        for_update!()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    let Some(points) = reserved.filter(|p| *p > 0) else {
+        return Ok(());
+    };
+    let (balance, reserved): (i64, i64) = if charge {
+        sqlx::query_as(
+            "UPDATE wallet SET reserved = reserved - $1 WHERE id = 1 RETURNING balance, reserved",
+        )
+    } else {
+        sqlx::query_as(
+            "UPDATE wallet SET reserved = reserved - $1, balance = balance + $1 WHERE id = 1
+             RETURNING balance, reserved",
+        )
+    }
+    .bind(points)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE messages SET reserved_points = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let entry = if charge { "charge" } else { "refund" };
+    insert_ledger(
+        conn,
+        now,
+        entry,
+        points,
+        Some(id),
+        None,
+        None,
+        (balance, reserved),
+    )
+    .await
+}
+
+#[async_trait]
+impl OutboxStore for Backend {
+    async fn create_message(
+        &self,
+        message: &NewMessage,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MessageId> {
+        let mut tx = self.begin_write().await?;
+        let id = insert_message(&mut tx, None, message, actor, now).await?;
+        if message.kind == MessageKind::System && message.status == MessageStatus::Queued {
+            wake_other_instances(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(MessageId(id))
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<BatchId> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            // A batch stored approved was sent by an operator who needs no approval:
+            // the decision is theirs, taken when they sent it.
+            "INSERT INTO batches
+                (kind, channel, status, audience, subject, body, created_by, created_at,
+                 decided_by, decided_at, decision_note, channels, html)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     CASE WHEN $3 = 'approved' THEN $7 END,
+                     CASE WHEN $3 = 'approved' THEN $8 END,
+                     CASE WHEN $3 = 'approved' THEN 'sent without approval' END, $9, $10)
+             RETURNING id",
+        )
+        .bind(batch.kind.as_str())
+        .bind(batch.channel.as_str())
+        .bind(batch.status.as_str())
+        .bind(&batch.audience)
+        .bind(&batch.subject)
+        .bind(&batch.body)
+        .bind(&batch.created_by)
+        .bind(now)
+        .bind(batch.channels.as_str())
+        .bind(&batch.html)
+        .fetch_one(&mut *tx)
+        .await?;
+        for m in messages {
+            insert_message(&mut tx, Some(id), m, &batch.created_by, now).await?;
+        }
+        tx.commit().await?;
+        Ok(BatchId(id))
+    }
+
+    async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>> {
+        let status = status.map(BatchStatus::as_str);
+        let rows = sqlx::query(
+            "SELECT id, kind, channel, coalesce(channels, channel) AS channels, status, audience,
+                    subject, body, html, created_by, created_at, decided_by, decided_at,
+                    decision_note
+             FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let counts: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT m.batch_id, m.status, m.reason, count(*) FROM messages m
+             JOIN batches b ON b.id = m.batch_id
+             WHERE ($1 IS NULL OR b.status = $1)
+             GROUP BY m.batch_id, m.status, m.reason
+             ORDER BY m.batch_id, count(*) DESC",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_batch: HashMap<i64, Vec<StatusCount>> = HashMap::new();
+        for (batch, status, reason, count) in counts {
+            by_batch.entry(batch).or_default().push(StatusCount {
+                status: parse_code("messages.status", &status)?,
+                reason: parse_reason(reason)?,
+                count,
+            });
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                Ok(BatchSummary {
+                    id: BatchId(id),
+                    kind: parse_code("batches.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("batches.channel", &row.try_get::<String, _>("channel")?)?,
+                    channels: parse_code(
+                        "batches.channels",
+                        &row.try_get::<String, _>("channels")?,
+                    )?,
+                    status: parse_code("batches.status", &row.try_get::<String, _>("status")?)?,
+                    audience: row.try_get("audience")?,
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    html: row.try_get("html")?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: row.try_get("created_at")?,
+                    decided_by: row.try_get("decided_by")?,
+                    decided_at: row.try_get("decided_at")?,
+                    decision_note: row.try_get("decision_note")?,
+                    counts: by_batch.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn decide_batch(
+        &self,
+        id: BatchId,
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(concat!(
+            "SELECT status FROM batches WHERE id = $1",
+            for_update!()
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else {
+            return Ok(Decided::NotFound);
+        };
+        let current: BatchStatus = parse_code("batches.status", &current)?;
+        if current != BatchStatus::AwaitingApproval {
+            return Ok(Decided::AlreadyDecided(current));
+        }
+        let (batch_status, message_status, note) = match decision {
+            Decision::Approve => (BatchStatus::Approved, MessageStatus::Queued, None),
+            Decision::Reject(why) => (
+                BatchStatus::Rejected,
+                MessageStatus::Rejected,
+                Some(why.as_str()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE batches SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(batch_status.as_str())
+        .bind(actor)
+        .bind(now)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        let event_note = match decision {
+            Decision::Approve => "batch approved".to_owned(),
+            Decision::Reject(why) => format!("batch rejected: {why}"),
+        };
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, $3, NULL, $4, $5 FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(message_status.as_str())
+        .bind(actor)
+        .bind(&event_note)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "UPDATE messages SET status = $2, reason = NULL, updated_at = $3,
+                    next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(message_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Decided::Done(moved))
+    }
+
+    async fn decide_messages(
+        &self,
+        batch: BatchId,
+        ids: &[MessageId],
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decided> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(concat!(
+            "SELECT status FROM batches WHERE id = $1",
+            for_update!()
+        ))
+        .bind(batch.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else {
+            return Ok(Decided::NotFound);
+        };
+        let current: BatchStatus = parse_code("batches.status", &current)?;
+        if current != BatchStatus::AwaitingApproval {
+            return Ok(Decided::AlreadyDecided(current));
+        }
+        let (status, note) = match decision {
+            Decision::Approve => (MessageStatus::Queued, "message approved".to_owned()),
+            Decision::Reject(why) => (MessageStatus::Rejected, format!("message rejected: {why}")),
+        };
+        let ids = id_list(ids.iter().map(|m| m.0));
+        sqlx::query(concat!(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, $3, NULL, $4, $5 FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval' AND id",
+            in_list!("$6")
+        ))
+        .bind(batch.0)
+        .bind(now)
+        .bind(status.as_str())
+        .bind(actor)
+        .bind(&note)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(concat!(
+            "UPDATE messages SET status = $2, reason = NULL, updated_at = $3,
+                    next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE batch_id = $1 AND status = 'awaiting_approval' AND id",
+            in_list!("$4")
+        ))
+        .bind(batch.0)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Decided::Done(moved))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        kinds: &[MessageKind],
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        let kinds = text_list(kinds.iter().map(|k| k.as_str()));
+        // One statement: SQLite runs it under its single write lock, and PostgreSQL
+        // skips the rows another instance is claiming right now rather than waiting
+        // for them, so a row is never claimed twice. The subquery reads the partial
+        // index of queued messages, not the history.
+        let rows = sqlx::query(concat!(
+            "UPDATE messages
+             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3
+             WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE status = 'queued' AND next_attempt_at <= $3
+                   AND kind",
+            in_list!("$4"),
+            "
+                 -- System messages (a password reset) first, then oldest due first.
+                 ORDER BY CASE kind WHEN 'system' THEN 0 ELSE 1 END, next_attempt_at, id
+                 LIMIT $5",
+            skip_locked!(),
+            ")
+             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, relevance,
+                       expires_at, attempts,
+                       created_at, segments"
+        ))
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(kinds)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    html: row.try_get("html")?,
+                    relevance: row.try_get("relevance")?,
+                    expires_at: row.try_get("expires_at")?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
+                    created_at: row.try_get("created_at")?,
+                    segments: row.try_get("segments")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn has_due(&self, now: DateTime<Utc>, kinds: &[MessageKind]) -> Result<bool> {
+        let kinds = text_list(kinds.iter().map(|k| k.as_str()));
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                            WHERE status = 'queued' AND next_attempt_at <= $1
+                              AND kind",
+            in_list!("$2"),
+            ")"
+        ))
+        .bind(now)
+        .bind(kinds)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn reclaim_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let expired: Vec<Unfinished> = sqlx::query_as(concat!(
+            "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+             WHERE status = 'sending' AND lease_until < $1",
+            skip_locked!()
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for m in &expired {
+            let detail = format!(
+                "dispatcher {} claimed the message and did not finish before its lease ran \
+                 out ({}); the message goes again under the same identity",
+                m.1.as_deref().unwrap_or("?"),
+                m.4.map(|u| u.to_rfc3339()).unwrap_or_default()
+            );
+            abandon(
+                &mut tx,
+                m,
+                &detail,
+                Some(max_attempts),
+                "lease expired: reclaimed",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn finish(
+        &self,
+        id: MessageId,
+        owner: &str,
+        finish: &Finish,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(concat!(
+            "SELECT status, lease_owner, attempts FROM messages WHERE id = $1",
+            for_update!()
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, lease_owner, attempts)) = row else {
+            return Ok(false);
+        };
+        let attempt = match finish {
+            Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
+                Some(a)
+            }
+            Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) => None,
+        };
+        // The attempt happened whatever became of the lease: keep the server's answer.
+        if let Some(a) = attempt {
+            insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
+        }
+        if status != MessageStatus::Sending.as_str() || lease_owner.as_deref() != Some(owner) {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let tried = i64::from(attempt.is_some());
+        let (new_status, reason, next_at, sent_at, note) = match finish {
+            Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
+            Finish::Retry(a, at) => (
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                Some(*at),
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Failed(a, reason) => (
+                MessageStatus::Failed,
+                Some(*reason),
+                None,
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Unknown(a) => (
+                MessageStatus::Unknown,
+                Some(Reason::OutcomeUnknown),
+                None,
+                None,
+                a.detail.clone(),
+            ),
+            Finish::Blocked(reason) => (
+                MessageStatus::Blocked,
+                Some(*reason),
+                None,
+                None,
+                "checked again before sending".to_owned(),
+            ),
+            Finish::Hold(reason, until) => (
+                MessageStatus::Queued,
+                Some(*reason),
+                Some(*until),
+                None,
+                format!("held until {}", until.to_rfc3339()),
+            ),
+            Finish::Withdrawn(status, reason) => (
+                *status,
+                Some(*reason),
+                None,
+                None,
+                "checked before sending".to_owned(),
+            ),
+        };
+        match finish {
+            // The outcome is not known: the points stay reserved until an operator
+            // resends (given back, reserved again) or drops (given back) the message.
+            Finish::Unknown(_) => {}
+            Finish::Sent(_) => settle(&mut tx, id.0, true, now).await?,
+            _ => settle(&mut tx, id.0, false, now).await?,
+        }
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = $3, next_attempt_at = $4,
+                 sent_at = coalesce($5, sent_at), attempts = attempts + $6,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $7
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(reason.map(Reason::as_str))
+        .bind(next_at)
+        .bind(sent_at)
+        .bind(tried)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, 'cancelled', NULL, $3, 'batch cancelled by an operator'
+             FROM messages WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        // Queued messages hold no credit (it is reserved only while sending).
+        let done = sqlx::query(
+            "UPDATE messages SET status = 'cancelled', reason = NULL, next_attempt_at = NULL,
+                    updated_at = $2
+             WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn edit_batch(
+        &self,
+        id: BatchId,
+        channel: Channel,
+        subject: Option<&str>,
+        body: &str,
+        html: Option<&str>,
+        segments: Option<i64>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query(
+            "UPDATE batches
+             SET subject = CASE WHEN channel = $4 THEN $2 ELSE subject END,
+                 body = CASE WHEN channel = $4 THEN $3 ELSE body END,
+                 html = CASE WHEN channel = $4 THEN $5 ELSE html END,
+                 status = 'awaiting_approval',
+                 decided_by = NULL, decided_at = NULL, decision_note = NULL
+             WHERE id = $1 AND status IN ('awaiting_approval', 'approved')",
+        )
+        .bind(id.0)
+        .bind(subject)
+        .bind(body)
+        .bind(channel.as_str())
+        .bind(html)
+        .execute(&mut *tx)
+        .await?;
+        if found.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+             SELECT id, $2, 'awaiting_approval', 'awaiting_approval', $3,
+                    'batch edited: back to approval'
+             FROM messages WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE messages
+             SET status = 'awaiting_approval', reason = 'awaiting_approval',
+                 next_attempt_at = NULL, updated_at = $2
+             WHERE batch_id = $1 AND status IN ('awaiting_approval', 'queued')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let edited = sqlx::query(
+            "UPDATE messages SET subject = $2, body = $3, segments = $4, html = $6
+             WHERE batch_id = $1 AND channel = $5 AND status = 'awaiting_approval'",
+        )
+        .bind(id.0)
+        .bind(subject)
+        .bind(body)
+        .bind(segments)
+        .bind(channel.as_str())
+        .bind(html)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(edited.rows_affected()))
+    }
+
+    async fn expire_approvals(
+        &self,
+        approved_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BatchId>> {
+        let mut tx = self.begin_write().await?;
+        let stale: Vec<i64> = sqlx::query_scalar(
+            "SELECT b.id FROM batches b
+             WHERE b.status = 'approved' AND b.decided_at < $1
+               -- A rule that needs no approval was not approved by anyone: nothing
+               -- of it can go stale.
+               AND coalesce(b.decided_by, '') NOT LIKE 'rule:%'
+               AND EXISTS (SELECT 1 FROM messages m
+                           WHERE m.batch_id = b.id AND m.status = 'queued')",
+        )
+        .bind(approved_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &stale {
+            sqlx::query(
+                "UPDATE batches SET status = 'awaiting_approval',
+                        decision_note = 'approval expired unused'
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO message_events (message_id, at, status, reason, actor, note)
+                 SELECT id, $2, 'awaiting_approval', 'approval_expired', NULL,
+                        'the approval expired unused'
+                 FROM messages WHERE batch_id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'awaiting_approval', reason = 'approval_expired',
+                        next_attempt_at = NULL, updated_at = $2
+                 WHERE batch_id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stale.into_iter().map(BatchId).collect())
+    }
+
+    async fn act_on_message(
+        &self,
+        id: MessageId,
+        action: MessageAction,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ActionResult> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = sqlx::query_scalar(concat!(
+            "SELECT status FROM messages WHERE id = $1",
+            for_update!()
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Ok(ActionResult::NotFound);
+        };
+        let status: MessageStatus = parse_code("messages.status", &status)?;
+        if !action.applies_to().contains(&status) {
+            return Ok(ActionResult::NotApplicable(status));
+        }
+        let (new_status, note) = match action {
+            MessageAction::Resend => (MessageStatus::Queued, "resent by an operator"),
+            MessageAction::Cancel => (MessageStatus::Cancelled, "cancelled by an operator"),
+        };
+        // Points held for an `unknown` SMS go back; a resend reserves them again.
+        settle(&mut tx, id.0, false, now).await?;
+        sqlx::query(
+            "UPDATE messages
+             SET status = $2, reason = NULL, updated_at = $3,
+                 next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(new_status.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, id.0, now, new_status, None, Some(actor), note).await?;
+        tx.commit().await?;
+        Ok(ActionResult::Done(status))
+    }
+
+    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut released = 0;
+        for id in ids {
+            let claimed: Option<Unfinished> = sqlx::query_as(concat!(
+                "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
+                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+                for_update!()
+            ))
+            .bind(id.0)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(m) = claimed {
+                let detail = "the dispatcher stopped before the send finished; it may have \
+                              reached the server";
+                abandon(
+                    &mut tx,
+                    &m,
+                    detail,
+                    None,
+                    "released by a stopping dispatcher",
+                    now,
+                )
+                .await?;
+                released += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageView>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.id, m.batch_id, m.kind, m.channel, m.recipient_id, m.recipient_external_id,
+                    m.address, m.subject, m.status, m.reason, m.created_at, m.sent_at,
+                    m.next_attempt_at, m.attempts, m.segments
+             FROM messages m WHERE ",
+            message_filter!(),
+            " ORDER BY m.id DESC LIMIT $7"
+        ));
+        let rows = bind_filter(query, filter)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(MessageView {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    recipient: row.try_get("recipient_external_id")?,
+                    address: row.try_get("address")?,
+                    subject: row.try_get("subject")?,
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    created_at: row.try_get("created_at")?,
+                    sent_at: row.try_get("sent_at")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    attempts: row.try_get("attempts")?,
+                    segments: row.try_get("segments")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn message_counts(&self, filter: &MessageFilter) -> Result<Vec<StatusCount>> {
+        let query = sqlx::query(concat!(
+            "SELECT m.status, m.reason, count(*) AS n FROM messages m WHERE ",
+            message_filter!(),
+            " GROUP BY m.status, m.reason ORDER BY count(*) DESC, m.status, m.reason"
+        ));
+        let rows = bind_filter(query, filter).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StatusCount {
+                    status: parse_code("messages.status", &row.try_get::<String, _>("status")?)?,
+                    reason: parse_reason(row.try_get("reason")?)?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>> {
+        let rows: Vec<(
+            DateTime<Utc>,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT started_at, outcome, code, detail, provider_id FROM attempts
+                 WHERE message_id = $1 ORDER BY number, id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(started_at, outcome, code, detail, provider_id)| {
+                let outcome = match outcome.as_str() {
+                    "sent" => AttemptOutcome::Sent,
+                    "transient" => AttemptOutcome::Transient,
+                    "permanent" => AttemptOutcome::Permanent,
+                    "unknown" => AttemptOutcome::Unknown,
+                    "abandoned" => AttemptOutcome::Abandoned,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            column: "attempts.outcome",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                Ok(Attempt {
+                    started_at,
+                    outcome,
+                    code,
+                    detail: detail.unwrap_or_default(),
+                    provider_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_pass(
+        &self,
+        worker: &str,
+        counts: &PassCounts,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dispatcher_passes
+                (worker, finished_at, sent, retried, failed, held, blocked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (worker) DO UPDATE SET
+                finished_at = excluded.finished_at, sent = excluded.sent,
+                retried = excluded.retried, failed = excluded.failed, held = excluded.held,
+                blocked = excluded.blocked",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(counts.sent as i64)
+        .bind(counts.retried as i64)
+        .bind(counts.failed as i64)
+        .bind(counts.held as i64)
+        .bind(counts.blocked as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_pass(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(
+            sqlx::query_scalar("SELECT max(finished_at) FROM dispatcher_passes")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn sample_messages(&self, batch: BatchId) -> Result<Vec<SampleMessage>> {
+        let rows: Vec<(
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT m.channel, r.locale, m.recipient_external_id, m.subject, m.body, m.html
+                 FROM messages m LEFT JOIN recipients r ON r.id = m.recipient_id
+                 WHERE m.id IN (
+                     SELECT min(m2.id) FROM messages m2
+                     LEFT JOIN recipients r2 ON r2.id = m2.recipient_id
+                     WHERE m2.batch_id = $1
+                     GROUP BY m2.channel, r2.locale)
+                 ORDER BY m.channel, r.locale",
+        )
+        .bind(batch.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(channel, locale, recipient, subject, body, html)| {
+                Ok(SampleMessage {
+                    channel: parse_code("messages.channel", &channel)?,
+                    locale,
+                    recipient,
+                    subject,
+                    body,
+                    html,
+                })
+            })
+            .collect()
+    }
+
+    async fn sent_since(
+        &self,
+        recipient: RecipientId,
+        channel: Channel,
+        kind: MessageKind,
+        since: DateTime<Utc>,
+        except: MessageId,
+    ) -> Result<i64> {
+        // Messages in flight count too, as a pass sends several at once; only the
+        // older ones, so that of two in flight the older goes and the newer waits.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages
+             WHERE recipient_id = $1 AND channel = $2 AND kind = $3 AND id <> $5
+               AND ((status IN ('sent', 'delivered') AND sent_at >= $4)
+                    OR (status = 'sending' AND id < $5))",
+        )
+        .bind(recipient.0)
+        .bind(channel.as_str())
+        .bind(kind.as_str())
+        .bind(since)
+        .bind(except.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl CoordinationStore for Backend {
+    async fn try_lead(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        // One statement: take the lease if it is free, ours, or expired.
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leader_leases (name, owner, until) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE leader_leases.owner = excluded.owner OR leader_leases.until < $3
+             RETURNING owner",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
+        self.listen_for_wakeups().await
+    }
+}
