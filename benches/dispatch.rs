@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use herald::clock::SystemClock;
 use herald::config::{EmailTransport, Settings, SmtpSettings, SmtpTls};
-use herald::dispatcher::{Channels, Dispatcher, SystemClock};
+use herald::dispatcher::{Channels, Dispatcher};
 use herald::domain::directory::{DirectoryRecord, RecipientRecord, Role};
 use herald::domain::{Channel, MessageKind, MessageStatus, RecipientId};
 use herald::store::{self, NewBatch, NewMessage};

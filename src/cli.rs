@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::FixedClock;
 use crate::compose::{self, Content};
 use crate::config::Settings;
 use crate::daemon::Daemon;
-use crate::dispatcher::FixedClock;
 use crate::domain::MessageId;
 use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::codes::UnknownCode;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::dispatcher::{
-    APPROVALS_LEASE, ChannelError, Channels, Clock, Dispatcher, RECLAIM_LEASE, SystemClock,
-    worker_name,
+    APPROVALS_LEASE, ChannelError, Channels, Dispatcher, RECLAIM_LEASE, worker_name,
 };
 use crate::domain::MessageKind;
 use crate::store::{self, PassCounts, Store, StoreError};

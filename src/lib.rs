@@ -19,6 +19,7 @@
 
 pub mod channels;
 pub mod cli;
+pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod daemon;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::SendOutcome;
 use crate::channels::email::{EmailChannel, EmailError, OutgoingEmail};
 use crate::channels::sms::{OutgoingSms, SmsChannel, SmsError};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::MessageStatus;
 use crate::domain::retry::retry_delay;
@@ -27,44 +28,6 @@ use crate::domain::{
     Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber, Reason,
 };
 use crate::store::{Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Store, StoreError};
-
-/// The source of "now" for everything the dispatcher decides and records.
-pub trait Clock: Send + Sync {
-    /// The current instant.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that says what it is told: for tests and `--at`.
-#[derive(Debug, Default)]
-pub struct FixedClock(std::sync::Mutex<DateTime<Utc>>);
-
-impl FixedClock {
-    /// A clock stopped at `at`.
-    pub fn new(at: DateTime<Utc>) -> FixedClock {
-        FixedClock(std::sync::Mutex::new(at))
-    }
-
-    /// Moves the clock to `at`.
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().expect("the clock's lock is never poisoned") = at;
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().expect("the clock's lock is never poisoned")
-    }
-}
 
 /// What became of one claimed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use herald::dispatcher::FixedClock;
+use herald::clock::FixedClock;
 use herald::domain::{Audience, MessageKind, MessageStatus, Reach};
 use herald::store::{AuditEntry, AuditFilter, Hold};
 use tokio_util::sync::CancellationToken;

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use herald::clock::FixedClock;
 use herald::diagnose::{self, Lookup, RecipientDiagnosis, Verdict};
-use herald::dispatcher::{FixedClock, Outcome};
+use herald::dispatcher::Outcome;
 use herald::domain::{Audience, Channel, MessageId, Reach, Reason};
 use herald::store::{Decision, Hold};
 use wiremock::matchers::{header, method, path};

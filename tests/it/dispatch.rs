@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::clock::FixedClock;
 use herald::compose::{self, Content};
 use herald::daemon::Daemon;
-use herald::dispatcher::{FixedClock, Outcome};
+use herald::dispatcher::Outcome;
 use herald::domain::{Audience, BatchStatus, Holiday, MessageKind, MessageStatus, Reach, Reason};
 use herald::store::{
     ActionResult, AttemptOutcome, Decided, Decision, MessageAction, MessageFilter,
@@ -566,7 +567,7 @@ async fn an_expired_lease_is_reclaimed_and_the_message_sent(app: TestApp) {
             m.id,
             "dead-worker",
             &herald::store::Finish::Blocked(Reason::NoConsent),
-            herald::dispatcher::Clock::now(&*clock),
+            herald::clock::Clock::now(&*clock),
         )
         .await
         .unwrap();
@@ -679,7 +680,7 @@ async fn a_system_message_goes_without_waiting_for_the_tick(app: TestApp) {
     let daemon = Daemon::build_with(
         settings.clone(),
         Arc::clone(&app.store),
-        Arc::new(herald::dispatcher::SystemClock),
+        Arc::new(herald::clock::SystemClock),
     )
     .unwrap();
     let shutdown = CancellationToken::new();

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
+use herald::clock::FixedClock;
 use herald::compose::{self, Content};
 use herald::config::{EmailTransport, Settings, SmtpSettings, SmtpTls};
-use herald::dispatcher::{Channels, Dispatcher, FixedClock};
+use herald::dispatcher::{Channels, Dispatcher};
 use herald::domain::access::{Operator, Permission};
 use herald::domain::{Audience, BatchId, MessageStatus, Reach};
 use herald::import::{ImportKind, ImportOptions, ImportReport, import_file};
@@ -317,7 +318,7 @@ impl TestApp {
             Arc::clone(&self.store),
             channels,
             Arc::new(settings),
-            Arc::clone(clock) as Arc<dyn herald::dispatcher::Clock>,
+            Arc::clone(clock) as Arc<dyn herald::clock::Clock>,
             format!("test-{}", fastrand_name()),
         ))
     }

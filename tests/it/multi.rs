@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as Span;
+use herald::clock::{FixedClock, SystemClock};
 use herald::compose::{self, Content};
 use herald::config::Settings;
 use herald::daemon::Daemon;
-use herald::dispatcher::{Dispatcher, FixedClock, SystemClock};
+use herald::dispatcher::Dispatcher;
 use herald::domain::directory::{DirectoryRecord, RecipientRecord, Role};
 use herald::domain::{BatchStatus, Channel, MessageKind, MessageStatus, RecipientId};
 use herald::store::{self, NewBatch, NewMessage, Store};
@@ -142,7 +143,7 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
 async fn instance(
     settings: &Settings,
     name: &str,
-    clock: Arc<dyn herald::dispatcher::Clock>,
+    clock: Arc<dyn herald::clock::Clock>,
 ) -> Arc<Dispatcher> {
     let store = store::open(&settings.database).await.unwrap();
     let channels = herald::dispatcher::Channels::build(settings).unwrap();
@@ -173,7 +174,7 @@ async fn three_instances_drain_5000_messages_each_received_exactly_once() {
     queue_messages(&app.store, MESSAGES, now()).await;
     let smtp = SmtpServer::start().await;
     let settings = app.smtp_settings(&smtp);
-    let clock: Arc<dyn herald::dispatcher::Clock> =
+    let clock: Arc<dyn herald::clock::Clock> =
         Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
     let mut instances = Vec::new();
     for name in ["alpha", "beta", "gamma"] {
@@ -235,7 +236,7 @@ async fn a_killed_instance_leaves_its_claims_to_the_others_after_the_lease() {
         other => other,
     };
     settings.dispatch.lease = Duration::from_secs(2);
-    let clock: Arc<dyn herald::dispatcher::Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn herald::clock::Clock> = Arc::new(SystemClock);
     let doomed = instance(&settings, "doomed", Arc::clone(&clock)).await;
     let survivor = instance(&settings, "survivor", Arc::clone(&clock)).await;
 

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use herald::clock::FixedClock;
 use herald::compose::{self, Content};
-use herald::dispatcher::{FixedClock, Outcome};
+use herald::dispatcher::Outcome;
 use herald::domain::{Audience, BatchStatus, MessageKind, MessageStatus, Reach, Reason};
 use herald::store::{Decided, Decision, Hold};
 use tokio_util::sync::CancellationToken;

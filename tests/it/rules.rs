@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use herald::clock::FixedClock;
 use herald::config::Settings;
-use herald::dispatcher::{FixedClock, Outcome};
+use herald::dispatcher::Outcome;
 use herald::domain::{BatchStatus, Holiday, MessageKind, MessageStatus, Reason};
 use herald::rules::{self, Rule};
 use herald::store::{MessageFilter, MessageView};

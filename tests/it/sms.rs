@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use herald::channels::SendOutcome;
 use herald::channels::sms::{OutgoingSms, SmsChannel};
+use herald::clock::FixedClock;
 use herald::compose::{self, Content};
 use herald::config::{Settings, SmsGateway};
-use herald::dispatcher::{FixedClock, Outcome};
+use herald::dispatcher::Outcome;
 use herald::domain::directory::{DirectoryRecord, RecipientRecord, Role};
 use herald::domain::sms::measure;
 use herald::domain::{
