@@ -15,19 +15,21 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{Actor, App, AppError, HoldChange};
 use crate::clock::FixedClock;
 use crate::compose::{self, Content};
 use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::domain::MessageId;
 use crate::domain::access::{AccessError, Operator, Permission};
+use crate::domain::audit::AuditAction;
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
-use crate::domain::{Channel, ChannelChoice, EligibilityFacts, Holiday, HolidayCalendar, Reason};
+use crate::domain::{Channel, ChannelChoice, EligibilityFacts, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use crate::store::{self, RecipientFilter, Store};
-use crate::store::{ActionResult, Decided, Decision, MessageAction, MessageFilter};
+use crate::store::{Decided, Decision, MessageAction, MessageFilter};
 
 /// Herald: email and SMS for schools, with approval, send windows, holidays, consent
 /// and an SMS wallet.
@@ -308,8 +310,8 @@ pub enum Command {
         #[arg(long = "actor", value_name = "LOGIN")]
         actor: Option<String>,
         /// Only this action (send, approve, reject, cancel, resend, top_up, hold_on, …).
-        #[arg(long)]
-        action: Option<String>,
+        #[arg(long, value_parser = parse_code::<AuditAction>)]
+        action: Option<AuditAction>,
         /// Only since: a duration ("24h") or a school date or time.
         #[arg(long, value_name = "WHEN")]
         since: Option<String>,
@@ -789,7 +791,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Holidays { action } => {
             let store = store::open(&settings.database).await?;
-            holidays(&*store, &settings, action, now).await
+            holidays(&store, &settings, action, now).await
         }
         Command::Notify {
             recipient,
@@ -815,7 +817,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             audit(
                 &*store,
                 &actor,
-                "notify",
+                AuditAction::Notify,
                 &format!("message {id}"),
                 serde_json::json!({"recipient": recipient, "channel": channel, "status": message.status, "reason": message.reason}),
                 now,
@@ -915,7 +917,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 audit(
                     &*store,
                     &operator,
-                    "send",
+                    AuditAction::Send,
                     &format!("batch {id}"),
                     send_snapshot(&send),
                     now,
@@ -1151,23 +1153,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 note,
             }) = action
             {
-                authorize(&*store, &operator, Permission::TopUp, "top up the wallet").await?;
-                if points <= 0 {
-                    bail!("POINTS must be a positive number of points, not {points}");
-                }
-                if note.trim().is_empty() {
-                    bail!("--note must say what the top-up is (an invoice, a transfer)");
-                }
-                let w = store.top_up(points, &operator, note.trim(), now).await?;
-                audit(
-                    &*store,
-                    &operator,
-                    "top_up",
-                    "wallet",
-                    serde_json::json!({"points": points, "note": note.trim(), "balance_after": w.balance}),
-                    now,
-                )
-                .await?;
+                let w = app(&store, &settings, now)
+                    .top_up(&Actor::operator(operator), points, &note)
+                    .await
+                    .map_err(cli_error)?;
                 println!(
                     "Added {points} point(s): the balance is {} ({} reserved). Messages waiting for credit go on the next pass.",
                     w.balance, w.reserved
@@ -1188,34 +1177,13 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(HoldCommand::On { reason, operator }) => {
-                    let op = authorize(
-                        &*store,
-                        &operator,
-                        Permission::ManageSettings,
-                        "switch the hold",
-                    )
-                    .await?;
-                    if reason.trim().is_empty() {
-                        bail!("--reason must say why dispatch is held");
-                    }
-                    let hold = crate::store::Hold {
-                        since: now,
-                        reason: reason.trim().to_owned(),
-                        by: operator.clone(),
-                    };
-                    if store.set_hold(Some(&hold)).await? {
-                        audit(
-                            &*store,
-                            &operator,
-                            "hold_on",
-                            "dispatch",
-                            serde_json::json!({"reason": hold.reason}),
-                            now,
-                        )
-                        .await?;
+                    let change = app(&store, &settings, now)
+                        .set_hold(&Actor::operator(operator), Some(&reason))
+                        .await
+                        .map_err(cli_error)?;
+                    if change == HoldChange::Switched {
                         println!(
-                            "Dispatch is on hold on every instance ({}); messages wait as queued. `herald hold off --as LOGIN` resumes.",
-                            op.name
+                            "Dispatch is on hold on every instance; messages wait as queued. `herald hold off --as LOGIN` resumes."
                         );
                     } else {
                         println!("Dispatch was on hold already.");
@@ -1223,24 +1191,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(HoldCommand::Off { operator }) => {
-                    authorize(
-                        &*store,
-                        &operator,
-                        Permission::ManageSettings,
-                        "switch the hold",
-                    )
-                    .await?;
-                    let before = store.hold().await?;
-                    if store.set_hold(None).await? {
-                        audit(
-                            &*store,
-                            &operator,
-                            "hold_off",
-                            "dispatch",
-                            serde_json::json!({"was": before}),
-                            now,
-                        )
-                        .await?;
+                    let change = app(&store, &settings, now)
+                        .set_hold(&Actor::operator(operator), None)
+                        .await
+                        .map_err(cli_error)?;
+                    if change == HoldChange::Switched {
                         println!("Dispatch resumes: what waited goes on the next pass.");
                     } else {
                         println!("Dispatch was not on hold.");
@@ -1280,7 +1235,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                                 .format("%Y-%m-%d %H:%M:%S")
                                 .to_string(),
                             l.actor.clone(),
-                            l.action.clone(),
+                            l.action.to_string(),
                             l.subject.clone(),
                             l.details.to_string(),
                         ]
@@ -1511,7 +1466,7 @@ async fn outbox_action(
             audit(
                 store,
                 &operator,
-                "edit",
+                AuditAction::Edit,
                 &format!("batch {batch}"),
                 serde_json::json!({
                     "was_status": b.status,
@@ -1539,7 +1494,7 @@ async fn outbox_action(
             audit(
                 store,
                 &operator,
-                "cancel",
+                AuditAction::Cancel,
                 &format!("batch {batch}"),
                 serde_json::json!({"messages": n}),
                 now,
@@ -1911,7 +1866,7 @@ async fn rules_command(
                         audit(
                             store,
                             &operator,
-                            "rules_run",
+                            AuditAction::RulesRun,
                             &format!("rule {}", report.rule),
                             serde_json::to_value(&report)?,
                             now,
@@ -2077,7 +2032,7 @@ async fn operators_command(
             };
             let entry = audit_entry(
                 &by,
-                "operator_add",
+                AuditAction::OperatorAdd,
                 &format!("operator {login}"),
                 serde_json::json!({"name": name, "role": role, "teacher": teacher}),
                 now,
@@ -2124,7 +2079,7 @@ async fn operators_command(
             keeps_a_manager(store, &after).await?;
             let entry = audit_entry(
                 &by.login,
-                "operator_role",
+                AuditAction::OperatorRole,
                 &format!("operator {login}"),
                 serde_json::json!({"from": before.role, "to": role}),
                 now,
@@ -2202,7 +2157,7 @@ async fn operators_command(
             }
             let entry = audit_entry(
                 &by.login,
-                "role_save",
+                AuditAction::RoleSave,
                 &format!("role {name}"),
                 serde_json::json!({"description": role.description, "permissions": role.permissions}),
                 now,
@@ -2294,7 +2249,11 @@ async fn change_permissions(
     for (p, wanted) in &changes {
         let entry = audit_entry(
             &by.login,
-            if grant { "grant" } else { "revoke" },
+            if grant {
+                AuditAction::Grant
+            } else {
+                AuditAction::Revoke
+            },
             &format!("operator {login}"),
             serde_json::json!({"permission": p, "role": before.role}),
             now,
@@ -2357,7 +2316,7 @@ async fn templates_command(
                 )
             })?;
             store.save_template(&variant, &operator, now).await?;
-            audit(store, &operator, "template_save", &format!("template {}", variant.name), serde_json::json!({"locale": variant.locale, "channel": variant.channel, "sha256": content_hash(variant.subject.as_deref(), &variant.body)}), now).await?;
+            audit(store, &operator, AuditAction::TemplateSave, &format!("template {}", variant.name), serde_json::json!({"locale": variant.locale, "channel": variant.channel, "sha256": content_hash(variant.subject.as_deref(), &variant.body)}), now).await?;
             println!(
                 "Saved template {:?} ({}, {}).",
                 variant.name, variant.locale, variant.channel
@@ -2646,6 +2605,43 @@ fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
     .transpose()
 }
 
+/// The application over `store`, on the command's one clock.
+fn app(store: &Arc<dyn Store>, settings: &Settings, now: DateTime<Utc>) -> App {
+    App::new(
+        Arc::clone(store),
+        Arc::new(settings.clone()),
+        Arc::new(FixedClock::new(now)),
+    )
+}
+
+/// An application error in the CLI's words: what the library says, plus how to fix
+/// it from the command line.
+fn cli_error(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::UnknownOperator(login) => anyhow::Error::new(AccessError::UnknownOperator(login)),
+        AppError::Forbidden {
+            login,
+            role,
+            what,
+            permission,
+        } => anyhow::Error::new(AccessError::Denied {
+            login,
+            role,
+            what,
+            permission,
+        }),
+        AppError::Invalid { field, problem } => {
+            let flag = match field {
+                "points" => "POINTS",
+                "holiday" => "the holiday",
+                other => return anyhow::anyhow!("--{}: {problem}", other.replace('_', "-")),
+            };
+            anyhow::anyhow!("{flag}: {problem}")
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
 /// The operator `login`, who must hold `permission` to `what`.
 async fn authorize(
     store: &dyn Store,
@@ -2664,7 +2660,7 @@ async fn authorize(
 /// An audit line, for a store method that writes it with its change.
 fn audit_entry(
     actor: &str,
-    action: &str,
+    action: AuditAction,
     subject: &str,
     details: serde_json::Value,
     now: DateTime<Utc>,
@@ -2672,7 +2668,7 @@ fn audit_entry(
     crate::store::AuditEntry {
         at: now,
         actor: actor.to_owned(),
-        action: action.to_owned(),
+        action,
         subject: subject.to_owned(),
         details,
     }
@@ -2682,7 +2678,7 @@ fn audit_entry(
 async fn audit(
     store: &dyn Store,
     actor: &str,
-    action: &str,
+    action: AuditAction,
     subject: &str,
     details: serde_json::Value,
     now: DateTime<Utc>,
@@ -2691,7 +2687,7 @@ async fn audit(
         .audit(&crate::store::AuditEntry {
             at: now,
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             subject: subject.to_owned(),
             details,
         })
@@ -2787,43 +2783,16 @@ async fn act(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let store = store::open(&settings.database).await?;
-    let op = authorize(
-        &*store,
-        login,
-        Permission::Approve,
-        "resend or cancel messages",
-    )
-    .await?;
-    let (verb, allowed) = match action {
-        MessageAction::Resend => ("queued again", "unknown or failed"),
-        MessageAction::Cancel => ("cancelled", "awaiting approval, queued or unknown"),
+    let before = app(&store, settings, now)
+        .act_on_message(&Actor::operator(login), MessageId(message), action)
+        .await
+        .map_err(cli_error)?;
+    let verb = match action {
+        MessageAction::Resend => "queued again",
+        MessageAction::Cancel => "cancelled",
     };
-    match store
-        .act_on_message(MessageId(message), action, login, now)
-        .await?
-    {
-        ActionResult::Done(before) => {
-            let action = match action {
-                MessageAction::Resend => "resend",
-                MessageAction::Cancel => "cancel",
-            };
-            audit(
-                &*store,
-                login,
-                action,
-                &format!("message {message}"),
-                serde_json::json!({"status_before": before}),
-                now,
-            )
-            .await?;
-            println!("Message {message} ({before}) {verb} by {}.", op.name);
-            Ok(ExitCode::SUCCESS)
-        }
-        ActionResult::NotFound => bail!("there is no message {message}"),
-        ActionResult::NotApplicable(status) => {
-            bail!("message {message} is {status}; only a message that is {allowed} can be {verb}")
-        }
-    }
+    println!("Message {message} ({before}) {verb} by {login}.");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn decide(
@@ -2882,8 +2851,8 @@ async fn decide(
     match decided {
         Decided::Done(n) => {
             let (action, reason) = match &decision {
-                Decision::Approve => ("approve", None),
-                Decision::Reject(why) => ("reject", Some(why.clone())),
+                Decision::Approve => (AuditAction::Approve, None),
+                Decision::Reject(why) => (AuditAction::Reject, Some(why.clone())),
             };
             let details = serde_json::json!({
                 "messages": n,
@@ -3167,7 +3136,7 @@ async fn import(
                 audit(
                     store,
                     operator,
-                    "import",
+                    AuditAction::Import,
                     &format!("file {}", file.display()),
                     serde_json::to_value(&report)?,
                     now,
@@ -3365,7 +3334,7 @@ async fn recipients(
 }
 
 async fn holidays(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     settings: &Settings,
     action: HolidaysCommand,
     now: DateTime<Utc>,
@@ -3403,25 +3372,16 @@ async fn holidays(
             last_day,
             operator,
         } => {
-            authorize(
-                store,
-                &operator,
-                Permission::ManageSettings,
-                "change holidays",
-            )
-            .await?;
-            let holiday = Holiday::new(&name, first_day, last_day.unwrap_or(first_day))
+            let stored = app(store, settings, now)
+                .add_holiday(
+                    &Actor::operator(operator),
+                    &name,
+                    first_day,
+                    last_day.unwrap_or(first_day),
+                )
+                .await
+                .map_err(cli_error)
                 .with_context(|| format!("cannot add the holiday {name:?}"))?;
-            let stored = store.add_holiday(&holiday, now).await?;
-            audit(
-                store,
-                &operator,
-                "holiday_add",
-                &format!("holiday {}", stored.id.unwrap_or_default()),
-                serde_json::json!({"name": stored.name, "first_day": stored.first_day, "last_day": stored.last_day}),
-                now,
-            )
-            .await?;
             println!(
                 "Added holiday {} (id {}): {} to {}.",
                 stored.name,
@@ -3435,28 +3395,17 @@ async fn holidays(
             Ok(ExitCode::SUCCESS)
         }
         HolidaysCommand::Remove { id, operator } => {
-            authorize(
-                store,
-                &operator,
-                Permission::ManageSettings,
-                "change holidays",
-            )
-            .await?;
-            if store.remove_holiday(id).await? {
-                audit(
-                    store,
-                    &operator,
-                    "holiday_remove",
-                    &format!("holiday {id}"),
-                    serde_json::json!({}),
-                    now,
-                )
-                .await?;
-                println!("Removed holiday {id}.");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                bail!("there is no holiday with id {id}; `herald holidays list --all` shows them")
-            }
+            app(store, settings, now)
+                .remove_holiday(&Actor::operator(operator), id)
+                .await
+                .map_err(|e| match e {
+                    AppError::NotFound { .. } => anyhow::anyhow!(
+                        "there is no holiday with id {id}; `herald holidays list --all` shows them"
+                    ),
+                    other => cli_error(other),
+                })?;
+            println!("Removed holiday {id}.");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -3488,7 +3437,7 @@ async fn demo_send(
             true,
             &audit_entry(
                 OWNER,
-                "operator_add",
+                AuditAction::OperatorAdd,
                 &format!("operator {OWNER}"),
                 serde_json::json!({"role": "owner"}),
                 at,
@@ -3545,7 +3494,9 @@ async fn demo_send(
         path: sms_file.clone(),
     };
     const DEMO_CREDIT: i64 = 10;
-    store.top_up(DEMO_CREDIT, OWNER, "demo credit", at).await?;
+    app(&store, settings, at)
+        .top_up(&Actor::operator(OWNER), DEMO_CREDIT, "demo credit")
+        .await?;
     let reminder = Content::sms(
         "Przypomnienie: zebranie rodziców w czwartek o 18:00. Sekretariat.",
         true,
@@ -3770,8 +3721,8 @@ async fn demo(
         print_import_report(&school_file, &report);
         bail!("the demo school did not import cleanly");
     }
-    store
-        .add_holiday(&Holiday::new(&holiday_name, first, last)?, at)
+    app(&store, &settings, at)
+        .add_holiday(&Actor::System("demo"), &holiday_name, first, last)
         .await?;
 
     let counts = store.counts().await?;

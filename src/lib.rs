@@ -17,6 +17,7 @@
 //! - [`cli`] — commands; the only place that prints for people.
 //! - [`telemetry`] — logging on standard error.
 
+pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod clock;

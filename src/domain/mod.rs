@@ -6,6 +6,7 @@
 //! values. The store loads these types; the CLI, dispatcher and rules use them.
 
 pub mod access;
+pub mod audit;
 pub mod calendar;
 pub mod codes;
 pub mod contact;

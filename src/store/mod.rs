@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::domain::access::{Operator, Permission, RoleDef};
+use crate::domain::audit::AuditAction;
 use crate::domain::directory::{DirectoryRecord, GroupSummary, RecipientId, Role};
 use crate::domain::{
     Audience, BatchId, BatchStatus, Channel, ChannelChoice, EligibilityFacts, Holiday,
@@ -639,13 +640,13 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<BatchId>>;
 
-    /// Resends or cancels one message, as `actor`.
+    /// Resends or cancels one message, as the audit line's actor at its time; the
+    /// line (with `status_before`) is written only when it was done.
     async fn act_on_message(
         &self,
         id: MessageId,
         action: MessageAction,
-        actor: &str,
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<ActionResult>;
 
     /// Gives back messages `owner` claimed but did not finish (a stopping daemon),
@@ -692,11 +693,12 @@ pub trait OutboxStore: Send + Sync {
 /// The school's calendar of days off.
 #[async_trait]
 pub trait CalendarStore: Send + Sync {
-    /// Stores a holiday and returns it with its id.
-    async fn add_holiday(&self, holiday: &Holiday, now: DateTime<Utc>) -> Result<Holiday>;
+    /// Stores a holiday with its audit line and returns it with its id.
+    async fn add_holiday(&self, holiday: &Holiday, audit: &AuditEntry) -> Result<Holiday>;
 
-    /// Removes a holiday; `false` when there was none with that id.
-    async fn remove_holiday(&self, id: i64) -> Result<bool>;
+    /// Removes a holiday with its audit line; `false`, and no line, when there was
+    /// none with that id.
+    async fn remove_holiday(&self, id: i64, audit: &AuditEntry) -> Result<bool>;
 
     /// Holidays that end on or after `from` (all of them when `None`), earliest first.
     async fn holidays(&self, from: Option<NaiveDate>) -> Result<Vec<Holiday>>;
@@ -790,14 +792,9 @@ pub trait WalletStore: Send + Sync {
     /// The ledger's sums.
     async fn ledger_totals(&self) -> Result<LedgerTotals>;
 
-    /// Adds points, and makes every message held for credit due at once.
-    async fn top_up(
-        &self,
-        points: i64,
-        actor: &str,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<WalletState>;
+    /// Adds points with the audit line's actor and time, and makes every message held
+    /// for credit due at once. The audit line gets `balance_after`.
+    async fn top_up(&self, points: i64, note: &str, audit: &AuditEntry) -> Result<WalletState>;
 
     /// Reserves `points` for a claimed message; `false` (and nothing changed) when the
     /// balance cannot cover them.
@@ -846,12 +843,34 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// Who.
     pub actor: String,
-    /// What (`send`, `approve`, `reject`, `cancel`, `resend`, `top_up`, `hold_on`, …).
-    pub action: String,
-    /// What it was done to (`batch 3`, `message 17`, `wallet`, `dispatch`).
+    /// What kind of change.
+    pub action: AuditAction,
+    /// What it was done to (`batch 3`, `message 17`, `wallet`, `dispatch`). A store
+    /// method that creates the row replaces `{id}` in it with the new row's id.
     pub subject: String,
-    /// What the person saw and did.
+    /// What the person saw and did; a store method adds what only its transaction
+    /// knows (the balance after a top-up, the status a message had before).
     pub details: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// The line with `key` set to `value` in its details (an object).
+    pub fn with_detail(&self, key: &str, value: impl serde::Serialize) -> AuditEntry {
+        let mut entry = self.clone();
+        if !entry.details.is_object() {
+            entry.details = serde_json::json!({});
+        }
+        entry.details[key] = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        entry
+    }
+
+    /// The line about the row with this id (`{id}` in the subject replaced).
+    pub fn for_id(&self, id: impl std::fmt::Display) -> AuditEntry {
+        AuditEntry {
+            subject: self.subject.replace("{id}", &id.to_string()),
+            ..self.clone()
+        }
+    }
 }
 
 /// Which audit lines a listing wants.
@@ -860,7 +879,7 @@ pub struct AuditFilter {
     /// Only this person.
     pub actor: Option<String>,
     /// Only this action.
-    pub action: Option<String>,
+    pub action: Option<AuditAction>,
     /// Only since then.
     pub since: Option<DateTime<Utc>>,
     /// At most this many, newest first.
@@ -873,8 +892,10 @@ pub trait AdminStore: Send + Sync {
     /// The hold switch: `Some` while dispatch is paused.
     async fn hold(&self) -> Result<Option<Hold>>;
 
-    /// Switches the hold on (with why and who) or off. `false` when it already was.
-    async fn set_hold(&self, hold: Option<&Hold>) -> Result<bool>;
+    /// Switches the hold on (with why and who) or off, with its audit line (which
+    /// gets `was`, the hold lifted, when switching off). `false`, and no line, when it
+    /// already was.
+    async fn set_hold(&self, hold: Option<&Hold>, audit: &AuditEntry) -> Result<bool>;
 
     /// Appends a line to the audit log.
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;

@@ -10,7 +10,8 @@ use herald::domain::{Audience, Reach};
 use herald::store::AuditFilter;
 
 use crate::conformance;
-use crate::helpers::{TestApp, now};
+use crate::helpers::{TestApp, audit_line, now};
+use herald::domain::audit::AuditAction;
 
 conformance!(
     the_permission_matrix_allows_and_refuses_each_command_per_role,
@@ -242,8 +243,21 @@ async fn the_permission_matrix_allows_and_refuses_each_command_per_role(app: Tes
                 by: "boss".into(),
             };
             match *what {
-                "hold on" => app.store.set_hold(None).await.map(drop).unwrap(),
-                "hold off" => app.store.set_hold(Some(&hold)).await.map(drop).unwrap(),
+                "hold on" => app
+                    .store
+                    .set_hold(None, &audit_line("owner", AuditAction::HoldOff, now()))
+                    .await
+                    .map(drop)
+                    .unwrap(),
+                "hold off" => app
+                    .store
+                    .set_hold(
+                        Some(&hold),
+                        &audit_line("owner", AuditAction::HoldOn, now()),
+                    )
+                    .await
+                    .map(drop)
+                    .unwrap(),
                 _ => {}
             }
             let args: Vec<String> = template

@@ -8,8 +8,9 @@ use herald::store::{AuditEntry, AuditFilter, Hold};
 use tokio_util::sync::CancellationToken;
 
 use crate::conformance;
-use crate::helpers::{TestApp, now, warsaw};
+use crate::helpers::{TestApp, audit_line, now, warsaw};
 use crate::smtp::SmtpServer;
+use herald::domain::audit::AuditAction;
 
 conformance!(
     hold_on_stops_every_pass_and_hold_off_resumes_with_each_message_sent_once,
@@ -36,9 +37,23 @@ async fn hold_on_stops_every_pass_and_hold_off_resumes_with_each_message_sent_on
         reason: "wrong date in the batch".into(),
         by: "owner".into(),
     };
-    assert!(app.store.set_hold(Some(&hold)).await.unwrap());
     assert!(
-        !app.store.set_hold(Some(&hold)).await.unwrap(),
+        app.store
+            .set_hold(
+                Some(&hold),
+                &audit_line("owner", AuditAction::HoldOn, now())
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.store
+            .set_hold(
+                Some(&hold),
+                &audit_line("owner", AuditAction::HoldOn, now())
+            )
+            .await
+            .unwrap(),
         "already on"
     );
     assert_eq!(app.store.hold().await.unwrap(), Some(hold));
@@ -58,8 +73,19 @@ async fn hold_on_stops_every_pass_and_hold_off_resumes_with_each_message_sent_on
     assert!(smtp.received().is_empty());
     assert_eq!(app.count(MessageStatus::Queued).await, 3, "nothing lost");
 
-    assert!(app.store.set_hold(None).await.unwrap());
-    assert!(!app.store.set_hold(None).await.unwrap(), "already off");
+    assert!(
+        app.store
+            .set_hold(None, &audit_line("owner", AuditAction::HoldOff, now()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !app.store
+            .set_hold(None, &audit_line("owner", AuditAction::HoldOff, now()))
+            .await
+            .unwrap(),
+        "already off"
+    );
     let (ta, tb) = (CancellationToken::new(), CancellationToken::new());
     let (ra, rb) = tokio::join!(
         a.run_pass(&MessageKind::ALL, &ta),
@@ -82,7 +108,7 @@ async fn the_audit_log_keeps_every_line_newest_first_and_filters_them(app: TestA
     let line = |minute: i64, actor: &str, action: &str| AuditEntry {
         at: now() + chrono::Duration::minutes(minute),
         actor: actor.into(),
-        action: action.into(),
+        action: action.parse().unwrap(),
         subject: "batch 1".into(),
         details: serde_json::json!({"messages": minute, "note": "zażółć"}),
     };
@@ -116,5 +142,5 @@ async fn the_audit_log_keeps_every_line_newest_first_and_filters_them(app: TestA
         .await
         .unwrap();
     assert_eq!(recent.len(), 1);
-    assert_eq!(recent[0].action, "top_up");
+    assert_eq!(recent[0].action, AuditAction::TopUp);
 }

@@ -13,8 +13,9 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::conformance;
-use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::helpers::{OWNER, TestApp, audit_line, now, warsaw};
 use crate::smtp::{Fault, SmtpServer};
+use herald::domain::audit::AuditAction;
 
 conformance!(
     a_person_is_found_by_any_id_address_or_number_and_ambiguity_is_listed,
@@ -147,11 +148,14 @@ async fn every_check_of_each_channel_is_shown_with_where_consent_comes_from(app:
     );
     // Timing, the hold switch and the wallet are said when they matter.
     app.store
-        .set_hold(Some(&Hold {
-            since: now(),
-            reason: "mail server trouble".into(),
-            by: OWNER.into(),
-        }))
+        .set_hold(
+            Some(&Hold {
+                since: now(),
+                reason: "mail server trouble".into(),
+                by: OWNER.into(),
+            }),
+            &audit_line(OWNER, AuditAction::HoldOn, now()),
+        )
         .await
         .unwrap();
     let held = one(&app, "gd-2001").await;

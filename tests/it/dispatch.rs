@@ -16,8 +16,9 @@ use herald::store::{
 use tokio_util::sync::CancellationToken;
 
 use crate::conformance;
-use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::helpers::{OWNER, TestApp, audit_line, now, warsaw};
 use crate::smtp::{Fault, SmtpServer};
+use herald::domain::audit::AuditAction;
 
 conformance!(
     an_approved_batch_reaches_the_server_once_per_eligible_recipient,
@@ -265,7 +266,13 @@ async fn a_holiday_holds_informational_but_not_system_messages(app: TestApp) {
     app.import_examples(now()).await;
     let day = |s: &str| s.parse().unwrap();
     let holiday = Holiday::new("Teachers' day off", day("2026-11-25"), day("2026-11-25")).unwrap();
-    app.store.add_holiday(&holiday, now()).await.unwrap();
+    app.store
+        .add_holiday(
+            &holiday,
+            &audit_line("owner", AuditAction::HolidayAdd, now()),
+        )
+        .await
+        .unwrap();
     let smtp = SmtpServer::start().await;
     let settings = app.smtp_settings(&smtp);
     app.approved_batch(
@@ -451,14 +458,22 @@ async fn a_connection_dropped_after_data_leaves_the_outcome_unknown(app: TestApp
     let anna = app.only_message_to("gd-2001").await;
     let resent = app
         .store
-        .act_on_message(anna.id, MessageAction::Resend, OWNER, now())
+        .act_on_message(
+            anna.id,
+            MessageAction::Resend,
+            &audit_line(OWNER, AuditAction::Resend, now()),
+        )
         .await
         .unwrap();
     assert_eq!(resent, ActionResult::Done(MessageStatus::Unknown));
     // … or to drop it.
     let dropped = app
         .store
-        .act_on_message(stalled.id, MessageAction::Cancel, OWNER, now())
+        .act_on_message(
+            stalled.id,
+            MessageAction::Cancel,
+            &audit_line(OWNER, AuditAction::Resend, now()),
+        )
         .await
         .unwrap();
     assert_eq!(dropped, ActionResult::Done(MessageStatus::Unknown));
@@ -478,7 +493,11 @@ async fn a_connection_dropped_after_data_leaves_the_outcome_unknown(app: TestApp
     );
     let again = app
         .store
-        .act_on_message(anna.id, MessageAction::Cancel, OWNER, now())
+        .act_on_message(
+            anna.id,
+            MessageAction::Cancel,
+            &audit_line(OWNER, AuditAction::Resend, now()),
+        )
         .await
         .unwrap();
     assert_eq!(again, ActionResult::NotApplicable(MessageStatus::Sent));

@@ -10,9 +10,12 @@ use herald::compose::{self, Content};
 use herald::config::{EmailTransport, Settings, SmtpSettings, SmtpTls};
 use herald::dispatcher::{Channels, Dispatcher};
 use herald::domain::access::{Operator, Permission};
+use herald::domain::audit::AuditAction;
 use herald::domain::{Audience, BatchId, MessageStatus, Reach};
 use herald::import::{ImportKind, ImportOptions, ImportReport, import_file};
-use herald::store::{self, Decided, Decision, MessageFilter, MessageView, RecipientFilter, Store};
+use herald::store::{
+    self, AuditEntry, Decided, Decision, MessageFilter, MessageView, RecipientFilter, Store,
+};
 use tempfile::TempDir;
 
 /// A store with its settings and a folder for files the test writes.
@@ -128,6 +131,18 @@ pub fn example(name: &str) -> PathBuf {
 /// A fixed instant: Tuesday 2026-11-24 08:00 in Warsaw, when the tests create things.
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap()
+}
+
+/// An audit line by `actor` at `at`, for store methods that write one with their
+/// change.
+pub fn audit_line(actor: &str, action: AuditAction, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        at,
+        actor: actor.to_owned(),
+        action,
+        subject: "test {id}".to_owned(),
+        details: serde_json::json!({}),
+    }
 }
 
 /// Settings from the embedded defaults, ignoring the process's environment.
@@ -275,7 +290,7 @@ impl TestApp {
             let entry = herald::store::AuditEntry {
                 at: now(),
                 actor: "test".into(),
-                action: "operator_add".into(),
+                action: AuditAction::OperatorAdd,
                 subject: format!("operator {login}"),
                 details: serde_json::json!({"role": role}),
             };

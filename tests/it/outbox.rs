@@ -11,8 +11,9 @@ use herald::store::{Decided, Decision, Hold};
 use tokio_util::sync::CancellationToken;
 
 use crate::conformance;
-use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::helpers::{OWNER, TestApp, audit_line, now, warsaw};
 use crate::smtp::SmtpServer;
+use herald::domain::audit::AuditAction;
 
 conformance!(
     editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_nothing,
@@ -126,7 +127,13 @@ async fn an_approval_unused_for_a_week_expires_back_into_the_outbox(app: TestApp
         reason: "incident".into(),
         by: OWNER.into(),
     };
-    app.store.set_hold(Some(&hold)).await.unwrap();
+    app.store
+        .set_hold(
+            Some(&hold),
+            &audit_line("owner", AuditAction::HoldOn, now()),
+        )
+        .await
+        .unwrap();
     let clock = Arc::new(FixedClock::new(now() + chrono::Duration::days(6)));
     let d = app.dispatcher_with(settings, &clock);
     d.run_pass(&MessageKind::ALL, &CancellationToken::new())
@@ -155,7 +162,10 @@ async fn an_approval_unused_for_a_week_expires_back_into_the_outbox(app: TestApp
     assert_eq!(b.decision_note.as_deref(), Some("approval expired unused"));
 
     // Lifting the hold sends nothing until someone approves again.
-    app.store.set_hold(None).await.unwrap();
+    app.store
+        .set_hold(None, &audit_line("owner", AuditAction::HoldOff, now()))
+        .await
+        .unwrap();
     clock.set(warsaw("2026-12-03 10:00"));
     assert_eq!(d.try_dispatch_next().await.unwrap(), None);
     app.store

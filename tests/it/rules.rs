@@ -14,8 +14,9 @@ use herald::rules::{self, Rule};
 use herald::store::{MessageFilter, MessageView};
 
 use crate::conformance;
-use crate::helpers::{OWNER, TestApp, now, warsaw};
+use crate::helpers::{OWNER, TestApp, audit_line, now, warsaw};
 use crate::smtp::SmtpServer;
+use herald::domain::audit::AuditAction;
 
 conformance!(
     reminders_go_seven_and_one_day_before_and_a_paid_instalment_gets_none,
@@ -344,7 +345,7 @@ async fn a_reminder_on_a_holiday_shifts_to_the_next_open_day(app: TestApp) {
                 "2026-11-24".parse().unwrap(),
             )
             .unwrap(),
-            now(),
+            &audit_line("owner", AuditAction::HolidayAdd, now()),
         )
         .await
         .unwrap();
@@ -559,7 +560,7 @@ async fn a_long_catch_up_writes_the_latest_reminder_only_and_never_after_the_due
                 "2026-12-01".parse().unwrap(),
             )
             .unwrap(),
-            now(),
+            &audit_line("owner", AuditAction::HolidayAdd, now()),
         )
         .await
         .unwrap();

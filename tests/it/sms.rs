@@ -25,7 +25,8 @@ use wiremock::matchers::{body_string_contains, header, header_exists, method, pa
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::conformance;
-use crate::helpers::{OWNER, TestApp, default_settings, now, warsaw};
+use crate::helpers::{OWNER, TestApp, audit_line, default_settings, now, warsaw};
+use herald::domain::audit::AuditAction;
 
 fn sms_settings(gateway: SmsGateway) -> Settings {
     let mut settings = default_settings();
@@ -398,7 +399,11 @@ async fn an_sms_is_sent_charged_and_its_provider_id_kept(app: TestApp) {
     let mut settings = smsapi(&app, &server);
     settings.sms.price_per_segment = 3;
     app.store
-        .top_up(100, OWNER, "invoice 1", now())
+        .top_up(
+            100,
+            "invoice 1",
+            &audit_line(OWNER, AuditAction::TopUp, now()),
+        )
         .await
         .unwrap();
     // 200 GSM-7 characters: two segments, six points.
@@ -472,7 +477,11 @@ async fn a_message_held_for_credit_goes_after_a_top_up(app: TestApp) {
         .unwrap();
     assert_eq!(outcomes.sent, 0);
     app.store
-        .top_up(5, OWNER, "invoice 2", warsaw("2026-11-24 10:06"))
+        .top_up(
+            5,
+            "invoice 2",
+            &audit_line(OWNER, AuditAction::TopUp, warsaw("2026-11-24 10:06")),
+        )
         .await
         .unwrap();
     clock.set(warsaw("2026-11-24 10:10"));
@@ -495,7 +504,10 @@ async fn a_permanent_failure_is_refunded_and_marks_the_number(app: TestApp) {
         .mount(&server)
         .await;
     let settings = smsapi(&app, &server);
-    app.store.top_up(10, OWNER, "invoice", now()).await.unwrap();
+    app.store
+        .top_up(10, "invoice", &audit_line(OWNER, AuditAction::TopUp, now()))
+        .await
+        .unwrap();
     sms_batch(&app, &settings, "gd-2001", "Zebranie").await;
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
     let d = app.dispatcher_with(settings.clone(), &clock);
@@ -595,7 +607,11 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
         .await
         .unwrap();
     app.store
-        .top_up(1000, OWNER, "budget", now())
+        .top_up(
+            1000,
+            "budget",
+            &audit_line(OWNER, AuditAction::TopUp, now()),
+        )
         .await
         .unwrap();
 
@@ -681,7 +697,10 @@ async fn an_unknown_sms_keeps_its_credit_until_an_operator_drops_it(app: TestApp
         messaging_service_sid: None,
     };
     settings.sms.timeout = Duration::from_millis(500);
-    app.store.top_up(10, OWNER, "invoice", now()).await.unwrap();
+    app.store
+        .top_up(10, "invoice", &audit_line(OWNER, AuditAction::TopUp, now()))
+        .await
+        .unwrap();
     sms_batch(&app, &settings, "gd-2001", "Zebranie").await;
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
     let d = app.dispatcher_with(settings, &clock);
@@ -698,7 +717,11 @@ async fn an_unknown_sms_keeps_its_credit_until_an_operator_drops_it(app: TestApp
     assert_eq!(d.try_dispatch_next().await.unwrap(), None);
     let dropped = app
         .store
-        .act_on_message(m.id, herald::store::MessageAction::Cancel, OWNER, now())
+        .act_on_message(
+            m.id,
+            herald::store::MessageAction::Cancel,
+            &audit_line(OWNER, AuditAction::Resend, now()),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -718,7 +741,10 @@ async fn a_low_balance_is_reported_once_per_crossing(app: TestApp) {
     let mut settings = app.settings.clone();
     settings.sms.low_balance_threshold = 100;
     let d = app.dispatcher_with(settings, &clock);
-    app.store.top_up(5, OWNER, "a little", now()).await.unwrap();
+    app.store
+        .top_up(5, "a little", &audit_line(OWNER, AuditAction::TopUp, now()))
+        .await
+        .unwrap();
     d.check_wallet().await.unwrap();
     let first = app.store.wallet().await.unwrap().low_since;
     assert_eq!(first, Some(warsaw("2026-11-24 10:00")));
@@ -734,7 +760,11 @@ async fn a_low_balance_is_reported_once_per_crossing(app: TestApp) {
     );
     // Topped up above the threshold: no longer low; a later fall is a new crossing.
     app.store
-        .top_up(500, OWNER, "invoice", now())
+        .top_up(
+            500,
+            "invoice",
+            &audit_line(OWNER, AuditAction::TopUp, now()),
+        )
         .await
         .unwrap();
     d.check_wallet().await.unwrap();

@@ -64,13 +64,8 @@ impl WalletStore for Backend {
         Ok(totals)
     }
 
-    async fn top_up(
-        &self,
-        points: i64,
-        actor: &str,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<WalletState> {
+    async fn top_up(&self, points: i64, note: &str, audit: &AuditEntry) -> Result<WalletState> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
         let mut tx = self.begin_write().await?;
         let after: (i64, i64) = sqlx::query_as(
             "UPDATE wallet SET balance = balance + $1 WHERE id = 1 RETURNING balance, reserved",
@@ -97,6 +92,7 @@ impl WalletStore for Backend {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        insert_audit(&mut tx, &audit.with_detail("balance_after", after.0)).await?;
         tx.commit().await?;
         self.wallet().await
     }
@@ -161,24 +157,34 @@ impl WalletStore for Backend {
     }
 }
 
+/// The hold switch as it is (locked for the transaction on PostgreSQL).
+async fn hold_row(conn: &mut DbConn) -> Result<Option<Hold>> {
+    let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) = sqlx::query_as(concat!(
+        "SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1",
+        for_update!()
+    ))
+    .fetch_one(conn)
+    .await?;
+    Ok(match row {
+        (Some(since), reason, by) => Some(Hold {
+            since,
+            reason: reason.unwrap_or_default(),
+            by: by.unwrap_or_default(),
+        }),
+        _ => None,
+    })
+}
+
 #[async_trait]
 impl AdminStore for Backend {
     async fn hold(&self) -> Result<Option<Hold>> {
-        let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) =
-            sqlx::query_as("SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(match row {
-            (Some(since), reason, by) => Some(Hold {
-                since,
-                reason: reason.unwrap_or_default(),
-                by: by.unwrap_or_default(),
-            }),
-            _ => None,
-        })
+        let mut conn = self.pool.acquire().await?;
+        hold_row(&mut conn).await
     }
 
-    async fn set_hold(&self, hold: Option<&Hold>) -> Result<bool> {
+    async fn set_hold(&self, hold: Option<&Hold>, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let before = hold_row(&mut tx).await?;
         let done = match hold {
             Some(h) => {
                 sqlx::query(
@@ -188,7 +194,7 @@ impl AdminStore for Backend {
                 .bind(h.since)
                 .bind(&h.reason)
                 .bind(&h.by)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
             }
             None => {
@@ -196,11 +202,20 @@ impl AdminStore for Backend {
                     "UPDATE hold_switch SET on_since = NULL, reason = NULL, set_by = NULL
                      WHERE id = 1 AND on_since IS NOT NULL",
                 )
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
             }
         };
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let audit = match (hold, before) {
+            (None, Some(was)) => audit.with_detail("was", was),
+            _ => audit.clone(),
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<()> {
@@ -216,22 +231,24 @@ impl AdminStore for Backend {
              ORDER BY id DESC LIMIT $4",
         )
         .bind(&filter.actor)
-        .bind(&filter.action)
+        .bind(filter.action.map(|a| a.as_str()))
         .bind(filter.since)
         .bind(filter.limit.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(at, actor, action, subject, details)| AuditEntry {
-                at,
-                actor,
-                action,
-                subject,
-                details: serde_json::from_str(&details)
-                    .unwrap_or(serde_json::Value::String(details)),
+            .map(|(at, actor, action, subject, details)| {
+                Ok(AuditEntry {
+                    at,
+                    actor,
+                    action: parse_code("audit_log.action", &action)?,
+                    subject,
+                    details: serde_json::from_str(&details)
+                        .unwrap_or(serde_json::Value::String(details)),
+                })
             })
-            .collect())
+            .collect::<Result<_>>()?)
     }
 }
 

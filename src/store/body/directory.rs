@@ -757,7 +757,8 @@ impl DirectoryStore for Backend {
 
 #[async_trait]
 impl CalendarStore for Backend {
-    async fn add_holiday(&self, holiday: &Holiday, now: DateTime<Utc>) -> Result<Holiday> {
+    async fn add_holiday(&self, holiday: &Holiday, audit: &AuditEntry) -> Result<Holiday> {
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO holidays (name, first_day, last_day, created_at)
              VALUES ($1, $2, $3, $4) RETURNING id",
@@ -765,21 +766,29 @@ impl CalendarStore for Backend {
         .bind(&holiday.name)
         .bind(holiday.first_day)
         .bind(holiday.last_day)
-        .bind(now)
-        .fetch_one(&self.pool)
+        .bind(audit.at)
+        .fetch_one(&mut *tx)
         .await?;
+        insert_audit(&mut tx, &audit.for_id(id)).await?;
+        tx.commit().await?;
         Ok(Holiday {
             id: Some(id),
             ..holiday.clone()
         })
     }
 
-    async fn remove_holiday(&self, id: i64) -> Result<bool> {
+    async fn remove_holiday(&self, id: i64, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM holidays WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn holidays(&self, from: Option<NaiveDate>) -> Result<Vec<Holiday>> {

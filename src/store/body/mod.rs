@@ -190,7 +190,7 @@ async fn insert_audit(tx: &mut DbConn, entry: &AuditEntry) -> Result<()> {
     )
     .bind(entry.at)
     .bind(&entry.actor)
-    .bind(&entry.action)
+    .bind(entry.action.as_str())
     .bind(&entry.subject)
     .bind(entry.details.to_string())
     .execute(tx)

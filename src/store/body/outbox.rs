@@ -758,9 +758,9 @@ impl OutboxStore for Backend {
         &self,
         id: MessageId,
         action: MessageAction,
-        actor: &str,
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<ActionResult> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
         let mut tx = self.begin_write().await?;
         let status: Option<String> = sqlx::query_scalar(concat!(
             "SELECT status FROM messages WHERE id = $1",
@@ -794,6 +794,7 @@ impl OutboxStore for Backend {
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, id.0, now, new_status, None, Some(actor), note).await?;
+        insert_audit(&mut tx, &audit.with_detail("status_before", status)).await?;
         tx.commit().await?;
         Ok(ActionResult::Done(status))
     }

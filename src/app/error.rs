@@ -1,0 +1,62 @@
+//! What an operation can answer instead of its result: typed, so each adapter maps it
+//! to its own words and codes (the CLI adds its hints, HTTP its status and stable
+//! code), and worded without naming any one interface.
+
+use crate::domain::access::Permission;
+use crate::store::StoreError;
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The actor names no operator.
+    #[error("unknown operator {0:?}")]
+    UnknownOperator(String),
+    /// The operator lacks a permission.
+    #[error("{login} (role {role}) may not {what}: that needs the permission `{permission}`")]
+    Forbidden {
+        /// Who tried.
+        login: String,
+        /// Their role.
+        role: String,
+        /// What they tried, in words.
+        what: String,
+        /// The permission it needs.
+        permission: Permission,
+    },
+    /// What the operation names does not exist.
+    #[error("there is no {what} {id}")]
+    NotFound {
+        /// What kind of thing (`message`, `holiday`, `batch`).
+        what: &'static str,
+        /// Its id as given.
+        id: String,
+    },
+    /// The thing exists but is not in a state that allows the change; the text says
+    /// what state it is in and what would allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// An input is not what was expected.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The input's name (`points`, `note`, `last_day`).
+        field: &'static str,
+        /// What was given and what was expected.
+        problem: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// An invalid input.
+    pub fn invalid(field: &'static str, problem: impl Into<String>) -> AppError {
+        AppError::Invalid {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The result of an operation.
+pub type Result<T> = std::result::Result<T, AppError>;
