@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{Actor, App, AppError, HoldChange};
+use crate::app::{Actor, App, AppError, BatchText, HoldChange, Summary, content_hash, lines_of};
 use crate::clock::FixedClock;
 use crate::compose::{self, Content};
 use crate::config::Settings;
@@ -29,7 +29,7 @@ use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, 
 use crate::domain::{Channel, ChannelChoice, EligibilityFacts, HolidayCalendar, Reason};
 use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
 use crate::store::{self, RecipientFilter, Store};
-use crate::store::{Decided, Decision, MessageAction, MessageFilter};
+use crate::store::{Decision, MessageAction, MessageFilter};
 
 /// Herald: email and SMS for schools, with approval, send windows, holidays, consent
 /// and an SMS wallet.
@@ -190,6 +190,11 @@ pub enum Command {
         /// The approving operator (needs `approve`).
         #[arg(long = "as", value_name = "LOGIN")]
         operator: String,
+        /// The version of the batch you saw (`herald outbox show` prints it): refused
+        /// if the batch changed since. Without it, the batch is decided as it is now,
+        /// and that view is printed.
+        #[arg(long, value_name = "VERSION")]
+        seen: Option<String>,
     },
     /// Reject a batch (or only some of its messages): they will not go.
     Reject {
@@ -204,6 +209,11 @@ pub enum Command {
         /// Why, for the person who composed it.
         #[arg(long)]
         reason: String,
+        /// The version of the batch you saw (`herald outbox show` prints it): refused
+        /// if the batch changed since. Without it, the batch is decided as it is now,
+        /// and that view is printed.
+        #[arg(long, value_name = "VERSION")]
+        seen: Option<String>,
     },
     /// Send a message again whose outcome is unknown or that failed (needs approve).
     Resend {
@@ -927,16 +937,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             };
             print_send(&send, id, json)?;
             if !json {
-                let lines = lines_of(&send.messages);
-                let summary = summarize(
-                    &*store,
-                    &settings,
-                    send.batch.kind,
-                    send.batch.status,
-                    &lines,
-                    now,
-                )
-                .await?;
+                let summary = app(&store, &settings, now)
+                    .summarize(
+                        send.batch.kind,
+                        send.batch.status,
+                        &lines_of(&send.messages),
+                        now,
+                    )
+                    .await?;
                 print_summary(&summary);
             }
             Ok(ExitCode::SUCCESS)
@@ -946,7 +954,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             ..
         } => {
             let store = store::open(&settings.database).await?;
-            outbox_action(&*store, &settings, action, now).await
+            outbox_action(&store, &settings, action, now).await
         }
         Command::Outbox {
             action: None,
@@ -967,6 +975,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             batch,
             messages,
             operator,
+            seen,
         } => {
             decide(
                 &settings,
@@ -974,6 +983,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
                 &messages,
                 &operator,
                 Decision::Approve,
+                seen.as_deref(),
                 now,
             )
             .await
@@ -983,12 +993,19 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             messages,
             operator,
             reason,
+            seen,
         } => {
-            if reason.trim().is_empty() {
-                bail!("--reason must say why the batch is rejected");
-            }
             let decision = Decision::Reject(reason.trim().to_owned());
-            decide(&settings, batch, &messages, &operator, decision, now).await
+            decide(
+                &settings,
+                batch,
+                &messages,
+                &operator,
+                decision,
+                seen.as_deref(),
+                now,
+            )
+            .await
         }
         Command::Resend { message, operator } => {
             act(&settings, message, &operator, MessageAction::Resend, now).await
@@ -1339,47 +1356,30 @@ async fn print_wallet(
 }
 
 async fn outbox_action(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     settings: &Settings,
     action: OutboxCommand,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let find = |batches: Vec<crate::store::BatchSummary>, id: i64| {
-        batches
-            .into_iter()
-            .find(|b| b.id == BatchId(id))
-            .with_context(|| format!("there is no batch {id}; `herald outbox --all` lists them"))
-    };
     match action {
         OutboxCommand::Show { batch, json } => {
-            let b = find(store.batches(None).await?, batch)?;
-            let messages = store
-                .messages(&MessageFilter {
-                    batch: Some(b.id),
-                    ..Default::default()
-                })
-                .await?;
-            let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = messages
-                .iter()
-                .map(|m| (m.status, m.reason, m.segments))
-                .collect();
-            let summary = summarize(store, settings, b.kind, b.status, &lines, now).await?;
-            let samples = store.sample_messages(b.id).await?;
+            let view = app(store, settings, now)
+                .batch_view(BatchId(batch), &[])
+                .await
+                .map_err(|e| match e {
+                    AppError::NotFound { .. } => anyhow::anyhow!(
+                        "there is no batch {batch}; `herald outbox --all` lists them"
+                    ),
+                    other => cli_error(other),
+                })?;
+            let (b, summary, samples) = (&view.batch, &view.summary, &view.samples);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "batch": b,
-                        "content_sha256": content_hash(b.subject.as_deref(), &b.body),
-                        "summary": summary,
-                        "samples": samples,
-                    }))?
-                );
+                println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                if let Some(h) = store.hold().await? {
-                    println!("{}\n", hold_banner(&h, settings));
+                if let Some(h) = &view.hold {
+                    println!("{}\n", hold_banner(h, settings));
                 }
-                print_batches(std::slice::from_ref(&b), false, true)?;
+                print_batches(std::slice::from_ref(b), false, true)?;
                 if samples.is_empty() {
                     println!("Text:");
                     for line in b.body.lines() {
@@ -1388,7 +1388,7 @@ async fn outbox_action(
                 }
                 // What people will read: one message per channel and locale, as
                 // rendered for its recipient.
-                for m in &samples {
+                for m in samples {
                     println!(
                         "{} to {} ({}):",
                         channel_name(m.channel),
@@ -1407,7 +1407,11 @@ async fn outbox_action(
                         println!("  | (with an HTML version)");
                     }
                 }
-                print_summary(&summary);
+                print_summary(summary);
+                println!(
+                    "Version:   {} (approve exactly this: `herald approve {batch} --seen {} --as LOGIN`)",
+                    view.version, view.version
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1420,66 +1424,25 @@ async fn outbox_action(
             html_file,
             transliterate,
         } => {
-            let html = read_html(html_file.as_deref())?;
-            let b = find(store.batches(None).await?, batch)?;
-            may_change(store, &operator, &b).await?;
-            let channel = match channel {
-                Some(c) if !b.channels.channels().contains(&c) => {
-                    bail!("--channel {c}: batch {batch} sends by {} only", b.channels)
-                }
-                Some(c) => c,
-                None if b.channels.channels().len() > 1 => bail!(
-                    "batch {batch} sends by email and SMS: say which text changes with --channel email or --channel sms"
-                ),
-                None => b.channel,
-            };
-            let old_subject = if channel == b.channel {
-                b.subject.as_deref()
-            } else {
-                None
-            };
-            let content = Content::for_channel(
-                settings,
-                b.kind,
+            let text = BatchText {
                 channel,
-                subject.as_deref().or(old_subject),
-                &body,
+                subject,
+                body,
+                html: read_html(html_file.as_deref())?,
                 transliterate,
-            )?
-            .with_html(html.as_deref())?;
-            let segments = content.sms.map(|s| s.segments as i64);
-            let changed = store
-                .edit_batch(
-                    b.id,
-                    channel,
-                    content.subject.as_deref(),
-                    &content.body,
-                    content.html.as_deref(),
-                    segments,
-                    &operator,
-                    now,
-                )
-                .await?;
-            let Some(n) = changed else {
-                bail!("batch {batch} is {} and can no longer be edited", b.status);
             };
-            audit(
-                store,
-                &operator,
-                AuditAction::Edit,
-                &format!("batch {batch}"),
-                serde_json::json!({
-                    "was_status": b.status,
-                    "old_sha256": content_hash(b.subject.as_deref(), &b.body),
-                    "new_sha256": content_hash(content.subject.as_deref(), &content.body),
-                    "messages": n,
-                }),
-                now,
-            )
-            .await?;
+            let app = app(store, settings, now);
+            let was = app
+                .batch_view(BatchId(batch), &[])
+                .await
+                .map_err(cli_error)?;
+            let n = app
+                .edit_batch(&Actor::operator(operator), BatchId(batch), &text)
+                .await
+                .map_err(cli_error)?;
             println!(
                 "Batch {batch} edited: {n} unsent message(s) take the new text and wait for approval{}.",
-                if b.status == BatchStatus::Approved {
+                if was.batch.status == BatchStatus::Approved {
                     " again"
                 } else {
                     ""
@@ -1488,18 +1451,10 @@ async fn outbox_action(
             Ok(ExitCode::SUCCESS)
         }
         OutboxCommand::Cancel { batch, operator } => {
-            let b = find(store.batches(None).await?, batch)?;
-            may_change(store, &operator, &b).await?;
-            let n = store.cancel_batch(b.id, &operator, now).await?;
-            audit(
-                store,
-                &operator,
-                AuditAction::Cancel,
-                &format!("batch {batch}"),
-                serde_json::json!({"messages": n}),
-                now,
-            )
-            .await?;
+            let n = app(store, settings, now)
+                .cancel_batch(&Actor::operator(operator), BatchId(batch))
+                .await
+                .map_err(cli_error)?;
             println!("Batch {batch}: {n} unsent message(s) cancelled.");
             Ok(ExitCode::SUCCESS)
         }
@@ -2431,134 +2386,6 @@ async fn templates_command(
     }
 }
 
-/// Who may edit or cancel a batch: whoever composed it, or an approver.
-async fn may_change(
-    store: &dyn Store,
-    login: &str,
-    batch: &crate::store::BatchSummary,
-) -> anyhow::Result<Operator> {
-    let op = store
-        .operator(login)
-        .await?
-        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
-    // Whoever composed a batch may still change it; others need `approve`.
-    if batch.created_by == op.login {
-        op.require(Permission::Send, "change their own batches")?;
-    } else {
-        op.require(
-            Permission::Approve,
-            &format!(
-                "change batch {} (composed by {})",
-                batch.id, batch.created_by
-            ),
-        )?;
-    }
-    Ok(op)
-}
-
-/// Status, reason and segments of composed messages, as `summarize` takes them.
-fn lines_of(
-    messages: &[crate::store::NewMessage],
-) -> Vec<(MessageStatus, Option<Reason>, Option<i64>)> {
-    messages
-        .iter()
-        .map(|m| (m.status, m.reason, m.segments))
-        .collect()
-}
-
-/// What an approver needs to know of a batch besides its text.
-#[derive(Debug, serde::Serialize)]
-struct Summary {
-    /// Messages that will go once approved (or are going).
-    will_go: i64,
-    /// Messages already sent.
-    sent: i64,
-    /// Blocked, per reason code.
-    blocked: BTreeMap<String, i64>,
-    /// Other statuses (cancelled, failed, …), per status.
-    other: BTreeMap<String, i64>,
-    /// SMS segments and points of the messages that will go.
-    sms_segments: i64,
-    /// Points they cost.
-    sms_cost: i64,
-    /// The wallet's balance now.
-    wallet_balance: i64,
-    /// When it will go, in words.
-    when: String,
-}
-
-async fn summarize(
-    store: &dyn Store,
-    settings: &Settings,
-    kind: MessageKind,
-    status: BatchStatus,
-    messages: &[(MessageStatus, Option<Reason>, Option<i64>)],
-    now: DateTime<Utc>,
-) -> anyhow::Result<Summary> {
-    let mut s = Summary {
-        will_go: 0,
-        sent: 0,
-        blocked: BTreeMap::new(),
-        other: BTreeMap::new(),
-        sms_segments: 0,
-        sms_cost: 0,
-        wallet_balance: store.wallet().await?.balance,
-        when: String::new(),
-    };
-    for (st, reason, segments) in messages {
-        match st {
-            MessageStatus::AwaitingApproval | MessageStatus::Queued | MessageStatus::Sending => {
-                s.will_go += 1;
-                s.sms_segments += segments.unwrap_or(0);
-            }
-            MessageStatus::Sent | MessageStatus::Delivered => s.sent += 1,
-            MessageStatus::Blocked => {
-                *s.blocked
-                    .entry(reason.map(|r| r.as_str()).unwrap_or("?").to_owned())
-                    .or_default() += 1
-            }
-            other => *s.other.entry(other.to_string()).or_default() += 1,
-        }
-    }
-    s.sms_cost = s.sms_segments * i64::from(settings.sms.price_per_segment);
-    let tz = settings.school.time_zone;
-    let calendar = store.calendar(now.with_timezone(&tz).date_naive()).await?;
-    let tick = settings
-        .dispatch
-        .schedule
-        .after(&now.with_timezone(&tz))
-        .next()
-        .map(|t| t.format("%a %d %b %H:%M").to_string())
-        .unwrap_or_else(|| "never (the schedule does not fire)".into());
-    let window = if settings.respects_window(kind) {
-        match settings.send_window.hold_reason(now, &calendar) {
-            None => format!("the window is open now: the next dispatch tick, {tick}"),
-            Some(reason) => format!(
-                "{} now: at the next opening, {}",
-                reason.describe(),
-                settings
-                    .send_window
-                    .next_opening(now, &calendar)
-                    .map(|t| t.format("%a %d %b %H:%M").to_string())
-                    .unwrap_or_else(|| "not within a year".into())
-            ),
-        }
-    } else {
-        format!("at the next dispatch tick, {tick}")
-    };
-    let hold = if store.hold().await?.is_some() {
-        " — but dispatch is ON HOLD"
-    } else {
-        ""
-    };
-    s.when = match status {
-        BatchStatus::AwaitingApproval => format!("after approval; {window}{hold}"),
-        BatchStatus::Approved => format!("approved; {window}{hold}"),
-        BatchStatus::Rejected => "never: the batch was rejected".into(),
-    };
-    Ok(s)
-}
-
 fn print_summary(s: &Summary) {
     println!(
         "Will go:   {} message(s){}",
@@ -2637,6 +2464,15 @@ fn cli_error(e: AppError) -> anyhow::Error {
                 other => return anyhow::anyhow!("--{}: {problem}", other.replace('_', "-")),
             };
             anyhow::anyhow!("{flag}: {problem}")
+        }
+        AppError::NotFound { what: "batch", id } => {
+            anyhow::anyhow!("there is no batch {id}; `herald outbox --all` lists them")
+        }
+        AppError::NotFound {
+            what: "message",
+            id,
+        } => {
+            anyhow::anyhow!("there is no message {id}; `herald status` lists them")
         }
         other => anyhow::Error::new(other),
     }
@@ -2801,116 +2637,59 @@ async fn decide(
     only: &[i64],
     login: &str,
     decision: Decision,
+    seen: Option<&str>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let store = store::open(&settings.database).await?;
-    let op = authorize(
-        &*store,
-        login,
-        Permission::Approve,
-        "approve or reject batches",
-    )
-    .await?;
     let verb = match decision {
         Decision::Approve => "approved",
         Decision::Reject(_) => "rejected",
     };
-    // What the approver saw: the batch as the outbox shows it, before the decision,
-    // with the summary `outbox show` prints (counts, cost, when).
-    let seen = store
-        .batches(None)
-        .await?
-        .into_iter()
-        .find(|b| b.id == BatchId(batch));
-    let summary = match &seen {
-        Some(b) => {
-            let lines: Vec<(MessageStatus, Option<Reason>, Option<i64>)> = store
-                .messages(&MessageFilter {
-                    batch: Some(b.id),
-                    ..Default::default()
-                })
-                .await?
-                .iter()
-                .filter(|m| only.is_empty() || only.contains(&m.id.0))
-                .map(|m| (m.status, m.reason, m.segments))
-                .collect();
-            Some(summarize(&*store, settings, b.kind, b.status, &lines, now).await?)
-        }
-        None => None,
-    };
-    let decided = if only.is_empty() {
-        store
-            .decide_batch(BatchId(batch), &decision, login, now)
-            .await?
-    } else {
-        let ids: Vec<MessageId> = only.iter().copied().map(MessageId).collect();
-        store
-            .decide_messages(BatchId(batch), &ids, &decision, login, now)
-            .await?
-    };
-    match decided {
-        Decided::Done(n) => {
-            let (action, reason) = match &decision {
-                Decision::Approve => (AuditAction::Approve, None),
-                Decision::Reject(why) => (AuditAction::Reject, Some(why.clone())),
-            };
-            let details = serde_json::json!({
-                "messages": n,
-                "only": (!only.is_empty()).then_some(only),
-                "reason": reason,
-                "seen": seen.map(|b| serde_json::json!({
-                    "audience": b.audience,
-                    "subject": b.subject,
-                    "content_sha256": content_hash(b.subject.as_deref(), &b.body),
-                    "counts": b.counts,
-                    "will_go": summary.as_ref().map(|s| s.will_go),
-                    "sms_segments": summary.as_ref().map(|s| s.sms_segments),
-                    "sms_cost": summary.as_ref().map(|s| s.sms_cost),
-                })),
-            });
-            audit(
-                &*store,
-                login,
-                action,
-                &format!("batch {batch}"),
-                details,
-                now,
-            )
-            .await?;
-            if !only.is_empty() && n < only.len() as u64 {
-                println!(
-                    "Note: {} of the messages named are not in batch {batch} or no longer await approval.",
-                    only.len() as u64 - n
-                );
+    let only: Vec<MessageId> = only.iter().copied().map(MessageId).collect();
+    let taken = app(&store, settings, now)
+        .decide(
+            &Actor::operator(login),
+            BatchId(batch),
+            &only,
+            decision.clone(),
+            seen,
+        )
+        .await
+        .map_err(|e| match e {
+            AppError::Conflict(text) if text.contains("changed") => anyhow::anyhow!(
+                "{text}; look again with `herald outbox show {batch}` and decide with --seen VERSION"
+            ),
+            AppError::NotFound { .. } => {
+                anyhow::anyhow!("there is no batch {batch}; `herald outbox --all` lists them")
             }
-            println!(
-                "{} {verb} by {}: {n} message(s) {}.",
-                if only.is_empty() {
-                    format!("Batch {batch}")
-                } else {
-                    format!("Messages of batch {batch}")
-                },
-                op.name,
-                match decision {
-                    Decision::Approve => "go on the next dispatch tick",
-                    Decision::Reject(_) => "will not be sent",
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Decided::NotFound => bail!("there is no batch {batch}; `herald outbox --all` lists them"),
-        Decided::AlreadyDecided(status) => bail!("batch {batch} is {status} already"),
+            other => cli_error(other),
+        })?;
+    if seen.is_none() {
+        // Without --seen the decision is on the batch as it was at that moment: show
+        // what that was, as `outbox show` would have.
+        println!("Decided on version {}:", taken.view.version);
+        print_summary(&taken.view.summary);
     }
-}
-
-/// A fingerprint of a message's text, so the audit log shows what exactly was seen.
-fn content_hash(subject: Option<&str>, body: &str) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    hash.update(subject.unwrap_or_default().as_bytes());
-    hash.update([0]);
-    hash.update(body.as_bytes());
-    hex::encode(hash.finalize())
+    let n = taken.messages;
+    if !only.is_empty() && n < only.len() as u64 {
+        println!(
+            "Note: {} of the messages named are not in batch {batch} or no longer await approval.",
+            only.len() as u64 - n
+        );
+    }
+    println!(
+        "{} {verb} by {login}: {n} message(s) {}.",
+        if only.is_empty() {
+            format!("Batch {batch}")
+        } else {
+            format!("Messages of batch {batch}")
+        },
+        match decision {
+            Decision::Approve => "go on the next dispatch tick",
+            Decision::Reject(_) => "will not be sent",
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a sender composed, for the audit log.
@@ -3470,22 +3249,21 @@ async fn demo_send(
     // What `herald send … --dry-run` shows before anything is stored.
     println!("A dry run of the email to all groups (`herald send --dry-run`):");
     print_send(&send, None, false)?;
-    let lines = lines_of(&send.messages);
+    let demo = app(&store, settings, at);
     print_summary(
-        &summarize(
-            &*store,
-            settings,
-            send.batch.kind,
-            send.batch.status,
-            &lines,
-            at,
-        )
-        .await?,
+        &demo
+            .summarize(
+                send.batch.kind,
+                send.batch.status,
+                &lines_of(&send.messages),
+                at,
+            )
+            .await?,
     );
     println!();
     let batch = compose::store_send(&*store, &send, at).await?;
-    store
-        .decide_batch(batch, &Decision::Approve, OWNER, at)
+    let owner_actor = Actor::operator(OWNER);
+    demo.decide(&owner_actor, batch, &[], Decision::Approve, None)
         .await?;
 
     // SMS to the guardians, with a wallet that covers only some of them.
@@ -3512,26 +3290,23 @@ async fn demo_send(
     )
     .await?;
     let sms_batch = compose::store_send(&*store, &sms_send, at).await?;
-    // What the approver sees in `herald outbox show` before approving.
-    let sms_lines = lines_of(&sms_send.messages);
+    // What the approver sees in `herald outbox show` before approving, and the
+    // approval bound to that version.
+    let view = demo.batch_view(sms_batch, &[]).await?;
     println!(
-        "The approver's view of the SMS batch {sms_batch} (`herald outbox show {sms_batch}`):"
+        "The approver's view of the SMS batch {sms_batch} (`herald outbox show {sms_batch}`), version {}:",
+        view.version
     );
-    print_summary(
-        &summarize(
-            &*store,
-            settings,
-            sms_send.batch.kind,
-            sms_send.batch.status,
-            &sms_lines,
-            at,
-        )
-        .await?,
-    );
+    print_summary(&view.summary);
     println!();
-    store
-        .decide_batch(sms_batch, &Decision::Approve, OWNER, at)
-        .await?;
+    demo.decide(
+        &owner_actor,
+        sms_batch,
+        &[],
+        Decision::Approve,
+        Some(&view.version),
+    )
+    .await?;
 
     let tz = settings.school.time_zone;
     println!(

@@ -2,7 +2,8 @@
 //! to its own words and codes (the CLI adds its hints, HTTP its status and stable
 //! code), and worded without naming any one interface.
 
-use crate::domain::access::Permission;
+use crate::compose::ComposeError;
+use crate::domain::access::{AccessError, Permission};
 use crate::store::StoreError;
 
 /// Why an operation did not happen.
@@ -43,9 +44,71 @@ pub enum AppError {
         /// What was given and what was expected.
         problem: String,
     },
+    /// A teacher tried to reach people outside the groups they teach.
+    #[error(
+        "{login} may send only to the groups they teach ({groups}); {outside} is outside them \
+         (the permission `send_any_audience` lifts this)"
+    )]
+    OutsideGroups {
+        /// Who tried.
+        login: String,
+        /// The groups they teach.
+        groups: String,
+        /// Who or what was outside them.
+        outside: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<AccessError> for AppError {
+    fn from(e: AccessError) -> AppError {
+        match e {
+            AccessError::UnknownOperator(login) => AppError::UnknownOperator(login),
+            AccessError::Denied {
+                login,
+                role,
+                what,
+                permission,
+            } => AppError::Forbidden {
+                login,
+                role,
+                what,
+                permission,
+            },
+            AccessError::OutsideGroups {
+                login,
+                groups,
+                outside,
+            } => AppError::OutsideGroups {
+                login,
+                groups,
+                outside,
+            },
+        }
+    }
+}
+
+impl From<ComposeError> for AppError {
+    fn from(e: ComposeError) -> AppError {
+        match e {
+            ComposeError::Access(e) => e.into(),
+            ComposeError::Store(e) => AppError::Store(e),
+            ComposeError::BadText { field, problem } => {
+                AppError::invalid(field.trim_start_matches("the "), problem)
+            }
+            e @ ComposeError::TooLong { .. } => AppError::invalid("body", e.to_string()),
+            ComposeError::UnknownGroup(group) => AppError::NotFound {
+                what: "group",
+                id: group,
+            },
+            e @ ComposeError::EmptyAudience(_) => AppError::invalid("audience", e.to_string()),
+            e @ (ComposeError::NoTemplate { .. } | ComposeError::Template(..)) => {
+                AppError::invalid("template", e.to_string())
+            }
+        }
+    }
 }
 
 impl AppError {

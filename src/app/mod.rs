@@ -11,6 +11,7 @@
 mod admin;
 mod error;
 mod messages;
+mod outbox;
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ use crate::store::{AuditEntry, Store};
 
 pub use admin::HoldChange;
 pub use error::{AppError, Result};
+pub use outbox::{
+    BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
+};
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -333,6 +333,8 @@ pub enum Decided {
     NotFound,
     /// The batch was decided already.
     AlreadyDecided(BatchStatus),
+    /// The batch changed since the approver saw it (its state is not the one given).
+    Changed,
 }
 
 /// A message claimed for sending.
@@ -558,13 +560,19 @@ pub trait OutboxStore: Send + Sync {
     /// Batches, newest first: only those in `status` when given.
     async fn batches(&self, status: Option<BatchStatus>) -> Result<Vec<BatchSummary>>;
 
-    /// Approves or rejects a batch awaiting approval, with every message in it.
+    /// A fingerprint of the batch as stored (`None`: no such batch). A decision names
+    /// the state its approver saw, and is refused when the batch changed since.
+    async fn batch_state(&self, id: BatchId) -> Result<Option<String>>;
+
+    /// Approves or rejects a batch awaiting approval, with every message in it, as the
+    /// audit line's actor at its time, if it is still in the state `seen`; the audit
+    /// line (with `messages`, how many moved) commits with the decision.
     async fn decide_batch(
         &self,
         id: BatchId,
         decision: &Decision,
-        actor: &str,
-        now: DateTime<Utc>,
+        seen: &str,
+        audit: &AuditEntry,
     ) -> Result<Decided>;
 
     /// Approves or rejects single messages of a batch awaiting approval (those still
@@ -575,8 +583,8 @@ pub trait OutboxStore: Send + Sync {
         batch: BatchId,
         ids: &[MessageId],
         decision: &Decision,
-        actor: &str,
-        now: DateTime<Utc>,
+        seen: &str,
+        audit: &AuditEntry,
     ) -> Result<Decided>;
 
     /// Claims up to `limit` queued messages due at `now` (of `kinds`), leasing them to
@@ -611,24 +619,20 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<bool>;
 
     /// Cancels every message of a batch that has not been sent (awaiting approval or
-    /// queued). Returns how many.
-    async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64>;
+    /// queued), as the audit line's actor at its time; the line (with `messages`)
+    /// commits with it. Returns how many.
+    async fn cancel_batch(&self, id: BatchId, audit: &AuditEntry) -> Result<u64>;
 
-    /// Changes a batch's text on `channel`. Its unsent messages on that channel take
+    /// Changes a batch's text on one channel. Its unsent messages on that channel take
     /// the new text and, if it was approved, the batch and all its unsent messages go
-    /// back to `awaiting_approval`: an approval binds what was seen. `None` when there
-    /// is no such batch; otherwise how many messages took the new text.
-    #[allow(clippy::too_many_arguments)]
+    /// back to `awaiting_approval`: an approval binds what was seen. `None` when the
+    /// batch cannot be edited (no such batch, or decided for good); otherwise how many
+    /// messages took the new text (the audit line's `messages`).
     async fn edit_batch(
         &self,
         id: BatchId,
-        channel: Channel,
-        subject: Option<&str>,
-        body: &str,
-        html: Option<&str>,
-        segments: Option<i64>,
-        actor: &str,
-        now: DateTime<Utc>,
+        edit: &BatchEdit,
+        audit: &AuditEntry,
     ) -> Result<Option<u64>>;
 
     /// Sends approved batches whose approval is older than `approved_before` and
@@ -834,6 +838,21 @@ pub struct SampleMessage {
     pub body: String,
     /// The HTML body, if any.
     pub html: Option<String>,
+}
+
+/// A batch's new text on one of its channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchEdit {
+    /// The channel whose text changes.
+    pub channel: Channel,
+    /// The new subject (email).
+    pub subject: Option<String>,
+    /// The new text.
+    pub body: String,
+    /// The new HTML body (email), if any.
+    pub html: Option<String>,
+    /// The SMS segments of the new text.
+    pub segments: Option<i64>,
 }
 
 /// One line of the audit log.

@@ -298,8 +298,7 @@ async fn a_message_timeline_names_who_did_what(app: TestApp) {
     let batch = herald::compose::store_send(&*app.store, &send, now())
         .await
         .unwrap();
-    app.store
-        .decide_batch(batch, &Decision::Approve, OWNER, now())
+    app.decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
     // Approved at 07:00 UTC, tried at 06:00 local on Wednesday: held, then sent.

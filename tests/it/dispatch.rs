@@ -166,8 +166,7 @@ async fn a_rejected_batch_sends_nothing(app: TestApp) {
     );
 
     let decided = app
-        .store
-        .decide_batch(batch, &Decision::Reject("wrong date".into()), OWNER, now())
+        .decide(batch, &Decision::Reject("wrong date".into()), OWNER, now())
         .await
         .unwrap();
     assert_eq!(decided, Decided::Done(1));
@@ -183,8 +182,7 @@ async fn a_rejected_batch_sends_nothing(app: TestApp) {
     assert_eq!(batches[0].decided_by.as_deref(), Some(OWNER));
     // A decided batch cannot be decided again.
     let again = app
-        .store
-        .decide_batch(batch, &Decision::Approve, OWNER, now())
+        .decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
     assert_eq!(again, Decided::AlreadyDecided(BatchStatus::Rejected));

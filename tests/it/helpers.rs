@@ -360,12 +360,85 @@ impl TestApp {
         .unwrap();
         let id = compose::store_send(&*self.store, &send, now).await.unwrap();
         let decided = self
-            .store
-            .decide_batch(id, &Decision::Approve, OWNER, now)
+            .decide(id, &Decision::Approve, OWNER, now)
             .await
             .unwrap();
         assert!(matches!(decided, Decided::Done(_)));
         id
+    }
+
+    /// Decides a whole batch as `actor` at `at`, as the approver sees it now.
+    pub async fn decide(
+        &self,
+        batch: BatchId,
+        decision: &Decision,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> store::Result<Decided> {
+        let seen = self.store.batch_state(batch).await?.unwrap_or_default();
+        let action = match decision {
+            Decision::Approve => AuditAction::Approve,
+            Decision::Reject(_) => AuditAction::Reject,
+        };
+        self.store
+            .decide_batch(batch, decision, &seen, &audit_line(actor, action, at))
+            .await
+    }
+
+    /// Decides some messages of a batch as `actor` at `at`.
+    pub async fn decide_some(
+        &self,
+        batch: BatchId,
+        ids: &[herald::domain::MessageId],
+        decision: &Decision,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> store::Result<Decided> {
+        let seen = self.store.batch_state(batch).await?.unwrap_or_default();
+        let action = match decision {
+            Decision::Approve => AuditAction::Approve,
+            Decision::Reject(_) => AuditAction::Reject,
+        };
+        self.store
+            .decide_messages(batch, ids, decision, &seen, &audit_line(actor, action, at))
+            .await
+    }
+
+    /// Changes a batch's text on `channel`, as `actor` at `at`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn edit(
+        &self,
+        batch: BatchId,
+        channel: herald::domain::Channel,
+        subject: Option<&str>,
+        body: &str,
+        html: Option<&str>,
+        segments: Option<i64>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> store::Result<Option<u64>> {
+        let edit = store::BatchEdit {
+            channel,
+            subject: subject.map(str::to_owned),
+            body: body.to_owned(),
+            html: html.map(str::to_owned),
+            segments,
+        };
+        self.store
+            .edit_batch(batch, &edit, &audit_line(actor, AuditAction::Edit, at))
+            .await
+    }
+
+    /// Cancels a batch's unsent messages, as `actor` at `at`.
+    pub async fn cancel(
+        &self,
+        batch: BatchId,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> store::Result<u64> {
+        self.store
+            .cancel_batch(batch, &audit_line(actor, AuditAction::Cancel, at))
+            .await
     }
 
     /// The messages to one recipient, newest first.

@@ -41,8 +41,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
     )
     .unwrap();
     let edited = app
-        .store
-        .edit_batch(
+        .edit(
             batch,
             herald::domain::Channel::Email,
             content.subject.as_deref(),
@@ -80,8 +79,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
     assert!(smtp.received().is_empty());
 
     let decided = app
-        .store
-        .decide_batch(batch, &Decision::Approve, OWNER, now())
+        .decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
     assert_eq!(decided, Decided::Done(1));
@@ -93,8 +91,7 @@ async fn editing_an_approved_batch_sends_it_back_and_the_old_approval_sends_noth
     );
     // A sent batch's messages are final: an edit changes nothing that went.
     let again = app
-        .store
-        .edit_batch(
+        .edit(
             batch,
             herald::domain::Channel::Email,
             Some("x"),
@@ -168,8 +165,7 @@ async fn an_approval_unused_for_a_week_expires_back_into_the_outbox(app: TestApp
         .unwrap();
     clock.set(warsaw("2026-12-03 10:00"));
     assert_eq!(d.try_dispatch_next().await.unwrap(), None);
-    app.store
-        .decide_batch(batch, &Decision::Approve, OWNER, warsaw("2026-12-03 10:00"))
+    app.decide(batch, &Decision::Approve, OWNER, warsaw("2026-12-03 10:00"))
         .await
         .unwrap();
     assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
@@ -193,14 +189,10 @@ async fn a_cancelled_batch_sends_nothing(app: TestApp) {
     let batch = compose::store_send(&*app.store, &send, now())
         .await
         .unwrap();
-    app.store
-        .decide_batch(batch, &Decision::Approve, OWNER, now())
+    app.decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
-    assert_eq!(
-        app.store.cancel_batch(batch, OWNER, now()).await.unwrap(),
-        1
-    );
+    assert_eq!(app.cancel(batch, OWNER, now()).await.unwrap(), 1);
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
     let d = app.dispatcher_with(settings, &clock);
     assert_eq!(d.try_dispatch_next().await.unwrap(), None);
@@ -245,23 +237,21 @@ async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp
     );
     // The teacher's message goes now; the parent's is taken out with a reason.
     assert_eq!(
-        app.store
-            .decide_messages(batch, &[barbara], &Decision::Approve, OWNER, now())
+        app.decide_some(batch, &[barbara], &Decision::Approve, OWNER, now())
             .await
             .unwrap(),
         Decided::Done(1)
     );
     assert_eq!(
-        app.store
-            .decide_messages(
-                batch,
-                &[anna, barbara],
-                &Decision::Reject("parents are not invited".into()),
-                OWNER,
-                now()
-            )
-            .await
-            .unwrap(),
+        app.decide_some(
+            batch,
+            &[anna, barbara],
+            &Decision::Reject("parents are not invited".into()),
+            OWNER,
+            now()
+        )
+        .await
+        .unwrap(),
         Decided::Done(1),
         "only the message still awaiting approval is decided"
     );
@@ -283,8 +273,7 @@ async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp
     assert_eq!(smtp.received_for("b.malinowska@example.pl").len(), 1);
     // Approving the batch then sends what was still waiting, and nothing twice.
     assert_eq!(
-        app.store
-            .decide_batch(batch, &Decision::Approve, OWNER, now())
+        app.decide(batch, &Decision::Approve, OWNER, now())
             .await
             .unwrap(),
         Decided::Done(1)
@@ -294,8 +283,7 @@ async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp
     assert_eq!(smtp.received().len(), 2);
     // A message of another batch, or of a decided batch, is not touched.
     assert!(matches!(
-        app.store
-            .decide_messages(batch, &[dorota], &Decision::Approve, OWNER, now())
+        app.decide_some(batch, &[dorota], &Decision::Approve, OWNER, now())
             .await
             .unwrap(),
         Decided::AlreadyDecided(BatchStatus::Approved)
@@ -389,8 +377,7 @@ async fn a_send_by_both_channels_or_sms_where_there_is_no_email(app: TestApp) {
     assert_eq!(stored.subject.as_deref(), Some("Closed tomorrow"));
     // Editing the SMS text changes only the SMS.
     let edited = app
-        .store
-        .edit_batch(
+        .edit(
             id,
             Channel::Sms,
             None,
@@ -448,8 +435,7 @@ async fn an_html_variant_goes_beside_the_text_with_its_values_escaped(app: TestA
         .await
         .unwrap();
     assert!(app.store.batches(None).await.unwrap()[0].html.is_some());
-    app.store
-        .decide_batch(batch, &Decision::Approve, OWNER, now())
+    app.decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));

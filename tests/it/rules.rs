@@ -514,15 +514,14 @@ async fn with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day
         .iter()
         .find(|b| b.audience.starts_with("instalment"))
         .unwrap();
-    app.store
-        .decide_batch(
-            reminders.id,
-            &herald::store::Decision::Approve,
-            OWNER,
-            now(),
-        )
-        .await
-        .unwrap();
+    app.decide(
+        reminders.id,
+        &herald::store::Decision::Approve,
+        OWNER,
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(d.try_dispatch_next().await.unwrap(), Some(Outcome::Sent));
 }
 

@@ -381,8 +381,7 @@ async fn sms_batch(app: &TestApp, settings: &Settings, who: &str, text: &str) {
     let id = compose::store_send(&*app.store, &send, now())
         .await
         .unwrap();
-    app.store
-        .decide_batch(id, &herald::store::Decision::Approve, OWNER, now())
+    app.decide(id, &herald::store::Decision::Approve, OWNER, now())
         .await
         .unwrap();
 }

@@ -32,11 +32,11 @@ use crate::store::shared::{
     parse_code, parse_reason, parse_role, parse_status,
 };
 use crate::store::{
-    ActionResult, Applied, Attempt, AttemptOutcome, BatchSummary, CalendarStore, Claimed,
-    CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish, LedgerEntry,
-    LedgerTotals, MessageAction, MessageFilter, MessageView, NewBatch, NewMessage, OutboxStore,
-    PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError, WalletState,
-    WalletStore,
+    ActionResult, Applied, Attempt, AttemptOutcome, BatchEdit, BatchSummary, CalendarStore,
+    Claimed, CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish,
+    LedgerEntry, LedgerTotals, MessageAction, MessageFilter, MessageView, NewBatch, NewMessage,
+    OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError,
+    WalletState, WalletStore,
 };
 use crate::store::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,

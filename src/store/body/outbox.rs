@@ -150,6 +150,70 @@ async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) ->
     .await
 }
 
+/// A fingerprint of a batch as stored: its status and texts, and every message's id,
+/// status, reason, cost and last change. Any edit, cancellation or decision since
+/// changes it. `None` when there is no such batch.
+async fn batch_state(conn: &mut DbConn, id: BatchId) -> Result<Option<String>> {
+    use sha2::Digest;
+    let batch: Option<(String, Option<String>, String, Option<String>)> = sqlx::query_as(concat!(
+        "SELECT status, subject, body, html FROM batches WHERE id = $1",
+        for_update!()
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((status, subject, body, html)) = batch else {
+        return Ok(None);
+    };
+    let mut hash = sha2::Sha256::new();
+    for part in [Some(status), subject, Some(body), html] {
+        hash.update(part.unwrap_or_default().as_bytes());
+        hash.update([0]);
+    }
+    // id, status, reason, segments, last change
+    type Line = (i64, String, Option<String>, Option<i64>, DateTime<Utc>);
+    let rows: Vec<Line> = sqlx::query_as(
+        "SELECT id, status, reason, segments, updated_at FROM messages
+         WHERE batch_id = $1 ORDER BY id",
+    )
+    .bind(id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, status, reason, segments, updated_at) in rows {
+        let line = format!(
+            "{id}\t{status}\t{}\t{}\t{}\n",
+            reason.unwrap_or_default(),
+            segments.unwrap_or_default(),
+            updated_at.timestamp_micros()
+        );
+        hash.update(line.as_bytes());
+    }
+    Ok(Some(hex::encode(hash.finalize())))
+}
+
+/// `Some` refusal unless the batch exists, awaits approval, and is as the approver
+/// saw it (`seen`, its [`batch_state`]); locks it for the decision.
+async fn check_undecided(conn: &mut DbConn, id: BatchId, seen: &str) -> Result<Option<Decided>> {
+    let current: Option<String> = sqlx::query_scalar(concat!(
+        "SELECT status FROM batches WHERE id = $1",
+        for_update!()
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(current) = current else {
+        return Ok(Some(Decided::NotFound));
+    };
+    let current: BatchStatus = parse_code("batches.status", &current)?;
+    if current != BatchStatus::AwaitingApproval {
+        return Ok(Some(Decided::AlreadyDecided(current)));
+    }
+    if batch_state(conn, id).await?.as_deref() != Some(seen) {
+        return Ok(Some(Decided::Changed));
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl OutboxStore for Backend {
     async fn create_message(
@@ -265,23 +329,13 @@ impl OutboxStore for Backend {
         &self,
         id: BatchId,
         decision: &Decision,
-        actor: &str,
-        now: DateTime<Utc>,
+        seen: &str,
+        audit: &AuditEntry,
     ) -> Result<Decided> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
         let mut tx = self.begin_write().await?;
-        let current: Option<String> = sqlx::query_scalar(concat!(
-            "SELECT status FROM batches WHERE id = $1",
-            for_update!()
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = current else {
-            return Ok(Decided::NotFound);
-        };
-        let current: BatchStatus = parse_code("batches.status", &current)?;
-        if current != BatchStatus::AwaitingApproval {
-            return Ok(Decided::AlreadyDecided(current));
+        if let Some(refused) = check_undecided(&mut tx, id, seen).await? {
+            return Ok(refused);
         }
         let (batch_status, message_status, note) = match decision {
             Decision::Approve => (BatchStatus::Approved, MessageStatus::Queued, None),
@@ -329,6 +383,7 @@ impl OutboxStore for Backend {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        insert_audit(&mut tx, &audit.with_detail("messages", moved)).await?;
         tx.commit().await?;
         Ok(Decided::Done(moved))
     }
@@ -338,23 +393,13 @@ impl OutboxStore for Backend {
         batch: BatchId,
         ids: &[MessageId],
         decision: &Decision,
-        actor: &str,
-        now: DateTime<Utc>,
+        seen: &str,
+        audit: &AuditEntry,
     ) -> Result<Decided> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
         let mut tx = self.begin_write().await?;
-        let current: Option<String> = sqlx::query_scalar(concat!(
-            "SELECT status FROM batches WHERE id = $1",
-            for_update!()
-        ))
-        .bind(batch.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = current else {
-            return Ok(Decided::NotFound);
-        };
-        let current: BatchStatus = parse_code("batches.status", &current)?;
-        if current != BatchStatus::AwaitingApproval {
-            return Ok(Decided::AlreadyDecided(current));
+        if let Some(refused) = check_undecided(&mut tx, batch, seen).await? {
+            return Ok(refused);
         }
         let (status, note) = match decision {
             Decision::Approve => (MessageStatus::Queued, "message approved".to_owned()),
@@ -388,8 +433,14 @@ impl OutboxStore for Backend {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        insert_audit(&mut tx, &audit.with_detail("messages", moved)).await?;
         tx.commit().await?;
         Ok(Decided::Done(moved))
+    }
+
+    async fn batch_state(&self, id: BatchId) -> Result<Option<String>> {
+        let mut conn = self.pool.acquire().await?;
+        batch_state(&mut conn, id).await
     }
 
     async fn claim_due(
@@ -609,7 +660,8 @@ impl OutboxStore for Backend {
         Ok(true)
     }
 
-    async fn cancel_batch(&self, id: BatchId, actor: &str, now: DateTime<Utc>) -> Result<u64> {
+    async fn cancel_batch(&self, id: BatchId, audit: &AuditEntry) -> Result<u64> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO message_events (message_id, at, status, reason, actor, note)
@@ -631,6 +683,11 @@ impl OutboxStore for Backend {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        insert_audit(
+            &mut tx,
+            &audit.with_detail("messages", done.rows_affected()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -638,14 +695,18 @@ impl OutboxStore for Backend {
     async fn edit_batch(
         &self,
         id: BatchId,
-        channel: Channel,
-        subject: Option<&str>,
-        body: &str,
-        html: Option<&str>,
-        segments: Option<i64>,
-        actor: &str,
-        now: DateTime<Utc>,
+        edit: &BatchEdit,
+        audit: &AuditEntry,
     ) -> Result<Option<u64>> {
+        let (actor, now) = (audit.actor.as_str(), audit.at);
+        let BatchEdit {
+            channel,
+            subject,
+            body,
+            html,
+            segments,
+        } = edit;
+        let (subject, html) = (subject.as_deref(), html.as_deref());
         let mut tx = self.begin_write().await?;
         let found = sqlx::query(
             "UPDATE batches
@@ -698,6 +759,11 @@ impl OutboxStore for Backend {
         .bind(channel.as_str())
         .bind(html)
         .execute(&mut *tx)
+        .await?;
+        insert_audit(
+            &mut tx,
+            &audit.with_detail("messages", edited.rows_affected()),
+        )
         .await?;
         tx.commit().await?;
         Ok(Some(edited.rows_affected()))
