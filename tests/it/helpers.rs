@@ -109,6 +109,43 @@ impl TestApp {
         }
     }
 
+    /// Runs raw SQL on the test's own database, outside the store: `sqlite` on SQLite,
+    /// `postgres` on PostgreSQL (to break the database on purpose).
+    pub async fn execute_raw(&self, sqlite: &str, postgres: &str) {
+        use sqlx::Connection;
+        match &self.postgres {
+            Some((admin, name)) => {
+                let mut conn = sqlx::PgConnection::connect(&with_database(admin, name))
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(postgres.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let path = self.dir.path().join("herald.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The application over this store, its clock stopped at `at`.
+    pub fn app_at(&self, at: DateTime<Utc>) -> herald::app::App {
+        herald::app::App::new(
+            Arc::clone(&self.store),
+            Arc::new(self.settings.clone()),
+            Arc::new(FixedClock::new(at)),
+        )
+    }
+
     /// Every recipient's platform id, in listing order.
     pub async fn recipient_ids(&self) -> Vec<String> {
         self.store

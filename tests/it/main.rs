@@ -10,6 +10,7 @@ mod smtp;
 
 mod access;
 mod admin;
+mod app;
 mod calendar;
 mod cli;
 mod diagnose;
