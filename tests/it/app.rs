@@ -37,6 +37,18 @@ async fn awaiting_batch(app: &TestApp) -> BatchId {
         .unwrap()
 }
 
+/// The messages of a batch that wait for approval.
+async fn awaiting(app: &TestApp, batch: BatchId) -> Vec<herald::store::MessageView> {
+    app.store
+        .messages(&MessageFilter {
+            batch: Some(batch),
+            status: Some(MessageStatus::AwaitingApproval),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 async fn audit_count(app: &TestApp, action: AuditAction) -> usize {
     app.store
         .audit_log(&AuditFilter {
@@ -93,15 +105,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
 
     // A message cancelled changes who gets it.
     let edited = herald.batch_view(batch, &[]).await.unwrap();
-    let messages = app
-        .store
-        .messages(&MessageFilter {
-            batch: Some(batch),
-            status: Some(MessageStatus::AwaitingApproval),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let messages = awaiting(&app, batch).await;
     herald
         .act_on_message(&owner, messages[0].id, MessageAction::Cancel)
         .await
@@ -114,15 +118,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
 
     // A directory change that blocks someone who was going: the view judges again.
     let cancelled = herald.batch_view(batch, &[]).await.unwrap();
-    let still = app
-        .store
-        .messages(&MessageFilter {
-            batch: Some(batch),
-            status: Some(MessageStatus::AwaitingApproval),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let still = awaiting(&app, batch).await;
     let going = still
         .first()
         .expect("someone is still going")
@@ -336,16 +332,7 @@ async fn each_app_operation_is_allowed_or_refused_per_role(app: TestApp) {
         for ((login, role), allowed) in ROLES.into_iter().zip(expected) {
             let actor = Actor::operator(login);
             let batch = awaiting_batch(&app).await;
-            let message = app
-                .store
-                .messages(&MessageFilter {
-                    batch: Some(batch),
-                    status: Some(MessageStatus::AwaitingApproval),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()[0]
-                .id;
+            let message = awaiting(&app, batch).await[0].id;
             let holiday = herald
                 .add_holiday(
                     &Actor::operator(OWNER),
