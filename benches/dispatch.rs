@@ -103,7 +103,17 @@ async fn run(messages: usize, connections: usize) {
         html: None,
         created_by: "bench".into(),
     };
-    store.create_batch(&new_batch, &batch, now).await.unwrap();
+    let audit = herald::store::AuditEntry {
+        at: now,
+        actor: "bench".into(),
+        action: herald::domain::audit::AuditAction::Send,
+        subject: "batch {id}".into(),
+        details: serde_json::json!({}),
+    };
+    store
+        .create_batch(&new_batch, &batch, &audit)
+        .await
+        .unwrap();
 
     let channels = Channels::build(&settings).unwrap();
     let dispatcher = Arc::new(Dispatcher::new(

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{Actor, App, AppError, BatchText, HoldChange, Summary, content_hash, lines_of};
+use crate::app::{
+    Actor, App, AppError, BatchText, HoldChange, SendContent, SendRequest, Summary, content_hash,
+};
 use crate::clock::FixedClock;
 use crate::compose::{self, Content};
 use crate::config::Settings;
@@ -812,27 +814,17 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             actor,
         } => {
             let store = store::open(&settings.database).await?;
-            let op = authorize(&*store, &actor, Permission::Send, "send notifications").await?;
-            compose::check_reach(&*store, &op, &Audience::Recipient(recipient.clone())).await?;
-            let content = Content::for_channel(
-                &settings,
-                MessageKind::System,
-                channel,
-                subject.as_deref(),
-                &body,
-                transliterate,
-            )?;
-            let (id, message) =
-                compose::notify(&*store, &settings, &recipient, &content, &actor, now).await?;
-            audit(
-                &*store,
-                &actor,
-                AuditAction::Notify,
-                &format!("message {id}"),
-                serde_json::json!({"recipient": recipient, "channel": channel, "status": message.status, "reason": message.reason}),
-                now,
-            )
-            .await?;
+            let (id, message) = app(&store, &settings, now)
+                .notify_text(
+                    &Actor::operator(actor),
+                    &recipient,
+                    channel,
+                    subject.as_deref(),
+                    &body,
+                    transliterate,
+                )
+                .await
+                .map_err(cli_error)?;
             match message.reason {
                 Some(reason) if message.status == MessageStatus::Blocked => {
                     println!(
@@ -862,90 +854,35 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let html = read_html(html_file.as_deref())?;
-            let store = store::open(&settings.database).await?;
-            let op = authorize(&*store, &operator, Permission::Send, "compose messages").await?;
-            let send = match (template, body) {
+            let content = match (template, body) {
                 (Some(_), _) if html.is_some() => {
                     bail!("--html-file goes with --body; a template has its own HTML variant")
                 }
-                (Some(template), _) => {
-                    compose::compose_templated_send(
-                        &*store,
-                        &settings,
-                        &op,
-                        &audience.audience(),
-                        reach,
-                        channel,
-                        &template,
-                        &vars.into_iter().collect(),
-                        transliterate,
-                    )
-                    .await?
-                }
-                (None, body) => {
-                    let body = body.unwrap_or_default();
-                    let text = |c: Channel| -> anyhow::Result<Option<Content>> {
-                        if !channel.channels().contains(&c) {
-                            return Ok(None);
-                        }
-                        let content = Content::for_channel(
-                            &settings,
-                            MessageKind::Informational,
-                            c,
-                            subject.as_deref(),
-                            &body,
-                            transliterate,
-                        )
-                        .with_context(|| format!("the {c} text"))?;
-                        let html = if c == Channel::Email {
-                            html.as_deref()
-                        } else {
-                            None
-                        };
-                        Ok(Some(content.with_html(html)?))
-                    };
-                    let contents = compose::Contents {
-                        choice: channel,
-                        email: text(Channel::Email)?,
-                        sms: text(Channel::Sms)?,
-                    };
-                    compose::compose_send_to(
-                        &*store,
-                        &settings,
-                        &op,
-                        &audience.audience(),
-                        reach,
-                        &contents,
-                    )
-                    .await?
-                }
+                (Some(name), _) => SendContent::Template {
+                    name,
+                    vars: vars.into_iter().collect(),
+                },
+                (None, body) => SendContent::Text {
+                    subject,
+                    body: body.unwrap_or_default(),
+                    html,
+                },
             };
-            let id = if dry_run {
-                None
-            } else {
-                let id = compose::store_send(&*store, &send, now).await?;
-                audit(
-                    &*store,
-                    &operator,
-                    AuditAction::Send,
-                    &format!("batch {id}"),
-                    send_snapshot(&send),
-                    now,
-                )
-                .await?;
-                Some(id)
+            let request = SendRequest {
+                audience: audience.audience(),
+                reach,
+                channel,
+                content,
+                transliterate,
             };
-            print_send(&send, id, json)?;
+            let store = store::open(&settings.database).await?;
+            let composed = app(&store, &settings, now)
+                .send(&Actor::operator(operator), &request, dry_run)
+                .await
+                .map_err(cli_error)?;
+            print_send(&composed.send, composed.batch, json)?;
             if !json {
-                let summary = app(&store, &settings, now)
-                    .summarize(
-                        send.batch.kind,
-                        send.batch.status,
-                        &lines_of(&send.messages),
-                        now,
-                    )
-                    .await?;
-                print_summary(&summary);
+                print_summary(&composed.summary);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -2692,27 +2629,6 @@ async fn decide(
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a sender composed, for the audit log.
-fn send_snapshot(send: &compose::Send) -> serde_json::Value {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for m in &send.messages {
-        let key = match m.reason {
-            Some(r) => format!("{}/{}", m.status, r.as_str()),
-            None => m.status.to_string(),
-        };
-        *counts.entry(key).or_default() += 1;
-    }
-    serde_json::json!({
-        "audience": send.batch.audience,
-        "channel": send.batch.channel,
-        "subject": send.batch.subject,
-        "content_sha256": content_hash(send.batch.subject.as_deref(), &send.batch.body),
-        "messages": send.messages.len(),
-        "counts": counts,
-        "status": send.batch.status,
-    })
-}
-
 fn print_send(send: &compose::Send, id: Option<BatchId>, json: bool) -> anyhow::Result<()> {
     let mut counts: BTreeMap<(MessageStatus, Option<Reason>), i64> = BTreeMap::new();
     for m in &send.messages {
@@ -3223,46 +3139,37 @@ async fn demo_send(
             ),
         )
         .await?;
-    let owner = store
-        .operator(OWNER)
-        .await?
-        .context("the demo's owner was just added")?;
+    let demo = app(&store, settings, at);
     let welcome = Content::email(
         "Your parent account is ready",
         "Good morning,\n\nyour account in the school's parent portal has been created.\n",
     )?;
-    compose::notify(&*store, settings, "gd-01", &welcome, "platform", at).await?;
-    let evening = Content::email(
-        "Parents' evening on Thursday",
-        "Dear students and parents,\n\nthe parents' evening is on Thursday at 18:00 in the \
-         main hall.\n\nThe school office\n",
-    )?;
-    let send = compose::compose_send(
-        &*store,
-        settings,
-        &owner,
-        &Audience::AllGroups,
-        Reach::Both,
-        &evening,
-    )
-    .await?;
+    demo.notify(&Actor::System("platform"), "gd-01", &welcome)
+        .await?;
+    let evening = SendRequest {
+        audience: Audience::AllGroups,
+        reach: Reach::Both,
+        channel: ChannelChoice::Email,
+        content: SendContent::Text {
+            subject: Some("Parents' evening on Thursday".to_owned()),
+            body: "Dear students and parents,\n\nthe parents' evening is on Thursday at 18:00 \
+                   in the main hall.\n\nThe school office\n"
+                .to_owned(),
+            html: None,
+        },
+        transliterate: false,
+    };
+    let owner_actor = Actor::operator(OWNER);
     // What `herald send … --dry-run` shows before anything is stored.
     println!("A dry run of the email to all groups (`herald send --dry-run`):");
-    print_send(&send, None, false)?;
-    let demo = app(&store, settings, at);
-    print_summary(
-        &demo
-            .summarize(
-                send.batch.kind,
-                send.batch.status,
-                &lines_of(&send.messages),
-                at,
-            )
-            .await?,
-    );
+    let dry = demo.send(&owner_actor, &evening, true).await?;
+    print_send(&dry.send, None, false)?;
+    print_summary(&dry.summary);
     println!();
-    let batch = compose::store_send(&*store, &send, at).await?;
-    let owner_actor = Actor::operator(OWNER);
+    let send = demo.send(&owner_actor, &evening, false).await?;
+    let batch = send
+        .batch
+        .context("a send that is not a dry run has a batch")?;
     demo.decide(&owner_actor, batch, &[], Decision::Approve, None)
         .await?;
 
@@ -3272,24 +3179,23 @@ async fn demo_send(
         path: sms_file.clone(),
     };
     const DEMO_CREDIT: i64 = 10;
-    app(&store, settings, at)
-        .top_up(&Actor::operator(OWNER), DEMO_CREDIT, "demo credit")
+    demo.top_up(&owner_actor, DEMO_CREDIT, "demo credit")
         .await?;
-    let reminder = Content::sms(
-        "Przypomnienie: zebranie rodziców w czwartek o 18:00. Sekretariat.",
-        true,
-        settings.sms.max_segments,
-    )?;
-    let sms_send = compose::compose_send(
-        &*store,
-        settings,
-        &owner,
-        &Audience::AllGroups,
-        Reach::Guardians,
-        &reminder,
-    )
-    .await?;
-    let sms_batch = compose::store_send(&*store, &sms_send, at).await?;
+    let reminder = SendRequest {
+        audience: Audience::AllGroups,
+        reach: Reach::Guardians,
+        channel: ChannelChoice::Sms,
+        content: SendContent::Text {
+            subject: None,
+            body: "Przypomnienie: zebranie rodziców w czwartek o 18:00. Sekretariat.".to_owned(),
+            html: None,
+        },
+        transliterate: true,
+    };
+    let sms_send = demo.send(&owner_actor, &reminder, false).await?;
+    let sms_batch = sms_send
+        .batch
+        .context("a send that is not a dry run has a batch")?;
     // What the approver sees in `herald outbox show` before approving, and the
     // approval bound to that version.
     let view = demo.batch_view(sms_batch, &[]).await?;
@@ -3312,16 +3218,21 @@ async fn demo_send(
     println!(
         "SMS: batch {sms_batch} \"{}\" ({} segment each, transliterated to GSM-7) to the \
          guardians ({} messages); the wallet holds {DEMO_CREDIT} points.",
-        reminder.body,
-        reminder.sms.map(|s| s.segments).unwrap_or(1),
-        sms_send.messages.len()
+        sms_send.send.batch.body,
+        sms_send
+            .send
+            .messages
+            .iter()
+            .find_map(|m| m.segments)
+            .unwrap_or(1),
+        sms_send.send.messages.len()
     );
     println!(
         "Sending: a system message to gd-01, and batch {batch} \"{}\" to {} ({} messages), \
          approved by the demo owner.",
-        evening.subject.as_deref().unwrap_or_default(),
-        send.batch.audience,
-        send.messages.len()
+        send.send.batch.subject.as_deref().unwrap_or_default(),
+        send.send.batch.audience,
+        send.send.messages.len()
     );
     // Periodic rules: the school's templates, the rules switched on, one run each.
     for (name, subject, body) in [
@@ -3394,9 +3305,10 @@ async fn demo_send(
         tz.name(),
         counts.sent,
         counts.held,
-        send.messages
+        send.send
+            .messages
             .iter()
-            .chain(&sms_send.messages)
+            .chain(&sms_send.send.messages)
             .filter(|m| m.status == MessageStatus::Blocked)
             .count() as u64
             + counts.blocked,

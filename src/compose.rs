@@ -2,14 +2,12 @@
 //! person and channel, each already judged by eligibility (ineligible ones are kept
 //! as `blocked` with their reason, so "why didn't they get it" always has an answer).
 
-use chrono::{DateTime, Utc};
-
 use crate::config::Settings;
 use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::sms::{self, SmsSize};
 use crate::domain::{
-    Audience, BatchId, BatchStatus, Channel, ChannelChoice, EligibilityFacts, MessageId,
-    MessageKind, MessageStatus, Reach, Reason,
+    Audience, BatchStatus, Channel, ChannelChoice, EligibilityFacts, MessageKind, MessageStatus,
+    Reach, Reason,
 };
 use crate::store::{NewBatch, NewMessage, Store, StoreError};
 use crate::templates::{self, Context, Person, TemplateError, Variant};
@@ -250,27 +248,24 @@ pub fn judge(
     }
 }
 
-/// Creates a system message to one recipient: no approval, sent on the next pass (at
-/// once when the daemon watches for system messages).
-pub async fn notify(
+/// A system message to one recipient, judged (blocked with its reason when they
+/// cannot be reached) but not stored: no approval, it goes on the next pass (at once
+/// when the daemon watches for system messages).
+pub async fn system_message(
     store: &dyn Store,
     settings: &Settings,
     recipient: &str,
     content: &Content,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<(MessageId, NewMessage), ComposeError> {
+) -> Result<NewMessage, ComposeError> {
     let facts = store.recipient(recipient).await?;
-    let message = judge(
+    Ok(judge(
         settings,
         recipient,
         facts.as_ref(),
         MessageKind::System,
         content,
         MessageStatus::Queued,
-    );
-    let id = store.create_message(&message, actor, now).await?;
-    Ok((id, message))
+    ))
 }
 
 /// An informational send, composed but not stored: what `--dry-run` shows and what
@@ -517,16 +512,6 @@ pub async fn compose_send_to(
         },
         messages,
     })
-}
-
-/// Stores a composed send. A batch from an operator who may send without approval
-/// is stored approved, by them.
-pub async fn store_send(
-    store: &dyn Store,
-    send: &Send,
-    now: DateTime<Utc>,
-) -> Result<BatchId, ComposeError> {
-    Ok(store.create_batch(&send.batch, &send.messages, now).await?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 //! code), and worded without naming any one interface.
 
 use crate::compose::ComposeError;
+use crate::domain::Channel;
 use crate::domain::access::{AccessError, Permission};
 use crate::store::StoreError;
 
@@ -112,6 +113,17 @@ impl From<ComposeError> for AppError {
 }
 
 impl AppError {
+    /// The error about the text of one channel of a send, saying which.
+    pub fn on_channel(self, channel: Channel) -> AppError {
+        match self {
+            AppError::Invalid { field, problem } => AppError::Invalid {
+                field,
+                problem: format!("{problem} (the {channel} text)"),
+            },
+            other => other,
+        }
+    }
+
     /// An invalid input.
     pub fn invalid(field: &'static str, problem: impl Into<String>) -> AppError {
         AppError::Invalid {

@@ -9,6 +9,7 @@
 //! its own words (the CLI's hints, an HTTP status) without this layer knowing either.
 
 mod admin;
+mod compose;
 mod error;
 mod messages;
 mod outbox;
@@ -19,11 +20,12 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::access::{Operator, Permission};
+use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::audit::AuditAction;
 use crate::store::{AuditEntry, Store};
 
 pub use admin::HoldChange;
+pub use compose::{Composed, SendContent, SendRequest};
 pub use error::{AppError, Result};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
@@ -54,6 +56,17 @@ impl Actor {
             Actor::System(what) => what,
         }
     }
+}
+
+/// Herald itself as an operator: every permission, any audience.
+fn system_operator(name: &str) -> Operator {
+    let role = RoleDef {
+        name: "system".to_owned(),
+        description: "Herald itself".to_owned(),
+        builtin: true,
+        permissions: Permission::ALL.into_iter().collect(),
+    };
+    Operator::new(name.to_owned(), name.to_owned(), &role, None, [])
 }
 
 /// The application: the store, the settings and the clock every operation uses.
@@ -89,16 +102,17 @@ impl App {
         self.clock.now()
     }
 
-    /// The actor's operator record, when they hold `permission`; `what` says in words
-    /// what they tried. The system may do anything.
+    /// The actor as an operator, when they hold `permission`; `what` says in words
+    /// what they tried. The system may do anything: it acts as an operator holding
+    /// every permission, named by what it is.
     pub async fn authorize(
         &self,
         actor: &Actor,
         permission: Permission,
         what: &str,
-    ) -> Result<Option<Operator>> {
+    ) -> Result<Operator> {
         let login = match actor {
-            Actor::System(_) => return Ok(None),
+            Actor::System(name) => return Ok(system_operator(name)),
             Actor::Operator(login) => login,
         };
         let op = self
@@ -114,7 +128,7 @@ impl App {
                 permission,
             });
         }
-        Ok(Some(op))
+        Ok(op)
     }
 
     /// An audit line by `actor`, now.

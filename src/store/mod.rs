@@ -541,20 +541,17 @@ pub struct PassCounts {
 /// The outbox: batches, messages, claims and outcomes.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Stores one message (a system message has no batch).
-    async fn create_message(
-        &self,
-        message: &NewMessage,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<MessageId>;
+    /// Stores one message (a system message has no batch), created by the audit
+    /// line's actor at its time, with the line.
+    async fn create_message(&self, message: &NewMessage, audit: &AuditEntry) -> Result<MessageId>;
 
-    /// Stores a batch and all its messages in one transaction.
+    /// Stores a batch and all its messages, and its audit line, in one transaction, at
+    /// the audit line's time.
     async fn create_batch(
         &self,
         batch: &NewBatch,
         messages: &[NewMessage],
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<BatchId>;
 
     /// Batches, newest first: only those in `status` when given.

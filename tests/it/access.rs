@@ -82,9 +82,7 @@ async fn fresh_batch(app: &TestApp) -> (String, String) {
     )
     .await
     .unwrap();
-    let id = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let id = app.store_send(&send, now()).await;
     let messages = app
         .store
         .messages(&herald::store::MessageFilter {

@@ -32,9 +32,7 @@ async fn awaiting_batch(app: &TestApp) -> BatchId {
     )
     .await
     .unwrap();
-    compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap()
+    app.store_send(&send, now()).await
 }
 
 /// The messages of a batch that wait for approval.
@@ -211,6 +209,8 @@ async fn an_audit_line_never_commits_without_its_change_nor_a_change_without_its
     let herald = app.app_at(now());
     let owner = Actor::operator(OWNER);
     let day = |s: &str| s.parse().unwrap();
+    let batch = awaiting_batch(&app).await;
+    let batches = app.store.batches(None).await.unwrap().len();
     // The audit log refuses every line: no change goes in without its line.
     app.execute_raw(
         "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log \
@@ -230,7 +230,20 @@ async fn an_audit_line_never_commits_without_its_change_nor_a_change_without_its
             .is_err()
     );
     assert!(herald.set_hold(&owner, Some("incident")).await.is_err());
-    let batch = awaiting_batch(&app).await;
+    let trip = herald::app::SendRequest {
+        audience: Audience::AllGroups,
+        reach: Reach::Both,
+        channel: herald::domain::ChannelChoice::Email,
+        content: herald::app::SendContent::Text {
+            subject: Some("Trip".into()),
+            body: "On Friday.".into(),
+            html: None,
+        },
+        transliterate: false,
+    };
+    assert!(herald.send(&owner, &trip, false).await.is_err());
+    let notice = Content::email("Password reset", "Your code is 1234.").unwrap();
+    assert!(herald.notify(&owner, "t-3001", &notice).await.is_err());
     assert!(herald.cancel_batch(&owner, batch).await.is_err());
     let view = herald.batch_view(batch, &[]).await.unwrap();
     assert!(
@@ -254,6 +267,12 @@ async fn an_audit_line_never_commits_without_its_change_nor_a_change_without_its
         batch_status(&app, batch).await,
         BatchStatus::AwaitingApproval
     );
+    assert_eq!(
+        app.store.batches(None).await.unwrap().len(),
+        batches,
+        "no batch"
+    );
+    assert!(app.messages_to("t-3001").await.is_empty(), "no message");
     assert_eq!(
         app.count(MessageStatus::Cancelled).await,
         0,

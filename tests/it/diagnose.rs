@@ -295,9 +295,7 @@ async fn a_message_timeline_names_who_did_what(app: TestApp) {
     )
     .await
     .unwrap();
-    let batch = herald::compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     app.decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();

@@ -150,9 +150,7 @@ async fn a_rejected_batch_sends_nothing(app: TestApp) {
     )
     .await
     .unwrap();
-    let batch = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
     let d = app.dispatcher_with(settings, &clock);
     assert!(drain(&d).await.is_empty(), "nothing goes before approval");
@@ -281,14 +279,12 @@ async fn a_holiday_holds_informational_but_not_system_messages(app: TestApp) {
     )
     .await;
     let content = Content::email("Password reset", "Your code is 1234.").unwrap();
-    compose::notify(
-        &*app.store,
-        &settings,
-        "t-3001",
-        &content,
-        "platform",
-        now(),
+    herald::app::App::new(
+        std::sync::Arc::clone(&app.store),
+        std::sync::Arc::new(settings.clone()),
+        std::sync::Arc::new(herald::clock::FixedClock::new(now())),
     )
+    .notify(&herald::app::Actor::System("platform"), "t-3001", &content)
     .await
     .unwrap();
 
@@ -705,14 +701,12 @@ async fn a_system_message_goes_without_waiting_for_the_tick(app: TestApp) {
 
     let content = Content::email("Password reset", "Your code is 1234.").unwrap();
     let created = std::time::Instant::now();
-    compose::notify(
-        &*app.store,
-        &settings,
-        "t-3001",
-        &content,
-        "platform",
-        chrono::Utc::now(),
+    herald::app::App::new(
+        std::sync::Arc::clone(&app.store),
+        std::sync::Arc::new(settings.clone()),
+        std::sync::Arc::new(herald::clock::FixedClock::new(chrono::Utc::now())),
     )
+    .notify(&herald::app::Actor::System("platform"), "t-3001", &content)
     .await
     .unwrap();
     while smtp.received().is_empty() && created.elapsed() < Duration::from_secs(5) {
@@ -757,9 +751,7 @@ async fn an_operator_who_may_send_without_approval_skips_the_outbox(app: TestApp
     )
     .await
     .unwrap();
-    compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    app.store_send(&send, now()).await;
     let batch = &app.store.batches(None).await.unwrap()[0];
     assert_eq!(batch.status, BatchStatus::Approved);
     assert_eq!(batch.decided_by.as_deref(), Some("trusted"));
@@ -792,14 +784,12 @@ async fn the_daily_cap_holds_the_excess_until_the_next_days_window(app: TestApp)
     }
     // A system message to the same person is neither counted nor held.
     let notice = Content::email("Password reset", "Code 1234").unwrap();
-    compose::notify(
-        &*app.store,
-        &settings,
-        "gd-2001",
-        &notice,
-        "platform",
-        now(),
+    herald::app::App::new(
+        std::sync::Arc::clone(&app.store),
+        std::sync::Arc::new(settings.clone()),
+        std::sync::Arc::new(herald::clock::FixedClock::new(now())),
     )
+    .notify(&herald::app::Actor::System("platform"), "gd-2001", &notice)
     .await
     .unwrap();
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));

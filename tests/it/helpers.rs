@@ -395,13 +395,25 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let id = compose::store_send(&*self.store, &send, now).await.unwrap();
+        let id = self.store_send(&send, now).await;
         let decided = self
             .decide(id, &Decision::Approve, OWNER, now)
             .await
             .unwrap();
         assert!(matches!(decided, Decided::Done(_)));
         id
+    }
+
+    /// Stores a composed send as its composer, at `at`.
+    pub async fn store_send(&self, send: &compose::Send, at: DateTime<Utc>) -> BatchId {
+        let audit = AuditEntry {
+            subject: "batch {id}".into(),
+            ..audit_line(&send.batch.created_by, AuditAction::Send, at)
+        };
+        self.store
+            .create_batch(&send.batch, &send.messages, &audit)
+            .await
+            .unwrap()
     }
 
     /// Decides a whole batch as `actor` at `at`, as the approver sees it now.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Duration as Span;
 use herald::clock::{FixedClock, SystemClock};
-use herald::compose::{self, Content};
+use herald::compose::Content;
 use herald::config::Settings;
 use herald::daemon::Daemon;
 use herald::dispatcher::Dispatcher;
@@ -136,7 +136,14 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
         html: None,
         created_by: "test".into(),
     };
-    store.create_batch(&batch, &messages, at).await.unwrap();
+    store
+        .create_batch(
+            &batch,
+            &messages,
+            &crate::helpers::audit_line("test", herald::domain::audit::AuditAction::Send, at),
+        )
+        .await
+        .unwrap();
 }
 
 /// An instance: its own pool on the same database, its own dispatcher.
@@ -333,14 +340,12 @@ async fn a_system_message_created_on_one_instance_is_sent_by_another_within_a_se
     let a_store = store::open(&settings.database).await.unwrap();
     let content = Content::email("Password reset", "Your code is 1234.").unwrap();
     let created = Instant::now();
-    compose::notify(
-        &*a_store,
-        &settings,
-        "t-3001",
-        &content,
-        "platform",
-        chrono::Utc::now(),
+    herald::app::App::new(
+        std::sync::Arc::clone(&a_store),
+        std::sync::Arc::new(settings.clone()),
+        std::sync::Arc::new(herald::clock::FixedClock::new(chrono::Utc::now())),
     )
+    .notify(&herald::app::Actor::System("platform"), "t-3001", &content)
     .await
     .unwrap();
     while smtp.received().is_empty() && created.elapsed() < Duration::from_secs(5) {

@@ -186,9 +186,7 @@ async fn a_cancelled_batch_sends_nothing(app: TestApp) {
     )
     .await
     .unwrap();
-    let batch = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     app.decide(batch, &Decision::Approve, OWNER, now())
         .await
         .unwrap();
@@ -223,9 +221,7 @@ async fn single_messages_are_approved_or_rejected_and_the_rest_wait(app: TestApp
     )
     .await
     .unwrap();
-    let batch = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     let id_of = |who: &'static str| {
         let app = &app;
         async move { app.only_message_to(who).await.id }
@@ -367,9 +363,7 @@ async fn a_send_by_both_channels_or_sms_where_there_is_no_email(app: TestApp) {
             .iter()
             .all(|(_, s, r)| *s == MessageStatus::Blocked && r.is_some())
     );
-    let id = compose::store_send(&*app.store, &fallback, now())
-        .await
-        .unwrap();
+    let id = app.store_send(&fallback, now()).await;
     let stored = &app.store.batches(None).await.unwrap()[0];
     assert_eq!(stored.id, id);
     assert_eq!(stored.channels, ChannelChoice::SmsIfNoEmail);
@@ -431,9 +425,7 @@ async fn an_html_variant_goes_beside_the_text_with_its_values_escaped(app: TestA
     )
     .await
     .unwrap();
-    let batch = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     assert!(app.store.batches(None).await.unwrap()[0].html.is_some());
     app.decide(batch, &Decision::Approve, OWNER, now())
         .await
@@ -530,9 +522,7 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
     assert_eq!(piotr.subject.as_deref(), Some("Meeting czwartek"));
     assert_eq!(piotr.body, "Hello Piotr, about: Maja.");
     // The approver reads one rendered message per locale.
-    let batch = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let batch = app.store_send(&send, now()).await;
     let samples = app.store.sample_messages(batch).await.unwrap();
     let seen: Vec<(Option<&str>, Option<&str>)> = samples
         .iter()

@@ -378,9 +378,7 @@ async fn sms_batch(app: &TestApp, settings: &Settings, who: &str, text: &str) {
     )
     .await
     .unwrap();
-    let id = compose::store_send(&*app.store, &send, now())
-        .await
-        .unwrap();
+    let id = app.store_send(&send, now()).await;
     app.decide(id, &herald::store::Decision::Approve, OWNER, now())
         .await
         .unwrap();
@@ -602,7 +600,11 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
         created_by: "test".into(),
     };
     app.store
-        .create_batch(&batch, &messages, now())
+        .create_batch(
+            &batch,
+            &messages,
+            &audit_line(OWNER, AuditAction::Send, now()),
+        )
         .await
         .unwrap();
     app.store

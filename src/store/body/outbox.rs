@@ -216,17 +216,13 @@ async fn check_undecided(conn: &mut DbConn, id: BatchId, seen: &str) -> Result<O
 
 #[async_trait]
 impl OutboxStore for Backend {
-    async fn create_message(
-        &self,
-        message: &NewMessage,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<MessageId> {
+    async fn create_message(&self, message: &NewMessage, audit: &AuditEntry) -> Result<MessageId> {
         let mut tx = self.begin_write().await?;
-        let id = insert_message(&mut tx, None, message, actor, now).await?;
+        let id = insert_message(&mut tx, None, message, &audit.actor, audit.at).await?;
         if message.kind == MessageKind::System && message.status == MessageStatus::Queued {
             wake_other_instances(&mut tx).await?;
         }
+        insert_audit(&mut tx, &audit.for_id(id)).await?;
         tx.commit().await?;
         Ok(MessageId(id))
     }
@@ -235,8 +231,9 @@ impl OutboxStore for Backend {
         &self,
         batch: &NewBatch,
         messages: &[NewMessage],
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<BatchId> {
+        let now = audit.at;
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             // A batch stored approved was sent by an operator who needs no approval:
@@ -265,6 +262,7 @@ impl OutboxStore for Backend {
         for m in messages {
             insert_message(&mut tx, Some(id), m, &batch.created_by, now).await?;
         }
+        insert_audit(&mut tx, &audit.for_id(id)).await?;
         tx.commit().await?;
         Ok(BatchId(id))
     }

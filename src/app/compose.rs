@@ -1,0 +1,226 @@
+//! Writing to people: a system message to one person, and an informational send to
+//! an audience (or its dry run, which shows the same and stores nothing).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Actor, App, AppError, Result, Summary, content_hash, lines_of};
+use crate::compose::{self, Content, Contents, Send};
+use crate::domain::access::Permission;
+use crate::domain::audit::AuditAction;
+use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, MessageKind, Reach};
+use crate::store::NewMessage;
+
+/// What a send says: a text, or a template rendered per person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendContent {
+    /// The same text for everyone (the subject for email; an HTML body optional).
+    Text {
+        /// The subject (email).
+        subject: Option<String>,
+        /// The text.
+        body: String,
+        /// An HTML body beside the text (email).
+        html: Option<String>,
+    },
+    /// A named template, rendered for each person in their locale.
+    Template {
+        /// Its name.
+        name: String,
+        /// Values for its free variables.
+        vars: BTreeMap<String, String>,
+    },
+}
+
+/// An informational send, as a person asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// Who: one person, a list, groups, a group's teachers, all groups, every active
+    /// contract.
+    pub audience: Audience,
+    /// Students, their guardians, or both.
+    pub reach: Reach,
+    /// Email, SMS, both, or SMS where there is no email.
+    pub channel: ChannelChoice,
+    /// What.
+    pub content: SendContent,
+    /// Transliterate SMS text to GSM-7 (cheaper; loses diacritics).
+    pub transliterate: bool,
+}
+
+/// A send composed: stored as a batch, or only shown (a dry run).
+#[derive(Debug, Clone)]
+pub struct Composed {
+    /// The batch and its messages, one per person and channel, each judged.
+    pub send: Send,
+    /// The batch's id; `None` for a dry run.
+    pub batch: Option<BatchId>,
+    /// How many will go, who is blocked and why, the cost and when.
+    pub summary: Summary,
+}
+
+impl App {
+    /// Composes an informational send; unless `dry_run`, stores it as a batch (in the
+    /// outbox, or approved at once when the sender may send without approval) with
+    /// its audit line.
+    pub async fn send(&self, actor: &Actor, req: &SendRequest, dry_run: bool) -> Result<Composed> {
+        let op = self
+            .authorize(actor, Permission::Send, "compose messages")
+            .await?;
+        let store = &*self.store;
+        let send = match &req.content {
+            SendContent::Template { name, vars } => {
+                compose::compose_templated_send(
+                    store,
+                    &self.settings,
+                    &op,
+                    &req.audience,
+                    req.reach,
+                    req.channel,
+                    name,
+                    vars,
+                    req.transliterate,
+                )
+                .await?
+            }
+            SendContent::Text {
+                subject,
+                body,
+                html,
+            } => {
+                let text = |c: Channel| -> Result<Option<Content>> {
+                    if !req.channel.channels().contains(&c) {
+                        return Ok(None);
+                    }
+                    let content = Content::for_channel(
+                        &self.settings,
+                        MessageKind::Informational,
+                        c,
+                        subject.as_deref(),
+                        body,
+                        req.transliterate,
+                    )
+                    .map_err(|e| AppError::from(e).on_channel(c))?;
+                    let html = html.as_deref().filter(|_| c == Channel::Email);
+                    Ok(Some(content.with_html(html)?))
+                };
+                let contents = Contents {
+                    choice: req.channel,
+                    email: text(Channel::Email)?,
+                    sms: text(Channel::Sms)?,
+                };
+                compose::compose_send_to(
+                    store,
+                    &self.settings,
+                    &op,
+                    &req.audience,
+                    req.reach,
+                    &contents,
+                )
+                .await?
+            }
+        };
+        let batch = if dry_run {
+            None
+        } else {
+            let audit = self.audit_line(actor, AuditAction::Send, "batch {id}", snapshot(&send));
+            Some(
+                self.store
+                    .create_batch(&send.batch, &send.messages, &audit)
+                    .await?,
+            )
+        };
+        let summary = self
+            .summarize(
+                send.batch.kind,
+                send.batch.status,
+                &lines_of(&send.messages),
+                self.now(),
+            )
+            .await?;
+        Ok(Composed {
+            send,
+            batch,
+            summary,
+        })
+    }
+
+    /// [`App::notify`] with a text checked for `channel` (an SMS transliterated to
+    /// GSM-7 when asked).
+    pub async fn notify_text(
+        &self,
+        actor: &Actor,
+        recipient: &str,
+        channel: Channel,
+        subject: Option<&str>,
+        body: &str,
+        transliterate: bool,
+    ) -> Result<(MessageId, NewMessage)> {
+        let content = Content::for_channel(
+            &self.settings,
+            MessageKind::System,
+            channel,
+            subject,
+            body,
+            transliterate,
+        )?;
+        self.notify(actor, recipient, &content).await
+    }
+
+    /// A system message to one person (account created, a password reset): no
+    /// approval, and it goes at once when the daemon runs. A person who cannot be
+    /// reached gets a `blocked` message with the reason, so the platform can ask why.
+    pub async fn notify(
+        &self,
+        actor: &Actor,
+        recipient: &str,
+        content: &Content,
+    ) -> Result<(MessageId, NewMessage)> {
+        let op = self
+            .authorize(actor, Permission::Send, "send notifications")
+            .await?;
+        compose::check_reach(
+            &*self.store,
+            &op,
+            &Audience::Recipient(recipient.to_owned()),
+        )
+        .await?;
+        let message =
+            compose::system_message(&*self.store, &self.settings, recipient, content).await?;
+        let audit = self.audit_line(
+            actor,
+            AuditAction::Notify,
+            "message {id}",
+            json!({
+                "recipient": recipient,
+                "channel": message.channel,
+                "status": message.status,
+                "reason": message.reason,
+            }),
+        );
+        let id = self.store.create_message(&message, &audit).await?;
+        Ok((id, message))
+    }
+}
+
+/// What a sender composed, for the audit log.
+fn snapshot(send: &Send) -> serde_json::Value {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for m in &send.messages {
+        let key = match m.reason {
+            Some(r) => format!("{}/{}", m.status, r.as_str()),
+            None => m.status.to_string(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    json!({
+        "audience": send.batch.audience,
+        "channel": send.batch.channel,
+        "subject": send.batch.subject,
+        "content_sha256": content_hash(send.batch.subject.as_deref(), &send.batch.body),
+        "messages": send.messages.len(),
+        "counts": counts,
+        "status": send.batch.status,
+    })
+}
