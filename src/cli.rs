@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{
-    Actor, App, AppError, BatchText, HoldChange, SendContent, SendRequest, Summary, content_hash,
+    Actor, App, AppError, BatchText, HoldChange, OperatorRequest, SendContent, SendRequest, Summary,
 };
 use crate::clock::FixedClock;
 use crate::compose::{self, Content};
@@ -982,7 +982,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Operators { action } => {
             let store = store::open(&settings.database).await?;
-            operators_command(&*store, action, now).await
+            operators_command(&store, &settings, action, now).await
         }
         Command::Run => {
             let daemon = Daemon::build(settings).await?;
@@ -1050,7 +1050,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Templates { action } => {
             let store = store::open(&settings.database).await?;
-            templates_command(&*store, &settings, action, now).await
+            templates_command(&store, &settings, action, now).await
         }
         Command::SmsInfo {
             text,
@@ -1787,21 +1787,14 @@ async fn rules_command(
 }
 
 async fn operators_command(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
+    settings: &Settings,
     action: OperatorsCommand,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::domain::access::{OWNER_ROLE, RoleDef, valid_login, valid_role_name};
-    use crate::store::{AddOperator, NewOperator};
-    let manager = |login: String| async move {
-        authorize(
-            store,
-            &login,
-            Permission::ManageOperators,
-            "manage operators",
-        )
-        .await
-    };
+    use crate::domain::access::RoleDef;
+    let app = app(store, settings, now);
+    let grant = matches!(action, OperatorsCommand::Grant { .. });
     let perms = |p: &std::collections::BTreeSet<Permission>| {
         p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
     };
@@ -1876,109 +1869,43 @@ async fn operators_command(
             teacher,
             operator,
         } => {
-            if !valid_login(&login) {
-                bail!("login {login:?}: expected 1–64 letters, digits, '.', '_', '-' or '@'");
-            }
             let first = operator.is_none();
-            let by = match operator {
-                Some(op) => manager(op).await?.login,
-                None => {
-                    if !store.operators().await?.is_empty() {
-                        bail!(
-                            "--as is required: only the installation's first operator is added without it"
-                        );
-                    }
-                    if role != OWNER_ROLE {
-                        bail!(
-                            "the first operator must have the role owner (--role owner), not {role:?}: someone has to be able to add the others"
-                        );
-                    }
-                    login.clone()
-                }
-            };
-            if let Some(t) = &teacher {
-                match store.recipient(t).await? {
-                    Some(f) if f.recipient.role == Role::Teacher => {}
-                    Some(f) => bail!(
-                        "--teacher {t:?}: expected a teacher, but {} is a {}",
-                        f.recipient.name,
-                        f.recipient.role
-                    ),
-                    None => bail!("--teacher {t:?}: there is no recipient with that id"),
-                }
-            }
-            let name = name
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| login.clone());
-            if name.chars().any(char::is_control) {
-                bail!("--name must not contain control characters or line breaks");
-            }
-            let new = NewOperator {
+            let request = OperatorRequest {
                 login: login.clone(),
-                name: name.clone(),
+                name,
                 role: role.clone(),
-                teacher: teacher.clone(),
-                at: now,
-                by: by.clone(),
+                teacher,
             };
-            let entry = audit_entry(
-                &by,
-                AuditAction::OperatorAdd,
-                &format!("operator {login}"),
-                serde_json::json!({"name": name, "role": role, "teacher": teacher}),
-                now,
+            let added = app
+                .add_operator(operator.map(Actor::operator).as_ref(), &request)
+                .await
+                .map_err(|e| match e {
+                    AppError::Conflict(_) if first => anyhow::anyhow!(
+                        "--as is required: only the installation's first operator is added without it"
+                    ),
+                    AppError::Invalid { field: "role", problem } if first => anyhow::anyhow!(
+                        "--role {problem} (--role owner)"
+                    ),
+                    AppError::Invalid { field: "role", problem } => anyhow::anyhow!(
+                        "--role {problem} (`herald operators roles` lists them; `add-role` adds one)"
+                    ),
+                    other => cli_error(other),
+                })?;
+            println!(
+                "Added operator {login} ({}) with the role {role}.",
+                added.name
             );
-            match store.add_operator(&new, first, &entry).await? {
-                AddOperator::Added => {
-                    println!("Added operator {login} ({name}) with the role {role}.");
-                    Ok(ExitCode::SUCCESS)
-                }
-                AddOperator::LoginTaken => bail!("there is already an operator {login:?}"),
-                AddOperator::UnknownRole => bail!(
-                    "--role {role:?}: no such role (`herald operators roles` lists them; `add-role` adds one)"
-                ),
-                AddOperator::NotFirst => {
-                    bail!("--as is required: an operator was added in the meantime")
-                }
-            }
+            Ok(ExitCode::SUCCESS)
         }
         OperatorsCommand::SetRole {
             login,
             role,
             operator,
         } => {
-            let by = manager(operator).await?;
-            let before = store
-                .operator(&login)
-                .await?
-                .ok_or_else(|| AccessError::UnknownOperator(login.clone()))?;
-            let roles = store.roles().await?;
-            let Some(new_role) = roles.iter().find(|r| r.name == role) else {
-                bail!("role {role:?}: no such role (`herald operators roles` lists them)");
-            };
-            let after = Operator::new(
-                before.login.clone(),
-                before.name.clone(),
-                new_role,
-                before.teacher.clone(),
-                before
-                    .granted
-                    .iter()
-                    .map(|p| (*p, true))
-                    .chain(before.revoked.iter().map(|p| (*p, false))),
-            );
-            keeps_a_manager(store, &after).await?;
-            let entry = audit_entry(
-                &by.login,
-                AuditAction::OperatorRole,
-                &format!("operator {login}"),
-                serde_json::json!({"from": before.role, "to": role}),
-                now,
-            );
-            if !store.set_role(&login, &role, &entry).await? {
-                bail!("operator {login:?} or role {role:?} is gone");
-            }
+            let after = app
+                .set_role(&Actor::operator(operator), &login, &role)
+                .await
+                .map_err(cli_error)?;
             println!(
                 "{login} now has the role {role}: {}.",
                 perms(&after.permissions)
@@ -1989,185 +1916,49 @@ async fn operators_command(
             login,
             permissions,
             operator,
-        } => change_permissions(store, &login, &permissions, true, operator, now).await,
-        OperatorsCommand::Revoke {
+        }
+        | OperatorsCommand::Revoke {
             login,
             permissions,
             operator,
-        } => change_permissions(store, &login, &permissions, false, operator, now).await,
+        } => {
+            let change = app
+                .change_permissions(&Actor::operator(operator), &login, &permissions, grant)
+                .await
+                .map_err(cli_error)?;
+            if change.changed == 0 {
+                println!(
+                    "Nothing to change: {login} may {}.",
+                    perms(&change.operator.permissions)
+                );
+            } else {
+                println!("{login} may now: {}.", perms(&change.operator.permissions));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         OperatorsCommand::AddRole {
             name,
             description,
             permissions,
             operator,
         } => {
-            let by = manager(operator).await?;
-            if !valid_role_name(&name) {
-                bail!(
-                    "role name {name:?}: expected lower-case letters, digits, '_' or '-', starting with a letter"
-                );
-            }
-            if description.trim().is_empty() || description.chars().any(char::is_control) {
-                bail!("--description must say what the role is for, on one line");
-            }
             let role = RoleDef {
                 name: name.clone(),
-                description: description.trim().to_owned(),
+                description,
                 builtin: false,
                 permissions: permissions.into_iter().collect(),
             };
-            // Redefining a role its holders manage operators by must leave someone
-            // who still can.
-            let roles = store.roles().await?;
-            if roles.iter().any(|r| r.name == name && r.builtin) {
-                bail!(
-                    "{name} is a built-in role and cannot be redefined; add a role of another name"
-                );
-            }
-            let mut anyone = false;
-            for o in store.operators().await? {
-                let o = if o.role == name {
-                    Operator::new(
-                        o.login.clone(),
-                        o.name.clone(),
-                        &role,
-                        o.teacher.clone(),
-                        o.granted
-                            .iter()
-                            .map(|p| (*p, true))
-                            .chain(o.revoked.iter().map(|p| (*p, false))),
-                    )
-                } else {
-                    o
-                };
-                anyone |= o.may(Permission::ManageOperators);
-            }
-            if !anyone && roles.iter().any(|r| r.name == name) {
-                bail!(
-                    "refused: after this change nobody could manage operators; keep manage_operators in {name} or give it to someone else first"
-                );
-            }
-            let entry = audit_entry(
-                &by.login,
-                AuditAction::RoleSave,
-                &format!("role {name}"),
-                serde_json::json!({"description": role.description, "permissions": role.permissions}),
-                now,
-            );
-            if !store.save_role(&role, &entry).await? {
-                bail!(
-                    "{name} is a built-in role and cannot be redefined; add a role of another name"
-                );
-            }
+            app.save_role(&Actor::operator(operator), &role)
+                .await
+                .map_err(cli_error)?;
             println!("Saved role {name}: {}.", perms(&role.permissions));
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Refuses a change that would leave nobody able to manage operators.
-async fn keeps_a_manager(store: &dyn Store, changed: &Operator) -> anyhow::Result<()> {
-    let others = store
-        .operators()
-        .await?
-        .into_iter()
-        .filter(|o| o.login != changed.login)
-        .any(|o| o.may(Permission::ManageOperators));
-    if !others && !changed.may(Permission::ManageOperators) {
-        bail!(
-            "refused: {} is the last operator who may manage operators; give someone else `manage_operators` first",
-            changed.login
-        );
-    }
-    Ok(())
-}
-
-/// `operators grant` / `operators revoke`: an exception to the operator's role, or
-/// the removal of one that the change makes pointless.
-async fn change_permissions(
-    store: &dyn Store,
-    login: &str,
-    permissions: &[Permission],
-    grant: bool,
-    operator: String,
-    now: DateTime<Utc>,
-) -> anyhow::Result<ExitCode> {
-    let by = authorize(
-        store,
-        &operator,
-        Permission::ManageOperators,
-        "manage operators",
-    )
-    .await?;
-    let before = store
-        .operator(login)
-        .await?
-        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
-    let roles = store.roles().await?;
-    let role = roles
-        .iter()
-        .find(|r| r.name == before.role)
-        .context("the operator's role is gone")?;
-    let mut exceptions: BTreeMap<Permission, bool> = before
-        .granted
-        .iter()
-        .map(|p| (*p, true))
-        .chain(before.revoked.iter().map(|p| (*p, false)))
-        .collect();
-    let mut changes = Vec::new();
-    for p in permissions {
-        // The role already says so: no exception is needed.
-        let wanted = if role.permissions.contains(p) == grant {
-            None
-        } else {
-            Some(grant)
-        };
-        if exceptions.get(p).copied() != wanted {
-            match wanted {
-                Some(w) => exceptions.insert(*p, w),
-                None => exceptions.remove(p),
-            };
-            changes.push((*p, wanted));
-        }
-    }
-    let after = Operator::new(
-        before.login.clone(),
-        before.name.clone(),
-        role,
-        before.teacher.clone(),
-        exceptions,
-    );
-    keeps_a_manager(store, &after).await?;
-    for (p, wanted) in &changes {
-        let entry = audit_entry(
-            &by.login,
-            if grant {
-                AuditAction::Grant
-            } else {
-                AuditAction::Revoke
-            },
-            &format!("operator {login}"),
-            serde_json::json!({"permission": p, "role": before.role}),
-            now,
-        );
-        store.set_permission(login, *p, *wanted, &entry).await?;
-    }
-    let list = |ps: &std::collections::BTreeSet<Permission>| {
-        ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-    };
-    if changes.is_empty() {
-        println!(
-            "Nothing to change: {login} may {}.",
-            list(&after.permissions)
-        );
-    } else {
-        println!("{login} may now: {}.", list(&after.permissions));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn templates_command(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     settings: &Settings,
     action: TemplatesCommand,
     now: DateTime<Utc>,
@@ -2183,32 +1974,22 @@ async fn templates_command(
             html_file,
             operator,
         } => {
-            authorize(
-                store,
-                &operator,
-                Permission::ManageSettings,
-                "save templates",
-            )
-            .await?;
             let variant = Variant {
-                name: name.trim().to_owned(),
-                locale: locale.trim().to_owned(),
+                name,
+                locale,
                 channel,
                 subject,
                 body,
                 html: read_html(html_file.as_deref())?,
             };
-            if variant.name.is_empty() {
-                bail!("a template needs a name");
-            }
-            templates::check(&variant).with_context(|| {
-                format!(
-                    "template {:?} ({}, {}) was not saved",
-                    variant.name, variant.locale, variant.channel
-                )
-            })?;
-            store.save_template(&variant, &operator, now).await?;
-            audit(store, &operator, AuditAction::TemplateSave, &format!("template {}", variant.name), serde_json::json!({"locale": variant.locale, "channel": variant.channel, "sha256": content_hash(variant.subject.as_deref(), &variant.body)}), now).await?;
+            let variant = app(store, settings, now)
+                .save_template(&Actor::operator(operator), &variant)
+                .await
+                .map_err(|e| match e {
+                    // The check's own words say what is wrong and where.
+                    AppError::Invalid { problem, .. } => anyhow::anyhow!(problem),
+                    other => cli_error(other),
+                })?;
             println!(
                 "Saved template {:?} ({}, {}).",
                 variant.name, variant.locale, variant.channel
@@ -2280,7 +2061,7 @@ async fn templates_command(
                         .with_context(|| format!("there is no recipient {id:?}"))?;
                     let locale = facts.recipient.locale.clone();
                     (
-                        compose::context(store, settings, &facts, &vars).await?,
+                        compose::context(&**store, settings, &facts, &vars).await?,
                         locale,
                     )
                 }
@@ -3263,8 +3044,7 @@ async fn demo_send(
             body: body.to_owned(),
             html: None,
         };
-        crate::templates::check(&variant)?;
-        store.save_template(&variant, OWNER, at).await?;
+        demo.save_template(&owner_actor, &variant).await?;
     }
     for (rule, template, approval) in [
         (&mut settings.rules.instalment_due, "reminder", false),

@@ -12,7 +12,9 @@ mod admin;
 mod compose;
 mod error;
 mod messages;
+mod operators;
 mod outbox;
+mod templates;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ use crate::store::{AuditEntry, Store};
 pub use admin::HoldChange;
 pub use compose::{Composed, SendContent, SendRequest};
 pub use error::{AppError, Result};
+pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };

@@ -924,12 +924,11 @@ pub trait AdminStore: Send + Sync {
 #[async_trait]
 pub trait TemplateStore: Send + Sync {
     /// Saves a variant (checked by the caller), replacing the one of the same name,
-    /// locale and channel.
+    /// locale and channel, by the audit line's actor at its time, with the line.
     async fn save_template(
         &self,
         variant: &crate::templates::Variant,
-        actor: &str,
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<()>;
 
     /// The variants of `name`, or of every template.

@@ -408,7 +408,10 @@ async fn an_html_variant_goes_beside_the_text_with_its_values_escaped(app: TestA
         ),
     };
     herald::templates::check(&v).unwrap();
-    app.store.save_template(&v, OWNER, now()).await.unwrap();
+    app.store
+        .save_template(&v, &audit_line(OWNER, AuditAction::TemplateSave, now()))
+        .await
+        .unwrap();
     let vars = [("where".to_owned(), "Torun & Bydgoszcz <3".to_owned())]
         .into_iter()
         .collect();
@@ -484,7 +487,10 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
             html: None,
         };
         herald::templates::check(&v).unwrap();
-        app.store.save_template(&v, OWNER, now()).await.unwrap();
+        app.store
+            .save_template(&v, &audit_line(OWNER, AuditAction::TemplateSave, now()))
+            .await
+            .unwrap();
     }
     let vars = [("day".to_owned(), "czwartek".to_owned())]
         .into_iter()

@@ -76,7 +76,10 @@ async fn school(app: &TestApp) -> Settings {
             html: None,
         };
         herald::templates::check(&v).unwrap();
-        app.store.save_template(&v, OWNER, now()).await.unwrap();
+        app.store
+            .save_template(&v, &audit_line(OWNER, AuditAction::TemplateSave, now()))
+            .await
+            .unwrap();
     }
     let mut settings = app.settings.clone();
     for (rule, template) in [

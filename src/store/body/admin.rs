@@ -254,7 +254,8 @@ impl AdminStore for Backend {
 
 #[async_trait]
 impl TemplateStore for Backend {
-    async fn save_template(&self, v: &Variant, actor: &str, now: DateTime<Utc>) -> Result<()> {
+    async fn save_template(&self, v: &Variant, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO templates
                 (name, locale, channel, subject, body, updated_at, updated_by, html)
@@ -268,11 +269,13 @@ impl TemplateStore for Backend {
         .bind(v.channel.as_str())
         .bind(&v.subject)
         .bind(&v.body)
-        .bind(now)
-        .bind(actor)
+        .bind(audit.at)
+        .bind(&audit.actor)
         .bind(&v.html)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
