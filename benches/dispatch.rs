@@ -72,7 +72,18 @@ async fn run(messages: usize, connections: usize) {
             })
         })
         .collect();
-    store.apply(&records, now).await.unwrap();
+    let audit = |action| herald::store::AuditEntry {
+        at: now,
+        actor: "bench".into(),
+        action,
+        subject: "batch {id}".into(),
+        details: serde_json::json!({}),
+    };
+    use herald::domain::audit::AuditAction;
+    store
+        .apply(&records, &audit(AuditAction::Import))
+        .await
+        .unwrap();
     let body = "Dear teacher,\n\nthe staff meeting moves to Thursday 15:00.\n".repeat(10);
     let batch: Vec<NewMessage> = (0..messages)
         .map(|i| NewMessage {

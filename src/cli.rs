@@ -23,13 +23,13 @@ use crate::compose::{self, Content};
 use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::domain::MessageId;
-use crate::domain::access::{AccessError, Operator, Permission};
+use crate::domain::access::{AccessError, Permission};
 use crate::domain::audit::AuditAction;
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
 use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
 use crate::domain::{Channel, ChannelChoice, EligibilityFacts, HolidayCalendar, Reason};
-use crate::import::{ImportKind, ImportOptions, ImportReport, import_file};
+use crate::import::{ImportKind, ImportReport};
 use crate::store::{self, RecipientFilter, Store};
 use crate::store::{Decision, MessageAction, MessageFilter};
 
@@ -751,14 +751,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let store = store::open(&settings.database).await?;
-            authorize(
-                &*store,
-                &operator,
-                Permission::ManageRecipients,
-                "import recipients",
-            )
-            .await?;
-            import(&*store, &settings, &files, kind, &operator, json, now).await
+            import(&app(&store, &settings, now), &files, kind, &operator, json).await
         }
         Command::Recipients {
             role,
@@ -978,7 +971,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Rules { action, json } => {
             let store = store::open(&settings.database).await?;
-            rules_command(&*store, &settings, action, json, now).await
+            rules_command(&store, &settings, action, json, now).await
         }
         Command::Operators { action } => {
             let store = store::open(&settings.database).await?;
@@ -1611,7 +1604,7 @@ async fn diagnose_command(
 }
 
 async fn rules_command(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     settings: &Settings,
     action: Option<RulesCommand>,
     json: bool,
@@ -1710,27 +1703,17 @@ async fn rules_command(
             operator,
             json,
         }) => {
-            authorize(
-                store,
-                &operator,
-                Permission::ManageSettings,
-                "run the periodic rules",
-            )
-            .await?;
-            let at = match at {
-                Some(text) => school_time(settings, &text)?,
-                None => now,
-            };
-            if at > now {
-                bail!(
-                    "--at {}: a run in the future would hold the schedule back until then; give a time up to now",
-                    at.with_timezone(&tz).format("%Y-%m-%dT%H:%M")
-                );
-            }
-            let results = match rule {
-                Some(rule) => vec![rules::run_rule(store, settings, rule, at).await],
-                None => rules::run_due(store, settings, at).await,
-            };
+            let at = at.map(|text| school_time(settings, &text)).transpose()?;
+            let results = app(store, settings, now)
+                .run_rules(&Actor::operator(operator), rule, at)
+                .await
+                .map_err(|e| match e {
+                    AppError::Invalid {
+                        field: "at",
+                        problem,
+                    } => anyhow::anyhow!("--at {problem}"),
+                    other => cli_error(other),
+                })?;
             let mut failed = false;
             let mut reports = Vec::new();
             for r in results {
@@ -1755,15 +1738,6 @@ async fn rules_command(
                                     .join(", ")
                             );
                         }
-                        audit(
-                            store,
-                            &operator,
-                            AuditAction::RulesRun,
-                            &format!("rule {}", report.rule),
-                            serde_json::to_value(&report)?,
-                            now,
-                        )
-                        .await?;
                         reports.push(serde_json::to_value(&report)?);
                     }
                     Err(e) => {
@@ -2196,59 +2170,6 @@ fn cli_error(e: AppError) -> anyhow::Error {
     }
 }
 
-/// The operator `login`, who must hold `permission` to `what`.
-async fn authorize(
-    store: &dyn Store,
-    login: &str,
-    permission: Permission,
-    what: &str,
-) -> anyhow::Result<Operator> {
-    let op = store
-        .operator(login)
-        .await?
-        .ok_or_else(|| AccessError::UnknownOperator(login.to_owned()))?;
-    op.require(permission, what)?;
-    Ok(op)
-}
-
-/// An audit line, for a store method that writes it with its change.
-fn audit_entry(
-    actor: &str,
-    action: AuditAction,
-    subject: &str,
-    details: serde_json::Value,
-    now: DateTime<Utc>,
-) -> crate::store::AuditEntry {
-    crate::store::AuditEntry {
-        at: now,
-        actor: actor.to_owned(),
-        action,
-        subject: subject.to_owned(),
-        details,
-    }
-}
-
-/// Records a person's change in the audit log.
-async fn audit(
-    store: &dyn Store,
-    actor: &str,
-    action: AuditAction,
-    subject: &str,
-    details: serde_json::Value,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    store
-        .audit(&crate::store::AuditEntry {
-            at: now,
-            actor: actor.to_owned(),
-            action,
-            subject: subject.to_owned(),
-            details,
-        })
-        .await?;
-    Ok(())
-}
-
 /// The hold switch in one prominent line.
 fn hold_banner(h: &crate::store::Hold, settings: &Settings) -> String {
     format!(
@@ -2587,48 +2508,36 @@ fn print_messages(
 }
 
 async fn import(
-    store: &dyn Store,
-    settings: &Settings,
+    app: &App,
     files: &[PathBuf],
     kind: Option<ImportKind>,
     operator: &str,
     json: bool,
-    now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let options = ImportOptions {
-        phone_region: settings.school.phone_region,
-        progress_threshold: settings.import.progress_threshold,
-    };
     let mut failed = false;
     let mut reports = Vec::new();
     for file in files {
-        let report = import_file(store, file, kind, options, now).await;
-        match report {
+        match app
+            .import_file(&Actor::operator(operator), file, kind)
+            .await
+        {
             Ok(report) => {
                 failed |= report.has_errors();
                 if !json {
                     print_import_report(file, &report);
                 }
-                audit(
-                    store,
-                    operator,
-                    AuditAction::Import,
-                    &format!("file {}", file.display()),
-                    serde_json::to_value(&report)?,
-                    now,
-                )
-                .await?;
                 reports.push(serde_json::json!({"file": file, "report": report}));
             }
-            Err(e) => {
+            Err(AppError::Invalid { problem, .. }) => {
                 failed = true;
                 if json {
-                    reports.push(serde_json::json!({"file": file, "error": e.to_string()}));
+                    reports.push(serde_json::json!({"file": file, "error": problem}));
                 } else {
-                    eprintln!("herald: {e}");
+                    eprintln!("herald: {problem}");
                     eprintln!("  nothing was imported from {}", file.display());
                 }
             }
+            Err(other) => return Err(cli_error(other)),
         }
     }
     if json {
@@ -2900,27 +2809,17 @@ async fn demo_send(
     settings.email.transport = crate::config::EmailTransport::File {
         dir: outbox.clone(),
     };
-    store
-        .add_operator(
-            &crate::store::NewOperator {
-                login: OWNER.to_owned(),
-                name: "Demo owner".to_owned(),
-                role: crate::domain::access::OWNER_ROLE.to_owned(),
-                teacher: None,
-                at,
-                by: OWNER.to_owned(),
-            },
-            true,
-            &audit_entry(
-                OWNER,
-                AuditAction::OperatorAdd,
-                &format!("operator {OWNER}"),
-                serde_json::json!({"role": "owner"}),
-                at,
-            ),
-        )
-        .await?;
     let demo = app(&store, settings, at);
+    demo.add_operator(
+        None,
+        &OperatorRequest {
+            login: OWNER.to_owned(),
+            name: Some("Demo owner".to_owned()),
+            role: crate::domain::access::OWNER_ROLE.to_owned(),
+            teacher: None,
+        },
+    )
+    .await?;
     let welcome = Content::email(
         "Your parent account is ready",
         "Good morning,\n\nyour account in the school's parent portal has been created.\n",
@@ -3179,11 +3078,9 @@ async fn demo(
     let school_file = dir.join("school.json");
     std::fs::write(&school_file, serde_json::to_string_pretty(&document)?)
         .with_context(|| format!("cannot write {}", school_file.display()))?;
-    let options = ImportOptions {
-        phone_region: settings.school.phone_region,
-        progress_threshold: settings.import.progress_threshold,
-    };
-    let report = import_file(&*store, &school_file, None, options, at).await?;
+    let report = app(&store, &settings, at)
+        .import_file(&Actor::System("demo"), &school_file, None)
+        .await?;
     if report.has_errors() {
         print_import_report(&school_file, &report);
         bail!("the demo school did not import cleanly");

@@ -19,7 +19,7 @@ use crate::domain::contact::{EmailAddress, PhoneNumber, PhoneRegion};
 use crate::domain::directory::{
     ContractRecord, ContractStatus, DirectoryRecord, InstalmentRecord, RecipientRecord, Role,
 };
-use crate::store::{Applied, DirectoryStore, StoreError};
+use crate::store::{Applied, AuditEntry, DirectoryStore, StoreError};
 
 /// What a file (or a section of a JSON file) holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -219,6 +219,11 @@ impl ImportReport {
         !self.errors.is_empty()
     }
 
+    /// How many records were created or changed.
+    pub fn total_changed(&self) -> u64 {
+        self.counts.iter().map(|(_, c)| c.created + c.updated).sum()
+    }
+
     fn counts_mut(&mut self, kind: ImportKind) -> &mut KindCounts {
         if let Some(i) = self.counts.iter().position(|(k, _)| *k == kind) {
             return &mut self.counts[i].1;
@@ -261,13 +266,14 @@ struct Checked {
 }
 
 /// Imports one file into the store. Rows are applied in the order of the file (for
-/// JSON, in the order of [`ImportKind::ALL`]).
+/// JSON, in the order of [`ImportKind::ALL`]), as the audit line's actor at its time,
+/// each transaction that changes something with the line and its counts.
 pub async fn import_file(
     store: &dyn DirectoryStore,
     path: &Path,
     kind: Option<ImportKind>,
     options: ImportOptions,
-    now: DateTime<Utc>,
+    audit: &AuditEntry,
 ) -> Result<ImportReport, ImportError> {
     let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
         file: path.to_owned(),
@@ -335,7 +341,7 @@ pub async fn import_file(
         // Apply in slices so the progress bar moves and memory stays flat.
         for slice in good.chunks(1000) {
             let records: Vec<DirectoryRecord> = slice.iter().map(|(_, r)| r.clone()).collect();
-            let outcomes = store.apply(&records, now).await?;
+            let outcomes = store.apply(&records, audit).await?;
             for ((line, _), outcome) in slice.iter().zip(outcomes) {
                 match outcome {
                     Ok(Applied::Created) => counts.created += 1,

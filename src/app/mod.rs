@@ -11,9 +11,11 @@
 mod admin;
 mod compose;
 mod error;
+mod import;
 mod messages;
 mod operators;
 mod outbox;
+mod rules;
 mod templates;
 
 use std::sync::Arc;

@@ -165,11 +165,13 @@ pub struct DirectoryCounts {
 pub trait DirectoryStore: Send + Sync {
     /// Applies records in order, each one whole or not at all: a refused record
     /// changes nothing and does not stop the others. Upserts by the platform's ids,
-    /// so applying the same records twice reports them `Unchanged`.
+    /// so applying the same records twice reports them `Unchanged`. Records are
+    /// applied a few hundred per transaction, at the audit line's time; each
+    /// transaction that changes something commits the audit line with its counts.
     async fn apply(
         &self,
         records: &[DirectoryRecord],
-        now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Vec<std::result::Result<Applied, Refused>>>;
 
     /// Recipients matching `filter`, with the contracts that speak for each, ordered
@@ -913,7 +915,10 @@ pub trait AdminStore: Send + Sync {
     /// already was.
     async fn set_hold(&self, hold: Option<&Hold>, audit: &AuditEntry) -> Result<bool>;
 
-    /// Appends a line to the audit log.
+    /// Appends a line on its own, for an action that changed nothing but is worth
+    /// knowing about (an import that found everything as it was). A line about a
+    /// change is written by the store method that makes the change, in its
+    /// transaction.
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
 
     /// Audit lines matching `filter`, newest first.

@@ -91,7 +91,11 @@ impl TestApp {
         kind: Option<ImportKind>,
         now: DateTime<Utc>,
     ) -> Result<ImportReport, herald::import::ImportError> {
-        import_file(&*self.store, path, kind, self.import_options(), now).await
+        let audit = AuditEntry {
+            subject: format!("file {}", path.display()),
+            ..audit_line("test", AuditAction::Import, now)
+        };
+        import_file(&*self.store, path, kind, self.import_options(), &audit).await
     }
 
     /// Imports the example files shipped in `examples/import`, in dependency order.

@@ -98,7 +98,13 @@ async fn queue_messages(store: &Arc<dyn Store>, count: usize, at: chrono::DateTi
             })
         })
         .collect();
-    store.apply(&records, at).await.unwrap();
+    store
+        .apply(
+            &records,
+            &crate::helpers::audit_line("test", herald::domain::audit::AuditAction::Import, at),
+        )
+        .await
+        .unwrap();
     let people = store
         .recipients(&herald::store::RecipientFilter::default())
         .await

@@ -556,7 +556,10 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
             })
         })
         .collect();
-    app.store.apply(&records, now()).await.unwrap();
+    app.store
+        .apply(&records, &audit_line(OWNER, AuditAction::Import, now()))
+        .await
+        .unwrap();
     let people = app.store.recipients(&Default::default()).await.unwrap();
     // Mixed lengths: 1, 2 and 3 segments, GSM-7 and UCS-2.
     let texts = ["Krótko.".to_owned(), "b".repeat(200), "ż".repeat(150)];

@@ -372,17 +372,37 @@ async fn apply_contract(conn: &mut DbConn, c: &ContractRecord, now: DateTime<Utc
 
 #[async_trait]
 impl DirectoryStore for Backend {
-    async fn apply(&self, records: &[DirectoryRecord], now: DateTime<Utc>) -> Result<Vec<Outcome>> {
+    async fn apply(&self, records: &[DirectoryRecord], audit: &AuditEntry) -> Result<Vec<Outcome>> {
+        let now = audit.at;
         let mut outcomes = Vec::with_capacity(records.len());
         for chunk in records.chunks(APPLY_CHUNK) {
             let mut tx = self.begin_write().await?;
+            let mut counts = [0u64; 4];
             for record in chunk {
-                outcomes.push(match apply_one(&mut tx, record, now).await {
+                let outcome = match apply_one(&mut tx, record, now).await {
                     Ok(applied) => Ok(applied),
                     Err(ApplyError::Refused(refused)) => Err(refused),
                     // Dropping the transaction rolls the chunk back.
                     Err(ApplyError::Store(e)) => return Err(e),
-                });
+                };
+                counts[match outcome {
+                    Ok(Applied::Created) => 0,
+                    Ok(Applied::Updated) => 1,
+                    Ok(Applied::Unchanged) => 2,
+                    Err(_) => 3,
+                }] += 1;
+                outcomes.push(outcome);
+            }
+            // A chunk that changed something commits with its own audit line.
+            if counts[0] + counts[1] > 0 {
+                let [created, updated, unchanged, refused] = counts;
+                let line = audit
+                    .with_detail("records", chunk.len())
+                    .with_detail("created", created)
+                    .with_detail("updated", updated)
+                    .with_detail("unchanged", unchanged)
+                    .with_detail("refused", refused);
+                insert_audit(&mut tx, &line).await?;
             }
             tx.commit().await?;
         }
