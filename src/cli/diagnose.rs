@@ -1,0 +1,200 @@
+//! `herald diagnose` and `herald doctor`: why a message did not arrive, and whether the
+//! installation can send at all.
+
+use super::*;
+
+/// Why didn't they get it? Every check for one person (by id, external id, email
+/// address or phone number) or one message's whole story.
+pub(super) async fn diagnose(
+    args: DiagnoseArgs,
+    settings: Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let DiagnoseArgs {
+        recipient,
+        message,
+        json,
+    } = args;
+    let store = store::open(&settings.database).await?;
+    diagnose_command(&*store, &settings, recipient, message, json, now).await
+}
+
+/// Check the installation: configuration, database, SMTP, SMS gateway, DKIM,
+/// window, holidays, wallet, hold switch, dispatcher, rules. Sends nothing.
+pub(super) async fn doctor(
+    args: DoctorArgs,
+    settings: Settings,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let DoctorArgs { json } = args;
+    let checks = crate::diagnose::doctor(&settings, now).await;
+    let failed = checks
+        .iter()
+        .any(|c| c.verdict == crate::diagnose::Verdict::Error);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            print_check(c);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(super) async fn diagnose_command(
+    store: &dyn Store,
+    settings: &Settings,
+    recipient: Option<String>,
+    message: Option<i64>,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::diagnose::{self, Lookup};
+    let tz = settings.school.time_zone;
+    if let Some(id) = message {
+        let Some(t) = diagnose::message_timeline(store, settings, MessageId(id)).await? else {
+            bail!("there is no message {id}; `herald status` lists them");
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&t)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "Message {id} to {} ({}):",
+            t.message.message.recipient,
+            t.message.message.address.as_deref().unwrap_or("no address")
+        );
+        if let Some(b) = &t.batch {
+            println!(
+                "  batch {} \"{}\" composed by {}{}",
+                b.id,
+                b.audience,
+                b.created_by,
+                match (&b.decided_by, b.decided_at) {
+                    (Some(by), Some(at)) => format!(
+                        "; {} by {by} at {}{}",
+                        b.status,
+                        at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                        b.decision_note
+                            .as_deref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default()
+                    ),
+                    _ => format!("; {}", b.status),
+                }
+            );
+        }
+        println!("Timeline:");
+        for e in &t.events {
+            println!(
+                "  {}  {}{}{}{}",
+                e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+                e.status,
+                e.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                e.actor
+                    .as_deref()
+                    .map(|a| format!(" by {a}"))
+                    .unwrap_or_default(),
+                e.note
+                    .as_deref()
+                    .map(|n| format!(" — {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!("Now:");
+        print_message_diagnosis(&t.message, tz);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let query = recipient.unwrap_or_default();
+    let lookup = diagnose::diagnose_recipient(store, settings, &query, now).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lookup)?);
+        return Ok(match lookup {
+            Lookup::One(_) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        });
+    }
+    let d = match lookup {
+        Lookup::None { query } => bail!(
+            "nobody matches {query:?}: try the platform's id, Herald's id, an email address or a phone number (`herald recipients --search TEXT` searches)"
+        ),
+        Lookup::Ambiguous { query, matches } => {
+            println!(
+                "{} people match {query:?}; diagnose one by their id:",
+                matches.len()
+            );
+            for r in matches {
+                println!(
+                    "  {}  {} ({}) {} {}",
+                    r.external_id,
+                    r.name,
+                    r.role,
+                    r.email.as_deref().unwrap_or("-"),
+                    r.phone.as_deref().unwrap_or("-")
+                );
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Lookup::One(d) => d,
+    };
+    let r = &d.recipient;
+    println!(
+        "{} ({}, {}, Herald id {})",
+        r.name, r.role, r.external_id, r.id.0
+    );
+    println!(
+        "  email {}   phone {}{}",
+        r.email.as_deref().unwrap_or("-"),
+        r.phone.as_deref().unwrap_or("-"),
+        if r.sms_enabled { " (receives SMS)" } else { "" }
+    );
+    for rel in &d.related {
+        println!("  {}: {} ({})", rel.relation, rel.name, rel.external_id);
+    }
+    for c in &d.channels {
+        println!(
+            "\n{}: {}",
+            channel_name(c.channel),
+            if c.eligible {
+                "can be reached".to_owned()
+            } else {
+                let reasons: Vec<&str> = c
+                    .checks
+                    .iter()
+                    .filter_map(|x| x.reason.map(|r| r.as_str()))
+                    .collect();
+                format!("CANNOT be reached ({})", reasons.join(", "))
+            }
+        );
+        for check in &c.checks {
+            print_check(check);
+        }
+    }
+    println!("\nTiming:");
+    for check in &d.timing {
+        print_check(check);
+    }
+    println!("\nDispatcher:");
+    for check in &d.dispatcher {
+        print_check(check);
+    }
+    println!(
+        "\nRecent messages ({} of the last {} days, newest first):",
+        d.messages.len(),
+        settings.diagnose.recent_days
+    );
+    if d.messages.is_empty() {
+        println!("  none");
+    }
+    for m in &d.messages {
+        print_message_diagnosis(m, tz);
+    }
+    Ok(ExitCode::SUCCESS)
+}

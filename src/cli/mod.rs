@@ -1,0 +1,205 @@
+//! The command line: clap commands turned into application calls, and their results
+//! into text. The only place that prints for people, and the one place (with the daemon)
+//! that reads the clock.
+//!
+//! `args` is the grammar; one module per group of commands translates; `print` formats.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{
+    Actor, App, AppError, BatchText, HoldChange, OperatorRequest, SendContent, SendRequest, Summary,
+};
+use crate::clock::FixedClock;
+use crate::compose::{self, Content};
+use crate::config::Settings;
+use crate::daemon::Daemon;
+use crate::domain::MessageId;
+use crate::domain::access::{AccessError, Permission};
+use crate::domain::audit::AuditAction;
+use crate::domain::codes::UnknownCode;
+use crate::domain::directory::{ContractConsent, Role};
+use crate::domain::{Audience, BatchId, BatchStatus, MessageKind, MessageStatus, Reach};
+use crate::domain::{Channel, ChannelChoice, EligibilityFacts, HolidayCalendar, Reason};
+use crate::import::{ImportKind, ImportReport};
+use crate::store::{self, RecipientFilter, Store};
+use crate::store::{Decision, MessageAction, MessageFilter};
+
+mod admin;
+mod args;
+mod daemon;
+mod demo;
+mod diagnose;
+mod directory;
+mod outbox;
+mod print;
+
+pub use args::*;
+use print::*;
+
+/// Runs a command with the loaded settings.
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    // The one reading of the clock for a command: everything below takes `now`.
+    let now = Utc::now();
+    match cli.command {
+        Command::Migrate => directory::migrate(settings, now).await,
+        Command::Import(args) => directory::import_command(args, settings, now).await,
+        Command::Recipients(args) => directory::recipients_command(args, settings, now).await,
+        Command::Groups(args) => directory::groups(args, settings, now).await,
+        Command::Holidays(args) => admin::holidays_command(args, settings, now).await,
+        Command::Notify(args) => outbox::notify(args, settings, now).await,
+        Command::Send(args) => outbox::send(args, settings, now).await,
+        Command::Outbox(args) => outbox::outbox(args, settings, now).await,
+        Command::Approve(args) => outbox::approve(args, settings, now).await,
+        Command::Reject(args) => outbox::reject(args, settings, now).await,
+        Command::Resend(args) => outbox::resend(args, settings, now).await,
+        Command::Cancel(args) => outbox::cancel(args, settings, now).await,
+        Command::Run => daemon::run(settings, now).await,
+        Command::Dispatch(args) => daemon::dispatch(args, settings, now).await,
+        Command::Status(args) => daemon::status_command(args, settings, now).await,
+        Command::Templates(args) => admin::templates(args, settings, now).await,
+        Command::SmsInfo(args) => admin::sms_info(args, settings, now).await,
+        Command::Wallet(args) => admin::wallet(args, settings, now).await,
+        Command::Hold(args) => admin::hold(args, settings, now).await,
+        Command::Audit(args) => admin::audit(args, settings, now).await,
+        Command::Diagnose(args) => diagnose::diagnose(args, settings, now).await,
+        Command::Doctor(args) => diagnose::doctor(args, settings, now).await,
+        Command::Rules(args) => admin::rules(args, settings, now).await,
+        Command::Operators(args) => admin::operators(args, settings, now).await,
+        Command::Demo(args) => demo::demo_command(args, settings, now).await,
+    }
+}
+
+/// The HTML body in `path`, if one was given.
+pub(super) fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("--html-file {}: cannot read it as UTF-8 text", p.display()))
+    })
+    .transpose()
+}
+
+/// The application over `store`, on the command's one clock.
+pub(super) fn app(store: &Arc<dyn Store>, settings: &Settings, now: DateTime<Utc>) -> App {
+    App::new(
+        Arc::clone(store),
+        Arc::new(settings.clone()),
+        Arc::new(FixedClock::new(now)),
+    )
+}
+
+/// An application error in the CLI's words: what the library says, plus how to fix
+/// it from the command line.
+pub(super) fn cli_error(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::UnknownOperator(login) => anyhow::Error::new(AccessError::UnknownOperator(login)),
+        AppError::Forbidden {
+            login,
+            role,
+            what,
+            permission,
+        } => anyhow::Error::new(AccessError::Denied {
+            login,
+            role,
+            what,
+            permission,
+        }),
+        AppError::Invalid { field, problem } => {
+            let flag = match field {
+                "points" => "POINTS",
+                "holiday" => "the holiday",
+                other => return anyhow::anyhow!("--{}: {problem}", other.replace('_', "-")),
+            };
+            anyhow::anyhow!("{flag}: {problem}")
+        }
+        AppError::NotFound { what: "batch", id } => {
+            anyhow::anyhow!("there is no batch {id}; `herald outbox --all` lists them")
+        }
+        AppError::NotFound {
+            what: "message",
+            id,
+        } => {
+            anyhow::anyhow!("there is no message {id}; `herald status` lists them")
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+pub(super) async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+}
+
+/// A school wall-clock time (`2026-11-24T10:00`, `2026-11-24 10:00:30`) as an instant.
+pub(super) fn school_time(settings: &Settings, text: &str) -> anyhow::Result<DateTime<Utc>> {
+    let text = text.trim();
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .with_context(|| {
+        format!("{text:?} is not a school time; expected e.g. 2026-11-24T10:00 or 2026-11-24")
+    })?;
+    use chrono::TimeZone;
+    settings
+        .school
+        .time_zone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| {
+            format!(
+                "{text:?} does not exist in {} (a DST gap)",
+                settings.school.time_zone
+            )
+        })
+}
+
+/// `--since`: a duration back from now, or a school date or time.
+pub(super) fn parse_since(
+    settings: &Settings,
+    text: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = humantime::parse_duration(text.trim()) {
+        return Ok(now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+    }
+    school_time(settings, text).with_context(|| {
+        format!("--since {text:?}: expected a duration such as 24h or 7d, or a school date or time")
+    })
+}
