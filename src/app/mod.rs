@@ -17,6 +17,7 @@ mod operators;
 mod outbox;
 mod rules;
 mod templates;
+mod views;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };
+pub use views::{ChannelVerdict, MessageListing, ReasonView, RecipientView, WalletView};
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]

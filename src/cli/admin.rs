@@ -126,7 +126,7 @@ pub(super) async fn wallet(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print_wallet(&*store, &settings, ledger, json, now).await?;
+    print_wallet(&app(&store, &settings, now), ledger, json).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,14 +191,16 @@ pub(super) async fn audit(
     } = args;
     let since = since.map(|s| parse_since(&settings, &s, now)).transpose()?;
     let store = store::open(&settings.database).await?;
-    let lines = store
-        .audit_log(&crate::store::AuditFilter {
-            actor,
-            action,
-            since,
-            limit: Some(limit),
-        })
-        .await?;
+    let filter = crate::store::AuditFilter {
+        actor,
+        action,
+        since,
+        limit: Some(limit),
+    };
+    let lines = app(&store, &settings, now)
+        .audit_log(&READER, &filter)
+        .await
+        .map_err(cli_error)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
     } else if lines.is_empty() {
@@ -224,39 +226,14 @@ pub(super) async fn audit(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn print_wallet(
-    store: &dyn Store,
-    settings: &Settings,
-    ledger: i64,
-    json: bool,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    let w = store.wallet().await?;
-    let due = store
-        .sms_segments_due(now + chrono::Duration::hours(24))
-        .await?
-        * i64::from(settings.sms.price_per_segment);
-    let threshold = settings.sms.low_balance_threshold;
-    let low = w.balance < threshold || w.balance < due;
-    let lines = store.ledger(ledger).await?;
-    let totals = store.ledger_totals().await?;
+/// The wallet, its ledger and whether it is low.
+pub(super) async fn print_wallet(app: &App, ledger: i64, json: bool) -> anyhow::Result<()> {
+    let w = app.wallet_view(&READER, ledger).await.map_err(cli_error)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "balance": w.balance,
-                "reserved": w.reserved,
-                "low_balance_threshold": threshold,
-                "needed_next_24h": due,
-                "low": low,
-                "low_since": w.low_since,
-                "price_per_segment": settings.sms.price_per_segment,
-                "totals": totals,
-                "ledger": lines,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(());
     }
+    let settings = app.settings();
     println!(
         "SMS wallet ({} gateway, sender {:?}):",
         settings.sms.gateway.name(),
@@ -267,20 +244,24 @@ pub(super) async fn print_wallet(
         "  reserved:  {} point(s) (held for SMS being sent)",
         w.reserved
     );
-    println!("  threshold: {threshold} point(s); SMS due in the next 24 h need {due}");
-    if low {
+    println!(
+        "  threshold: {} point(s); SMS due in the next 24 h need {}",
+        w.low_balance_threshold, w.needed_next_24h
+    );
+    if w.low {
         println!("  LOW: top it up with `herald wallet top-up POINTS --as LOGIN --note TEXT`");
     }
     println!(
         "  totals:    {} topped up, {} charged, {} reserved now ({} per segment)",
-        totals.top_ups, totals.charges, w.reserved, settings.sms.price_per_segment
+        w.totals.top_ups, w.totals.charges, w.reserved, w.price_per_segment
     );
-    if lines.is_empty() {
+    if w.ledger.is_empty() {
         println!("The ledger is empty.");
         return Ok(());
     }
     let tz = settings.school.time_zone;
-    let rows = lines
+    let rows = w
+        .ledger
         .iter()
         .map(|l| {
             vec![

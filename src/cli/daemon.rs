@@ -70,15 +70,19 @@ pub(super) async fn status_command(
         limit: Some(limit),
     };
     let store = store::open(&settings.database).await?;
+    let app = app(&store, &settings, now);
     if summary {
-        let counts = store.message_counts(&filter).await?;
+        let counts = app
+            .message_counts(&READER, &filter)
+            .await
+            .map_err(cli_error)?;
         print_counts(&counts, json)?;
     } else {
-        if !json && let Some(h) = store.hold().await? {
-            println!("{}\n", hold_banner(&h, &settings));
+        let listing = app.messages(&READER, &filter).await.map_err(cli_error)?;
+        if !json && let Some(h) = &listing.hold {
+            println!("{}\n", hold_banner(h, &settings));
         }
-        let messages = store.messages(&filter).await?;
-        print_messages(&settings, &messages, json)?;
+        print_messages(&settings, &listing.messages, json)?;
     }
     Ok(ExitCode::SUCCESS)
 }

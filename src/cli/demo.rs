@@ -1,6 +1,6 @@
 //! `herald demo`: a demo school in a folder of its own, told as a story.
 
-use super::directory::{explain, verdicts};
+use super::directory::explain;
 use super::*;
 
 /// Create a demo school in a new SQLite database and show who can be reached.
@@ -341,10 +341,9 @@ pub(super) async fn demo(
     }
     println!();
 
-    let judged: Vec<(&EligibilityFacts, BTreeMap<Channel, Vec<Reason>>)> = everyone
-        .iter()
-        .map(|f| (f, verdicts(f, &settings)))
-        .collect();
+    let judge = app(&store, &settings, at);
+    let judged: Vec<(&EligibilityFacts, BTreeMap<Channel, Vec<Reason>>)> =
+        everyone.iter().map(|f| (f, judge.verdicts(f))).collect();
     println!("Who can be reached:");
     for channel in Channel::ALL {
         let reachable = judged

@@ -42,7 +42,7 @@ pub(super) async fn import_command(
 pub(super) async fn recipients_command(
     args: RecipientsArgs,
     settings: Settings,
-    _now: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let RecipientsArgs {
         role,
@@ -59,7 +59,14 @@ pub(super) async fn recipients_command(
         search,
         ..RecipientFilter::default()
     };
-    recipients(&*store, &settings, &filter, ineligible, channel, json).await?;
+    recipients(
+        &app(&store, &settings, now),
+        &filter,
+        ineligible,
+        channel,
+        json,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,128 +144,43 @@ pub(super) async fn import(
 }
 
 /// A recipient's verdict per channel, as `--json` prints it.
-#[derive(Serialize)]
-pub(super) struct RecipientView<'a> {
-    id: i64,
-    external_id: &'a str,
-    role: Role,
-    name: &'a str,
-    locale: Option<&'a str>,
-    email: Option<&'a str>,
-    phone: Option<&'a str>,
-    sms_enabled: bool,
-    channels: BTreeMap<Channel, ChannelView>,
-    contracts: &'a [ContractConsent],
-}
-
-#[derive(Serialize)]
-pub(super) struct ChannelView {
-    eligible: bool,
-    reasons: Vec<ReasonView>,
-}
-
-#[derive(Serialize)]
-pub(super) struct ReasonView {
-    code: Reason,
-    description: &'static str,
-}
-
-pub(super) fn verdicts(
-    facts: &EligibilityFacts,
-    settings: &Settings,
-) -> BTreeMap<Channel, Vec<Reason>> {
-    Channel::ALL
-        .into_iter()
-        .map(|c| {
-            (
-                c,
-                facts.check(c, settings.school.phone_region, settings.eligibility),
-            )
-        })
-        .collect()
-}
-
+/// Lists recipients with their verdict per channel, then how many per reason.
 pub(super) async fn recipients(
-    store: &dyn Store,
-    settings: &Settings,
+    app: &App,
     filter: &RecipientFilter,
     only_ineligible: bool,
     channel: Option<Channel>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let all = store.recipients(filter).await?;
-    let judged: Vec<(&EligibilityFacts, BTreeMap<Channel, Vec<Reason>>)> = all
-        .iter()
-        .map(|f| {
-            let mut v = verdicts(f, settings);
-            if let Some(only) = channel {
-                v.retain(|c, _| *c == only);
-            }
-            (f, v)
-        })
-        .filter(|(_, v)| !only_ineligible || v.values().any(|r| !r.is_empty()))
-        .collect();
+    let views = app
+        .recipients(&READER, filter, channel, only_ineligible)
+        .await
+        .map_err(cli_error)?;
     if json {
-        let views: Vec<RecipientView> = judged
-            .iter()
-            .map(|(f, v)| {
-                let r = &f.recipient;
-                RecipientView {
-                    id: r.id.0,
-                    external_id: &r.external_id,
-                    role: r.role,
-                    name: &r.name,
-                    locale: r.locale.as_deref(),
-                    email: r.email.as_deref(),
-                    phone: r.phone.as_deref(),
-                    sms_enabled: r.sms_enabled,
-                    channels: v
-                        .iter()
-                        .map(|(c, reasons)| {
-                            (
-                                *c,
-                                ChannelView {
-                                    eligible: reasons.is_empty(),
-                                    reasons: reasons
-                                        .iter()
-                                        .map(|r| ReasonView {
-                                            code: *r,
-                                            description: r.describe(),
-                                        })
-                                        .collect(),
-                                },
-                            )
-                        })
-                        .collect(),
-                    contracts: &f.contracts,
-                }
-            })
-            .collect();
         println!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(());
     }
-    if judged.is_empty() {
+    if views.is_empty() {
         println!("No recipients match.");
         return Ok(());
     }
-    let channels: Vec<Channel> = judged[0].1.keys().copied().collect();
+    let channels: Vec<Channel> = views[0].channels.keys().copied().collect();
     let mut headers = vec!["ID", "ROLE", "NAME"];
     headers.extend(channels.iter().map(|c| match c {
         Channel::Email => "EMAIL",
         Channel::Sms => "SMS",
     }));
-    let rows = judged
+    let rows = views
         .iter()
-        .map(|(f, v)| {
-            let r = &f.recipient;
-            let mut row = vec![r.external_id.clone(), r.role.to_string(), r.name.clone()];
-            row.extend(v.values().map(|reasons| {
-                if reasons.is_empty() {
+        .map(|v| {
+            let mut row = vec![v.external_id.clone(), v.role.to_string(), v.name.clone()];
+            row.extend(v.channels.values().map(|c| {
+                if c.eligible {
                     "ok".to_owned()
                 } else {
-                    reasons
+                    c.reasons
                         .iter()
-                        .map(|r| r.as_str())
+                        .map(|r| r.code.as_str())
                         .collect::<Vec<_>>()
                         .join(",")
                 }
@@ -268,10 +190,10 @@ pub(super) async fn recipients(
         .collect();
     print_table(&headers, rows);
     let mut tally: BTreeMap<(Channel, Reason), usize> = BTreeMap::new();
-    for (_, v) in &judged {
-        for (c, reasons) in v {
-            for r in reasons {
-                *tally.entry((*c, *r)).or_default() += 1;
+    for v in &views {
+        for (c, verdict) in &v.channels {
+            for r in &verdict.reasons {
+                *tally.entry((*c, r.code)).or_default() += 1;
             }
         }
     }

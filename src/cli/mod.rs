@@ -12,7 +12,6 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand};
-use serde::Serialize;
 
 use std::sync::Arc;
 
@@ -89,6 +88,10 @@ pub(super) fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
     })
     .transpose()
 }
+
+/// Who reads from the command line: whoever holds the database's credentials may read
+/// it anyway, so listings name no operator.
+const READER: Actor = Actor::System("cli");
 
 /// The application over `store`, on the command's one clock.
 pub(super) fn app(store: &Arc<dyn Store>, settings: &Settings, now: DateTime<Utc>) -> App {
