@@ -21,7 +21,7 @@ use crate::app::{
     Actor, App, AppError, BatchText, HoldChange, OperatorRequest, SendContent, SendRequest, Summary,
 };
 use crate::clock::FixedClock;
-use crate::compose::{self, Content};
+use crate::compose;
 use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::domain::MessageId;
