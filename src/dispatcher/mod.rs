@@ -25,7 +25,8 @@ use crate::domain::retry::retry_delay;
 use crate::domain::sms::measure;
 use crate::domain::window::start_of_day;
 use crate::domain::{
-    Channel, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber, Reason,
+    Channel, EligibilityFacts, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber,
+    Reason,
 };
 use crate::store::{Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Store, StoreError};
 
@@ -96,6 +97,21 @@ const SMS_IN_FLIGHT: usize = 4;
 /// How long a message waits for credit before it is looked at again; a top-up makes
 /// it due at once.
 const CREDIT_RECHECK: ChronoDuration = ChronoDuration::hours(1);
+
+/// Where a step of [`Dispatcher::dispatch`] leaves a message: on to the next step
+/// with what it found, or ended here with what to record and what it became.
+enum Step<T> {
+    /// On to the next step.
+    Go(T),
+    /// Record this; the message goes no further in this pass.
+    End(Finish, Outcome),
+}
+
+/// The end of a message whose day is over (`expires_at`): it expires as too late
+/// rather than going late.
+fn too_late() -> Finish {
+    Finish::Withdrawn(MessageStatus::Expired, Reason::TooLate)
+}
 
 /// Claims, sends and records.
 pub struct Dispatcher {
@@ -389,19 +405,39 @@ impl Dispatcher {
     /// Checks, sends and records one claimed message.
     pub async fn dispatch(&self, message: Claimed, calendar: &HolidayCalendar) -> Result<Outcome> {
         let now = self.clock.now();
+        let facts = match self.recheck(&message, now).await? {
+            Step::Go(facts) => facts,
+            Step::End(finish, outcome) => return self.finish(&message, finish, outcome).await,
+        };
+        if let Step::End(finish, outcome) = self.hold(&message, calendar, now).await? {
+            return self.finish(&message, finish, outcome).await;
+        }
+        let sent = match self.send(&message, &facts, now).await? {
+            Step::Go(sent) => sent,
+            Step::End(finish, outcome) => return self.finish(&message, finish, outcome).await,
+        };
+        let (finish, outcome) = self.classify(&message, sent, calendar, now);
+        self.finish(&message, finish, outcome).await
+    }
+
+    /// Judges the message again as of `now`: its recipient must still exist and be
+    /// eligible on its channel, and a periodic message must still be relevant and not
+    /// past its day. Goes on with the recipient's facts.
+    async fn recheck(
+        &self,
+        message: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Step<EligibilityFacts>> {
         let settings = &self.settings;
         let facts = match message.recipient_id {
             Some(id) => self.store.recipient_by_id(id).await?,
             None => None,
         };
         let Some(facts) = facts else {
-            return self
-                .finish(
-                    &message,
-                    Finish::Blocked(Reason::RecipientUnknown),
-                    Outcome::Blocked,
-                )
-                .await;
+            return Ok(Step::End(
+                Finish::Blocked(Reason::RecipientUnknown),
+                Outcome::Blocked,
+            ));
         };
         let failed = facts.check(
             message.channel,
@@ -409,38 +445,42 @@ impl Dispatcher {
             settings.eligibility,
         );
         if let Some(reason) = failed.first() {
-            return self
-                .finish(&message, Finish::Blocked(*reason), Outcome::Blocked)
-                .await;
+            return Ok(Step::End(Finish::Blocked(*reason), Outcome::Blocked));
         }
         // A periodic message about something settled (the instalment was paid) is
         // cancelled; one whose day is over (a birthday) expires.
         if let Some(relevance) = &message.relevance
             && !self.store.still_relevant(relevance).await?
         {
-            return self
-                .finish(
-                    &message,
-                    Finish::Withdrawn(MessageStatus::Cancelled, Reason::NoLongerRelevant),
-                    Outcome::Withdrawn,
-                )
-                .await;
+            return Ok(Step::End(
+                Finish::Withdrawn(MessageStatus::Cancelled, Reason::NoLongerRelevant),
+                Outcome::Withdrawn,
+            ));
         }
-        let too_late = Finish::Withdrawn(MessageStatus::Expired, Reason::TooLate);
         if message.expires_at.is_some_and(|t| t <= now) {
-            return self.finish(&message, too_late, Outcome::Withdrawn).await;
+            return Ok(Step::End(too_late(), Outcome::Withdrawn));
         }
-        let window = &settings.send_window;
+        Ok(Step::Go(facts))
+    }
+
+    /// Holds the message if it may not go now: the window is closed or it is a day
+    /// off (for kinds that respect the window), or the recipient has had today's
+    /// share of announcements.
+    async fn hold(
+        &self,
+        message: &Claimed,
+        calendar: &HolidayCalendar,
+        now: DateTime<Utc>,
+    ) -> Result<Step<()>> {
+        let settings = &self.settings;
         let respects_window = settings.respects_window(message.kind);
-        if respects_window && let Some(reason) = window.hold_reason(now, calendar) {
+        if respects_window && let Some(reason) = settings.send_window.hold_reason(now, calendar) {
             let until = self.opening_at_or_after(now, calendar);
             // Held past its day: skipped now, with the reason, rather than sent late.
             if message.expires_at.is_some_and(|t| until >= t) {
-                return self.finish(&message, too_late, Outcome::Withdrawn).await;
+                return Ok(Step::End(too_late(), Outcome::Withdrawn));
             }
-            return self
-                .finish(&message, Finish::Hold(reason, until), Outcome::Held)
-                .await;
+            return Ok(Step::End(Finish::Hold(reason, until), Outcome::Held));
         }
         // The daily cap: an announcement beyond today's share for this person waits
         // for tomorrow's window. What went today is counted, so a retry after a
@@ -465,101 +505,130 @@ impl Dispatcher {
                 } else {
                     tomorrow
                 };
-                return self
-                    .finish(
-                        &message,
-                        Finish::Hold(Reason::DailyCapReached, until),
-                        Outcome::Held,
-                    )
-                    .await;
+                return Ok(Step::End(
+                    Finish::Hold(Reason::DailyCapReached, until),
+                    Outcome::Held,
+                ));
             }
         }
+        Ok(Step::Go(()))
+    }
 
-        let outcome = match message.channel {
-            Channel::Email => {
-                let raw = facts.recipient.email.as_deref().unwrap_or_default();
-                let address = match EmailAddress::parse(raw) {
-                    Ok(a) => a,
-                    // The re-check above passed, so this cannot happen; block rather
-                    // than guess.
-                    Err(_) => {
-                        return self
-                            .finish(
-                                &message,
-                                Finish::Blocked(Reason::InvalidEmail),
-                                Outcome::Blocked,
-                            )
-                            .await;
-                    }
-                };
-                let email = OutgoingEmail {
-                    id: message.id,
-                    created_at: message.created_at,
-                    to_name: &facts.recipient.name,
-                    to: &address,
-                    subject: message.subject.as_deref().unwrap_or_default(),
-                    body: &message.body,
-                    html: message.html.as_deref(),
-                    date: now,
-                };
-                let sent = self.email.send(&email).await;
-                if let SendOutcome::Permanent {
-                    address_failing: true,
-                    detail,
-                    ..
-                } = &sent
-                {
-                    self.store
-                        .mark_email_failing(facts.recipient.id, address.as_str(), detail, now)
-                        .await?;
-                }
-                sent
-            }
-            Channel::Sms => {
-                let raw = facts.recipient.phone.as_deref().unwrap_or_default();
-                let number = match PhoneNumber::parse(raw, settings.school.phone_region) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        return self
-                            .finish(
-                                &message,
-                                Finish::Blocked(Reason::InvalidPhone),
-                                Outcome::Blocked,
-                            )
-                            .await;
-                    }
-                };
-                let size = measure(&message.body);
-                let cost = size.segments as i64 * i64::from(settings.sms.price_per_segment);
-                // Reserved before sending, so the balance can never go below zero,
-                // whatever other dispatchers spend at the same moment.
-                if !self.store.reserve(message.id, cost, now).await? {
-                    let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
-                    return self.finish(&message, finish, Outcome::Held).await;
-                }
-                let sms = OutgoingSms {
-                    id: message.id,
-                    created_at: message.created_at,
-                    to: &number,
-                    text: &message.body,
-                    size,
-                    sender: self.sms.sender(),
-                };
-                let sent = self.sms.send(&sms).await;
-                if let SendOutcome::Permanent {
-                    address_failing: true,
-                    detail,
-                    ..
-                } = &sent
-                {
-                    self.store
-                        .mark_phone_failing(facts.recipient.id, number.e164(), detail, now)
-                        .await?;
-                }
-                sent
+    /// Sends the message through its channel; goes on with the server's answer.
+    async fn send(
+        &self,
+        message: &Claimed,
+        facts: &EligibilityFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Step<SendOutcome>> {
+        match message.channel {
+            Channel::Email => self.send_email(message, facts, now).await,
+            Channel::Sms => self.send_sms(message, facts, now).await,
+        }
+    }
+
+    /// Sends an email; an address the receiving server refuses for good is marked
+    /// failing on the recipient.
+    async fn send_email(
+        &self,
+        message: &Claimed,
+        facts: &EligibilityFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Step<SendOutcome>> {
+        let raw = facts.recipient.email.as_deref().unwrap_or_default();
+        let address = match EmailAddress::parse(raw) {
+            Ok(a) => a,
+            // The re-check passed, so this cannot happen; block rather than guess.
+            Err(_) => {
+                return Ok(Step::End(
+                    Finish::Blocked(Reason::InvalidEmail),
+                    Outcome::Blocked,
+                ));
             }
         };
+        let email = OutgoingEmail {
+            id: message.id,
+            created_at: message.created_at,
+            to_name: &facts.recipient.name,
+            to: &address,
+            subject: message.subject.as_deref().unwrap_or_default(),
+            body: &message.body,
+            html: message.html.as_deref(),
+            date: now,
+        };
+        let sent = self.email.send(&email).await;
+        if let SendOutcome::Permanent {
+            address_failing: true,
+            detail,
+            ..
+        } = &sent
+        {
+            self.store
+                .mark_email_failing(facts.recipient.id, address.as_str(), detail, now)
+                .await?;
+        }
+        Ok(Step::Go(sent))
+    }
 
+    /// Reserves the SMS's cost in the wallet, holding it while the credit is short,
+    /// and sends it; a number the gateway reports invalid is marked failing on the
+    /// recipient.
+    async fn send_sms(
+        &self,
+        message: &Claimed,
+        facts: &EligibilityFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Step<SendOutcome>> {
+        let raw = facts.recipient.phone.as_deref().unwrap_or_default();
+        let number = match PhoneNumber::parse(raw, self.settings.school.phone_region) {
+            Ok(n) => n,
+            Err(_) => {
+                return Ok(Step::End(
+                    Finish::Blocked(Reason::InvalidPhone),
+                    Outcome::Blocked,
+                ));
+            }
+        };
+        let size = measure(&message.body);
+        let cost = size.segments as i64 * i64::from(self.settings.sms.price_per_segment);
+        // Reserved before sending, so the balance can never go below zero,
+        // whatever other dispatchers spend at the same moment.
+        if !self.store.reserve(message.id, cost, now).await? {
+            let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
+            return Ok(Step::End(finish, Outcome::Held));
+        }
+        let sms = OutgoingSms {
+            id: message.id,
+            created_at: message.created_at,
+            to: &number,
+            text: &message.body,
+            size,
+            sender: self.sms.sender(),
+        };
+        let sent = self.sms.send(&sms).await;
+        if let SendOutcome::Permanent {
+            address_failing: true,
+            detail,
+            ..
+        } = &sent
+        {
+            self.store
+                .mark_phone_failing(facts.recipient.id, number.e164(), detail, now)
+                .await?;
+        }
+        Ok(Step::Go(sent))
+    }
+
+    /// What the server's answer makes of the message: sent, retried later (until the
+    /// attempts run out), failed, or unknown; with the attempt, started at `now`.
+    fn classify(
+        &self,
+        message: &Claimed,
+        sent: SendOutcome,
+        calendar: &HolidayCalendar,
+        now: DateTime<Utc>,
+    ) -> (Finish, Outcome) {
+        let settings = &self.settings;
         let attempt = |outcome: AttemptOutcome, code: Option<u16>, detail: String| Attempt {
             started_at: now,
             outcome,
@@ -567,7 +636,7 @@ impl Dispatcher {
             detail,
             provider_id: None,
         };
-        let (finish, result) = match outcome {
+        match sent {
             SendOutcome::Sent {
                 code,
                 detail,
@@ -596,7 +665,9 @@ impl Dispatcher {
                     );
                     let mut at = self.clock.now() + chrono_duration(delay);
                     // A retry never lands outside the window or on a holiday.
-                    if respects_window && window.hold_reason(at, calendar).is_some() {
+                    if settings.respects_window(message.kind)
+                        && settings.send_window.hold_reason(at, calendar).is_some()
+                    {
                         at = self.opening_at_or_after(at, calendar);
                     }
                     (Finish::Retry(attempt, at), Outcome::Retried)
@@ -613,8 +684,7 @@ impl Dispatcher {
                 Finish::Unknown(attempt(AttemptOutcome::Unknown, None, detail)),
                 Outcome::Unknown,
             ),
-        };
-        self.finish(&message, finish, result).await
+        }
     }
 
     /// The next opening of the window at or after `at`; a day later if none is
