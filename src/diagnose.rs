@@ -1,16 +1,17 @@
 //! Diagnosis: "why didn't this parent get our message?" answered from what Herald
-//! knows (design §11), and `herald doctor`'s check of the installation.
+//! knows (design §11).
 //!
 //! Everything here is gathered into plain structures with a stable code, a verdict
 //! and words for a school secretary on each line; the CLI prints them, `--json`
-//! serialises them as they are. Nothing here changes anything.
+//! serialises them as they are. Nothing here changes anything. The lines ([`Check`])
+//! and the timing and dispatcher checks are shared with `herald doctor`
+//! ([`crate::doctor`]).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::channels::Probe;
 use crate::channels::email::message_id;
-use crate::config::{EmailTransport, Settings};
+use crate::config::Settings;
 use crate::domain::contact::{EmailAddress, PhoneNumber};
 use crate::domain::directory::{ContractConsent, ContractStatus, Role};
 use crate::domain::{Audience, Channel, EligibilityFacts, MessageId, MessageStatus, Reach, Reason};
@@ -49,7 +50,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(code: &str, verdict: Verdict, text: impl Into<String>) -> Check {
+    /// A line with no reason code and no fix.
+    pub(crate) fn new(code: &str, verdict: Verdict, text: impl Into<String>) -> Check {
         Check {
             code: code.to_owned(),
             verdict,
@@ -59,10 +61,12 @@ impl Check {
         }
     }
 
-    fn ok(code: &str, text: impl Into<String>) -> Check {
+    /// A line that is fine.
+    pub(crate) fn ok(code: &str, text: impl Into<String>) -> Check {
         Check::new(code, Verdict::Ok, text)
     }
 
+    /// A failed check of eligibility, with its reason code.
     fn failed(code: &str, reason: Reason, text: impl Into<String>) -> Check {
         Check {
             reason: Some(reason),
@@ -70,7 +74,8 @@ impl Check {
         }
     }
 
-    fn fix(mut self, fix: impl Into<String>) -> Check {
+    /// The same line, with what to do about it.
+    pub(crate) fn fix(mut self, fix: impl Into<String>) -> Check {
         self.fix = Some(fix.into());
         self
     }
@@ -463,7 +468,7 @@ fn consent_words(c: &ContractConsent, channel: Channel) -> String {
 
 /// The send window now, today's calendar, the next opening, the hold switch and the
 /// wallet.
-async fn timing(
+pub(crate) async fn timing(
     store: &dyn Store,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -548,7 +553,7 @@ async fn timing(
 }
 
 /// The dispatcher's last pass and each channel's recent health.
-async fn dispatcher_checks(
+pub(crate) async fn dispatcher_checks(
     store: &dyn Store,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -729,184 +734,6 @@ pub async fn message_timeline(
         events,
         batch,
     }))
-}
-
-/// `herald doctor`: the installation, line by line.
-pub async fn doctor(settings: &Settings, now: DateTime<Utc>) -> Vec<Check> {
-    let mut out = vec![Check::ok(
-        "config.valid",
-        "the configuration loads and every value is valid",
-    )];
-    // Doctor changes nothing: it does not migrate, it says whether a migration is due.
-    let mut database = settings.database.clone();
-    database.migrate_on_start = false;
-    let store = match crate::store::open(&database).await {
-        Ok(s) => {
-            out.push(Check::ok(
-                "database.reachable",
-                format!(
-                    "the database {} answers and its schema is up to date",
-                    settings.database.redacted_url()
-                ),
-            ));
-            Some(s)
-        }
-        Err(e) => {
-            out.push(
-                Check::new("database.reachable", Verdict::Error, format!("{e}"))
-                    .fix("check database.url; `herald migrate` creates or upgrades the schema"),
-            );
-            None
-        }
-    };
-    match crate::channels::email::EmailChannel::build(&settings.email) {
-        Err(e) => out.push(
-            Check::new("email.channel", Verdict::Error, e.to_string())
-                .fix("check [email] and [email.dkim] in the configuration"),
-        ),
-        Ok(email) => {
-            if settings.email.dkim.is_some() {
-                out.push(Check::ok(
-                    "email.dkim",
-                    "the DKIM key loads; email is signed",
-                ));
-            } else if matches!(settings.email.transport, EmailTransport::Smtp(_)) {
-                out.push(
-                    Check::new(
-                        "email.dkim",
-                        Verdict::Warning,
-                        "email is not DKIM-signed: receiving servers trust it less",
-                    )
-                    .fix("set [email.dkim] and publish the key in DNS"),
-                );
-            }
-            out.push(Check::ok(
-                "email.sender",
-                format!(
-                    "email goes from {}; publish SPF and DMARC records for {}",
-                    settings.email.from,
-                    settings.email.from.email.domain()
-                ),
-            ));
-            out.push(probe_check(
-                "email.transport",
-                email.probe().await,
-                "check [email.smtp]: host, port, tls, credentials",
-            ));
-        }
-    }
-    match crate::channels::sms::SmsChannel::build(&settings.sms) {
-        Err(e) => out.push(
-            Check::new("sms.gateway", Verdict::Error, e.to_string())
-                .fix("check [sms] in the configuration"),
-        ),
-        Ok(sms) => {
-            let fix = format!("check [sms.{}] in the configuration", sms.gateway_name());
-            out.push(probe_check("sms.gateway", sms.probe().await, &fix));
-        }
-    }
-    let tz = settings.school.time_zone;
-    let open_days: Vec<String> = [
-        chrono::Weekday::Mon,
-        chrono::Weekday::Tue,
-        chrono::Weekday::Wed,
-        chrono::Weekday::Thu,
-        chrono::Weekday::Fri,
-        chrono::Weekday::Sat,
-        chrono::Weekday::Sun,
-    ]
-    .into_iter()
-    .filter(|d| !settings.send_window.spans(*d).is_empty())
-    .map(|d| format!("{d} {}", settings.send_window.describe_day(d)))
-    .collect();
-    out.push(Check::ok(
-        "window",
-        format!("the send window ({}): {}", tz.name(), open_days.join(", ")),
-    ));
-    let Some(store) = store else {
-        return out;
-    };
-    let today = now.with_timezone(&tz).date_naive();
-    match store.holidays(Some(today)).await {
-        Ok(holidays) => {
-            let soon: Vec<String> = holidays
-                .iter()
-                .filter(|h| h.first_day <= today + Duration::days(30))
-                .map(|h| format!("{} ({} to {})", h.name, h.first_day, h.last_day))
-                .collect();
-            out.push(Check::ok(
-                "calendar.upcoming",
-                if soon.is_empty() {
-                    "no day off in the next 30 days".to_owned()
-                } else {
-                    format!("days off in the next 30 days: {}", soon.join(", "))
-                },
-            ));
-        }
-        Err(e) => out.push(Check::new(
-            "calendar.upcoming",
-            Verdict::Error,
-            e.to_string(),
-        )),
-    }
-    if let Ok(timing) = timing(&*store, settings, now).await {
-        out.extend(
-            timing
-                .into_iter()
-                .filter(|c| c.code == "hold" || c.code == "wallet"),
-        );
-    }
-    if let Ok(checks) = dispatcher_checks(&*store, settings, now).await {
-        out.extend(checks);
-    }
-    for rule in crate::rules::Rule::ALL {
-        let common = rule.settings(settings);
-        if !common.enabled {
-            continue;
-        }
-        let code = format!("rules.{rule}");
-        match store.templates(Some(&common.template)).await {
-            Ok(variants) => {
-                let missing: Vec<&Channel> = common
-                    .channel
-                    .channels()
-                    .iter()
-                    .filter(|c| !variants.iter().any(|v| v.channel == **c))
-                    .collect();
-                out.push(if missing.is_empty() {
-                    Check::ok(
-                        &code,
-                        format!("rule {rule} is on, with template {:?}", common.template),
-                    )
-                } else {
-                    Check::new(
-                        &code,
-                        Verdict::Error,
-                        format!(
-                            "rule {rule} has no template {:?} for {}",
-                            common.template,
-                            missing
-                                .iter()
-                                .map(|c| c.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                    .fix(format!("`herald templates add {} …`", common.template))
-                });
-            }
-            Err(e) => out.push(Check::new(&code, Verdict::Error, e.to_string())),
-        }
-    }
-    out
-}
-
-fn probe_check(code: &str, probe: Probe, fix: &str) -> Check {
-    match probe {
-        Probe::Ok(text) => Check::ok(code, text),
-        Probe::Unchecked(text) => Check::new(code, Verdict::Warning, text),
-        Probe::Failed(text) => Check::new(code, Verdict::Error, text).fix(fix),
-    }
 }
 
 #[cfg(test)]

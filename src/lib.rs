@@ -13,7 +13,8 @@
 //! - [`import`] — CSV and JSON import of the directory.
 //! - [`rules`] — periodic rules: reminders, arrears notices, birthday greetings.
 //! - [`demo`] — the demo school.
-//! - [`diagnose`] — why a message did not arrive, and `herald doctor`.
+//! - [`diagnose`] — why a message did not arrive.
+//! - [`doctor`] — `herald doctor`: the installation's checks, sending nothing.
 //! - [`cli`] — commands; the only place that prints for people.
 //! - [`telemetry`] — logging on standard error.
 
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diagnose;
 pub mod dispatcher;
+pub mod doctor;
 pub mod domain;
 pub mod import;
 pub mod rules;

@@ -27,7 +27,7 @@ pub(super) async fn doctor(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let DoctorArgs { json } = args;
-    let checks = crate::diagnose::doctor(&settings, now).await;
+    let checks = crate::doctor::doctor(&settings, now).await;
     let failed = checks
         .iter()
         .any(|c| c.verdict == crate::diagnose::Verdict::Error);

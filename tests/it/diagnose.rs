@@ -7,6 +7,7 @@ use std::sync::Arc;
 use herald::clock::FixedClock;
 use herald::diagnose::{self, Lookup, RecipientDiagnosis, Verdict};
 use herald::dispatcher::Outcome;
+use herald::doctor;
 use herald::domain::{Audience, Channel, MessageId, Reach, Reason};
 use herald::store::{Decision, Hold};
 use wiremock::matchers::{header, method, path};
@@ -352,7 +353,7 @@ async fn doctor_checks_the_servers_without_sending_anything(app: TestApp) {
     };
     settings.rules.birthday.enabled = true;
     settings.rules.birthday.template = "birthday".into();
-    let checks = diagnose::doctor(&settings, now()).await;
+    let checks = doctor::doctor(&settings, now()).await;
     let verdict = |code: &str| {
         checks
             .iter()
@@ -381,7 +382,7 @@ async fn doctor_checks_the_servers_without_sending_anything(app: TestApp) {
         url: format!("{}/sms.do", sms.uri()).parse().unwrap(),
         token: secrecy::SecretString::from("wrong"),
     };
-    let checks = diagnose::doctor(&settings, now()).await;
+    let checks = doctor::doctor(&settings, now()).await;
     let smtp_check = checks.iter().find(|c| c.code == "email.transport").unwrap();
     assert_eq!(smtp_check.verdict, Verdict::Error);
     assert!(smtp_check.fix.is_some());
