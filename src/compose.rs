@@ -269,7 +269,7 @@ pub async fn system_message(
 }
 
 /// An informational send, composed but not stored: what `--dry-run` shows and what
-/// [`store_send`] keeps.
+/// `App::send` stores.
 #[derive(Debug, Clone)]
 pub struct Send {
     /// The batch.

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Actor, App, Result};
+use super::{Actor, App, AppError, Result};
+use crate::diagnose::{self, Lookup, MessageTimeline};
 use crate::domain::access::Permission;
 use crate::domain::directory::ContractConsent;
-use crate::domain::{Channel, EligibilityFacts, Reason, Role};
+use crate::domain::{Channel, EligibilityFacts, MessageId, Reason, Role};
 use crate::store::{
     AuditEntry, AuditFilter, Hold, LedgerEntry, LedgerTotals, MessageFilter, MessageView,
     RecipientFilter, StatusCount,
@@ -201,6 +202,26 @@ impl App {
         self.authorize(actor, Permission::View, "see the messages")
             .await?;
         Ok(self.store.message_counts(filter).await?)
+    }
+
+    /// "Why didn't they get it?": a person found by any id, address or number, with
+    /// every check per channel, the timing, the dispatcher and their recent messages.
+    pub async fn diagnose_recipient(&self, actor: &Actor, query: &str) -> Result<Lookup> {
+        self.authorize(actor, Permission::View, "diagnose deliveries")
+            .await?;
+        Ok(diagnose::diagnose_recipient(&*self.store, &self.settings, query, self.now()).await?)
+    }
+
+    /// One message's whole story: created, approved, held, tried, how it ended.
+    pub async fn diagnose_message(&self, actor: &Actor, id: MessageId) -> Result<MessageTimeline> {
+        self.authorize(actor, Permission::View, "diagnose deliveries")
+            .await?;
+        diagnose::message_timeline(&*self.store, &self.settings, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound {
+                what: "message",
+                id: id.0.to_string(),
+            })
     }
 
     /// The audit log, newest first.

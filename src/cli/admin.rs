@@ -295,93 +295,8 @@ pub(super) async fn rules_command(
     json: bool,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::rules::{self, Rule};
-    let tz = settings.school.time_zone;
     match action {
-        None => {
-            let mut list = Vec::new();
-            for rule in Rule::ALL {
-                let c = rule.settings(settings);
-                let last = store.rule_run(rule.as_str()).await?;
-                let next = c
-                    .enabled
-                    .then(|| rules::next_run(settings, rule, last.as_ref(), now))
-                    .flatten();
-                let detail = match rule {
-                    Rule::InstalmentDue => {
-                        format!("days before the due date: {:?}", settings.rules.days_before)
-                    }
-                    Rule::Arrears => format!(
-                        "after {} days in arrears, from {:.2} zł, every {} days",
-                        settings.rules.arrears_min_days,
-                        settings.rules.arrears_min_amount_cents as f64 / 100.0,
-                        settings.rules.arrears_repeat_every_days
-                    ),
-                    Rule::Birthday => format!(
-                        "skipped when it cannot go on the day (max_lateness {})",
-                        humantime::format_duration(settings.rules.birthday_max_lateness)
-                    ),
-                };
-                list.push(serde_json::json!({
-                    "rule": rule,
-                    "enabled": c.enabled,
-                    "schedule": c.schedule.to_string(),
-                    "channel": c.channel,
-                    "template": c.template,
-                    "requires_approval": c.requires_approval,
-                    "detail": detail,
-                    "last_run": last,
-                    "next_run": next,
-                }));
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let when = |t: Option<DateTime<Utc>>| {
-                t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_else(|| "-".into())
-            };
-            let rows = Rule::ALL
-                .iter()
-                .zip(&list)
-                .map(|(rule, v)| {
-                    let c = rule.settings(settings);
-                    vec![
-                        rule.to_string(),
-                        if c.enabled { "on" } else { "off" }.to_owned(),
-                        c.schedule.to_string(),
-                        c.channel.to_string(),
-                        if c.template.is_empty() {
-                            "-".to_owned()
-                        } else {
-                            c.template.clone()
-                        },
-                        if c.requires_approval {
-                            "outbox"
-                        } else {
-                            "automatic"
-                        }
-                        .to_owned(),
-                        when(
-                            v["last_run"]["last_run_at"]
-                                .as_str()
-                                .and_then(|t| t.parse().ok()),
-                        ),
-                        when(v["next_run"].as_str().and_then(|t| t.parse().ok())),
-                        v["detail"].as_str().unwrap_or_default().to_owned(),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "RULE", "ON", "SCHEDULE", "CHANNEL", "TEMPLATE", "APPROVAL", "LAST RUN",
-                    "NEXT RUN", "",
-                ],
-                rows,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        None => list_rules(store, settings, json, now).await,
         Some(RulesCommand::Run {
             rule,
             at,
@@ -445,6 +360,98 @@ pub(super) async fn rules_command(
     }
 }
 
+/// The periodic rules: on or off, schedule, channel, template, approval, last and next run.
+async fn list_rules(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    use crate::rules::{self, Rule};
+    let tz = settings.school.time_zone;
+    let mut list = Vec::new();
+    for rule in Rule::ALL {
+        let c = rule.settings(settings);
+        let last = store.rule_run(rule.as_str()).await?;
+        let next = c
+            .enabled
+            .then(|| rules::next_run(settings, rule, last.as_ref(), now))
+            .flatten();
+        let detail = match rule {
+            Rule::InstalmentDue => {
+                format!("days before the due date: {:?}", settings.rules.days_before)
+            }
+            Rule::Arrears => format!(
+                "after {} days in arrears, from {:.2} zł, every {} days",
+                settings.rules.arrears_min_days,
+                settings.rules.arrears_min_amount_cents as f64 / 100.0,
+                settings.rules.arrears_repeat_every_days
+            ),
+            Rule::Birthday => format!(
+                "skipped when it cannot go on the day (max_lateness {})",
+                humantime::format_duration(settings.rules.birthday_max_lateness)
+            ),
+        };
+        list.push(serde_json::json!({
+            "rule": rule,
+            "enabled": c.enabled,
+            "schedule": c.schedule.to_string(),
+            "channel": c.channel,
+            "template": c.template,
+            "requires_approval": c.requires_approval,
+            "detail": detail,
+            "last_run": last,
+            "next_run": next,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows = Rule::ALL
+        .iter()
+        .zip(&list)
+        .map(|(rule, v)| {
+            let c = rule.settings(settings);
+            vec![
+                rule.to_string(),
+                if c.enabled { "on" } else { "off" }.to_owned(),
+                c.schedule.to_string(),
+                c.channel.to_string(),
+                if c.template.is_empty() {
+                    "-".to_owned()
+                } else {
+                    c.template.clone()
+                },
+                if c.requires_approval {
+                    "outbox"
+                } else {
+                    "automatic"
+                }
+                .to_owned(),
+                when(
+                    v["last_run"]["last_run_at"]
+                        .as_str()
+                        .and_then(|t| t.parse().ok()),
+                ),
+                when(v["next_run"].as_str().and_then(|t| t.parse().ok())),
+                v["detail"].as_str().unwrap_or_default().to_owned(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "RULE", "ON", "SCHEDULE", "CHANNEL", "TEMPLATE", "APPROVAL", "LAST RUN", "NEXT RUN", "",
+        ],
+        rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) async fn operators_command(
     store: &Arc<dyn Store>,
     settings: &Settings,
@@ -454,73 +461,9 @@ pub(super) async fn operators_command(
     use crate::domain::access::RoleDef;
     let app = app(store, settings, now);
     let grant = matches!(action, OperatorsCommand::Grant { .. });
-    let perms = |p: &std::collections::BTreeSet<Permission>| {
-        p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-    };
     match action {
-        OperatorsCommand::List { json } => {
-            let all = store.operators().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
-                println!(
-                    "No operators yet. Add the first owner with `herald operators add LOGIN --role owner --name \"…\"`."
-                );
-            } else {
-                let rows = all
-                    .iter()
-                    .map(|o| {
-                        let mut extra = Vec::new();
-                        extra.extend(o.granted.iter().map(|p| format!("+{p}")));
-                        extra.extend(o.revoked.iter().map(|p| format!("-{p}")));
-                        vec![
-                            o.login.clone(),
-                            o.name.clone(),
-                            o.role.clone(),
-                            o.teacher.clone().unwrap_or_default(),
-                            extra.join(" "),
-                            perms(&o.permissions),
-                        ]
-                    })
-                    .collect();
-                print_table(
-                    &[
-                        "LOGIN",
-                        "NAME",
-                        "ROLE",
-                        "TEACHER",
-                        "EXCEPTIONS",
-                        "PERMISSIONS",
-                    ],
-                    rows,
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        OperatorsCommand::Roles { json } => {
-            let roles = store.roles().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&roles)?);
-            } else {
-                let rows = roles
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.name.clone(),
-                            if r.builtin { "built-in" } else { "school" }.to_owned(),
-                            perms(&r.permissions),
-                            r.description.clone(),
-                        ]
-                    })
-                    .collect();
-                print_table(&["ROLE", "KIND", "PERMISSIONS", "DESCRIPTION"], rows);
-                println!("\nPermissions:");
-                for p in Permission::ALL {
-                    println!("  {:<22} {}", p.as_str(), p.describe());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        OperatorsCommand::List { json } => list_operators(&app, json).await,
+        OperatorsCommand::Roles { json } => list_roles(&app, json).await,
         OperatorsCommand::Add {
             login,
             name,
@@ -567,7 +510,7 @@ pub(super) async fn operators_command(
                 .map_err(cli_error)?;
             println!(
                 "{login} now has the role {role}: {}.",
-                perms(&after.permissions)
+                permission_list(&after.permissions)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -588,10 +531,13 @@ pub(super) async fn operators_command(
             if change.changed == 0 {
                 println!(
                     "Nothing to change: {login} may {}.",
-                    perms(&change.operator.permissions)
+                    permission_list(&change.operator.permissions)
                 );
             } else {
-                println!("{login} may now: {}.", perms(&change.operator.permissions));
+                println!(
+                    "{login} may now: {}.",
+                    permission_list(&change.operator.permissions)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -610,10 +556,79 @@ pub(super) async fn operators_command(
             app.save_role(&Actor::operator(operator), &role)
                 .await
                 .map_err(cli_error)?;
-            println!("Saved role {name}: {}.", perms(&role.permissions));
+            println!("Saved role {name}: {}.", permission_list(&role.permissions));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Operators with their role, exceptions and permissions.
+async fn list_operators(app: &App, json: bool) -> anyhow::Result<ExitCode> {
+    let store = app.store();
+    let all = store.operators().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if all.is_empty() {
+        println!(
+            "No operators yet. Add the first owner with `herald operators add LOGIN --role owner --name \"…\"`."
+        );
+    } else {
+        let rows = all
+            .iter()
+            .map(|o| {
+                let mut extra = Vec::new();
+                extra.extend(o.granted.iter().map(|p| format!("+{p}")));
+                extra.extend(o.revoked.iter().map(|p| format!("-{p}")));
+                vec![
+                    o.login.clone(),
+                    o.name.clone(),
+                    o.role.clone(),
+                    o.teacher.clone().unwrap_or_default(),
+                    extra.join(" "),
+                    permission_list(&o.permissions),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "LOGIN",
+                "NAME",
+                "ROLE",
+                "TEACHER",
+                "EXCEPTIONS",
+                "PERMISSIONS",
+            ],
+            rows,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Roles with their permissions, and what each permission allows.
+async fn list_roles(app: &App, json: bool) -> anyhow::Result<ExitCode> {
+    let store = app.store();
+    let roles = store.roles().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&roles)?);
+    } else {
+        let rows = roles
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    if r.builtin { "built-in" } else { "school" }.to_owned(),
+                    permission_list(&r.permissions),
+                    r.description.clone(),
+                ]
+            })
+            .collect();
+        print_table(&["ROLE", "KIND", "PERMISSIONS", "DESCRIPTION"], rows);
+        println!("\nPermissions:");
+        for p in Permission::ALL {
+            println!("  {:<22} {}", p.as_str(), p.describe());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn templates_command(
@@ -838,4 +853,9 @@ pub(super) async fn holidays(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Permissions as the listing shows them: their codes, comma-separated.
+fn permission_list(p: &std::collections::BTreeSet<Permission>) -> String {
+    p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
 }

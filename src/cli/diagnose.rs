@@ -16,7 +16,7 @@ pub(super) async fn diagnose(
         json,
     } = args;
     let store = store::open(&settings.database).await?;
-    diagnose_command(&*store, &settings, recipient, message, json, now).await
+    diagnose_command(&app(&store, &settings, now), recipient, message, json).await
 }
 
 /// Check the installation: configuration, database, SMTP, SMS gateway, DKIM,
@@ -45,75 +45,89 @@ pub(super) async fn doctor(
     })
 }
 
+/// Why someone did not get a message: a person (`recipient`) or one message's story.
 pub(super) async fn diagnose_command(
-    store: &dyn Store,
-    settings: &Settings,
+    app: &App,
     recipient: Option<String>,
     message: Option<i64>,
     json: bool,
-    now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::diagnose::{self, Lookup};
-    let tz = settings.school.time_zone;
-    if let Some(id) = message {
-        let Some(t) = diagnose::message_timeline(store, settings, MessageId(id)).await? else {
-            bail!("there is no message {id}; `herald status` lists them");
-        };
-        if json {
-            println!("{}", serde_json::to_string_pretty(&t)?);
-            return Ok(ExitCode::SUCCESS);
-        }
-        println!(
-            "Message {id} to {} ({}):",
-            t.message.message.recipient,
-            t.message.message.address.as_deref().unwrap_or("no address")
-        );
-        if let Some(b) = &t.batch {
-            println!(
-                "  batch {} \"{}\" composed by {}{}",
-                b.id,
-                b.audience,
-                b.created_by,
-                match (&b.decided_by, b.decided_at) {
-                    (Some(by), Some(at)) => format!(
-                        "; {} by {by} at {}{}",
-                        b.status,
-                        at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
-                        b.decision_note
-                            .as_deref()
-                            .map(|n| format!(" ({n})"))
-                            .unwrap_or_default()
-                    ),
-                    _ => format!("; {}", b.status),
-                }
-            );
-        }
-        println!("Timeline:");
-        for e in &t.events {
-            println!(
-                "  {}  {}{}{}{}",
-                e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
-                e.status,
-                e.reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default(),
-                e.actor
-                    .as_deref()
-                    .map(|a| format!(" by {a}"))
-                    .unwrap_or_default(),
-                e.note
-                    .as_deref()
-                    .map(|n| format!(" — {n}"))
-                    .unwrap_or_default()
-            );
-        }
-        println!("Now:");
-        print_message_diagnosis(&t.message, tz);
+    match message {
+        Some(id) => diagnose_message(app, id, json).await,
+        None => diagnose_person(app, recipient.unwrap_or_default(), json).await,
+    }
+}
+
+/// One message's timeline and where it stands now.
+async fn diagnose_message(app: &App, id: i64, json: bool) -> anyhow::Result<ExitCode> {
+    let tz = app.settings().school.time_zone;
+    let t = app
+        .diagnose_message(&READER, MessageId(id))
+        .await
+        .map_err(cli_error)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let query = recipient.unwrap_or_default();
-    let lookup = diagnose::diagnose_recipient(store, settings, &query, now).await?;
+    println!(
+        "Message {id} to {} ({}):",
+        t.message.message.recipient,
+        t.message.message.address.as_deref().unwrap_or("no address")
+    );
+    if let Some(b) = &t.batch {
+        println!(
+            "  batch {} \"{}\" composed by {}{}",
+            b.id,
+            b.audience,
+            b.created_by,
+            match (&b.decided_by, b.decided_at) {
+                (Some(by), Some(at)) => format!(
+                    "; {} by {by} at {}{}",
+                    b.status,
+                    at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+                    b.decision_note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                ),
+                _ => format!("; {}", b.status),
+            }
+        );
+    }
+    println!("Timeline:");
+    for e in &t.events {
+        println!(
+            "  {}  {}{}{}{}",
+            e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
+            e.status,
+            e.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            e.actor
+                .as_deref()
+                .map(|a| format!(" by {a}"))
+                .unwrap_or_default(),
+            e.note
+                .as_deref()
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        );
+    }
+    println!("Now:");
+    print_message_diagnosis(&t.message, tz);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A person: every check per channel, the timing, the dispatcher, recent messages.
+async fn diagnose_person(app: &App, query: String, json: bool) -> anyhow::Result<ExitCode> {
+    use crate::diagnose::Lookup;
+    let settings = app.settings();
+    let tz = settings.school.time_zone;
+    let lookup = app
+        .diagnose_recipient(&READER, &query)
+        .await
+        .map_err(cli_error)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lookup)?);
         return Ok(match lookup {
