@@ -6,16 +6,22 @@
 //!
 //! # Layout
 //!
+//! - [`app`] — the application layer: every change a person or the platform makes
+//!   (authorized, made and audited in one transaction) and the read models.
 //! - [`domain`] — pure types and rules (recipients, contact points, eligibility, the
 //!   send window and calendar, reason codes). No IO, no clock.
 //! - [`config`] — the settings tree, layered and validated once at start-up.
 //! - [`store`] — the store traits and their backends; the only place with SQL.
 //! - [`import`] — CSV and JSON import of the directory.
 //! - [`rules`] — periodic rules: reminders, arrears notices, birthday greetings.
-//! - [`demo`] — the demo school.
+//! - [`demo`] — the demo school, run as steps through the application layer.
 //! - [`diagnose`] — why a message did not arrive.
 //! - [`doctor`] — `herald doctor`: the installation's checks, sending nothing.
-//! - [`cli`] — commands; the only place that prints for people.
+//! - [`cli`] — commands translated to `app` calls; the only place that prints for
+//!   people.
+//! - [`clock`] — the one place the time is read.
+//! - [`compose`], [`templates`], [`dispatcher`], [`channels`], [`daemon`] — composing
+//!   messages, rendering them, and sending them.
 //! - [`telemetry`] — logging on standard error.
 
 pub mod app;
