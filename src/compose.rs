@@ -47,13 +47,13 @@ pub enum ComposeError {
         hint: &'static str,
     },
     /// The audience names a group that does not exist.
-    #[error("no group with id {0:?} (`herald groups` lists them)")]
+    #[error("no group with id {0:?}")]
     UnknownGroup(String),
     /// The audience is empty.
     #[error("the audience {0} has nobody in it")]
     EmptyAudience(String),
     /// No variant of the template for the channel.
-    #[error("there is no template {name:?} for {channel} (`herald templates list`)")]
+    #[error("there is no template {name:?} for {channel}")]
     NoTemplate {
         /// The name.
         name: String,
@@ -128,7 +128,7 @@ impl Content {
                 segments: size.segments,
                 max: max_segments,
                 hint: if size.encoding == sms::Encoding::Ucs2 && !transliterate {
-                    "; --transliterate may bring a Polish text back to GSM-7"
+                    "; transliteration may bring a Polish text back to GSM-7"
                 } else {
                     ""
                 },
@@ -672,7 +672,7 @@ mod tests {
         assert!(err.contains("151 characters"), "{err}");
         assert!(err.contains("3 segments"), "{err}");
         assert!(err.contains("sms.max_segments = 2"), "{err}");
-        assert!(err.contains("--transliterate"), "{err}");
+        assert!(err.contains("transliteration"), "{err}");
         let ok = Content::sms(&text, true, 2).unwrap();
         assert_eq!(ok.sms.unwrap().segments, 1);
         assert!(ok.body.starts_with("Zazolc gesla jazn."));

@@ -135,7 +135,7 @@ pub enum ImportError {
     #[error(
         "{file}: cannot tell what the file holds; name it after its contents \
          (recipients, groups, guardianships, memberships, contracts or instalments, e.g. \
-         recipients.csv) or pass --kind"
+         recipients.csv) or say which kind it holds"
     )]
     UnknownKind {
         /// The file.

@@ -60,9 +60,7 @@ impl Rule {
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     /// The rule's template is missing a variant it needs.
-    #[error(
-        "rule {rule}: there is no template {template:?} for {channel} (`herald templates add {template} --channel {channel} …`)"
-    )]
+    #[error("rule {rule}: there is no template {template:?} for {channel}")]
     NoTemplate {
         /// The rule.
         rule: Rule,

@@ -35,6 +35,7 @@ impl App {
             .await
             .map_err(|e| match e {
                 ImportError::Store(e) => AppError::Store(e),
+                e @ ImportError::UnknownKind { .. } => AppError::invalid("kind", e.to_string()),
                 other => AppError::invalid("file", other.to_string()),
             })?;
         // The changes wrote their lines; an import that changed nothing still says

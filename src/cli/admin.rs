@@ -342,7 +342,15 @@ pub(super) async fn rules_command(
                     }
                     Err(e) => {
                         failed = true;
-                        eprintln!("herald: {e}");
+                        match &e {
+                            crate::rules::RuleError::NoTemplate {
+                                template, channel, ..
+                            } => eprintln!(
+                                "herald: {e}; add it with `herald templates add {template} \
+                                 --channel {channel} …`"
+                            ),
+                            _ => eprintln!("herald: {e}"),
+                        }
                     }
                 }
             }

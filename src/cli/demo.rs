@@ -26,6 +26,7 @@ pub(super) async fn demo_command(
             print_import_report(&dir.join("school.json"), &report);
             bail!("the demo school did not import cleanly");
         }
+        Err(e @ DemoError::Exists(_)) => bail!("{e}; pass another --dir or remove it"),
         other => other?,
     };
     println!("Herald demo school \"{}\"", demo.settings.school.name);

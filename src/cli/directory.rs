@@ -121,7 +121,11 @@ pub(super) async fn import(
                 }
                 reports.push(serde_json::json!({"file": file, "report": report}));
             }
-            Err(AppError::Invalid { problem, .. }) => {
+            Err(AppError::Invalid { field, problem }) => {
+                let problem = match field {
+                    "kind" => format!("{problem} with --kind"),
+                    _ => problem,
+                };
                 failed = true;
                 if json {
                     reports.push(serde_json::json!({"file": file, "error": problem}));

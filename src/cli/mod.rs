@@ -25,7 +25,7 @@ use crate::compose;
 use crate::config::Settings;
 use crate::daemon::Daemon;
 use crate::domain::MessageId;
-use crate::domain::access::{AccessError, Permission};
+use crate::domain::access::Permission;
 use crate::domain::audit::AuditAction;
 use crate::domain::codes::UnknownCode;
 use crate::domain::directory::{ContractConsent, Role};
@@ -51,7 +51,7 @@ use print::*;
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     // The one reading of the clock for a command: everything below takes `now`.
     let now = Utc::now();
-    match cli.command {
+    let result = match cli.command {
         Command::Migrate => directory::migrate(settings, now).await,
         Command::Import(args) => directory::import_command(args, settings, now).await,
         Command::Recipients(args) => directory::recipients_command(args, settings, now).await,
@@ -77,7 +77,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => admin::rules(args, settings, now).await,
         Command::Operators(args) => admin::operators(args, settings, now).await,
         Command::Demo(args) => demo::demo_command(args, settings, now).await,
-    }
+    };
+    result.map_err(with_hint)
 }
 
 /// The HTML body in `path`, if one was given.
@@ -106,25 +107,36 @@ pub(super) fn app(store: &Arc<dyn Store>, settings: &Settings, now: DateTime<Utc
 /// it from the command line.
 pub(super) fn cli_error(e: AppError) -> anyhow::Error {
     match e {
-        AppError::UnknownOperator(login) => anyhow::Error::new(AccessError::UnknownOperator(login)),
-        AppError::Forbidden {
-            login,
-            role,
-            what,
-            permission,
-        } => anyhow::Error::new(AccessError::Denied {
-            login,
-            role,
-            what,
-            permission,
-        }),
+        AppError::UnknownOperator(login) => anyhow::anyhow!(
+            "unknown operator {login:?}: operators are added with `herald operators add LOGIN \
+             --role ROLE --as OWNER` (`herald operators list` shows them)"
+        ),
+        e @ AppError::Forbidden { .. } => {
+            let AppError::Forbidden {
+                login, permission, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            anyhow::anyhow!(
+                "{e}; an operator with `manage_operators` can grant it: herald operators grant \
+                 {login} {permission} --as LOGIN"
+            )
+        }
         AppError::Invalid { field, problem } => {
-            let flag = match field {
-                "points" => "POINTS",
-                "holiday" => "the holiday",
+            // The input by the name the command line gives it, and where a flag helps.
+            let (name, hint) = match field {
+                "points" => ("POINTS", ""),
+                "login" => ("login", ""),
+                "holiday" => ("the holiday", ""),
+                "audience" => ("the audience", ""),
+                "file" => return anyhow::anyhow!(problem),
+                "html" => ("--html-file", ""),
+                "template" => ("--template", " (`herald templates list`)"),
+                "body" if problem.contains("transliteration") => ("--body", " (--transliterate)"),
                 other => return anyhow::anyhow!("--{}: {problem}", other.replace('_', "-")),
             };
-            anyhow::anyhow!("{flag}: {problem}")
+            anyhow::anyhow!("{name}: {problem}{hint}")
         }
         AppError::NotFound { what: "batch", id } => {
             anyhow::anyhow!("there is no batch {id}; `herald outbox --all` lists them")
@@ -135,8 +147,20 @@ pub(super) fn cli_error(e: AppError) -> anyhow::Error {
         } => {
             anyhow::anyhow!("there is no message {id}; `herald status` lists them")
         }
+        AppError::NotFound { what: "group", id } => {
+            anyhow::anyhow!("no group with id {id:?} (`herald groups` lists them)")
+        }
         other => anyhow::Error::new(other),
     }
+}
+
+/// An error of a command in the CLI's words: what the library says, plus the command
+/// that fixes it where there is one.
+fn with_hint(e: anyhow::Error) -> anyhow::Error {
+    if let Some(store::StoreError::NotMigrated { .. }) = e.downcast_ref::<store::StoreError>() {
+        return anyhow::anyhow!("{e:#}: run `herald migrate`");
+    }
+    e
 }
 
 /// Cancels `shutdown` on SIGTERM (systemd's stop) or SIGINT (Ctrl-C).

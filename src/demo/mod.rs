@@ -41,7 +41,7 @@ pub const CREDIT: i64 = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The folder holds a demo already.
-    #[error("{0} already holds a demo database; pass another --dir or remove it")]
+    #[error("{0} already holds a demo database")]
     Exists(PathBuf),
     /// A file or folder could not be written.
     #[error("cannot write {path}: {source}")]

@@ -173,14 +173,10 @@ impl Operator {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
     /// `--as` names nobody.
-    #[error(
-        "unknown operator {0:?}: operators are added with `herald operators add LOGIN --role ROLE --as OWNER` (`herald operators list` shows them)"
-    )]
+    #[error("unknown operator {0:?}")]
     UnknownOperator(String),
     /// The operator lacks a permission.
-    #[error(
-        "{login} (role {role}) may not {what}: that needs the permission `{permission}`; an operator with `manage_operators` can grant it: herald operators grant {login} {permission} --as LOGIN"
-    )]
+    #[error("{login} (role {role}) may not {what}: that needs the permission `{permission}`")]
     Denied {
         /// Who tried.
         login: String,

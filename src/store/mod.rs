@@ -52,8 +52,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The schema is older than this build and migrations are not applied on start.
     #[error(
-        "the database schema is at version {found:?} but this build needs {needed}: run \
-         `herald migrate` (or set database.migrate_on_start = true)"
+        "the database schema is at version {found:?} but this build needs {needed}, and \
+         database.migrate_on_start is off: apply the migrations first"
     )]
     NotMigrated {
         /// The newest applied migration, if any.
