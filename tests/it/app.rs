@@ -399,6 +399,7 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
         ("cancel someone else's batch", [true, true, false, false]),
         ("edit someone else's batch", [true, true, false, false]),
         ("cancel a message", [true, true, false, false]),
+        ("resend a failed message", [true, true, false, false]),
         ("top up", [true, true, false, true]),
         ("hold on", [true, true, false, false]),
         ("hold off", [true, true, false, false]),
@@ -425,6 +426,13 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
                 .await
                 .unwrap();
             // The hold rows need the switch the other way round to change anything.
+            if *what == "resend a failed message" {
+                let failed = format!(
+                    "UPDATE messages SET status = 'failed' WHERE id = {}",
+                    message.0
+                );
+                app.execute_raw(&failed, &failed).await;
+            }
             let hold = (*what == "hold off").then_some("test");
             herald.set_hold(&boss, hold).await.unwrap();
             let before = app
@@ -487,6 +495,10 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
                     .map(drop),
                 "cancel a message" => herald
                     .act_on_message(&actor, MessageId(message.0), MessageAction::Cancel)
+                    .await
+                    .map(drop),
+                "resend a failed message" => herald
+                    .act_on_message(&actor, MessageId(message.0), MessageAction::Resend)
                     .await
                     .map(drop),
                 "top up" => herald
