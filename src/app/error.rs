@@ -96,8 +96,15 @@ impl From<ComposeError> for AppError {
         match e {
             ComposeError::Access(e) => e.into(),
             ComposeError::Store(e) => AppError::Store(e),
+            // The field by the name an adapter knows it: `subject`, `body`, `html`;
+            // a send without a text for one of its channels is about `channel`.
             ComposeError::BadText { field, problem } => {
-                AppError::invalid(field.trim_start_matches("the "), problem)
+                let field = match field {
+                    "the HTML body" => "html",
+                    "the send" => "channel",
+                    other => other.trim_start_matches("the "),
+                };
+                AppError::invalid(field, problem)
             }
             e @ ComposeError::TooLong { .. } => AppError::invalid("body", e.to_string()),
             ComposeError::UnknownGroup(group) => AppError::NotFound {

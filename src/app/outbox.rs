@@ -4,10 +4,11 @@
 //! *version* made of three parts, `CONTENT-AUDIENCE-COST`: a fingerprint of the text
 //! as rendered, a fingerprint of who will get it and who is blocked (judged again
 //! against the directory as it is now, since the dispatcher checks again before
-//! sending), and the SMS cost in points. A decision names the version its approver
-//! saw; when the batch is no longer so, it is refused with what changed. Inside the
-//! store, the decision also names the batch's stored state, so an edit that lands
-//! between the check and the decision is refused too.
+//! sending), and the SMS cost in points of what still waits for a decision (messages
+//! already decided move on as they are sent and are left out). A decision names the
+//! version its approver saw; when the batch is no longer so, it is refused with what
+//! changed. Inside the store, the decision also names the batch's stored state, so an
+//! edit that lands between the check and the decision is refused too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -94,8 +95,14 @@ pub struct DecisionTaken {
 }
 
 impl App {
-    /// The approver's view of a batch (`only`: of these of its messages).
-    pub async fn batch_view(&self, id: BatchId, only: &[MessageId]) -> Result<BatchView> {
+    /// The approver's view of a batch.
+    pub async fn batch_view(&self, actor: &Actor, id: BatchId) -> Result<BatchView> {
+        self.authorize(actor, Permission::View, "see the outbox")
+            .await?;
+        self.view_of(id).await
+    }
+
+    async fn view_of(&self, id: BatchId) -> Result<BatchView> {
         let batch = self.find_batch(id).await?;
         // The stored state first: if the batch changes while the view is assembled,
         // the view's state is older than what it shows and a decision on it fails.
@@ -111,10 +118,6 @@ impl App {
                 ..Default::default()
             })
             .await?;
-        let messages: Vec<_> = messages
-            .into_iter()
-            .filter(|m| only.is_empty() || only.contains(&m.id))
-            .collect();
         // Who would be blocked now: the directory may have changed since composing.
         let ids: Vec<_> = messages.iter().filter_map(|m| m.recipient_id).collect();
         let facts: HashMap<_, _> = self
@@ -128,7 +131,11 @@ impl App {
             .map(|f| (f.recipient.id, f))
             .collect();
         let mut lines = Vec::with_capacity(messages.len());
+        // The version covers what a decision concerns: the messages still waiting for
+        // one (judged as they are now) and those blocked at creation. Messages already
+        // decided move on as they are sent, and must not make the version stale.
         let mut audience = sha2::Sha256::new();
+        let mut waiting_segments = 0;
         for m in &messages {
             let mut line = (m.status, m.reason, m.segments);
             if pending(m.status)
@@ -143,15 +150,23 @@ impl App {
             {
                 line = (MessageStatus::Blocked, Some(*reason), m.segments);
             }
-            audience.update(
-                format!(
-                    "{}\t{}\t{}\n",
-                    m.id.0,
-                    line.0,
-                    line.1.map(|r| r.as_str()).unwrap_or_default()
-                )
-                .as_bytes(),
-            );
+            if matches!(
+                m.status,
+                MessageStatus::AwaitingApproval | MessageStatus::Blocked
+            ) {
+                audience.update(
+                    format!(
+                        "{}\t{}\t{}\n",
+                        m.id.0,
+                        line.0,
+                        line.1.map(|r| r.as_str()).unwrap_or_default()
+                    )
+                    .as_bytes(),
+                );
+                if line.0 == MessageStatus::AwaitingApproval {
+                    waiting_segments += m.segments.unwrap_or(0);
+                }
+            }
             lines.push(line);
         }
         let summary = self
@@ -177,7 +192,7 @@ impl App {
             "{}-{}-{}",
             &hex::encode(content.finalize())[..8],
             &hex::encode(audience.finalize())[..8],
-            summary.sms_cost
+            waiting_segments * i64::from(self.settings.sms.price_per_segment)
         );
         Ok(BatchView {
             batch,
@@ -191,7 +206,8 @@ impl App {
     }
 
     /// Approves or rejects a batch awaiting approval, or only `only` of its
-    /// messages, as it was shown at version `seen`; without `seen`, as it is now.
+    /// messages, as the batch was shown at version `seen` (the whole batch's version,
+    /// as `batch_view` gives it); without `seen`, as it is now.
     pub async fn decide(
         &self,
         actor: &Actor,
@@ -202,7 +218,7 @@ impl App {
     ) -> Result<DecisionTaken> {
         self.authorize(actor, Permission::Approve, "approve or reject batches")
             .await?;
-        let view = self.batch_view(id, only).await?;
+        let view = self.view_of(id).await?;
         if let Some(seen) = seen.map(str::trim)
             && seen != view.version
         {
@@ -480,7 +496,7 @@ fn what_changed(seen: &str, now: &BatchView) -> String {
     if parts[2] != current[2] {
         changes.push(format!(
             "the SMS cost changed from {} to {} point(s)",
-            parts[2], now.summary.sms_cost
+            parts[2], current[2]
         ));
     }
     if changes.is_empty() {

@@ -157,7 +157,23 @@ pub(super) fn cli_error(e: AppError) -> anyhow::Error {
 /// An error of a command in the CLI's words: what the library says, plus the command
 /// that fixes it where there is one.
 fn with_hint(e: anyhow::Error) -> anyhow::Error {
-    if let Some(store::StoreError::NotMigrated { .. }) = e.downcast_ref::<store::StoreError>() {
+    // The store's error may be wrapped (the daemon's, the demo's, which forward it
+    // transparently): look at each of them down the chain.
+    use crate::daemon::DaemonError;
+    use crate::demo::DemoError;
+    use store::StoreError::NotMigrated;
+    let not_migrated = e.chain().any(|cause| {
+        matches!(cause.downcast_ref(), Some(NotMigrated { .. }))
+            || matches!(
+                cause.downcast_ref(),
+                Some(DaemonError::Store(NotMigrated { .. }))
+            )
+            || matches!(
+                cause.downcast_ref(),
+                Some(DemoError::Store(NotMigrated { .. }))
+            )
+    });
+    if not_migrated {
         return anyhow::anyhow!("{e:#}: run `herald migrate`");
     }
     e

@@ -205,7 +205,7 @@ pub(super) async fn outbox_action(
     match action {
         OutboxCommand::Show { batch, json } => {
             let view = app(store, settings, now)
-                .batch_view(BatchId(batch), &[])
+                .batch_view(&READER, BatchId(batch))
                 .await
                 .map_err(|e| match e {
                     AppError::NotFound { .. } => anyhow::anyhow!(
@@ -274,7 +274,7 @@ pub(super) async fn outbox_action(
             };
             let app = app(store, settings, now);
             let was = app
-                .batch_view(BatchId(batch), &[])
+                .batch_view(&READER, BatchId(batch))
                 .await
                 .map_err(cli_error)?;
             let n = app

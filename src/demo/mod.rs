@@ -270,7 +270,7 @@ impl DemoSchool {
         reminder.transliterate = true;
         let sms = app.send(&owner, &reminder, false).await?;
         let sms_batch = sms.batch.expect("a stored send has a batch");
-        let sms_view = app.batch_view(sms_batch, &[]).await?;
+        let sms_view = app.batch_view(&owner, sms_batch).await?;
         app.decide(
             &owner,
             sms_batch,

@@ -118,6 +118,12 @@ macro_rules! for_update {
         " FOR UPDATE"
     };
 }
+/// An unpaid instalment, spelt as the partial index `instalments_due` says it.
+macro_rules! unpaid {
+    () => {
+        "NOT i.paid"
+    };
+}
 /// Claims skip rows another instance is claiming right now instead of waiting.
 macro_rules! skip_locked {
     () => {

@@ -109,6 +109,13 @@ macro_rules! for_update {
         ""
     };
 }
+/// An unpaid instalment, spelt as the partial index `instalments_due` says it: SQLite
+/// uses a partial index only for a query that repeats its condition.
+macro_rules! unpaid {
+    () => {
+        "i.paid = 0"
+    };
+}
 /// Claims: none to skip, SQLite runs the claim under its single write lock.
 macro_rules! skip_locked {
     () => {

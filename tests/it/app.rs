@@ -14,6 +14,7 @@ use crate::helpers::{OWNER, TestApp, now};
 
 conformance!(
     a_stale_approval_is_refused_and_the_version_shown_is_accepted,
+    approving_some_messages_names_the_whole_batch_and_sending_them_changes_nothing,
     an_audit_line_never_commits_without_its_change_nor_a_change_without_its_line,
     the_permission_matrix_allows_and_refuses_each_operation_per_role,
 );
@@ -71,10 +72,10 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
     let batch = awaiting_batch(&app).await;
     let herald = app.app_at(now());
     let owner = Actor::operator(OWNER);
-    let shown = herald.batch_view(batch, &[]).await.unwrap();
+    let shown = herald.batch_view(&owner, batch).await.unwrap();
     assert_eq!(
         shown.version,
-        herald.batch_view(batch, &[]).await.unwrap().version
+        herald.batch_view(&owner, batch).await.unwrap().version
     );
 
     // An edit between show and approve: refused, with what changed, nothing decided.
@@ -102,7 +103,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
     assert_eq!(audit_count(&app, AuditAction::Approve).await, 0);
 
     // A message cancelled changes who gets it.
-    let edited = herald.batch_view(batch, &[]).await.unwrap();
+    let edited = herald.batch_view(&owner, batch).await.unwrap();
     let messages = awaiting(&app, batch).await;
     herald
         .act_on_message(&owner, messages[0].id, MessageAction::Cancel)
@@ -115,7 +116,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
     assert!(err.to_string().contains("who gets it changed"), "{err}");
 
     // A directory change that blocks someone who was going: the view judges again.
-    let cancelled = herald.batch_view(batch, &[]).await.unwrap();
+    let cancelled = herald.batch_view(&owner, batch).await.unwrap();
     let still = awaiting(&app, batch).await;
     let going = still
         .first()
@@ -137,7 +138,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
         ),
     )
     .await;
-    let judged = herald.batch_view(batch, &[]).await.unwrap();
+    let judged = herald.batch_view(&owner, batch).await.unwrap();
     assert_ne!(judged.version, cancelled.version, "{going} is blocked now");
     assert!(
         judged.summary.blocked.contains_key("no_consent"),
@@ -179,7 +180,7 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
         herald::store::Decided::Changed
     );
     assert_eq!(audit_count(&app, AuditAction::Approve).await, 0);
-    let judged = herald.batch_view(batch, &[]).await.unwrap();
+    let judged = herald.batch_view(&owner, batch).await.unwrap();
 
     // The version shown now is accepted, and the audit line names it.
     let taken = herald
@@ -199,6 +200,70 @@ async fn a_stale_approval_is_refused_and_the_version_shown_is_accepted(app: Test
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0].details["version"], judged.version.as_str());
     assert_eq!(lines[0].details["messages"], taken.messages);
+}
+
+async fn approving_some_messages_names_the_whole_batch_and_sending_them_changes_nothing(
+    app: TestApp,
+) {
+    let (school, _) = herald::demo::school(now().date_naive());
+    let path = app.write("school.json", &school.to_string());
+    assert!(!app.import(&path, now()).await.has_errors());
+    let batch = awaiting_batch(&app).await;
+    let herald = app.app_at(now());
+    let owner = Actor::operator(OWNER);
+    let waiting = awaiting(&app, batch).await;
+    let (first, second) = (waiting[0].id, waiting[1].id);
+    // `outbox show` shows the whole batch; approving one message names that version.
+    let shown = herald.batch_view(&owner, batch).await.unwrap();
+    let taken = herald
+        .decide(
+            &owner,
+            batch,
+            &[first],
+            Decision::Approve,
+            Some(&shown.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.messages, 1);
+    // That decision changed what the rest of the batch is: the old version is stale.
+    let err = herald
+        .decide(
+            &owner,
+            batch,
+            &[second],
+            Decision::Approve,
+            Some(&shown.version),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+    // A decided message going out makes neither the version nor the stored state
+    // stale: a decision no longer concerns it.
+    let now_shown = herald.batch_view(&owner, batch).await.unwrap();
+    let state = app.store.batch_state(batch).await.unwrap().unwrap();
+    let sent = format!(
+        "UPDATE messages SET status = 'sent', sent_at = created_at, \
+         updated_at = created_at WHERE id = {}",
+        first.0
+    );
+    app.execute_raw(&sent, &sent).await;
+    assert_eq!(
+        herald.batch_view(&owner, batch).await.unwrap().version,
+        now_shown.version
+    );
+    assert_eq!(app.store.batch_state(batch).await.unwrap().unwrap(), state);
+    let taken = herald
+        .decide(
+            &owner,
+            batch,
+            &[second],
+            Decision::Approve,
+            Some(&now_shown.version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.messages, 1);
 }
 
 async fn an_audit_line_never_commits_without_its_change_nor_a_change_without_its_line(
@@ -245,7 +310,7 @@ async fn an_audit_line_never_commits_without_its_change_nor_a_change_without_its
     let notice = Content::email("Password reset", "Your code is 1234.").unwrap();
     assert!(herald.notify(&owner, "t-3001", &notice).await.is_err());
     assert!(herald.cancel_batch(&owner, batch).await.is_err());
-    let view = herald.batch_view(batch, &[]).await.unwrap();
+    let view = herald.batch_view(&owner, batch).await.unwrap();
     assert!(
         herald
             .decide(&owner, batch, &[], Decision::Approve, Some(&view.version))

@@ -157,14 +157,21 @@ impl WalletStore for Backend {
     }
 }
 
-/// The hold switch as it is (locked for the transaction on PostgreSQL).
-async fn hold_row(conn: &mut DbConn) -> Result<Option<Hold>> {
-    let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) = sqlx::query_as(concat!(
-        "SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1",
-        for_update!()
-    ))
-    .fetch_one(conn)
-    .await?;
+/// The hold switch as it is; `lock`ed for the rest of a transaction that changes it
+/// (a plain read takes no lock, so it needs no write privilege and waits for nobody).
+async fn hold_row(conn: &mut DbConn, lock: bool) -> Result<Option<Hold>> {
+    macro_rules! read {
+        () => {
+            "SELECT on_since, reason, set_by FROM hold_switch WHERE id = 1"
+        };
+    }
+    let sql = if lock {
+        concat!(read!(), for_update!())
+    } else {
+        read!()
+    };
+    let row: (Option<DateTime<Utc>>, Option<String>, Option<String>) =
+        sqlx::query_as(sql).fetch_one(conn).await?;
     Ok(match row {
         (Some(since), reason, by) => Some(Hold {
             since,
@@ -179,12 +186,12 @@ async fn hold_row(conn: &mut DbConn) -> Result<Option<Hold>> {
 impl AdminStore for Backend {
     async fn hold(&self) -> Result<Option<Hold>> {
         let mut conn = self.pool.acquire().await?;
-        hold_row(&mut conn).await
+        hold_row(&mut conn, false).await
     }
 
     async fn set_hold(&self, hold: Option<&Hold>, audit: &AuditEntry) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let before = hold_row(&mut tx).await?;
+        let before = hold_row(&mut tx, true).await?;
         let done = match hold {
             Some(h) => {
                 sqlx::query(

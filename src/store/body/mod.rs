@@ -6,7 +6,7 @@
 //! `DbArgs`, `Backend`). What really differs between SQLite and PostgreSQL stays in
 //! the backend file: opening and migrating, the write transaction (`BEGIN IMMEDIATE`
 //! under SQLite's single writer), how a list is bound (`json_each` or `= ANY`), row
-//! locks and `SKIP LOCKED` (the `for_update!`, `skip_locked!` and `in_list!`
+//! locks and `SKIP LOCKED` (the `for_update!`, `skip_locked!`, `in_list!` and `unpaid!`
 //! fragments), and `LISTEN`/`NOTIFY`.
 //!
 //! This file holds the writers every area uses (a message, an event, a ledger line,

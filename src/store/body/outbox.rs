@@ -150,18 +150,37 @@ async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) ->
     .await
 }
 
-/// A fingerprint of a batch as stored: its status and texts, and every message's id,
-/// status, reason, cost and last change. Any edit, cancellation or decision since
-/// changes it. `None` when there is no such batch.
-async fn batch_state(conn: &mut DbConn, id: BatchId) -> Result<Option<String>> {
+/// A fingerprint of a batch as stored: its status and texts, and each message still
+/// awaiting a decision with its text, reason, cost and last change. An edit, a
+/// cancellation or a decision since changes it; messages already decided (being sent,
+/// retried) do not, since a decision no longer concerns them. `None` when there is no
+/// such batch. `lock`ed (PostgreSQL), the batch and its waiting messages stay as
+/// fingerprinted until the transaction ends, so nothing slips in before a decision.
+async fn batch_state(conn: &mut DbConn, id: BatchId, lock: bool) -> Result<Option<String>> {
     use sha2::Digest;
-    let batch: Option<(String, Option<String>, String, Option<String>)> = sqlx::query_as(concat!(
-        "SELECT status, subject, body, html FROM batches WHERE id = $1",
-        for_update!()
-    ))
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await?;
+    macro_rules! batch {
+        () => {
+            "SELECT status, subject, body, html FROM batches WHERE id = $1"
+        };
+    }
+    macro_rules! waiting {
+        () => {
+            "SELECT id, subject, body, html, reason, segments, updated_at FROM messages
+             WHERE batch_id = $1 AND status = 'awaiting_approval' ORDER BY id"
+        };
+    }
+    let (batch_sql, waiting_sql) = if lock {
+        (
+            concat!(batch!(), for_update!()),
+            concat!(waiting!(), for_update!()),
+        )
+    } else {
+        (batch!(), waiting!())
+    };
+    let batch: Option<(String, Option<String>, String, Option<String>)> = sqlx::query_as(batch_sql)
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some((status, subject, body, html)) = batch else {
         return Ok(None);
     };
@@ -170,23 +189,22 @@ async fn batch_state(conn: &mut DbConn, id: BatchId) -> Result<Option<String>> {
         hash.update(part.unwrap_or_default().as_bytes());
         hash.update([0]);
     }
-    // id, status, reason, segments, last change
-    type Line = (i64, String, Option<String>, Option<i64>, DateTime<Utc>);
-    let rows: Vec<Line> = sqlx::query_as(
-        "SELECT id, status, reason, segments, updated_at FROM messages
-         WHERE batch_id = $1 ORDER BY id",
-    )
-    .bind(id.0)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (id, status, reason, segments, updated_at) in rows {
-        let line = format!(
-            "{id}\t{status}\t{}\t{}\t{}\n",
-            reason.unwrap_or_default(),
-            segments.unwrap_or_default(),
-            updated_at.timestamp_micros()
-        );
-        hash.update(line.as_bytes());
+    let rows = sqlx::query(waiting_sql)
+        .bind(id.0)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        hash.update(id.to_le_bytes());
+        for text in ["subject", "body", "html", "reason"] {
+            let value: Option<String> = row.try_get(text)?;
+            hash.update(value.unwrap_or_default().as_bytes());
+            hash.update([0]);
+        }
+        let segments: Option<i64> = row.try_get("segments")?;
+        let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
+        hash.update(segments.unwrap_or_default().to_le_bytes());
+        hash.update(updated_at.timestamp_micros().to_le_bytes());
     }
     Ok(Some(hex::encode(hash.finalize())))
 }
@@ -208,7 +226,7 @@ async fn check_undecided(conn: &mut DbConn, id: BatchId, seen: &str) -> Result<O
     if current != BatchStatus::AwaitingApproval {
         return Ok(Some(Decided::AlreadyDecided(current)));
     }
-    if batch_state(conn, id).await?.as_deref() != Some(seen) {
+    if batch_state(conn, id, true).await?.as_deref() != Some(seen) {
         return Ok(Some(Decided::Changed));
     }
     Ok(None)
@@ -438,7 +456,7 @@ impl OutboxStore for Backend {
 
     async fn batch_state(&self, id: BatchId) -> Result<Option<String>> {
         let mut conn = self.pool.acquire().await?;
-        batch_state(&mut conn, id).await
+        batch_state(&mut conn, id, false).await
     }
 
     async fn claim_due(

@@ -9,15 +9,17 @@ impl RuleStore for Backend {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<DueInstalment>> {
-        let rows: Vec<(i64, String, String, String, NaiveDate, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String, String, NaiveDate, i64)> = sqlx::query_as(concat!(
             "SELECT i.id, i.external_id, coalesce(c.number, c.external_id), r.external_id,
                     i.due_date, i.amount_cents
              FROM instalments i
              JOIN contracts c ON c.id = i.contract_id
              JOIN recipients r ON r.id = c.student_id
-             WHERE NOT i.paid AND i.due_date >= $1 AND i.due_date <= $2
-             ORDER BY i.due_date, i.id",
-        )
+             WHERE ",
+            unpaid!(),
+            " AND i.due_date >= $1 AND i.due_date <= $2
+             ORDER BY i.due_date, i.id"
+        ))
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
