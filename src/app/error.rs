@@ -10,6 +10,9 @@ use crate::store::StoreError;
 /// Why an operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// No live API token: malformed, unknown, a wrong secret, or revoked.
+    #[error("the token is not a valid, unrevoked API token")]
+    Unauthenticated,
     /// The actor names no operator.
     #[error("unknown operator {0:?}")]
     UnknownOperator(String),

@@ -17,6 +17,7 @@ mod operators;
 mod outbox;
 mod rules;
 mod templates;
+mod tokens;
 mod views;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };
+pub use tokens::NewToken;
 pub use views::{ChannelVerdict, MessageListing, ReasonView, RecipientView, WalletView};
 
 /// Who is acting.

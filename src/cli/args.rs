@@ -78,6 +78,9 @@ pub enum Command {
     /// Operators, their roles and permissions (`list`, `roles`, `add`, `set-role`,
     /// `grant`, `revoke`, `add-role`).
     Operators(OperatorsArgs),
+    /// API tokens for the school's platform (`list`, `create`, `revoke`): each acts as
+    /// an operator, with that operator's permissions.
+    Tokens(TokensArgs),
     /// Create a demo school in a new SQLite database and show who can be reached.
     Demo(DemoArgs),
 }
@@ -770,6 +773,42 @@ pub struct OperatorsArgs {
     /// What to do.
     #[command(subcommand)]
     pub action: OperatorsCommand,
+}
+
+/// The arguments of `herald tokens`.
+#[derive(Debug, clap::Args)]
+pub struct TokensArgs {
+    /// What to do [default: list them].
+    #[command(subcommand)]
+    pub action: Option<TokensCommand>,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald tokens …`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token that acts as an operator; it is printed once, never again
+    /// (needs `manage_operators`).
+    Create {
+        /// The token's name, e.g. the platform's ("eduSky").
+        name: String,
+        /// The operator it acts as, with their permissions at each request.
+        #[arg(long, value_name = "LOGIN")]
+        operator: String,
+        /// Who creates it.
+        #[arg(long = "as", value_name = "LOGIN")]
+        by: String,
+    },
+    /// Revoke a token: its next request fails (needs `manage_operators`).
+    Revoke {
+        /// The token's name.
+        name: String,
+        /// Who revokes it.
+        #[arg(long = "as", value_name = "LOGIN")]
+        by: String,
+    },
 }
 
 /// The arguments of `herald demo`.

@@ -43,6 +43,7 @@ mod diagnose;
 mod directory;
 mod outbox;
 mod print;
+mod tokens;
 
 pub use args::*;
 use print::*;
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => diagnose::doctor(args, settings, now).await,
         Command::Rules(args) => admin::rules(args, settings, now).await,
         Command::Operators(args) => admin::operators(args, settings, now).await,
+        Command::Tokens(args) => tokens::tokens(args, settings, now).await,
         Command::Demo(args) => demo::demo_command(args, settings, now).await,
     };
     result.map_err(with_hint)

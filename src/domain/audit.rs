@@ -49,5 +49,9 @@ stable_codes! {
         Import = "import",
         /// The periodic rules run by hand.
         RulesRun = "rules_run",
+        /// An API token created.
+        TokenCreate = "token_create",
+        /// An API token revoked.
+        TokenRevoke = "token_revoke",
     }
 }

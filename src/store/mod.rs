@@ -843,7 +843,66 @@ pub trait DiagnosisStore: Send + Sync {
     async fn channel_health(&self, channel: Channel) -> Result<ChannelHealth>;
 }
 
-/// Everything Herald stores, behind one handle.
+/// An API token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    /// Its id (the middle of the token `hrd_<id>_<secret>`).
+    pub id: i64,
+    /// Its name, unique.
+    pub name: String,
+    /// The operator it acts as.
+    pub operator: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was last used.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+}
+
+/// What creating a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateToken {
+    /// Created, with this id.
+    Created(i64),
+    /// A token of that name exists (revoked ones too: names are not reused).
+    NameTaken,
+    /// No operator with that login.
+    UnknownOperator,
+}
+
+/// API tokens: stored as the SHA-256 of their secret, looked up by id.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token for `operator` with its audit line (`{id}` in its subject
+    /// becomes the token's id), by the line's actor at its time.
+    async fn create_token(
+        &self,
+        name: &str,
+        operator: &str,
+        secret_sha256: &str,
+        audit: &AuditEntry,
+    ) -> Result<CreateToken>;
+
+    /// Every token, newest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// A token and the SHA-256 of its secret, by id.
+    async fn token(&self, id: i64) -> Result<Option<(TokenRecord, String)>>;
+
+    /// Revokes a token by name with its audit line; `false`, and no line, when there
+    /// is no such token or it was revoked already.
+    async fn revoke_token(&self, name: &str, audit: &AuditEntry) -> Result<bool>;
+
+    /// Records that a token was used at `at`.
+    async fn touch_token(&self, id: i64, at: DateTime<Utc>) -> Result<()>;
+}
+
+/// Everything Herald stores, behind one handle: what `open` returns.
 pub trait Store:
     DirectoryStore
     + CalendarStore
@@ -855,6 +914,7 @@ pub trait Store:
     + OperatorStore
     + RuleStore
     + DiagnosisStore
+    + TokenStore
 {
 }
 
@@ -869,6 +929,7 @@ impl<T> Store for T where
         + OperatorStore
         + RuleStore
         + DiagnosisStore
+        + TokenStore
 {
 }
 

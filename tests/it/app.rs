@@ -478,6 +478,8 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
         ("grant a permission", [true, false, false, false]),
         ("revoke a permission", [true, false, false, false]),
         ("add a role", [true, false, false, false]),
+        ("create an API token", [true, false, false, false]),
+        ("revoke an API token", [true, false, false, false]),
     ];
     let mut n = 0;
     for (what, expected) in &rows {
@@ -497,6 +499,12 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
                     message.0
                 );
                 app.execute_raw(&failed, &failed).await;
+            }
+            if *what == "revoke an API token" {
+                herald
+                    .create_token(&boss, &format!("token{n}"), "anna")
+                    .await
+                    .unwrap();
             }
             let hold = (*what == "hold off").then_some("test");
             herald.set_hold(&boss, hold).await.unwrap();
@@ -641,6 +649,11 @@ async fn the_permission_matrix_allows_and_refuses_each_operation_per_role(app: T
                         )
                         .await
                 }
+                "create an API token" => herald
+                    .create_token(&actor, &format!("new-token{n}"), "anna")
+                    .await
+                    .map(drop),
+                "revoke an API token" => herald.revoke_token(&actor, &format!("token{n}")).await,
                 other => unreachable!("{other}"),
             };
             let after = app

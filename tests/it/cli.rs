@@ -962,3 +962,69 @@ fn diagnose_and_doctor_answer_in_words_and_json() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("ERROR"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn an_api_token_is_printed_once_listed_without_its_secret_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HERALD__DATABASE__URL", "sqlite://t.db")];
+    add_operators(dir.path(), &env, &[("platform", "secretary", &[])]);
+    let out = herald(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "eduSky",
+            "--operator",
+            "platform",
+            "--as",
+            "admin",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let token = stdout
+        .lines()
+        .find(|l| l.starts_with("hrd_"))
+        .unwrap_or_else(|| panic!("the token is printed: {stdout}"))
+        .to_owned();
+    let out = herald(dir.path(), &["tokens", "--json"], &env);
+    let listed = text(&out.stdout);
+    let list: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(list[0]["name"], "eduSky");
+    assert_eq!(list[0]["operator"], "platform");
+    let secret = token.splitn(3, '_').nth(2).unwrap();
+    assert!(!listed.contains(secret), "never listed: {listed}");
+    // A secretary may not hand out tokens; the CLI says how to get the permission.
+    let out = herald(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "x",
+            "--operator",
+            "platform",
+            "--as",
+            "platform",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("herald operators grant platform manage_operators"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(
+        dir.path(),
+        &["tokens", "revoke", "eduSky", "--as", "admin"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(dir.path(), &["tokens"], &env);
+    assert!(
+        text(&out.stdout).contains("revoked"),
+        "{}",
+        text(&out.stdout)
+    );
+}

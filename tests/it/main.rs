@@ -21,3 +21,4 @@ mod import;
 mod multi;
 mod outbox;
 mod rules;
+mod tokens;

@@ -55,6 +55,7 @@ mod admin;
 mod directory;
 mod outbox;
 mod rules;
+mod tokens;
 
 impl Backend {
     /// Applies pending migrations; returns the versions applied now.
