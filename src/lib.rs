@@ -19,6 +19,8 @@
 //! - [`doctor`] — `herald doctor`: the installation's checks, sending nothing.
 //! - [`cli`] — commands translated to `app` calls; the only place that prints for
 //!   people.
+//! - [`http`] — the HTTP API: requests translated to `app` calls; the only place with
+//!   HTTP types.
 //! - [`clock`] — the one place the time is read.
 //! - [`compose`], [`templates`], [`dispatcher`], [`channels`], [`daemon`] — composing
 //!   messages, rendering them, and sending them.
@@ -36,6 +38,7 @@ pub mod diagnose;
 pub mod dispatcher;
 pub mod doctor;
 pub mod domain;
+pub mod http;
 pub mod import;
 pub mod rules;
 pub mod store;

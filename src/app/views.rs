@@ -224,6 +224,24 @@ impl App {
             })
     }
 
+    /// The hold switch: `Some` while dispatch is paused.
+    pub async fn hold(&self, actor: &Actor) -> Result<Option<Hold>> {
+        self.authorize(actor, Permission::View, "see the hold switch")
+            .await?;
+        Ok(self.store.hold().await?)
+    }
+
+    /// Days off: from today on, or `all` of them.
+    pub async fn holidays(&self, actor: &Actor, all: bool) -> Result<Vec<crate::domain::Holiday>> {
+        self.authorize(actor, Permission::View, "see the calendar")
+            .await?;
+        let today = self
+            .now()
+            .with_timezone(&self.settings.school.time_zone)
+            .date_naive();
+        Ok(self.store.holidays((!all).then_some(today)).await?)
+    }
+
     /// The audit log, newest first.
     pub async fn audit_log(&self, actor: &Actor, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         self.authorize(actor, Permission::View, "see the audit log")

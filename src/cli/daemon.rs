@@ -5,10 +5,41 @@ use super::*;
 /// Run the daemon: a dispatch pass on each tick of dispatch.schedule, system
 /// messages at once; stops cleanly on SIGTERM or SIGINT.
 pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
-    let daemon = Daemon::build(settings).await?;
+    let store = store::open(&settings.database).await?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let shutdown = CancellationToken::new();
+    // HTTP beside the dispatcher, on the same shutdown: the listener is bound before
+    // the daemon starts, so a port in use stops start-up with a clear error.
+    let http = match settings.http.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("http.listen = {addr}: cannot listen there"))?;
+            tracing::info!(%addr, "serving the HTTP API");
+            let app = App::new(
+                Arc::clone(&store),
+                Arc::new(settings.clone()),
+                Arc::clone(&clock),
+            );
+            let router = crate::http::router(app, &settings.http);
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                router,
+                shutdown.clone(),
+                settings.dispatch.shutdown_grace,
+            )))
+        }
+        None => None,
+    };
+    let daemon = Daemon::build_with(settings, store, clock)?;
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    daemon.run_until_stopped(shutdown).await?;
+    let stopped = daemon.run_until_stopped(shutdown.clone()).await;
+    // Whatever ended the daemon ends HTTP too.
+    shutdown.cancel();
+    if let Some(http) = http {
+        http.await.context("the HTTP server stopped abnormally")??;
+    }
+    stopped?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,6 +25,7 @@ use crate::domain::{ConsentRules, MessageKind};
 mod database;
 mod dispatch;
 mod email;
+mod http;
 mod rules;
 mod school;
 mod sms;
@@ -36,6 +37,7 @@ pub use dispatch::{ApprovalSettings, DispatchSettings, KindSettings, KindsSettin
 pub use email::{
     DkimAlgorithm, DkimSettings, EmailSettings, EmailTransport, SmtpSettings, SmtpTls,
 };
+pub use http::HttpSettings;
 pub use rules::{RuleCommon, RulesSettings};
 pub use school::SchoolSettings;
 pub use sms::{SmsGateway, SmsSettings};
@@ -96,6 +98,7 @@ struct Raw {
     approval: dispatch::RawApproval,
     rules: rules::RawRules,
     diagnose: tools::RawDiagnose,
+    http: http::RawHttp,
 }
 
 // ---------------------------------------------------------------------------------
@@ -131,6 +134,8 @@ pub struct Settings {
     pub rules: RulesSettings,
     /// `[diagnose]`
     pub diagnose: DiagnoseSettings,
+    /// `[http]`
+    pub http: HttpSettings,
 }
 
 impl Settings {
@@ -218,6 +223,7 @@ impl Raw {
 
         let rules = rules::check(&self.rules, &mut bad);
         let import = tools::check_import(&self.import, &mut bad);
+        let http = http::check(&self.http, &mut bad);
 
         if !bad.0.is_empty() {
             return Err(ConfigError::Invalid(bad.0));
@@ -236,6 +242,7 @@ impl Raw {
             diagnose: tools::diagnose(&self.diagnose),
             kinds: dispatch::kinds(&self.kinds),
             import,
+            http,
         })
     }
 }

@@ -314,6 +314,7 @@ fn herald_run_sends_a_system_message_and_stops_cleanly_on_sigterm() {
         ("HERALD__DATABASE__URL", "sqlite://state/herald.db"),
         ("HERALD__EMAIL__FILE__DIR", "outbox"),
         ("HERALD__DISPATCH__WAKE_POLL", "100ms"),
+        ("HERALD__HTTP__LISTEN", "127.0.0.1:0"),
     ];
     let example = |name: &str| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1027,4 +1028,26 @@ fn an_api_token_is_printed_once_listed_without_its_secret_and_revoked() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn bad_http_settings_stop_start_up_naming_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HERALD__HTTP__LISTEN", "localhost"),
+        ("HERALD__HTTP__PUBLIC_URL", "ftp://herald.example"),
+        ("HERALD__HTTP__BODY_LIMIT_KIB", "0"),
+        ("HERALD__HTTP__REQUEST_TIMEOUT", "soon"),
+    ];
+    let out = herald(dir.path(), &["run"], &env);
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
+    let err = text(&out.stderr);
+    for key in [
+        "http.listen = \"localhost\"",
+        "http.public_url = \"ftp://herald.example\"",
+        "http.body_limit_kib = \"0\"",
+        "http.request_timeout = \"soon\"",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
 }

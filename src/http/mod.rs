@@ -1,0 +1,122 @@
+//! The HTTP API for the school's platform: `/api/v1`, JSON, bearer tokens that act as
+//! an operator, and one error shape. The only place with HTTP types. Each handler
+//! turns a request into one `App` call and its result into JSON; it decides nothing.
+//!
+//! Served by `herald run` beside the dispatcher on the same shutdown token: when the
+//! daemon stops, the listener closes and requests in flight finish.
+
+mod api;
+mod error;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{Actor, App};
+use crate::config::HttpSettings;
+
+pub use error::ApiError;
+
+/// The header that carries each request's id, set when the caller sent none, and
+/// echoed in the answer so a platform developer can quote it.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route, with the limits of `settings`.
+pub fn router(app: App, settings: &HttpSettings) -> Router {
+    let layers = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be completed; the server's log says why",
+            )
+            .into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(CompressionLayer::new());
+    api::routes()
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
+        })
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(layers)
+        .with_state(app)
+}
+
+/// Serves `router` on `listener` until `shutdown`: then the listener closes and the
+/// requests in flight finish (for at most `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    tokio::select! {
+        served = server => served,
+        // A request that outlives the grace period is cut off rather than holding
+        // the daemon's stop past what systemd allows.
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => Ok(()),
+    }
+}
+
+/// The operator a request's bearer token acts as.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthenticated(
+                    "expected an API token: Authorization: Bearer hrd_… (`herald tokens create`)",
+                )
+            })?;
+        Ok(Caller(app.authenticate(token).await?))
+    }
+}
+
+/// A JSON body, refused in the API's error shape (400, 413, 415) when it is not one.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Body<T>, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Body(value))
+    }
+}

@@ -1,0 +1,362 @@
+//! The HTTP API through a real server on a loopback port, on both backends: who may
+//! call what (no token, a malformed, unknown or revoked one, a teacher's, a
+//! secretary's, an owner's), the one error shape, the body limit, and the endpoints'
+//! answers.
+
+use std::time::Duration;
+
+use herald::app::Actor;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::conformance;
+use crate::helpers::{OWNER, TestApp, now};
+
+conformance!(
+    each_route_answers_each_kind_of_caller_as_expected,
+    errors_have_one_shape_and_an_oversized_body_writes_nothing,
+    holidays_the_hold_and_the_wallet_round_trip,
+);
+
+/// A running API over the test's store: its base URL, and the token that stops it.
+struct Server {
+    base: String,
+    stop: CancellationToken,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Server {
+    async fn start(app: &TestApp, body_limit: usize) -> Server {
+        let mut settings = app.settings.clone();
+        settings.http.body_limit = body_limit;
+        let herald = herald::app::App::new(
+            std::sync::Arc::clone(&app.store),
+            std::sync::Arc::new(settings.clone()),
+            std::sync::Arc::new(herald::clock::FixedClock::new(now())),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let router = herald::http::router(herald, &settings.http);
+        tokio::spawn(herald::http::serve(
+            listener,
+            router,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        Server {
+            base,
+            stop,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// Operators of each role, and a token for each; plus a revoked token.
+async fn tokens(app: &TestApp) -> [(&'static str, String); 4] {
+    app.owner().await;
+    app.operator_with("anna", "secretary", &[]).await;
+    app.operator_with("tomek", "teacher", &[]).await;
+    let herald = app.app_at(now());
+    let owner = Actor::operator(OWNER);
+    let mut out = Vec::new();
+    for (who, login) in [
+        ("owner", OWNER),
+        ("secretary", "anna"),
+        ("teacher", "tomek"),
+    ] {
+        let t = herald
+            .create_token(&owner, &format!("{who}-token"), login)
+            .await
+            .unwrap();
+        out.push((who, t.token));
+    }
+    let revoked = herald
+        .create_token(&owner, "revoked-token", OWNER)
+        .await
+        .unwrap();
+    herald.revoke_token(&owner, "revoked-token").await.unwrap();
+    out.push(("revoked", revoked.token));
+    out.try_into().unwrap()
+}
+
+async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let server = Server::start(&app, 1 << 20).await;
+    let token = |who: &str| tokens.iter().find(|(w, _)| *w == who).unwrap().1.clone();
+    let malformed = "not-a-token".to_owned();
+    let unknown = "hrd_9999_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    let callers: [(&str, Option<String>); 7] = [
+        ("none", None),
+        ("malformed", Some(malformed)),
+        ("unknown", Some(unknown)),
+        ("revoked", Some(token("revoked"))),
+        ("teacher", Some(token("teacher"))),
+        ("secretary", Some(token("secretary"))),
+        ("owner", Some(token("owner"))),
+    ];
+    let hold = json!({"on": false});
+    let top_up = json!({"points": 5, "note": "FV 1"});
+    let holiday = json!({"name": "Day", "first_day": "2099-05-02"});
+    // (method, path, body, expected for teacher, secretary, owner); every route
+    // answers 401 to the first four callers.
+    let routes: Vec<(Method, &str, Option<Value>, [u16; 3])> = vec![
+        (Method::GET, "/api/v1/wallet", None, [200, 200, 200]),
+        (
+            Method::POST,
+            "/api/v1/wallet/top-ups",
+            Some(top_up),
+            [403, 201, 201],
+        ),
+        (Method::GET, "/api/v1/hold", None, [200, 200, 200]),
+        (Method::PUT, "/api/v1/hold", Some(hold), [403, 200, 200]),
+        (Method::GET, "/api/v1/holidays", None, [200, 200, 200]),
+        (
+            Method::POST,
+            "/api/v1/holidays",
+            Some(holiday),
+            [403, 201, 201],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/holidays/{holiday}",
+            None,
+            [403, 204, 204],
+        ),
+    ];
+    for (method, path, body, expected) in &routes {
+        for (i, (who, t)) in callers.iter().enumerate() {
+            // A fresh day off for each DELETE, so the allowed ones have one to remove.
+            let owner = Actor::operator(OWNER);
+            let day = app
+                .app_at(now())
+                .add_holiday(
+                    &owner,
+                    "X",
+                    "2099-06-01".parse().unwrap(),
+                    "2099-06-01".parse().unwrap(),
+                )
+                .await
+                .unwrap();
+            let path = path.replace("{holiday}", &day.id.unwrap().to_string());
+            let want = if i < 4 { 401 } else { expected[i - 4] };
+            let (status, answer) = server
+                .call(method.clone(), &path, t.as_deref(), body.clone())
+                .await;
+            assert_eq!(status.as_u16(), want, "{method} {path} as {who}: {answer}");
+            if want >= 400 {
+                let code = answer["error"]["code"].as_str().unwrap_or_default();
+                let expected_code = if want == 401 {
+                    "unauthenticated"
+                } else {
+                    "forbidden"
+                };
+                assert_eq!(code, expected_code, "{method} {path} as {who}: {answer}");
+            }
+        }
+    }
+    // Health needs no token.
+    let (status, _) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = server.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let owner = tokens[0].1.clone();
+    let server = Server::start(&app, 1024).await;
+    // (method, path, body, status, code, field)
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<Value>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/api/v1/nothing-here",
+            None,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wallet/top-ups",
+            Some(json!({"points": "x"})),
+            400,
+            "bad_request",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wallet/top-ups",
+            Some(json!({"points": -1, "note": "x"})),
+            422,
+            "invalid",
+            Some("points"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/wallet/top-ups",
+            Some(json!({"points": 1, "note": " "})),
+            422,
+            "invalid",
+            Some("note"),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/hold",
+            Some(json!({"on": true})),
+            422,
+            "invalid",
+            Some("reason"),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/holidays/424242",
+            None,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/holidays",
+            Some(json!({"name": "Back", "first_day": "2099-05-02", "last_day": "2099-05-01"})),
+            422,
+            "invalid",
+            Some("holiday"),
+        ),
+    ];
+    for (method, path, body, want, code, field) in cases {
+        let (status, answer) = server.call(method.clone(), path, Some(&owner), body).await;
+        assert_eq!(status.as_u16(), want, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{method} {path}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert_eq!(
+            answer["error"]["field"].as_str(),
+            field,
+            "{method} {path}: {answer}"
+        );
+    }
+    // Over the limit: 413 in the same shape, and nothing written.
+    let big = json!({"name": "x".repeat(4000), "first_day": "2099-05-02"});
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/holidays",
+            Some(&owner).map(|s| s.as_str()),
+            Some(big),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "too_large");
+    assert!(app.store.holidays(None).await.unwrap().is_empty());
+}
+
+async fn holidays_the_hold_and_the_wallet_round_trip(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let server = Server::start(&app, 1 << 20).await;
+    let t = Some(secretary.as_str());
+    let (status, added) = server
+        .call(
+            Method::POST,
+            "/api/v1/holidays",
+            t,
+            Some(json!({"name": "Ferie", "first_day": "2027-01-18", "last_day": "2027-01-31"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let (_, list) = server
+        .call(Method::GET, "/api/v1/holidays?all=true", t, None)
+        .await;
+    assert_eq!(list[0]["name"], "Ferie", "{list}");
+    let path = format!("/api/v1/holidays/{}", added["id"]);
+    assert_eq!(
+        server.call(Method::DELETE, &path, t, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server.call(Method::DELETE, &path, t, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, hold) = server
+        .call(
+            Method::PUT,
+            "/api/v1/hold",
+            t,
+            Some(json!({"on": true, "reason": "wrong date"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hold}");
+    assert_eq!(hold["on"], true);
+    assert_eq!(hold["hold"]["by"], "anna", "the token acts as its operator");
+    assert_eq!(
+        app.store.hold().await.unwrap().unwrap().reason,
+        "wrong date"
+    );
+
+    let (status, wallet) = server
+        .call(
+            Method::POST,
+            "/api/v1/wallet/top-ups",
+            t,
+            Some(json!({"points": 250, "note": "FV 12/2026"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{wallet}");
+    assert_eq!(wallet["balance"], 250);
+    let (_, view) = server
+        .call(Method::GET, "/api/v1/wallet?ledger=5", t, None)
+        .await;
+    assert_eq!(view["balance"], 250);
+    assert_eq!(view["ledger"][0]["note"], "FV 12/2026");
+    // Each change is in the audit log under the token's operator.
+    let lines = app
+        .store
+        .audit_log(&herald::store::AuditFilter {
+            actor: Some("anna".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
