@@ -224,6 +224,17 @@ impl App {
             })
     }
 
+    /// Batches, newest first; only those in `status` when given.
+    pub async fn batches(
+        &self,
+        actor: &Actor,
+        status: Option<crate::domain::BatchStatus>,
+    ) -> Result<Vec<crate::store::BatchSummary>> {
+        self.authorize(actor, Permission::View, "see the outbox")
+            .await?;
+        Ok(self.store.batches(status).await?)
+    }
+
     /// The hold switch: `Some` while dispatch is paused.
     pub async fn hold(&self, actor: &Actor) -> Result<Option<Hold>> {
         self.authorize(actor, Permission::View, "see the hold switch")

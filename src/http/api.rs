@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, Body, Caller};
-use crate::app::App;
+use crate::app::{Actor, App};
+use crate::diagnose::Lookup;
+use crate::domain::{BatchId, MessageId};
+use crate::store::{Decision, MessageAction};
 
 /// The API's routes.
 pub(super) fn routes() -> Router<App> {
@@ -23,6 +26,41 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v1/hold", get(hold).put(set_hold))
         .route("/api/v1/holidays", get(holidays).post(add_holiday))
         .route("/api/v1/holidays/{id}", delete(remove_holiday))
+        .route("/api/v1/batches", get(batches))
+        .route("/api/v1/batches/{id}", get(batch))
+        .route("/api/v1/batches/{id}/approve", post(approve))
+        .route("/api/v1/batches/{id}/reject", post(reject))
+        .route("/api/v1/messages/{id}/resend", post(resend))
+        .route("/api/v1/messages/{id}/cancel", post(cancel))
+        .route("/api/v1/messages/{id}/diagnosis", get(message_diagnosis))
+        .route(
+            "/api/v1/recipients/{id}/diagnosis",
+            get(recipient_diagnosis),
+        )
+}
+
+/// An id from the path, refused in the API's error shape when it is not a number.
+fn id_in_path(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{text:?} is not an id: expected a number"),
+        )
+    })
+}
+
+/// A stable code from a query parameter, refused naming the parameter.
+fn code_in_query<T: std::str::FromStr<Err = crate::domain::codes::UnknownCode>>(
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    text.map(|t| {
+        t.parse().map_err(|e: crate::domain::codes::UnknownCode| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()).on(field)
+        })
+    })
+    .transpose()
 }
 
 type Answer = Result<axum::response::Response, ApiError>;
@@ -143,4 +181,134 @@ async fn remove_holiday(
 ) -> Answer {
     app.remove_holiday(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct BatchesQuery {
+    status: Option<String>,
+}
+
+async fn batches(State(app): State<App>, Caller(actor): Caller, q: Query<BatchesQuery>) -> Answer {
+    let status = code_in_query("status", q.status.as_deref())?;
+    Ok(axum::Json(app.batches(&actor, status).await?).into_response())
+}
+
+/// The approver's view, with the version an approval or rejection must name.
+async fn batch(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+    let view = app.batch_view(&actor, BatchId(id_in_path(&id)?)).await?;
+    Ok(axum::Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    /// The version of the batch the caller showed (`GET /api/v1/batches/{id}`).
+    seen: Option<String>,
+    /// Only these messages of the batch.
+    #[serde(default)]
+    messages: Vec<i64>,
+    /// Why (a rejection).
+    reason: Option<String>,
+}
+
+async fn approve(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(d): Body<DecisionBody>,
+) -> Answer {
+    decide(app, actor, &id, d, Decision::Approve).await
+}
+
+async fn reject(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(d): Body<DecisionBody>,
+) -> Answer {
+    let reason = d.reason.clone().unwrap_or_default();
+    decide(app, actor, &id, d, Decision::Reject(reason)).await
+}
+
+/// A decision over the API always names the version it was taken on: a platform
+/// deciding on a batch it has not shown would approve blind.
+async fn decide(app: App, actor: Actor, id: &str, d: DecisionBody, decision: Decision) -> Answer {
+    let Some(seen) = d.seen.as_deref().filter(|s| !s.trim().is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "seen: expected the version of the batch that was shown (GET /api/v1/batches/{id})",
+        )
+        .on("seen"));
+    };
+    let only: Vec<MessageId> = d.messages.iter().copied().map(MessageId).collect();
+    let taken = app
+        .decide(
+            &actor,
+            BatchId(id_in_path(id)?),
+            &only,
+            decision,
+            Some(seen),
+        )
+        .await?;
+    Ok(
+        axum::Json(json!({"messages": taken.messages, "version": taken.view.version}))
+            .into_response(),
+    )
+}
+
+async fn resend(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+    act(app, actor, &id, MessageAction::Resend).await
+}
+
+async fn cancel(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+    act(app, actor, &id, MessageAction::Cancel).await
+}
+
+async fn act(app: App, actor: Actor, id: &str, action: MessageAction) -> Answer {
+    let id = MessageId(id_in_path(id)?);
+    let before = app.act_on_message(&actor, id, action).await?;
+    Ok(axum::Json(json!({"id": id, "status_before": before})).into_response())
+}
+
+/// One message's whole story (the JSON of `herald diagnose --message`).
+async fn message_diagnosis(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    let timeline = app
+        .diagnose_message(&actor, MessageId(id_in_path(&id)?))
+        .await?;
+    Ok(axum::Json(timeline).into_response())
+}
+
+/// Why a person did (not) get messages, by the platform's id (or any id, address or
+/// number Herald knows them by): the JSON of `herald diagnose`.
+async fn recipient_diagnosis(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    match app.diagnose_recipient(&actor, &id).await? {
+        Lookup::One(d) => Ok(axum::Json(d).into_response()),
+        Lookup::None { query } => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("nobody matches {query:?}"),
+        )),
+        Lookup::Ambiguous { query, matches } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            format!(
+                "{} people match {query:?}: {}",
+                matches.len(),
+                matches
+                    .iter()
+                    .map(|r| r.external_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }

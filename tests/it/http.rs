@@ -17,6 +17,7 @@ conformance!(
     each_route_answers_each_kind_of_caller_as_expected,
     errors_have_one_shape_and_an_oversized_body_writes_nothing,
     holidays_the_hold_and_the_wallet_round_trip,
+    an_approval_names_the_version_it_saw_and_a_stale_one_is_409,
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
@@ -81,6 +82,7 @@ impl Server {
 
 /// Operators of each role, and a token for each; plus a revoked token.
 async fn tokens(app: &TestApp) -> [(&'static str, String); 4] {
+    app.import_examples(now()).await;
     app.owner().await;
     app.operator_with("anna", "secretary", &[]).await;
     app.operator_with("tomek", "teacher", &[]).await;
@@ -105,6 +107,39 @@ async fn tokens(app: &TestApp) -> [(&'static str, String); 4] {
     herald.revoke_token(&owner, "revoked-token").await.unwrap();
     out.push(("revoked", revoked.token));
     out.try_into().unwrap()
+}
+
+/// A batch to group 1A awaiting approval: its id, a waiting message's id, its version.
+async fn awaiting_batch(app: &TestApp) -> (i64, i64, String) {
+    let owner = app.owner().await;
+    let content = herald::compose::Content::email("Trip", "On Friday.").unwrap();
+    let send = herald::compose::compose_send(
+        &*app.store,
+        &app.settings,
+        &owner,
+        &herald::domain::Audience::Group("g-1a".into()),
+        herald::domain::Reach::Both,
+        &content,
+    )
+    .await
+    .unwrap();
+    let id = app.store_send(&send, now()).await;
+    let message = app
+        .store
+        .messages(&herald::store::MessageFilter {
+            batch: Some(id),
+            status: Some(herald::domain::MessageStatus::AwaitingApproval),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    let view = app
+        .app_at(now())
+        .batch_view(&Actor::operator(OWNER), id)
+        .await
+        .unwrap();
+    (id.0, message.0, view.version)
 }
 
 async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
@@ -150,6 +185,48 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
             None,
             [403, 204, 204],
         ),
+        (
+            Method::GET,
+            "/api/v1/batches?status=awaiting_approval",
+            None,
+            [200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/batches/{batch}",
+            None,
+            [200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/batches/{batch}/approve",
+            Some(json!({"seen": "{version}"})),
+            [403, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/batches/{batch}/reject",
+            Some(json!({"seen": "{version}", "reason": "no"})),
+            [403, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/messages/{message}/cancel",
+            None,
+            [403, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/messages/{message}/diagnosis",
+            None,
+            [200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/recipients/s-1001/diagnosis",
+            None,
+            [200, 200, 200],
+        ),
     ];
     for (method, path, body, expected) in &routes {
         for (i, (who, t)) in callers.iter().enumerate() {
@@ -165,11 +242,16 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
                 )
                 .await
                 .unwrap();
-            let path = path.replace("{holiday}", &day.id.unwrap().to_string());
+            let (batch, message, version) = awaiting_batch(&app).await;
+            let path = path
+                .replace("{holiday}", &day.id.unwrap().to_string())
+                .replace("{batch}", &batch.to_string())
+                .replace("{message}", &message.to_string());
+            let body = body.as_ref().map(|b| {
+                serde_json::from_str(&b.to_string().replace("{version}", &version)).unwrap()
+            });
             let want = if i < 4 { 401 } else { expected[i - 4] };
-            let (status, answer) = server
-                .call(method.clone(), &path, t.as_deref(), body.clone())
-                .await;
+            let (status, answer) = server.call(method.clone(), &path, t.as_deref(), body).await;
             assert_eq!(status.as_u16(), want, "{method} {path} as {who}: {answer}");
             if want >= 400 {
                 let code = answer["error"]["code"].as_str().unwrap_or_default();
@@ -359,4 +441,77 @@ async fn holidays_the_hold_and_the_wallet_round_trip(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+async fn an_approval_names_the_version_it_saw_and_a_stale_one_is_409(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let t = Some(secretary.as_str());
+    let server = Server::start(&app, 1 << 20).await;
+    let (batch, _, _) = awaiting_batch(&app).await;
+    let (status, view) = server
+        .call(Method::GET, &format!("/api/v1/batches/{batch}"), t, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let seen = view["version"].as_str().unwrap().to_owned();
+    assert_eq!(view["batch"]["status"], "awaiting_approval");
+    // Without the version: refused, naming the field.
+    let approve = format!("/api/v1/batches/{batch}/approve");
+    let (status, answer) = server
+        .call(Method::POST, &approve, t, Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "seen");
+    // Edited since it was shown: 409, and nothing decided.
+    let edit = herald::app::BatchText {
+        body: "On Saturday.".into(),
+        ..Default::default()
+    };
+    app.app_at(now())
+        .edit_batch(
+            &Actor::operator(OWNER),
+            herald::domain::BatchId(batch),
+            &edit,
+        )
+        .await
+        .unwrap();
+    let (status, answer) = server
+        .call(Method::POST, &approve, t, Some(json!({"seen": seen})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "conflict");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the text was edited"),
+        "{answer}"
+    );
+    let (_, view) = server
+        .call(Method::GET, &format!("/api/v1/batches/{batch}"), t, None)
+        .await;
+    assert_eq!(view["batch"]["status"], "awaiting_approval");
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            &approve,
+            t,
+            Some(json!({"seen": view["version"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["messages"].as_u64().unwrap() > 0);
+    // Ids and codes in the path and the query are checked too.
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/batches/abc", t, None)
+        .await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+    let (status, answer) = server
+        .call(Method::GET, "/api/v1/batches?status=pending", t, None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "status");
 }
