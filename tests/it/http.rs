@@ -431,6 +431,15 @@ async fn holidays_the_hold_and_the_wallet_round_trip(app: TestApp) {
         .await;
     assert_eq!(view["balance"], 250);
     assert_eq!(view["ledger"][0]["note"], "FV 12/2026");
+    // The scheme is case-insensitive.
+    let lower = server
+        .client
+        .get(format!("{}/api/v1/wallet", server.base))
+        .header("Authorization", format!("bearer {secretary}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), StatusCode::OK);
     // Each change is in the audit log under the token's operator.
     let lines = app
         .store
