@@ -99,6 +99,7 @@ pub(super) async fn status_command(
         channel,
         since,
         limit: Some(limit),
+        ..MessageFilter::default()
     };
     let store = store::open(&settings.database).await?;
     let app = app(&store, &settings, now);

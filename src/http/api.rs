@@ -14,7 +14,7 @@ use super::{ApiError, Body, Caller};
 use crate::app::{Actor, App};
 use crate::diagnose::Lookup;
 use crate::domain::{BatchId, MessageId};
-use crate::store::{Decision, MessageAction};
+use crate::store::{Decision, MessageAction, MessageFilter};
 
 /// The API's routes.
 pub(super) fn routes() -> Router<App> {
@@ -30,6 +30,8 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v1/batches/{id}", get(batch))
         .route("/api/v1/batches/{id}/approve", post(approve))
         .route("/api/v1/batches/{id}/reject", post(reject))
+        .route("/api/v1/messages", get(messages))
+        .route("/api/v1/messages/{id}", get(message_diagnosis))
         .route("/api/v1/messages/{id}/resend", post(resend))
         .route("/api/v1/messages/{id}/cancel", post(cancel))
         .route("/api/v1/messages/{id}/diagnosis", get(message_diagnosis))
@@ -311,4 +313,66 @@ async fn recipient_diagnosis(
             ),
         )),
     }
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    status: Option<String>,
+    reason: Option<String>,
+    kind: Option<String>,
+    channel: Option<String>,
+    recipient: Option<String>,
+    batch: Option<i64>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The largest page, and the one given when none is asked for.
+const PAGE_MAX: i64 = 1000;
+const PAGE_DEFAULT: i64 = 100;
+
+/// Messages newest first, a page at a time: `{items, next_cursor}`; pass
+/// `next_cursor` back as `cursor` for the next page (`null`: there is none).
+async fn messages(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    q: Query<MessagesQuery>,
+) -> Answer {
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("limit: {limit}: expected 1 to {PAGE_MAX}"),
+        )
+        .on("limit"));
+    }
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(MessageId(c.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("cursor: {c:?} is not a cursor this API gave"),
+            )
+            .on("cursor")
+        })?)),
+    };
+    let filter = MessageFilter {
+        batch: q.batch.map(BatchId),
+        recipient: q.recipient.clone(),
+        status: code_in_query("status", q.status.as_deref())?,
+        kind: code_in_query("kind", q.kind.as_deref())?,
+        channel: code_in_query("channel", q.channel.as_deref())?,
+        reason: code_in_query("reason", q.reason.as_deref())?,
+        since: q.since,
+        before,
+        limit: Some(limit),
+    };
+    let items = app.messages(&actor, &filter).await?.messages;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|m| m.id.0.to_string()))
+        .flatten();
+    Ok(axum::Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
 }

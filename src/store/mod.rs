@@ -21,8 +21,8 @@ use crate::domain::{
 };
 
 /// The messages a [`MessageFilter`] selects, as SQL both backends run; shared by the
-/// listing and the counts. Parameters `$1`…`$6`: batch, recipient, status, kind,
-/// channel, since.
+/// listing and the counts. Parameters `$1`…`$8`: batch, recipient, status, kind,
+/// channel, since, reason, and the cursor (ids below it).
 macro_rules! message_filter {
     () => {
         "($1 IS NULL OR m.batch_id = $1)
@@ -30,7 +30,9 @@ macro_rules! message_filter {
          AND ($3 IS NULL OR m.status = $3)
          AND ($4 IS NULL OR m.kind = $4)
          AND ($5 IS NULL OR m.channel = $5)
-         AND ($6 IS NULL OR m.created_at >= $6)"
+         AND ($6 IS NULL OR m.created_at >= $6)
+         AND ($7 IS NULL OR m.reason = $7)
+         AND ($8 IS NULL OR m.id < $8)"
     };
 }
 

@@ -276,6 +276,11 @@ pub struct MessageFilter {
     pub channel: Option<Channel>,
     /// Only those created at or after this.
     pub since: Option<DateTime<Utc>>,
+    /// Only this reason.
+    pub reason: Option<Reason>,
+    /// Only those older than this one (a page's cursor: the last id of the page
+    /// before, since listings go newest first).
+    pub before: Option<MessageId>,
     /// At most this many, newest first (`None`: all).
     pub limit: Option<i64>,
 }

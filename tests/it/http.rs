@@ -18,6 +18,7 @@ conformance!(
     errors_have_one_shape_and_an_oversized_body_writes_nothing,
     holidays_the_hold_and_the_wallet_round_trip,
     an_approval_names_the_version_it_saw_and_a_stale_one_is_409,
+    messages_page_newest_first_with_a_cursor_and_filters,
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
@@ -224,6 +225,18 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
         (
             Method::GET,
             "/api/v1/recipients/s-1001/diagnosis",
+            None,
+            [200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/messages?limit=5",
+            None,
+            [200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/messages/{message}",
             None,
             [200, 200, 200],
         ),
@@ -523,4 +536,79 @@ async fn an_approval_names_the_version_it_saw_and_a_stale_one_is_409(app: TestAp
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert_eq!(answer["error"]["field"], "status");
+}
+
+async fn messages_page_newest_first_with_a_cursor_and_filters(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let owner = tokens[0].1.clone();
+    let t = Some(owner.as_str());
+    let server = Server::start(&app, 1 << 20).await;
+    for _ in 0..3 {
+        awaiting_batch(&app).await;
+    }
+    let all = app
+        .store
+        .messages(&herald::store::MessageFilter::default())
+        .await
+        .unwrap();
+    assert!(all.len() > 4, "{}", all.len());
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/messages?limit=2&cursor={c}"),
+            None => "/api/v1/messages?limit=2".to_owned(),
+        };
+        let (status, page) = server.call(Method::GET, &path, t, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|m| m["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<i64> = all.iter().map(|m| m.id.0).collect();
+    assert_eq!(seen, expected, "every message once, newest first");
+    // Filters: the blocked ones for want of an email address.
+    let (_, page) = server
+        .call(
+            Method::GET,
+            "/api/v1/messages?status=blocked&reason=missing_email",
+            t,
+            None,
+        )
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{page}");
+    assert!(
+        items
+            .iter()
+            .all(|m| m["status"] == "blocked" && m["reason"] == "missing_email")
+    );
+    for bad in [
+        "limit=0",
+        "limit=5000",
+        "cursor=xyz",
+        "reason=lost",
+        "status=gone",
+    ] {
+        let (status, answer) = server
+            .call(Method::GET, &format!("/api/v1/messages?{bad}"), t, None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid", "{bad}");
+    }
+    // One message with its story.
+    let id = expected[0];
+    let (status, one) = server
+        .call(Method::GET, &format!("/api/v1/messages/{id}"), t, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["message"]["message"]["id"], id, "{one}");
+    assert!(
+        one["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{one}"
+    );
 }

@@ -15,6 +15,8 @@ fn bind_filter<'q>(
         .bind(f.kind.map(MessageKind::as_str))
         .bind(f.channel.map(Channel::as_str))
         .bind(f.since)
+        .bind(f.reason.map(Reason::as_str))
+        .bind(f.before.map(|m| m.0))
 }
 
 async fn insert_attempt(
@@ -920,7 +922,7 @@ impl OutboxStore for Backend {
                     m.next_attempt_at, m.attempts, m.segments
              FROM messages m WHERE ",
             message_filter!(),
-            " ORDER BY m.id DESC LIMIT $7"
+            " ORDER BY m.id DESC LIMIT $9"
         ));
         let rows = bind_filter(query, filter)
             .bind(filter.limit.unwrap_or(i64::MAX))
