@@ -165,7 +165,8 @@ pub enum Audience {
 }
 
 /// For an audience of students: the students, their guardians, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reach {
     /// The students themselves.
     Students,

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, Body, Caller};
-use crate::app::{Actor, App};
+use crate::app::{Actor, App, SendContent, SendRequest};
 use crate::diagnose::Lookup;
-use crate::domain::{BatchId, MessageId};
+use crate::domain::{Audience, BatchId, ChannelChoice, MessageId, Reach};
 use crate::store::{Decision, MessageAction, MessageFilter};
 
 /// The API's routes.
@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v1/hold", get(hold).put(set_hold))
         .route("/api/v1/holidays", get(holidays).post(add_holiday))
         .route("/api/v1/holidays/{id}", delete(remove_holiday))
+        .route("/api/v1/sends", post(send))
         .route("/api/v1/batches", get(batches))
         .route("/api/v1/batches/{id}", get(batch))
         .route("/api/v1/batches/{id}/approve", post(approve))
@@ -375,4 +376,126 @@ async fn messages(
         .then(|| items.last().map(|m| m.id.0.to_string()))
         .flatten();
     Ok(axum::Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
+}
+
+/// An informational send, as `herald send` takes it: exactly one audience (`to`,
+/// `groups`, `teachers_of`, `all_groups` or `active_contracts`), and a text or a
+/// template.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    #[serde(default)]
+    to: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    teachers_of: Option<String>,
+    #[serde(default)]
+    all_groups: bool,
+    #[serde(default)]
+    active_contracts: bool,
+    reach: Option<Reach>,
+    channel: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+    html: Option<String>,
+    template: Option<String>,
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    transliterate: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).on(field)
+}
+
+impl SendBody {
+    fn audience(&self) -> Result<Audience, ApiError> {
+        let given = [
+            !self.to.is_empty(),
+            !self.groups.is_empty(),
+            self.teachers_of.is_some(),
+            self.all_groups,
+            self.active_contracts,
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(invalid(
+                "audience",
+                "audience: expected exactly one of to, groups, teachers_of, all_groups, \
+                 active_contracts",
+            ));
+        }
+        Ok(match (&self.to[..], &self.groups[..]) {
+            ([one], _) => Audience::Recipient(one.clone()),
+            (many @ [_, _, ..], _) => Audience::List(many.to_vec()),
+            (_, [one]) => Audience::Group(one.clone()),
+            (_, many @ [_, _, ..]) => Audience::Groups(many.to_vec()),
+            _ => match &self.teachers_of {
+                Some(g) => Audience::TeachersOf(g.clone()),
+                None if self.all_groups => Audience::AllGroups,
+                None => Audience::ActiveContracts,
+            },
+        })
+    }
+
+    fn content(&self) -> Result<SendContent, ApiError> {
+        match (&self.template, &self.body) {
+            (Some(_), Some(_)) | (None, None) => Err(invalid(
+                "body",
+                "body: expected either a body (with a subject for email) or a template",
+            )),
+            (Some(_), _) if self.html.is_some() => Err(invalid(
+                "html",
+                "html: goes with body; a template has its own HTML variant",
+            )),
+            (Some(name), None) => Ok(SendContent::Template {
+                name: name.clone(),
+                vars: self.vars.clone(),
+            }),
+            (None, Some(body)) => Ok(SendContent::Text {
+                subject: self.subject.clone(),
+                body: body.clone(),
+                html: self.html.clone(),
+            }),
+        }
+    }
+}
+
+/// `201` with the batch and what it will do; a dry run answers `200` and stores
+/// nothing.
+async fn send(State(app): State<App>, Caller(actor): Caller, Body(b): Body<SendBody>) -> Answer {
+    let request = SendRequest {
+        audience: b.audience()?,
+        reach: b.reach.unwrap_or(Reach::Both),
+        channel: code_in_query("channel", b.channel.as_deref())?.unwrap_or(ChannelChoice::Email),
+        content: b.content()?,
+        transliterate: b.transliterate,
+    };
+    let composed = app.send(&actor, &request, b.dry_run).await?;
+    let mut counts: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for m in &composed.send.messages {
+        let key = match m.reason {
+            Some(r) => format!("{}/{}", m.status, r.as_str()),
+            None => m.status.to_string(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let status = if composed.batch.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let answer = json!({
+        "batch_id": composed.batch,
+        "dry_run": composed.batch.is_none(),
+        "status": composed.send.batch.status,
+        "audience": composed.send.batch.audience,
+        "messages": composed.send.messages.len(),
+        "counts": counts,
+        "summary": composed.summary,
+        "uri": composed.batch.map(|b| format!("/api/v1/batches/{b}")),
+    });
+    Ok((status, axum::Json(answer)).into_response())
 }

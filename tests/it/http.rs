@@ -19,6 +19,7 @@ conformance!(
     holidays_the_hold_and_the_wallet_round_trip,
     an_approval_names_the_version_it_saw_and_a_stale_one_is_409,
     messages_page_newest_first_with_a_cursor_and_filters,
+    a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_unclear,
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
@@ -229,6 +230,12 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
             [200, 200, 200],
         ),
         (
+            Method::POST,
+            "/api/v1/sends",
+            Some(json!({"groups": ["g-1a"], "subject": "S", "body": "B"})),
+            [403, 201, 201],
+        ),
+        (
             Method::GET,
             "/api/v1/messages?limit=5",
             None,
@@ -268,12 +275,16 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
             assert_eq!(status.as_u16(), want, "{method} {path} as {who}: {answer}");
             if want >= 400 {
                 let code = answer["error"]["code"].as_str().unwrap_or_default();
-                let expected_code = if want == 401 {
-                    "unauthenticated"
+                let expected_code: &[&str] = if want == 401 {
+                    &["unauthenticated"]
                 } else {
-                    "forbidden"
+                    // A teacher writing outside their groups is refused as such.
+                    &["forbidden", "outside_groups"]
                 };
-                assert_eq!(code, expected_code, "{method} {path} as {who}: {answer}");
+                assert!(
+                    expected_code.contains(&code),
+                    "{method} {path} as {who}: {answer}"
+                );
             }
         }
     }
@@ -610,5 +621,61 @@ async fn messages_page_newest_first_with_a_cursor_and_filters(app: TestApp) {
     assert!(
         one["events"].as_array().is_some_and(|e| !e.is_empty()),
         "{one}"
+    );
+}
+
+async fn a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_unclear(
+    app: TestApp,
+) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let t = Some(secretary.as_str());
+    let server = Server::start(&app, 1 << 20).await;
+    let trip = json!({"all_groups": true, "reach": "guardians", "subject": "Trip", "body": "On Friday.", "dry_run": true});
+    let (status, dry) = server
+        .call(Method::POST, "/api/v1/sends", t, Some(trip.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["summary"]["will_go"].as_i64().unwrap() > 0, "{dry}");
+    assert!(
+        app.store.batches(None).await.unwrap().is_empty(),
+        "a dry run stores nothing"
+    );
+    let mut real = trip;
+    real["dry_run"] = json!(false);
+    let (status, sent) = server
+        .call(Method::POST, "/api/v1/sends", t, Some(real))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["status"], "awaiting_approval");
+    let (status, view) = server
+        .call(Method::GET, sent["uri"].as_str().unwrap(), t, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["summary"]["will_go"], dry["summary"]["will_go"]);
+    for (body, field) in [
+        (
+            json!({"all_groups": true, "groups": ["g-1a"], "subject": "S", "body": "B"}),
+            "audience",
+        ),
+        (json!({"subject": "S", "body": "B"}), "audience"),
+        (json!({"all_groups": true, "subject": "S"}), "body"),
+        (
+            json!({"all_groups": true, "subject": "S", "body": "B", "channel": "pigeon"}),
+            "channel",
+        ),
+        (json!({"all_groups": true, "body": "B"}), "subject"),
+    ] {
+        let (status, answer) = server
+            .call(Method::POST, "/api/v1/sends", t, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    assert_eq!(
+        app.store.batches(None).await.unwrap().len(),
+        1,
+        "refusals store nothing"
     );
 }
