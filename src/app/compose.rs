@@ -10,7 +10,7 @@ use crate::compose::{self, Content, Contents, Send};
 use crate::domain::access::Permission;
 use crate::domain::audit::AuditAction;
 use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, MessageKind, Reach};
-use crate::store::NewMessage;
+use crate::store::{AuditEntry, IdempotencyKey, MessageFilter, MessageView, NewMessage, Once};
 
 /// What a send says: a text, or a template rendered per person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +177,68 @@ impl App {
         recipient: &str,
         content: &Content,
     ) -> Result<(MessageId, NewMessage)> {
+        let (message, audit) = self.system_message(actor, recipient, content).await?;
+        let id = self.store.create_message(&message, &audit).await?;
+        Ok((id, message))
+    }
+
+    /// [`App::notify`] under the caller's idempotency key `key`, for a request whose
+    /// SHA-256 is `request_sha256`: the first call creates the message, a repeat of
+    /// the same request returns it (`replayed`) and creates nothing, also when the
+    /// repeats race each other or arrive at another instance; the same key with
+    /// another request is refused.
+    pub async fn notify_once(
+        &self,
+        actor: &Actor,
+        key: &str,
+        request_sha256: &str,
+        recipient: &str,
+        content: &Content,
+    ) -> Result<Notified> {
+        let key = key.trim();
+        if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+            return Err(AppError::invalid(
+                "idempotency_key",
+                "expected 1 to 255 printable characters",
+            ));
+        }
+        let (message, audit) = self.system_message(actor, recipient, content).await?;
+        let key = IdempotencyKey {
+            actor: actor.name().to_owned(),
+            key: key.to_owned(),
+            request_sha256: request_sha256.to_owned(),
+        };
+        let (id, replayed) = match self
+            .store
+            .create_message_once(&message, &key, &audit)
+            .await?
+        {
+            Once::Created(id) => (id, false),
+            Once::Existing(id) => (id, true),
+            Once::KeyReused => {
+                return Err(AppError::invalid(
+                    "idempotency_key",
+                    format!(
+                        "{:?} was used for another request; a key names one request",
+                        key.key
+                    ),
+                ));
+            }
+        };
+        let view = self
+            .message_view(id)
+            .await?
+            .ok_or_else(|| AppError::Conflict(format!("message {} is gone", id.0)))?;
+        Ok(Notified { view, replayed })
+    }
+
+    /// The system message `actor` asks for, checked and judged, with its audit line.
+    async fn system_message(
+        &self,
+        actor: &Actor,
+        recipient: &str,
+        content: &Content,
+    ) -> Result<(NewMessage, AuditEntry)> {
         let op = self
             .authorize(actor, Permission::Send, "send notifications")
             .await?;
@@ -199,9 +261,33 @@ impl App {
                 "reason": message.reason,
             }),
         );
-        let id = self.store.create_message(&message, &audit).await?;
-        Ok((id, message))
+        Ok((message, audit))
     }
+
+    /// One message as listings show it.
+    async fn message_view(&self, id: MessageId) -> Result<Option<MessageView>> {
+        // The newest message below id + 1 is the message itself, when it exists.
+        let filter = MessageFilter {
+            before: Some(MessageId(id.0 + 1)),
+            limit: Some(1),
+            ..MessageFilter::default()
+        };
+        Ok(self
+            .store
+            .messages(&filter)
+            .await?
+            .into_iter()
+            .find(|m| m.id == id))
+    }
+}
+
+/// A system message created (or found) under an idempotency key.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    /// The message.
+    pub view: MessageView,
+    /// Whether an earlier request with the same key created it.
+    pub replayed: bool,
 }
 
 /// What a sender composed, for the audit log.

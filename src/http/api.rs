@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{ApiError, Body, Caller};
 use crate::app::{Actor, App, SendContent, SendRequest};
 use crate::diagnose::Lookup;
-use crate::domain::{Audience, BatchId, ChannelChoice, MessageId, Reach};
+use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, Reach};
 use crate::store::{Decision, MessageAction, MessageFilter};
 
 /// The API's routes.
@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v1/hold", get(hold).put(set_hold))
         .route("/api/v1/holidays", get(holidays).post(add_holiday))
         .route("/api/v1/holidays/{id}", delete(remove_holiday))
+        .route("/api/v1/notifications", post(notify))
         .route("/api/v1/sends", post(send))
         .route("/api/v1/batches", get(batches))
         .route("/api/v1/batches/{id}", get(batch))
@@ -498,4 +499,89 @@ async fn send(State(app): State<App>, Caller(actor): Caller, Body(b): Body<SendB
         "uri": composed.batch.map(|b| format!("/api/v1/batches/{b}")),
     });
     Ok((status, axum::Json(answer)).into_response())
+}
+
+/// A system message to one person.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyBody {
+    recipient: String,
+    channel: Option<String>,
+    subject: Option<String>,
+    body: String,
+    #[serde(default)]
+    transliterate: bool,
+}
+
+/// `201 {id, status, reason, uri}`. With an `Idempotency-Key`, a repeat of the same
+/// request answers `200` with the same message (and `Idempotent-Replayed: true`),
+/// never a second one; the key with another request is `422`.
+async fn notify(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    headers: axum::http::HeaderMap,
+    Body(raw): Body<serde_json::Value>,
+) -> Answer {
+    // The request's fingerprint is its JSON with keys in order, so spacing and key
+    // order do not make a retry "another request".
+    let canonical = serde_json::to_string(&raw).unwrap_or_default();
+    let request_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()));
+    let n: NotifyBody = serde_json::from_value(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let channel = code_in_query("channel", n.channel.as_deref())?.unwrap_or(Channel::Email);
+    let content = crate::compose::Content::for_channel(
+        app.settings(),
+        crate::domain::MessageKind::System,
+        channel,
+        n.subject.as_deref(),
+        &n.body,
+        n.transliterate,
+    )
+    .map_err(crate::app::AppError::from)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    "Idempotency-Key: expected printable ASCII",
+                )
+                .on("idempotency_key")
+            })
+        })
+        .transpose()?;
+    let (id, status, reason, replayed) = match key {
+        Some(key) => {
+            let done = app
+                .notify_once(&actor, key, &request_sha256, &n.recipient, &content)
+                .await?;
+            (
+                done.view.id,
+                done.view.status,
+                done.view.reason,
+                done.replayed,
+            )
+        }
+        None => {
+            let (id, m) = app.notify(&actor, &n.recipient, &content).await?;
+            (id, m.status, m.reason, false)
+        }
+    };
+    let answer = json!({
+        "id": id,
+        "status": status,
+        "reason": reason,
+        "uri": format!("/api/v1/messages/{}", id.0),
+    });
+    Ok(if replayed {
+        (
+            StatusCode::OK,
+            [("idempotent-replayed", "true")],
+            axum::Json(answer),
+        )
+            .into_response()
+    } else {
+        (StatusCode::CREATED, axum::Json(answer)).into_response()
+    })
 }

@@ -227,6 +227,19 @@ pub trait OutboxStore: Send + Sync {
     /// line's actor at its time, with the line.
     async fn create_message(&self, message: &NewMessage, audit: &AuditEntry) -> Result<MessageId>;
 
+    /// Stores one message under an idempotency key: the first request with the key
+    /// creates it (with its audit line); a repeat with the same request returns the
+    /// same message and creates nothing; a repeat with another request is refused.
+    /// Concurrent requests with one key create one message on both backends (the
+    /// key's row is inserted first, in the same transaction, and a second insert
+    /// waits for the first to commit).
+    async fn create_message_once(
+        &self,
+        message: &NewMessage,
+        key: &IdempotencyKey,
+        audit: &AuditEntry,
+    ) -> Result<Once>;
+
     /// Stores a batch and all its messages, and its audit line, in one transaction, at
     /// the audit line's time.
     async fn create_batch(
@@ -864,6 +877,28 @@ pub struct TokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Who revoked it.
     pub revoked_by: Option<String>,
+}
+
+/// A caller's idempotency key and the fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key (keys of different callers never collide).
+    pub actor: String,
+    /// The key as the caller sent it.
+    pub key: String,
+    /// The SHA-256 of the request.
+    pub request_sha256: String,
+}
+
+/// What storing a message under an idempotency key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Once {
+    /// Created now.
+    Created(MessageId),
+    /// Created by an earlier request with the same key and the same request.
+    Existing(MessageId),
+    /// The key was used for another request.
+    KeyReused,
 }
 
 /// What creating a token did.

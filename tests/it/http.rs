@@ -20,6 +20,7 @@ conformance!(
     an_approval_names_the_version_it_saw_and_a_stale_one_is_409,
     messages_page_newest_first_with_a_cursor_and_filters,
     a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_unclear,
+    one_idempotency_key_makes_one_message_under_a_hundred_concurrent_requests_to_two_servers,
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
@@ -37,10 +38,19 @@ impl Drop for Server {
 
 impl Server {
     async fn start(app: &TestApp, body_limit: usize) -> Server {
+        Server::start_on(app, std::sync::Arc::clone(&app.store), body_limit).await
+    }
+
+    /// A server over its own handle on the test's database: another instance.
+    async fn start_on(
+        app: &TestApp,
+        store: std::sync::Arc<dyn herald::store::Store>,
+        body_limit: usize,
+    ) -> Server {
         let mut settings = app.settings.clone();
         settings.http.body_limit = body_limit;
         let herald = herald::app::App::new(
-            std::sync::Arc::clone(&app.store),
+            store,
             std::sync::Arc::new(settings.clone()),
             std::sync::Arc::new(herald::clock::FixedClock::new(now())),
         );
@@ -228,6 +238,12 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
             "/api/v1/recipients/s-1001/diagnosis",
             None,
             [200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/notifications",
+            Some(json!({"recipient": "s-1001", "subject": "S", "body": "B"})),
+            [403, 201, 201],
         ),
         (
             Method::POST,
@@ -678,4 +694,96 @@ async fn a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_
         1,
         "refusals store nothing"
     );
+}
+
+async fn one_idempotency_key_makes_one_message_under_a_hundred_concurrent_requests_to_two_servers(
+    app: TestApp,
+) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let first = Server::start(&app, 1 << 20).await;
+    // A second instance: its own pool on the same database.
+    let other = herald::store::open(&app.settings.database).await.unwrap();
+    let second = Server::start_on(&app, other, 1 << 20).await;
+    let body =
+        json!({"recipient": "t-3001", "subject": "Password reset", "body": "Your code is 1234."});
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        let server = if i % 2 == 0 { &first } else { &second };
+        let request = server
+            .client
+            .post(format!("{}/api/v1/notifications", server.base))
+            .bearer_auth(&secretary)
+            .header("Idempotency-Key", "reset-t-3001-0001")
+            .json(&body)
+            .send();
+        calls.push(request);
+    }
+    let answers = futures_join_all(calls).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for res in answers {
+        let res = res.unwrap();
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status}: {answer}"
+        );
+        created += usize::from(status == StatusCode::CREATED);
+        ids.insert(answer["id"].as_i64().unwrap());
+    }
+    assert_eq!(created, 1, "one request created it, the others found it");
+    assert_eq!(ids.len(), 1, "every answer carries its id: {ids:?}");
+    assert_eq!(app.messages_to("t-3001").await.len(), 1, "one message");
+    // The same key with another request is refused; a request without a key is new.
+    let other_body =
+        json!({"recipient": "t-3001", "subject": "Password reset", "body": "Your code is 9999."});
+    let (status, answer) =
+        call_with_key(&first, &secretary, "reset-t-3001-0001", &other_body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "idempotency_key");
+    let (status, _) = first
+        .call(
+            Method::POST,
+            "/api/v1/notifications",
+            Some(&secretary),
+            Some(other_body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.messages_to("t-3001").await.len(), 2);
+}
+
+async fn call_with_key(
+    server: &Server,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let res = server
+        .client
+        .post(format!("{}/api/v1/notifications", server.base))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap())
+}
+
+/// Runs the requests at once and waits for all of them.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: Vec<F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

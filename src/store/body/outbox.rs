@@ -247,6 +247,58 @@ impl OutboxStore for Backend {
         Ok(MessageId(id))
     }
 
+    async fn create_message_once(
+        &self,
+        message: &NewMessage,
+        key: &IdempotencyKey,
+        audit: &AuditEntry,
+    ) -> Result<Once> {
+        let mut tx = self.begin_write().await?;
+        // The key's row first: a concurrent request with the same key waits here for
+        // this transaction, then finds the row (PostgreSQL's unique index; SQLite's
+        // single writer).
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (actor, key, request_sha256, message_id, created_at)
+             SELECT $1, $2, $3, NULL, $4
+             WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE actor = $1 AND key = $2)
+             ON CONFLICT (actor, key) DO NOTHING",
+        )
+        .bind(&key.actor)
+        .bind(&key.key)
+        .bind(&key.request_sha256)
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let (hash, id): (String, Option<i64>) = sqlx::query_as(
+                "SELECT request_sha256, message_id FROM idempotency_keys
+                 WHERE actor = $1 AND key = $2",
+            )
+            .bind(&key.actor)
+            .bind(&key.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(match id {
+                Some(id) if hash == key.request_sha256 => Once::Existing(MessageId(id)),
+                _ => Once::KeyReused,
+            });
+        }
+        let id = insert_message(&mut tx, None, message, &audit.actor, audit.at).await?;
+        sqlx::query("UPDATE idempotency_keys SET message_id = $3 WHERE actor = $1 AND key = $2")
+            .bind(&key.actor)
+            .bind(&key.key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if message.kind == MessageKind::System && message.status == MessageStatus::Queued {
+            wake_other_instances(&mut tx).await?;
+        }
+        insert_audit(&mut tx, &audit.for_id(id)).await?;
+        tx.commit().await?;
+        Ok(Once::Created(MessageId(id)))
+    }
+
     async fn create_batch(
         &self,
         batch: &NewBatch,
