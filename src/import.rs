@@ -279,6 +279,21 @@ pub async fn import_file(
         file: path.to_owned(),
         source,
     })?;
+    import_text(store, path, &text, kind, options, audit).await
+}
+
+/// Imports `text` as if read from `path`: its extension says the format (`.csv`,
+/// `.json`), and problems name it with their line (a request body is imported as
+/// `request.json`).
+pub async fn import_text(
+    store: &dyn DirectoryStore,
+    path: &Path,
+    text: &str,
+    kind: Option<ImportKind>,
+    options: ImportOptions,
+    audit: &AuditEntry,
+) -> Result<ImportReport, ImportError> {
+    let text = text.to_owned();
     let extension = path
         .extension()
         .and_then(|e| e.to_str())

@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/v1/hold", get(hold).put(set_hold))
         .route("/api/v1/holidays", get(holidays).post(add_holiday))
         .route("/api/v1/holidays/{id}", delete(remove_holiday))
+        .route("/api/v1/import", post(import))
         .route("/api/v1/notifications", post(notify))
         .route("/api/v1/sends", post(send))
         .route("/api/v1/batches", get(batches))
@@ -584,4 +585,30 @@ async fn notify(
     } else {
         (StatusCode::CREATED, axum::Json(answer)).into_response()
     })
+}
+
+/// The directory from the platform: the JSON import document of `herald import`.
+/// Good records are applied and bad ones reported with their line, field and what was
+/// expected; `200` with the report either way (`422` when the document itself is not
+/// one).
+async fn import(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+        }
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    })?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected a UTF-8 JSON document",
+        )
+    })?;
+    let report = app.import_document(&actor, text).await?;
+    Ok(axum::Json(report).into_response())
 }

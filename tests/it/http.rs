@@ -21,6 +21,7 @@ conformance!(
     messages_page_newest_first_with_a_cursor_and_filters,
     a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_unclear,
     one_idempotency_key_makes_one_message_under_a_hundred_concurrent_requests_to_two_servers,
+    the_platform_feeds_the_directory_good_records_applied_bad_ones_reported,
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
@@ -241,6 +242,14 @@ async fn each_route_answers_each_kind_of_caller_as_expected(app: TestApp) {
         ),
         (
             Method::POST,
+            "/api/v1/import",
+            Some(
+                json!({"recipients": [{"external_id": "s-9001", "role": "student", "name": "Nowa Uczennica"}]}),
+            ),
+            [403, 200, 200],
+        ),
+        (
+            Method::POST,
             "/api/v1/notifications",
             Some(json!({"recipient": "s-1001", "subject": "S", "body": "B"})),
             [403, 201, 201],
@@ -410,6 +419,20 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["error"]["code"], "too_large");
     assert!(app.store.holidays(None).await.unwrap().is_empty());
+    let many: Vec<Value> = (0..100)
+        .map(|i| json!({"external_id": format!("s-8{i:03}"), "role": "student", "name": "Uczeń"}))
+        .collect();
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/import",
+            Some(&owner),
+            Some(json!({"recipients": many})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "too_large");
+    assert!(app.store.recipient("s-8000").await.unwrap().is_none());
 }
 
 async fn holidays_the_hold_and_the_wallet_round_trip(app: TestApp) {
@@ -786,4 +809,44 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+async fn the_platform_feeds_the_directory_good_records_applied_bad_ones_reported(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let t = Some(secretary.as_str());
+    let server = Server::start(&app, 1 << 20).await;
+    let document = json!({
+        "recipients": [
+            {"external_id": "s-9001", "role": "student", "name": "Nowa Uczennica", "email": "nowa@example.pl"},
+            {"external_id": "s-9002", "role": "janitor", "name": "Zły Wiersz"},
+        ],
+        "memberships": [{"group_id": "g-1a", "member_id": "s-9001"}],
+    });
+    let (status, report) = server
+        .call(Method::POST, "/api/v1/import", t, Some(document.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["field"], "role", "{report}");
+    assert!(app.store.recipient("s-9001").await.unwrap().is_some());
+    assert!(app.store.recipient("s-9002").await.unwrap().is_none());
+    // Again: nothing changes.
+    let (_, again) = server
+        .call(Method::POST, "/api/v1/import", t, Some(document))
+        .await;
+    let counts = again["counts"].to_string();
+    assert!(!counts.contains("\"created\":1"), "{again}");
+    // Not a document: 422 about it, nothing written.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/import",
+            t,
+            Some(json!({"pupils": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "document");
 }
