@@ -2,7 +2,7 @@
 //! makes one `App` call as the caller's operator, and answers its result as JSON.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Body, Caller};
+use super::{ApiError, Body, Caller, Params};
 use crate::app::{Actor, App, SendContent, SendRequest};
 use crate::diagnose::Lookup;
 use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, Reach};
@@ -94,7 +94,11 @@ struct LedgerQuery {
     ledger: Option<i64>,
 }
 
-async fn wallet(State(app): State<App>, Caller(actor): Caller, q: Query<LedgerQuery>) -> Answer {
+async fn wallet(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Params(q): Params<LedgerQuery>,
+) -> Answer {
     let view = app
         .wallet_view(&actor, q.ledger.unwrap_or(20).clamp(0, 1000))
         .await?;
@@ -156,7 +160,7 @@ struct HolidaysQuery {
 async fn holidays(
     State(app): State<App>,
     Caller(actor): Caller,
-    q: Query<HolidaysQuery>,
+    Params(q): Params<HolidaysQuery>,
 ) -> Answer {
     Ok(axum::Json(app.holidays(&actor, q.all).await?).into_response())
 }
@@ -193,7 +197,11 @@ struct BatchesQuery {
     status: Option<String>,
 }
 
-async fn batches(State(app): State<App>, Caller(actor): Caller, q: Query<BatchesQuery>) -> Answer {
+async fn batches(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    Params(q): Params<BatchesQuery>,
+) -> Answer {
     let status = code_in_query("status", q.status.as_deref())?;
     Ok(axum::Json(app.batches(&actor, status).await?).into_response())
 }
@@ -340,7 +348,7 @@ const PAGE_DEFAULT: i64 = 100;
 async fn messages(
     State(app): State<App>,
     Caller(actor): Caller,
-    q: Query<MessagesQuery>,
+    Params(q): Params<MessagesQuery>,
 ) -> Answer {
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     if !(1..=PAGE_MAX).contains(&limit) {

@@ -60,6 +60,13 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not take this method",
+            )
+        })
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(layers)
         .with_state(app)
@@ -105,6 +112,27 @@ impl FromRequestParts<App> for Caller {
                 )
             })?;
         Ok(Caller(app.authenticate(token).await?))
+    }
+}
+
+/// Query parameters, refused in the API's error shape (400) when they do not parse.
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Params<T>, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+                })?;
+        Ok(Params(value))
     }
 }
 

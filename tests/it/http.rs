@@ -343,6 +343,22 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
             None,
         ),
         (
+            Method::GET,
+            "/api/v1/wallet?ledger=abc",
+            None,
+            400,
+            "bad_request",
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/hold",
+            None,
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        (
             Method::POST,
             "/api/v1/wallet/top-ups",
             Some(json!({"points": "x"})),
