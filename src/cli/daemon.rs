@@ -31,15 +31,43 @@ pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Resu
         }
         None => None,
     };
-    let daemon = Daemon::build_with(settings, store, clock)?;
+    let daemon = match Daemon::build_with(settings, store, clock) {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(e.into());
+        }
+    };
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let stopped = daemon.run_until_stopped(shutdown.clone()).await;
-    // Whatever ended the daemon ends HTTP too.
-    shutdown.cancel();
-    if let Some(http) = http {
-        http.await.context("the HTTP server stopped abnormally")??;
+    let running = daemon.run_until_stopped(shutdown.clone());
+    let Some(mut http) = http else {
+        running.await?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Whichever ends first ends the other: a daemon without its API (or an API over a
+    // stopped daemon) is not half-running unnoticed.
+    tokio::pin!(running);
+    tokio::select! {
+        stopped = &mut running => {
+            shutdown.cancel();
+            let served = http.await.context("the HTTP server stopped abnormally")?;
+            stopped?;
+            served?;
+        }
+        served = &mut http => {
+            // Asked to stop (SIGTERM), the API may simply close first.
+            let asked = shutdown.is_cancelled();
+            if !asked {
+                tracing::error!("the HTTP server stopped; stopping the daemon");
+                shutdown.cancel();
+            }
+            running.await?;
+            served.context("the HTTP server stopped abnormally")??;
+            if !asked {
+                anyhow::bail!("the HTTP server stopped before the daemon was asked to");
+            }
+        }
     }
-    stopped?;
     Ok(ExitCode::SUCCESS)
 }
 

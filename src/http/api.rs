@@ -2,7 +2,7 @@
 //! makes one `App` call as the caller's operator, and answers its result as JSON.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, Body, Caller, Params};
+use super::{ApiError, Body, Caller, Params, PathParam};
 use crate::app::{Actor, App, SendContent, SendRequest};
 use crate::diagnose::Lookup;
 use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, Reach};
@@ -42,6 +42,22 @@ pub(super) fn routes() -> Router<App> {
             "/api/v1/recipients/{id}/diagnosis",
             get(recipient_diagnosis),
         )
+}
+
+/// Refuses an `Idempotency-Key` on a route that cannot honour one yet, rather than
+/// ignoring it: a caller counting on it would repeat a top-up or a send.
+fn no_idempotency_key(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key("idempotency-key") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "idempotency_key: this route does not take an Idempotency-Key yet (only \
+             /api/v1/notifications does); before repeating a request, look at what the \
+             first one did",
+        )
+        .on("idempotency_key"));
+    }
+    Ok(())
 }
 
 /// An id from the path, refused in the API's error shape when it is not a number.
@@ -82,10 +98,14 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
             StatusCode::OK,
             axum::Json(json!({"status": "ready", "checks": {"database": "ok"}})),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready", "checks": {"database": e.to_string()}})),
-        ),
+        Err(e) => {
+            // The cause (which may name a host or user) goes to the log only.
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "not_ready", "checks": {"database": "unreachable"}})),
+            )
+        }
     }
 }
 
@@ -112,7 +132,13 @@ struct TopUp {
     note: String,
 }
 
-async fn top_up(State(app): State<App>, Caller(actor): Caller, Body(t): Body<TopUp>) -> Answer {
+async fn top_up(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    headers: axum::http::HeaderMap,
+    Body(t): Body<TopUp>,
+) -> Answer {
+    no_idempotency_key(&headers)?;
     let wallet = app.top_up(&actor, t.points, &t.note).await?;
     Ok((
         StatusCode::CREATED,
@@ -176,8 +202,10 @@ struct NewHoliday {
 async fn add_holiday(
     State(app): State<App>,
     Caller(actor): Caller,
+    headers: axum::http::HeaderMap,
     Body(h): Body<NewHoliday>,
 ) -> Answer {
+    no_idempotency_key(&headers)?;
     let last = h.last_day.unwrap_or(h.first_day);
     let holiday = app.add_holiday(&actor, &h.name, h.first_day, last).await?;
     Ok((StatusCode::CREATED, axum::Json(holiday)).into_response())
@@ -186,9 +214,9 @@ async fn add_holiday(
 async fn remove_holiday(
     State(app): State<App>,
     Caller(actor): Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam,
 ) -> Answer {
-    app.remove_holiday(&actor, id).await?;
+    app.remove_holiday(&actor, id_in_path(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -207,7 +235,7 @@ async fn batches(
 }
 
 /// The approver's view, with the version an approval or rejection must name.
-async fn batch(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+async fn batch(State(app): State<App>, Caller(actor): Caller, PathParam(id): PathParam) -> Answer {
     let view = app.batch_view(&actor, BatchId(id_in_path(&id)?)).await?;
     Ok(axum::Json(view).into_response())
 }
@@ -227,7 +255,7 @@ struct DecisionBody {
 async fn approve(
     State(app): State<App>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     Body(d): Body<DecisionBody>,
 ) -> Answer {
     decide(app, actor, &id, d, Decision::Approve).await
@@ -236,7 +264,7 @@ async fn approve(
 async fn reject(
     State(app): State<App>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     Body(d): Body<DecisionBody>,
 ) -> Answer {
     let reason = d.reason.clone().unwrap_or_default();
@@ -270,11 +298,11 @@ async fn decide(app: App, actor: Actor, id: &str, d: DecisionBody, decision: Dec
     )
 }
 
-async fn resend(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+async fn resend(State(app): State<App>, Caller(actor): Caller, PathParam(id): PathParam) -> Answer {
     act(app, actor, &id, MessageAction::Resend).await
 }
 
-async fn cancel(State(app): State<App>, Caller(actor): Caller, Path(id): Path<String>) -> Answer {
+async fn cancel(State(app): State<App>, Caller(actor): Caller, PathParam(id): PathParam) -> Answer {
     act(app, actor, &id, MessageAction::Cancel).await
 }
 
@@ -288,7 +316,7 @@ async fn act(app: App, actor: Actor, id: &str, action: MessageAction) -> Answer 
 async fn message_diagnosis(
     State(app): State<App>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Answer {
     let timeline = app
         .diagnose_message(&actor, MessageId(id_in_path(&id)?))
@@ -301,7 +329,7 @@ async fn message_diagnosis(
 async fn recipient_diagnosis(
     State(app): State<App>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Answer {
     match app.diagnose_recipient(&actor, &id).await? {
         Lookup::One(d) => Ok(axum::Json(d).into_response()),
@@ -475,7 +503,13 @@ impl SendBody {
 
 /// `201` with the batch and what it will do; a dry run answers `200` and stores
 /// nothing.
-async fn send(State(app): State<App>, Caller(actor): Caller, Body(b): Body<SendBody>) -> Answer {
+async fn send(
+    State(app): State<App>,
+    Caller(actor): Caller,
+    headers: axum::http::HeaderMap,
+    Body(b): Body<SendBody>,
+) -> Answer {
+    no_idempotency_key(&headers)?;
     let request = SendRequest {
         audience: b.audience()?,
         reach: b.reach.unwrap_or(Reach::Both),
@@ -531,13 +565,21 @@ async fn notify(
     headers: axum::http::HeaderMap,
     Body(raw): Body<serde_json::Value>,
 ) -> Answer {
-    // The request's fingerprint is its JSON with keys in order, so spacing and key
-    // order do not make a retry "another request".
-    let canonical = serde_json::to_string(&raw).unwrap_or_default();
-    let request_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()));
     let n: NotifyBody = serde_json::from_value(raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let channel = code_in_query("channel", n.channel.as_deref())?.unwrap_or(Channel::Email);
+    // The request's fingerprint is what it asks for, defaults filled in: spacing, key
+    // order or a default spelt out do not make a retry "another request".
+    let asked = json!({
+        "recipient": n.recipient,
+        "channel": channel.as_str(),
+        "subject": n.subject,
+        "body": n.body,
+        "transliterate": n.transliterate,
+    });
+    let request_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        asked.to_string().as_bytes(),
+    ));
     let content = crate::compose::Content::for_channel(
         app.settings(),
         crate::domain::MessageKind::System,

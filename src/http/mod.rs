@@ -51,8 +51,10 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
             )
             .into_response()
         }))
+        // 503, not 408: a 408 invites clients to retry, and the request may have
+        // done its work before the clock ran out.
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
         .layer(CompressionLayer::new());
@@ -69,7 +71,25 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(layers)
+        .layer(axum::middleware::map_response(in_the_api_shape))
         .with_state(app)
+}
+
+/// Answers that a layer produced without a body (the timeout's 503) get the API's
+/// error shape like every other failure.
+async fn in_the_api_shape(response: axum::response::Response) -> axum::response::Response {
+    let bare = response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::CONTENT_TYPE);
+    if bare {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took longer than http.request_timeout; it may or may not have taken \
+             effect: look before repeating it",
+        )
+        .into_response();
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown`: then the listener closes and the
@@ -85,8 +105,8 @@ pub async fn serve(
         .with_graceful_shutdown(async move { stopping.cancelled().await });
     tokio::select! {
         served = server => served,
-        // A request that outlives the grace period is cut off rather than holding
-        // the daemon's stop past what systemd allows.
+        // Past the grace period the daemon stops waiting for requests in flight;
+        // their connections end with the process.
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => Ok(()),
     }
 }
@@ -112,6 +132,21 @@ impl FromRequestParts<App> for Caller {
                 )
             })?;
         Ok(Caller(app.authenticate(token).await?))
+    }
+}
+
+/// A path parameter, refused in the API's error shape (404) when it does not parse.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathParam, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.body_text()))?;
+        Ok(PathParam(value))
     }
 }
 

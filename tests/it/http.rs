@@ -351,6 +351,22 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
             None,
         ),
         (
+            Method::DELETE,
+            "/api/v1/holidays/abc",
+            None,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/recipients/%FF/diagnosis",
+            None,
+            404,
+            "not_found",
+            None,
+        ),
+        (
             Method::PATCH,
             "/api/v1/hold",
             None,
@@ -422,6 +438,31 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
             "{method} {path}: {answer}"
         );
     }
+    // A 401 says which scheme would do.
+    let res = server
+        .client
+        .get(format!("{}/api/v1/wallet", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    // A route that cannot honour an Idempotency-Key refuses one instead of ignoring it.
+    let res = server
+        .client
+        .post(format!("{}/api/v1/wallet/top-ups", server.base))
+        .bearer_auth(&owner)
+        .header("Idempotency-Key", "fv-1")
+        .json(&json!({"points": 5, "note": "FV 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.store.wallet().await.unwrap().balance,
+        0,
+        "nothing credited"
+    );
     // Over the limit: 413 in the same shape, and nothing written.
     let big = json!({"name": "x".repeat(4000), "first_day": "2099-05-02"});
     let (status, answer) = server
@@ -775,6 +816,11 @@ async fn one_idempotency_key_makes_one_message_under_a_hundred_concurrent_reques
     assert_eq!(created, 1, "one request created it, the others found it");
     assert_eq!(ids.len(), 1, "every answer carries its id: {ids:?}");
     assert_eq!(app.messages_to("t-3001").await.len(), 1, "one message");
+    // The same request with its defaults spelt out is the same request.
+    let spelt_out = json!({"recipient": "t-3001", "channel": "email", "subject": "Password reset",
+        "body": "Your code is 1234.", "transliterate": false});
+    let (status, answer) = call_with_key(&first, &secretary, "reset-t-3001-0001", &spelt_out).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     // The same key with another request is refused; a request without a key is new.
     let other_body =
         json!({"recipient": "t-3001", "subject": "Password reset", "body": "Your code is 9999."});
