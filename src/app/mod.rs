@@ -15,6 +15,7 @@ mod import;
 mod messages;
 mod operators;
 mod outbox;
+mod reports;
 mod rules;
 mod templates;
 mod tokens;

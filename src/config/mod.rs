@@ -236,7 +236,10 @@ impl Raw {
             eligibility: school::eligibility(&self.eligibility),
             dispatch: dispatch.expect("a bad schedule was reported above"),
             email: email.expect("a bad email setting was reported above"),
-            sms: sms.expect("a bad SMS setting was reported above"),
+            sms: SmsSettings {
+                public_url: http.public_url.clone(),
+                ..sms.expect("a bad SMS setting was reported above")
+            },
             approval,
             rules: rules.expect("a bad rule setting was reported above"),
             diagnose: tools::diagnose(&self.diagnose),

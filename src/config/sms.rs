@@ -37,6 +37,7 @@ pub(super) struct RawSmsFile {
 pub(super) struct RawSmsapi {
     pub(super) url: String,
     pub(super) token: SecretString,
+    pub(super) report_secret: SecretString,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,9 @@ pub struct SmsSettings {
     pub segments_per_second: u32,
     /// Below this balance the wallet is reported low.
     pub low_balance_threshold: i64,
+    /// `http.public_url`: where the gateways are asked to send delivery reports;
+    /// `None`: they are not asked.
+    pub public_url: Option<reqwest::Url>,
 }
 
 /// An SMS gateway and its settings.
@@ -88,6 +92,8 @@ pub enum SmsGateway {
         url: reqwest::Url,
         /// The OAuth bearer token.
         token: SecretString,
+        /// The secret in the path of the delivery-report URL; `None`: no reports.
+        report_secret: Option<SecretString>,
     },
     /// Twilio Programmable Messaging.
     Twilio {
@@ -173,6 +179,8 @@ pub(super) fn check(raw: &RawSms, timeout: Duration, bad: &mut Problems) -> Opti
         timeout,
         segments_per_second: raw.segments_per_second.max(1),
         low_balance_threshold: raw.low_balance_threshold.max(0),
+        // Filled in from `[http]` once that section is checked.
+        public_url: None,
     })
 }
 
@@ -198,9 +206,11 @@ fn check_gateway(raw: &RawSms, bad: &mut Problems) -> Option<SmsGateway> {
                 present(&raw.smsapi.token),
                 "the OAuth token from the SMSAPI panel",
             );
+            let report_secret = check_report_secret(bad, &raw.smsapi.report_secret);
             check_url(bad, "sms.smsapi.url", &raw.smsapi.url).map(|url| SmsGateway::Smsapi {
                 url,
                 token: raw.smsapi.token.clone(),
+                report_secret,
             })
         }
         "twilio" => {
@@ -246,6 +256,28 @@ fn check_gateway(raw: &RawSms, bad: &mut Problems) -> Option<SmsGateway> {
             None
         }
     }
+}
+
+/// `sms.smsapi.report_secret`: SMSAPI signs nothing, so the secret in the report URL's
+/// path is what tells SMSAPI from anyone else; it must be long and fit in a path.
+fn check_report_secret(bad: &mut Problems, secret: &SecretString) -> Option<SecretString> {
+    let text = secret.expose_secret().trim();
+    if text.is_empty() {
+        return None;
+    }
+    let fits = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if text.chars().count() < 24 || !fits {
+        bad.add(
+            "sms.smsapi.report_secret",
+            "***",
+            "at least 24 letters, digits, - or _ (e.g. `openssl rand -hex 16`), or \"\" for no \
+             delivery reports",
+        );
+        return None;
+    }
+    Some(SecretString::from(text.to_owned()))
 }
 
 /// A gateway's endpoint: an http or https URL.

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod eligibility;
 pub mod message;
 pub mod reason;
+pub mod report;
 pub mod retry;
 pub mod schedule;
 pub mod sms;

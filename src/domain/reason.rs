@@ -48,6 +48,9 @@ stable_codes! {
         /// The connection broke after the message was handed over: it may or may not
         /// have arrived.
         OutcomeUnknown = "outcome_unknown",
+        /// The gateway accepted the SMS, then reported that it never reached the
+        /// phone (switched off too long, number gone, refused by the network).
+        Undelivered = "undelivered",
         /// A periodic message could not go in time (a birthday greeting after the day).
         TooLate = "too_late",
         /// What a periodic message was about is settled (the instalment was paid).
@@ -85,6 +88,9 @@ impl Reason {
             }
             Reason::OutcomeUnknown => {
                 "the connection broke after the message was handed over; it may have arrived"
+            }
+            Reason::Undelivered => {
+                "the SMS gateway took it, then reported that it did not reach the phone"
             }
             Reason::TooLate => "it could not go out in time (outside the window or a holiday)",
             Reason::NoLongerRelevant => "what it was about is settled (for example, paid)",
@@ -142,6 +148,7 @@ mod tests {
                 "rejected_by_server",
                 "attempts_exhausted",
                 "outcome_unknown",
+                "undelivered",
                 "too_late",
                 "no_longer_relevant",
             ]

@@ -7,6 +7,7 @@
 
 mod api;
 mod error;
+mod hooks;
 
 use std::time::Duration;
 
@@ -59,6 +60,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         ))
         .layer(CompressionLayer::new());
     api::routes()
+        .merge(hooks::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
         })

@@ -939,6 +939,40 @@ pub trait TokenStore: Send + Sync {
     async fn touch_token(&self, id: i64, at: DateTime<Utc>) -> Result<()>;
 }
 
+/// A delivery report as it was kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportRecord {
+    /// The gateway it came from.
+    pub gateway: String,
+    /// What it said, in Herald's terms.
+    pub state: crate::domain::report::ReportState,
+    /// The gateway's own words.
+    pub status: String,
+    /// When the gateway says it happened.
+    pub reported_at: Option<DateTime<Utc>>,
+    /// When Herald received it.
+    pub received_at: DateTime<Utc>,
+    /// What it did to the message.
+    pub effect: crate::domain::report::ReportEffect,
+}
+
+/// Delivery reports from the SMS gateways.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Keeps a report and applies it to its message in one transaction: `sent` or
+    /// `unknown` becomes `delivered` or `failed` (reason `undelivered`); a message
+    /// still `sending` keeps it pending until its acceptance is recorded; anything
+    /// else is left as it is. Says what it did.
+    async fn record_report(
+        &self,
+        report: &crate::domain::report::DeliveryReport,
+        now: DateTime<Utc>,
+    ) -> Result<crate::domain::report::ReportEffect>;
+
+    /// The reports about a message, oldest first.
+    async fn reports(&self, id: MessageId) -> Result<Vec<ReportRecord>>;
+}
+
 /// Everything Herald stores, behind one handle: what `open` returns.
 pub trait Store:
     DirectoryStore
@@ -952,6 +986,7 @@ pub trait Store:
     + RuleStore
     + DiagnosisStore
     + TokenStore
+    + ReportStore
 {
 }
 
@@ -967,6 +1002,7 @@ impl<T> Store for T where
         + RuleStore
         + DiagnosisStore
         + TokenStore
+        + ReportStore
 {
 }
 

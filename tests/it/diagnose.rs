@@ -350,6 +350,7 @@ async fn doctor_checks_the_servers_without_sending_anything(app: TestApp) {
     settings.sms.gateway = herald::config::SmsGateway::Smsapi {
         url: format!("{}/sms.do", sms.uri()).parse().unwrap(),
         token: secrecy::SecretString::from("t0ken"),
+        report_secret: None,
     };
     settings.rules.birthday.enabled = true;
     settings.rules.birthday.template = "birthday".into();
@@ -381,6 +382,7 @@ async fn doctor_checks_the_servers_without_sending_anything(app: TestApp) {
     settings.sms.gateway = herald::config::SmsGateway::Smsapi {
         url: format!("{}/sms.do", sms.uri()).parse().unwrap(),
         token: secrecy::SecretString::from("wrong"),
+        report_secret: None,
     };
     let checks = doctor::doctor(&settings, now()).await;
     let smtp_check = checks.iter().find(|c| c.code == "email.transport").unwrap();

@@ -81,6 +81,7 @@ async fn smsapi_sends_the_documented_form_with_bearer_token_and_idx() {
         &sms_settings(SmsGateway::Smsapi {
             url: format!("{}/sms.do", server.uri()).parse().unwrap(),
             token: SecretString::from("t0ken"),
+            report_secret: None,
         })
         .sms,
     )
@@ -110,6 +111,7 @@ async fn smsapi_errors_with_http_200_are_mapped_and_a_retry_carries_the_same_idx
         &sms_settings(SmsGateway::Smsapi {
             url: format!("{}/sms.do", server.uri()).parse().unwrap(),
             token: SecretString::from("t0ken"),
+            report_secret: None,
         })
         .sms,
     )
@@ -175,6 +177,7 @@ async fn smsapi_errors_with_http_200_are_mapped_and_a_retry_carries_the_same_idx
         &sms_settings(SmsGateway::Smsapi {
             url: format!("{}/sms.do", server2.uri()).parse().unwrap(),
             token: SecretString::from("bad"),
+            report_secret: None,
         })
         .sms,
     )
@@ -359,6 +362,7 @@ fn smsapi(app: &TestApp, server: &MockServer) -> Settings {
     settings.sms.gateway = SmsGateway::Smsapi {
         url: format!("{}/sms.do", server.uri()).parse().unwrap(),
         token: SecretString::from("t0ken"),
+        report_secret: None,
     };
     settings.email.transport = herald::config::EmailTransport::File {
         dir: app.path("outbox"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 
 use super::SendOutcome;
 use crate::config::{SmsGateway, SmsSettings};
@@ -45,7 +46,7 @@ pub struct OutgoingSms<'a> {
 impl OutgoingSms<'_> {
     /// The key a gateway uses to recognise a retry of the same message.
     pub fn idempotency_key(&self) -> String {
-        format!("herald-{}-{}", self.id, self.created_at.timestamp())
+        crate::domain::report::MessageKey::of(self.id, self.created_at).to_string()
     }
 }
 
@@ -78,11 +79,21 @@ impl SmsChannel {
                 .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
                 .build()
         };
+        let hook = |tail: &str| settings.public_url.as_ref().map(|p| hook_url(p, tail));
         let gateway: Box<dyn Gateway> = match &settings.gateway {
             SmsGateway::File { path } => Box::new(file::FileGateway::new(path.clone())),
-            SmsGateway::Smsapi { url, token } => {
-                Box::new(smsapi::Smsapi::new(client()?, url.clone(), token.clone()))
-            }
+            SmsGateway::Smsapi {
+                url,
+                token,
+                report_secret,
+            } => Box::new(smsapi::Smsapi::new(
+                client()?,
+                url.clone(),
+                token.clone(),
+                report_secret
+                    .as_ref()
+                    .and_then(|s| hook(&format!("smsapi/{}", s.expose_secret()))),
+            )),
             SmsGateway::Twilio {
                 url,
                 account_sid,
@@ -91,14 +102,18 @@ impl SmsChannel {
             } => Box::new(twilio::Twilio::new(
                 client()?,
                 url.clone(),
-                account_sid.clone(),
-                auth_token.clone(),
-                messaging_service_sid.clone(),
+                twilio::TwilioAccount {
+                    account_sid: account_sid.clone(),
+                    auth_token: auth_token.clone(),
+                    messaging_service_sid: messaging_service_sid.clone(),
+                },
+                hook("twilio"),
             )),
             SmsGateway::Webhook { url, secret } => Box::new(webhook::Webhook::new(
                 client()?,
                 url.clone(),
                 secret.clone(),
+                hook("webhook"),
             )),
         };
         let rate = NonZeroU32::new(settings.segments_per_second).unwrap_or(NonZeroU32::MIN);
@@ -145,6 +160,17 @@ impl SmsChannel {
         }
         self.gateway.send(sms).await
     }
+}
+
+/// The address of a delivery-report hook under Herald's public URL (which may have a
+/// path of its own, behind a reverse proxy): `<public_url>/hooks/<tail>`.
+pub fn hook_url(public_url: &reqwest::Url, tail: &str) -> reqwest::Url {
+    let mut url = public_url.clone();
+    let base = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base}/hooks/{tail}"));
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 /// What a transport error means: a connection that never opened is safe to retry;

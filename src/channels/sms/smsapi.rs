@@ -17,18 +17,31 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Gateway, OutgoingSms, classify_status, classify_transport};
 use crate::channels::SendOutcome;
+use crate::domain::report::{DeliveryReport, MessageKey, ReportState};
 
 /// The SMSAPI.pl gateway.
 pub struct Smsapi {
     client: reqwest::Client,
     url: reqwest::Url,
     token: SecretString,
+    notify_url: Option<reqwest::Url>,
 }
 
 impl Smsapi {
-    /// A gateway posting to `url` (normally `https://api.smsapi.pl/sms.do`).
-    pub fn new(client: reqwest::Client, url: reqwest::Url, token: SecretString) -> Smsapi {
-        Smsapi { client, url, token }
+    /// A gateway posting to `url` (normally `https://api.smsapi.pl/sms.do`), asking
+    /// for delivery reports at `notify_url` where there is one.
+    pub fn new(
+        client: reqwest::Client,
+        url: reqwest::Url,
+        token: SecretString,
+        notify_url: Option<reqwest::Url>,
+    ) -> Smsapi {
+        Smsapi {
+            client,
+            url,
+            token,
+            notify_url,
+        }
     }
 }
 
@@ -81,7 +94,7 @@ impl Gateway for Smsapi {
         url.query_pairs_mut().append_pair("format", "json");
         let key = sms.idempotency_key();
         let to = sms.to.e164().trim_start_matches('+').to_owned();
-        let form = [
+        let mut form = vec![
             ("to", to.as_str()),
             ("message", sms.text),
             ("from", sms.sender),
@@ -89,6 +102,10 @@ impl Gateway for Smsapi {
             ("idx", key.as_str()),
             ("check_idx", "1"),
         ];
+        // Overrides the callback address set in SMSAPI's panel, for this message.
+        if let Some(url) = &self.notify_url {
+            form.push(("notify_url", url.as_str()));
+        }
         let response = self
             .client
             .post(url)
@@ -170,4 +187,69 @@ impl Gateway for Smsapi {
 /// The start of a response body, for the attempt's record.
 pub(crate) fn clip(body: &str) -> String {
     body.chars().take(300).collect()
+}
+
+/// SMSAPI's report codes, their names, and what they mean for Herald (from SMSAPI's
+/// "statusy wiadomości": 402–407 are final failures, 403/409/410 on the way, 401/408
+/// unknown to SMSAPI itself).
+const REPORT_CODES: [(&str, &str, ReportState); 10] = [
+    ("401", "NOT_FOUND", ReportState::Unknown),
+    ("402", "EXPIRED", ReportState::Undelivered),
+    ("403", "SENT", ReportState::InFlight),
+    ("404", "DELIVERED", ReportState::Delivered),
+    ("405", "UNDELIVERED", ReportState::Undelivered),
+    ("406", "FAILED", ReportState::Undelivered),
+    ("407", "REJECTED", ReportState::Undelivered),
+    ("408", "UNKNOWN", ReportState::Unknown),
+    ("409", "QUEUE", ReportState::InFlight),
+    ("410", "ACCEPTED", ReportState::InFlight),
+];
+
+/// Reads SMSAPI's delivery-report callback: one to five reports per request, as
+/// parallel comma-separated lists `MsgId`, `status`, `idx` and `donedate` (Unix
+/// seconds), sent as a query (GET) or a form (POST). Says which field is wrong when
+/// the request is not one.
+pub fn reports(fields: &[(String, String)]) -> Result<Vec<DeliveryReport>, String> {
+    let list = |name: &str| -> Option<Vec<&str>> {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.split(',').map(str::trim).collect())
+    };
+    let ids = list("MsgId").ok_or("MsgId: expected the message ids, comma-separated")?;
+    let statuses = list("status").ok_or("status: expected the status codes, comma-separated")?;
+    if statuses.len() != ids.len() {
+        return Err(format!(
+            "status: expected {} codes, one per MsgId, found {}",
+            ids.len(),
+            statuses.len()
+        ));
+    }
+    let idx = list("idx").unwrap_or_default();
+    let done = list("donedate").unwrap_or_default();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let code = statuses[i];
+            let (name, state) = REPORT_CODES
+                .iter()
+                .find(|(c, n, _)| *c == code || n.eq_ignore_ascii_case(code))
+                .map(|(_, n, s)| (*n, *s))
+                .ok_or_else(|| {
+                    format!("status: expected an SMSAPI status code (401–410), found {code:?}")
+                })?;
+            let at = done
+                .get(i)
+                .and_then(|d| d.parse::<i64>().ok())
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+            Ok(DeliveryReport {
+                gateway: "smsapi",
+                key: idx.get(i).and_then(|k| MessageKey::parse(k)),
+                provider_id: Some((*id).to_owned()).filter(|id| !id.is_empty()),
+                state,
+                status: format!("{code} {name}"),
+                at,
+            })
+        })
+        .collect()
 }

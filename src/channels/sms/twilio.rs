@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::smsapi::clip;
 use super::{Gateway, OutgoingSms, classify_status, classify_transport};
 use crate::channels::SendOutcome;
+use crate::domain::report::{DeliveryReport, MessageKey, ReportState};
 
 /// The Twilio gateway.
 pub struct Twilio {
@@ -24,23 +25,35 @@ pub struct Twilio {
     account_sid: String,
     auth_token: SecretString,
     messaging_service_sid: Option<String>,
+    status_callback: Option<reqwest::Url>,
+}
+
+/// Twilio's settings as the gateway needs them.
+pub struct TwilioAccount {
+    /// The account SID.
+    pub account_sid: String,
+    /// The auth token (also the key of the callbacks' signature).
+    pub auth_token: SecretString,
+    /// A messaging service to send from instead of the sender number.
+    pub messaging_service_sid: Option<String>,
 }
 
 impl Twilio {
-    /// A gateway on the API at `url` (normally `https://api.twilio.com`).
+    /// A gateway on the API at `url` (normally `https://api.twilio.com`), asking for
+    /// delivery reports at `status_callback` where there is one.
     pub fn new(
         client: reqwest::Client,
         url: reqwest::Url,
-        account_sid: String,
-        auth_token: SecretString,
-        messaging_service_sid: Option<String>,
+        account: TwilioAccount,
+        status_callback: Option<reqwest::Url>,
     ) -> Twilio {
         Twilio {
             client,
             url,
-            account_sid,
-            auth_token,
-            messaging_service_sid,
+            account_sid: account.account_sid,
+            auth_token: account.auth_token,
+            messaging_service_sid: account.messaging_service_sid,
+            status_callback,
         }
     }
 }
@@ -91,6 +104,15 @@ impl Gateway for Twilio {
         match &self.messaging_service_sid {
             Some(service) => form.push(("MessagingServiceSid", service.clone())),
             None => form.push(("From", sms.sender.to_owned())),
+        }
+        if let Some(callback) = &self.status_callback {
+            // Herald's key in the callback's address names the message even when the
+            // report comes before Herald recorded the sid Twilio answered with.
+            let mut callback = callback.clone();
+            callback
+                .query_pairs_mut()
+                .append_pair("ref", &sms.idempotency_key());
+            form.push(("StatusCallback", callback.into()));
         }
         let response = self
             .client
@@ -166,4 +188,87 @@ impl Gateway for Twilio {
             _ => classify_status(status, detail),
         }
     }
+}
+
+/// The signature Twilio puts in `X-Twilio-Signature`: Base64 of HMAC-SHA1, keyed with
+/// the auth token, over the full URL Twilio called followed by each form field's name
+/// and value, sorted by name (twilio.com/docs/usage/security#validating-requests).
+pub fn signature(auth_token: &[u8], url: &str, fields: &[(String, String)]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut sorted: Vec<&(String, String)> = fields.iter().collect();
+    sorted.sort();
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(auth_token).expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `given` is Twilio's signature of the request, compared in constant time.
+/// Twilio may sign an https URL with or without its default port, so both are tried.
+pub fn signed_by_twilio(
+    auth_token: &[u8],
+    url: &reqwest::Url,
+    fields: &[(String, String)],
+    given: &str,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut candidates = vec![url.to_string()];
+    if let Some(port) = url.port_or_known_default() {
+        let mut with_port = url.clone();
+        if url.port().is_none() && with_port.set_port(Some(port)).is_ok() {
+            candidates.push(with_port.to_string());
+        }
+    }
+    candidates.iter().fold(false, |ok, candidate| {
+        let expected = signature(auth_token, candidate, fields);
+        ok | bool::from(expected.as_bytes().ct_eq(given.trim().as_bytes()))
+    })
+}
+
+/// Reads Twilio's status callback (form fields `MessageSid`, `MessageStatus`,
+/// `ErrorCode`), with Herald's key from the callback URL's `ref` where it is there.
+/// Statuses from Twilio's message resource: `delivered` and `read` reached the phone;
+/// `undelivered`, `failed` and `canceled` will not; the rest are on the way.
+pub fn report(
+    fields: &[(String, String)],
+    reference: Option<&str>,
+) -> Result<DeliveryReport, String> {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let sid = field("MessageSid").ok_or("MessageSid: expected the message's sid")?;
+    let status = field("MessageStatus").ok_or("MessageStatus: expected the message's status")?;
+    let state = match status {
+        "delivered" | "read" => ReportState::Delivered,
+        "undelivered" | "failed" | "canceled" => ReportState::Undelivered,
+        "accepted" | "scheduled" | "queued" | "sending" | "sent" | "partially_delivered" => {
+            ReportState::InFlight
+        }
+        other => {
+            return Err(format!(
+                "MessageStatus: expected one of Twilio's message statuses, found {other:?}"
+            ));
+        }
+    };
+    let words = match field("ErrorCode") {
+        Some(code) => format!("{status} (error {code})"),
+        None => status.to_owned(),
+    };
+    Ok(DeliveryReport {
+        gateway: "twilio",
+        key: reference.and_then(MessageKey::parse),
+        provider_id: Some(sid.to_owned()),
+        state,
+        status: words,
+        at: None,
+    })
 }

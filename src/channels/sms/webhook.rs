@@ -1,11 +1,14 @@
 //! The `webhook` gateway, for schools with a gateway of their own: a JSON POST
-//! `{"id", "to", "text", "encoding", "segments", "sender"}` with the headers
+//! `{"id", "to", "text", "encoding", "segments", "sender", "report_url"}` with the headers
 //! `Idempotency-Key` (the same for every attempt of a message, so the receiver can
 //! drop a retry it already took) and `X-Herald-Signature: sha256=HEX`, an
 //! HMAC-SHA256 of the body with the shared secret, so the receiver can tell Herald
 //! from anyone else. 2xx accepts (an optional `{"id": "…"}` is kept as the provider's
 //! id); 429 and 5xx are passing; any other 4xx refuses, and
 //! `{"error": "invalid_number"}` marks the number failing.
+//!
+//! When `http.public_url` is set, the body carries `report_url`: the receiver posts
+//! delivery reports there, signed the same way (see [`report`]).
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -15,6 +18,7 @@ use sha2::Sha256;
 use super::smsapi::clip;
 use super::{Gateway, OutgoingSms, classify_status, classify_transport};
 use crate::channels::SendOutcome;
+use crate::domain::report::{DeliveryReport, MessageKey, ReportState};
 
 /// The header carrying the body's signature.
 pub const SIGNATURE_HEADER: &str = "X-Herald-Signature";
@@ -24,17 +28,84 @@ pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
     secret: SecretString,
+    report_url: Option<reqwest::Url>,
 }
 
 impl Webhook {
-    /// A gateway posting to `url`, signing with `secret`.
-    pub fn new(client: reqwest::Client, url: reqwest::Url, secret: SecretString) -> Webhook {
+    /// A gateway posting to `url`, signing with `secret`, and telling the receiver to
+    /// report deliveries to `report_url` where there is one.
+    pub fn new(
+        client: reqwest::Client,
+        url: reqwest::Url,
+        secret: SecretString,
+        report_url: Option<reqwest::Url>,
+    ) -> Webhook {
         Webhook {
             client,
             url,
             secret,
+            report_url,
         }
     }
+}
+
+/// Whether `given` (the `X-Herald-Signature` header) signs `body` with `secret`,
+/// compared in constant time.
+pub fn signed(secret: &[u8], body: &[u8], given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    signature(secret, body)
+        .as_bytes()
+        .ct_eq(given.trim().as_bytes())
+        .into()
+}
+
+/// A delivery report to `POST /hooks/webhook`, signed like Herald's own requests.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    /// The `id` Herald sent (its key of the message).
+    id: String,
+    /// `delivered`, `undelivered`, `failed`, or a state on the way.
+    status: String,
+    /// The receiver's own id of the message, if it gave one.
+    provider_id: Option<String>,
+    /// When it happened.
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The receiver's words on a failure.
+    error: Option<String>,
+}
+
+/// Reads a webhook delivery report: JSON `{"id", "status", "provider_id"?, "at"?,
+/// "error"?}`, where `id` is the one Herald sent and `status` is `delivered`,
+/// `undelivered` or `failed` (final), or `queued`, `accepted` or `sent` (on the way).
+pub fn report(body: &[u8]) -> Result<DeliveryReport, String> {
+    let r: Report = serde_json::from_slice(body).map_err(|e| {
+        format!("expected JSON {{\"id\", \"status\", \"provider_id\"?, \"at\"?, \"error\"?}}: {e}")
+    })?;
+    let key = MessageKey::parse(&r.id)
+        .ok_or_else(|| format!("id: expected the id Herald sent (herald-…), found {:?}", r.id))?;
+    let state = match r.status.as_str() {
+        "delivered" => ReportState::Delivered,
+        "undelivered" | "failed" => ReportState::Undelivered,
+        "queued" | "accepted" | "sent" => ReportState::InFlight,
+        other => {
+            return Err(format!(
+                "status: expected delivered, undelivered, failed, queued, accepted or sent, \
+                 found {other:?}"
+            ));
+        }
+    };
+    Ok(DeliveryReport {
+        gateway: "webhook",
+        key: Some(key),
+        provider_id: r.provider_id,
+        state,
+        status: match r.error {
+            Some(e) => format!("{} ({e})", r.status),
+            None => r.status,
+        },
+        at: r.at,
+    })
 }
 
 /// `sha256=HEX` of HMAC-SHA256(secret, body).
@@ -61,6 +132,7 @@ impl Gateway for Webhook {
             "encoding": sms.size.encoding,
             "segments": sms.size.segments,
             "sender": sms.sender,
+            "report_url": self.report_url.as_ref().map(reqwest::Url::as_str),
         })
         .to_string();
         let response = self

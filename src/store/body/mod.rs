@@ -55,6 +55,7 @@ use super::{
 mod admin;
 mod directory;
 mod outbox;
+mod reports;
 mod rules;
 mod tokens;
 

@@ -109,7 +109,7 @@ async fn abandon(
 
 /// Settles the points reserved for a message: charged when the gateway accepted it,
 /// otherwise given back to the balance. Nothing to do when none are reserved.
-async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) -> Result<()> {
     let reserved: Option<i64> = sqlx::query_scalar(concat!(
         "SELECT reserved_points FROM messages WHERE id = $1",
         for_update!()
@@ -726,6 +726,10 @@ impl OutboxStore for Backend {
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
+        if matches!(new_status, MessageStatus::Sent | MessageStatus::Unknown) {
+            // A delivery report may have come before this answer was recorded.
+            super::reports::apply_pending(&mut tx, id.0, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
