@@ -106,7 +106,14 @@ mod tests {
         let key = MessageKey::of(MessageId(42), at);
         assert_eq!(key.to_string(), "herald-42-1795510800");
         assert_eq!(MessageKey::parse(&key.to_string()), Some(key));
-        for bad in ["", "herald-", "herald-42", "herald-x-1", "42-1795510800", "herald-4-2-1"] {
+        for bad in [
+            "",
+            "herald-",
+            "herald-42",
+            "herald-x-1",
+            "42-1795510800",
+            "herald-4-2-1",
+        ] {
             assert_eq!(MessageKey::parse(bad), None, "{bad}");
         }
     }

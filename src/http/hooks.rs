@@ -162,5 +162,8 @@ async fn webhook_report(
     }
     let report = webhook::report(&body).map_err(malformed)?;
     let effects = app.delivery_reports(std::slice::from_ref(&report)).await?;
-    Ok(axum::Json(serde_json::json!({ "effect": effects.first().map(|e| e.as_str()) })).into_response())
+    Ok(
+        axum::Json(serde_json::json!({ "effect": effects.first().map(|e| e.as_str()) }))
+            .into_response(),
+    )
 }

@@ -25,10 +25,10 @@ conformance!(
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     stop: CancellationToken,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Drop for Server {
@@ -50,6 +50,14 @@ impl Server {
     ) -> Server {
         let mut settings = app.settings.clone();
         settings.http.body_limit = body_limit;
+        Server::start_with(store, settings).await
+    }
+
+    /// A server over `store` with `settings`, on a loopback port, its clock at `now()`.
+    pub(crate) async fn start_with(
+        store: std::sync::Arc<dyn herald::store::Store>,
+        settings: herald::config::Settings,
+    ) -> Server {
         let herald = herald::app::App::new(
             store,
             std::sync::Arc::new(settings.clone()),

@@ -17,6 +17,7 @@ mod diagnose;
 mod directory;
 mod dispatch;
 mod email;
+mod hooks;
 mod http;
 mod import;
 mod multi;

@@ -253,3 +253,51 @@ pub fn reports(fields: &[(String, String)]) -> Result<Vec<DeliveryReport>, Strin
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn up_to_five_reports_come_as_parallel_lists() {
+        let r = reports(&fields(&[
+            ("MsgId", "1001,1002,1003"),
+            ("status", "404,405,403"),
+            ("idx", "herald-1-1795510800,,herald-3-1795510800"),
+            ("donedate", "1795510900,1795510901,1795510902"),
+            ("username", "szkola,szkola,szkola"),
+        ]))
+        .unwrap();
+        let states: Vec<_> = r.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            [
+                ReportState::Delivered,
+                ReportState::Undelivered,
+                ReportState::InFlight
+            ]
+        );
+        assert_eq!(r[0].status, "404 DELIVERED");
+        assert_eq!(r[0].key.map(|k| k.id.0), Some(1));
+        assert_eq!(r[1].key, None, "an empty idx names no key");
+        assert_eq!(r[1].provider_id.as_deref(), Some("1002"));
+        assert_eq!(r[2].at.map(|t| t.timestamp()), Some(1_795_510_902));
+    }
+
+    #[test]
+    fn a_report_that_is_not_one_names_its_field() {
+        let missing = reports(&fields(&[("status", "404")])).unwrap_err();
+        assert!(missing.starts_with("MsgId:"), "{missing}");
+        let short = reports(&fields(&[("MsgId", "1,2"), ("status", "404")])).unwrap_err();
+        assert!(short.starts_with("status: expected 2 codes"), "{short}");
+        let odd = reports(&fields(&[("MsgId", "1"), ("status", "499")])).unwrap_err();
+        assert!(odd.starts_with("status:"), "{odd}");
+    }
+}

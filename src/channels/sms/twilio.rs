@@ -218,11 +218,16 @@ pub fn signed_by_twilio(
 ) -> bool {
     use subtle::ConstantTimeEq;
     let mut candidates = vec![url.to_string()];
-    if let Some(port) = url.port_or_known_default() {
-        let mut with_port = url.clone();
-        if url.port().is_none() && with_port.set_port(Some(port)).is_ok() {
-            candidates.push(with_port.to_string());
-        }
+    // `Url` never spells out a default port, so the variant with one is built here.
+    if let (None, Some(port), Some(host)) =
+        (url.port(), url.port_or_known_default(), url.host_str())
+    {
+        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        candidates.push(format!(
+            "{}://{host}:{port}{}{query}",
+            url.scheme(),
+            url.path()
+        ));
     }
     candidates.iter().fold(false, |ok, candidate| {
         let expected = signature(auth_token, candidate, fields);
@@ -271,4 +276,90 @@ pub fn report(
         status: words,
         at: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectors of Twilio's own request validator tests (twilio-python,
+    /// `tests/unit/test_request_validator.py`).
+    fn twilio_example() -> Vec<(String, String)> {
+        [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+            ("Caller", "+14158675309"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+    }
+
+    #[test]
+    fn the_signature_matches_twilios_published_example() {
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            signature(b"12345", url, &twilio_example()),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+        let url: reqwest::Url = url.parse().unwrap();
+        let fields = twilio_example();
+        assert!(signed_by_twilio(
+            b"12345",
+            &url,
+            &fields,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        // Twilio may sign the URL with its default port spelled out.
+        assert!(signed_by_twilio(
+            b"12345",
+            &url,
+            &fields,
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        ));
+        assert!(!signed_by_twilio(
+            b"12346",
+            &url,
+            &fields,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+        let mut changed = fields.clone();
+        changed[1].1 = "1235".to_owned();
+        assert!(!signed_by_twilio(
+            b"12345",
+            &url,
+            &changed,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
+    }
+
+    #[test]
+    fn statuses_map_to_what_herald_does_with_them() {
+        let form = |status: &str| {
+            vec![
+                ("MessageSid".to_owned(), "SM1".to_owned()),
+                ("MessageStatus".to_owned(), status.to_owned()),
+                ("ErrorCode".to_owned(), "30003".to_owned()),
+            ]
+        };
+        let r = report(&form("undelivered"), Some("herald-7-1795510800")).unwrap();
+        assert_eq!(r.state, ReportState::Undelivered);
+        assert_eq!(r.status, "undelivered (error 30003)");
+        assert_eq!(r.key.map(|k| k.id.0), Some(7));
+        assert_eq!(
+            report(&form("delivered"), None).unwrap().state,
+            ReportState::Delivered
+        );
+        assert_eq!(
+            report(&form("sent"), None).unwrap().state,
+            ReportState::InFlight
+        );
+        assert!(
+            report(&form("exploded"), None)
+                .unwrap_err()
+                .starts_with("MessageStatus:")
+        );
+        assert!(report(&[], None).unwrap_err().starts_with("MessageSid:"));
+    }
 }

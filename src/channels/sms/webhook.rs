@@ -82,8 +82,12 @@ pub fn report(body: &[u8]) -> Result<DeliveryReport, String> {
     let r: Report = serde_json::from_slice(body).map_err(|e| {
         format!("expected JSON {{\"id\", \"status\", \"provider_id\"?, \"at\"?, \"error\"?}}: {e}")
     })?;
-    let key = MessageKey::parse(&r.id)
-        .ok_or_else(|| format!("id: expected the id Herald sent (herald-…), found {:?}", r.id))?;
+    let key = MessageKey::parse(&r.id).ok_or_else(|| {
+        format!(
+            "id: expected the id Herald sent (herald-…), found {:?}",
+            r.id
+        )
+    })?;
     let state = match r.status.as_str() {
         "delivered" => ReportState::Delivered,
         "undelivered" | "failed" => ReportState::Undelivered,

@@ -109,7 +109,12 @@ async fn abandon(
 
 /// Settles the points reserved for a message: charged when the gateway accepted it,
 /// otherwise given back to the balance. Nothing to do when none are reserved.
-pub(super) async fn settle(conn: &mut DbConn, id: i64, charge: bool, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn settle(
+    conn: &mut DbConn,
+    id: i64,
+    charge: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let reserved: Option<i64> = sqlx::query_scalar(concat!(
         "SELECT reserved_points FROM messages WHERE id = $1",
         for_update!()
