@@ -93,21 +93,24 @@ fn note_of(gateway: &str, status: &str, at: Option<DateTime<Utc>>) -> String {
     }
 }
 
+/// A pending report: id, gateway, state, status, reported at.
+type PendingReport = (i64, String, String, String, Option<DateTime<Utc>>);
+
 /// Applies the first report kept pending for message `id`, now that the gateway's
 /// acceptance (or an unknown outcome) is recorded; the others change nothing.
 pub(super) async fn apply_pending(conn: &mut DbConn, id: i64, now: DateTime<Utc>) -> Result<()> {
-    let pending: Vec<(i64, String, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let first: Option<PendingReport> = sqlx::query_as(
         "SELECT id, gateway, state, status, reported_at FROM delivery_reports
-         WHERE message_id = $1 AND effect = 'pending' ORDER BY id",
+         WHERE message_id = $1 AND effect = 'pending' ORDER BY id LIMIT 1",
     )
     .bind(id)
-    .fetch_all(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    let Some((first, gateway, state, status, at)) = pending.first() else {
+    let Some((first, gateway, state, status, at)) = first else {
         return Ok(());
     };
-    let state: ReportState = parse_code("delivery_reports.state", state)?;
-    apply(conn, id, state, &note_of(gateway, status, *at), now).await?;
+    let state: ReportState = parse_code("delivery_reports.state", &state)?;
+    apply(conn, id, state, &note_of(&gateway, &status, at), now).await?;
     sqlx::query(
         "UPDATE delivery_reports
          SET effect = CASE WHEN id = $2 THEN 'applied' ELSE 'no_change' END
