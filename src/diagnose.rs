@@ -115,6 +115,9 @@ pub struct MessageDiagnosis {
     /// For email: the Message-ID to search for in the receiving mailbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// For SMS: the gateway's delivery reports, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivery_reports: Vec<crate::store::ReportRecord>,
     /// What to check outside Herald.
     pub advice: Vec<String>,
 }
@@ -650,6 +653,10 @@ async fn message_diagnosis(
     let attempts = store.attempts(m.id).await?;
     let message_id = (m.channel == Channel::Email && !attempts.is_empty())
         .then(|| message_id(&settings.email.from, m.id, m.created_at));
+    let delivery_reports = match m.channel {
+        Channel::Sms => store.reports(m.id).await?,
+        Channel::Email => Vec::new(),
+    };
     let mut advice = Vec::new();
     for a in &attempts {
         if a.outcome != AttemptOutcome::Permanent {
@@ -681,9 +688,29 @@ async fn message_diagnosis(
             message_id.as_deref().unwrap_or("?"),
             settings.email.from.email
         )),
-        (MessageStatus::Sent, Channel::Sms) => advice.push(
-            "accepted by the SMS gateway; if it did not arrive, the phone may be off or out of range, or the number may belong to someone else now; the gateway's panel shows the delivery report".to_owned(),
+        (MessageStatus::Sent, Channel::Sms) => advice.push(format!(
+            "accepted by the SMS gateway, no delivery report yet; if it did not arrive, the phone may be off or out of range, or the number may belong to someone else now{}",
+            if settings.sms.public_url.is_none() {
+                "; Herald asks the gateway for delivery reports once http.public_url is set"
+            } else {
+                ""
+            }
+        )),
+        (MessageStatus::Delivered, Channel::Sms) => advice.push(
+            "the gateway reported it delivered to the phone; if the family did not see it, check that the number on record is theirs".to_owned(),
         ),
+        (MessageStatus::Failed, Channel::Sms) if m.reason == Some(Reason::Undelivered) => {
+            advice.push(format!(
+                "the gateway took it but could not deliver it ({}): the phone may have been off for days, or the number is no longer in use; check the number with the family, then `herald resend {}`",
+                delivery_reports
+                    .iter()
+                    .rev()
+                    .find(|r| r.effect == crate::domain::report::ReportEffect::Applied)
+                    .map(|r| r.status.as_str())
+                    .unwrap_or("no detail"),
+                m.id
+            ))
+        }
         (MessageStatus::Unknown, _) => advice.push(format!(
             "it may have arrived: ask the family, then `herald resend {}` or `herald cancel {}`",
             m.id, m.id
@@ -699,6 +726,7 @@ async fn message_diagnosis(
         status_text,
         attempts,
         message_id,
+        delivery_reports,
         advice,
     })
 }

@@ -56,6 +56,18 @@ pub(super) fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz:
     if let Some(id) = &m.message_id {
         println!("      Message-ID: {id}");
     }
+    for r in &m.delivery_reports {
+        println!(
+            "      delivery report from {} at {}: {}{} — {}",
+            r.gateway,
+            at(r.received_at),
+            r.status,
+            r.reported_at
+                .map(|t| format!(" (happened {})", at(t)))
+                .unwrap_or_default(),
+            r.effect.as_str().replace('_', " ")
+        );
+    }
     for advice in &m.advice {
         println!("      → {advice}");
     }

@@ -198,6 +198,33 @@ async fn smsapi_reports_move_messages_forward_only_and_forged_ones_change_nothin
     );
     assert_eq!(state(&app, *c).await.1, Some(Reason::Undelivered));
     assert_eq!(state(&app, *a).await.1, None);
+    // The diagnosis shows the reports and says what to do.
+    let token = app
+        .app_at(now())
+        .create_token(&Actor::operator(OWNER), "reader", OWNER)
+        .await
+        .unwrap()
+        .token;
+    let diagnosis: serde_json::Value = server
+        .client
+        .get(format!("{}/api/v1/messages/{}/diagnosis", server.base, c.0))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &diagnosis["message"];
+    assert_eq!(m["message"]["status"], "failed");
+    assert_eq!(m["delivery_reports"][0]["status"], "405 UNDELIVERED");
+    assert_eq!(m["delivery_reports"][0]["effect"], "applied");
+    assert_eq!(m["delivery_reports"][1]["effect"], "no_change");
+    let advice = m["advice"].to_string();
+    assert!(
+        advice.contains("could not deliver it (405 UNDELIVERED)"),
+        "{advice}"
+    );
 
     // Each message got exactly one delivery event, whatever came after.
     for id in [a, b, c, d] {
