@@ -362,6 +362,55 @@ mod tests {
     }
 
     #[test]
+    fn delivery_reports_need_a_long_secret_and_reach_the_gateways_through_public_url() {
+        let base = [
+            ("HERALD__SMS__GATEWAY", "smsapi"),
+            ("HERALD__SMS__SMSAPI__TOKEN", "t0ken"),
+            ("HERALD__HTTP__PUBLIC_URL", "https://herald.school.example/"),
+        ];
+        let short = [
+            base.as_slice(),
+            &[("HERALD__SMS__SMSAPI__REPORT_SECRET", "short")],
+        ]
+        .concat();
+        let err = load(&short).unwrap_err().to_string();
+        assert!(err.contains("sms.smsapi.report_secret"), "{err}");
+        assert!(!err.contains("short"), "a secret is never echoed: {err}");
+        let slash = [
+            base.as_slice(),
+            &[(
+                "HERALD__SMS__SMSAPI__REPORT_SECRET",
+                "0123456789/0123456789abcd",
+            )],
+        ]
+        .concat();
+        assert!(
+            load(&slash).is_err(),
+            "a secret must fit in one path segment"
+        );
+        let good = [
+            base.as_slice(),
+            &[(
+                "HERALD__SMS__SMSAPI__REPORT_SECRET",
+                "0123456789abcdef01234567",
+            )],
+        ]
+        .concat();
+        let s = load(&good).unwrap();
+        assert!(matches!(
+            &s.sms.gateway,
+            SmsGateway::Smsapi {
+                report_secret: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            s.sms.public_url.as_ref().map(|u| u.as_str()),
+            Some("https://herald.school.example/")
+        );
+    }
+
+    #[test]
     fn an_unknown_key_stops_loading_with_its_name() {
         let err = load(&[("HERALD__SCHOOL__TIMEZONE", "Europe/Warsaw")]).unwrap_err();
         assert!(err.to_string().contains("timezone"), "{err}");
