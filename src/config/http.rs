@@ -1,9 +1,10 @@
-//! `[http]`: where Herald's HTTP API listens, the address the world knows it by, and
-//! the limits every request is held to.
+//! `[http]`: where Herald's HTTP API listens, the address the world knows it by, the
+//! limits every request is held to, and who may read the metrics.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{Problems, parse_duration};
@@ -15,6 +16,8 @@ pub(super) struct RawHttp {
     pub(super) public_url: String,
     pub(super) body_limit_kib: u64,
     pub(super) request_timeout: String,
+    pub(super) metrics_listen: String,
+    pub(super) metrics_token: SecretString,
 }
 
 /// `[http]`: the HTTP API.
@@ -26,9 +29,18 @@ pub struct HttpSettings {
     pub public_url: Option<reqwest::Url>,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
-    /// How long a request may take before it is answered 408.
+    /// How long a request may take before it is answered 503 (`timeout`).
     pub request_timeout: Duration,
+    /// A second address that serves only `/metrics`, to anyone who reaches it;
+    /// `None`: no such listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token `/metrics` takes on the main listener; `None`: the main
+    /// listener does not serve it.
+    pub metrics_token: Option<SecretString>,
 }
+
+/// The shortest metrics token accepted: anything shorter can be guessed.
+const METRICS_TOKEN_MIN: usize = 16;
 
 /// Checks `[http]`.
 pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
@@ -81,10 +93,54 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
             Duration::from_secs(30)
         }
     };
+    let metrics_listen = match raw.metrics_listen.trim() {
+        "" => None,
+        text => match text.parse::<SocketAddr>() {
+            // One port cannot be bound twice; the second bind would stop start-up
+            // with a less helpful error.
+            Ok(addr) if Some(addr) == listen => {
+                bad.add(
+                    "http.metrics_listen",
+                    text,
+                    "an address other than http.listen (or \"\" to serve /metrics there, with \
+                     http.metrics_token)",
+                );
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                bad.add(
+                    "http.metrics_listen",
+                    text,
+                    "an address and port such as 127.0.0.1:9464, or \"\" for none",
+                );
+                None
+            }
+        },
+    };
+    let token = raw.metrics_token.expose_secret().trim();
+    let metrics_token = if token.is_empty() {
+        None
+    } else if token.chars().count() < METRICS_TOKEN_MIN
+        || token.chars().any(|c| !c.is_ascii_graphic())
+    {
+        // The value is a secret: it is not repeated in the error.
+        bad.add(
+            "http.metrics_token",
+            "***",
+            "at least 16 printable ASCII characters without spaces (e.g. `openssl rand -hex 32`), \
+             or \"\" for none",
+        );
+        None
+    } else {
+        Some(SecretString::from(token.to_owned()))
+    };
     HttpSettings {
         listen,
         public_url,
         body_limit: (raw.body_limit_kib.clamp(1, 65_536) * 1024) as usize,
         request_timeout,
+        metrics_listen,
+        metrics_token,
     }
 }

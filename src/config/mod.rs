@@ -391,6 +391,35 @@ mod tests {
     }
 
     #[test]
+    fn metrics_settings_are_checked_and_the_token_never_prints() {
+        let s = load(&[]).unwrap();
+        assert!(s.http.metrics_listen.is_none());
+        assert!(s.http.metrics_token.is_none());
+        let err = load(&[
+            ("HERALD__HTTP__METRICS_LISTEN", "127.0.0.1:8080"),
+            ("HERALD__HTTP__METRICS_TOKEN", "short secret"),
+        ])
+        .unwrap_err();
+        assert!(!err.to_string().contains("short secret"), "{err}");
+        assert_eq!(
+            invalid_keys(err),
+            ["http.metrics_listen", "http.metrics_token"]
+        );
+        let err = load(&[("HERALD__HTTP__METRICS_LISTEN", "localhost")]).unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.metrics_listen"]);
+        let s = load(&[
+            ("HERALD__HTTP__METRICS_LISTEN", "127.0.0.1:9464"),
+            ("HERALD__HTTP__METRICS_TOKEN", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.http.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
     fn passwords_in_database_urls_never_print() {
         assert_eq!(
             redact_url("postgres://herald:s3cret@db.example/herald"),

@@ -3,10 +3,13 @@
 //! turns a request into one `App` call and its result into JSON; it decides nothing.
 //!
 //! Served by `herald run` beside the dispatcher on the same shutdown token: when the
-//! daemon stops, the listener closes and requests in flight finish.
+//! daemon stops, the listener closes and requests in flight finish. `/metrics` is
+//! served here behind its own token, or alone on a second address
+//! ([`metrics_router`]).
 
 mod api;
 mod error;
+mod metrics;
 
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ use crate::app::{Actor, App};
 use crate::config::HttpSettings;
 
 pub use error::ApiError;
+pub use metrics::metrics_router;
 
 /// The header that carries each request's id, set when the caller sent none, and
 /// echoed in the answer so a platform developer can quote it.
@@ -59,6 +63,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         ))
         .layer(CompressionLayer::new());
     api::routes()
+        .merge(metrics::routes(settings))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
         })
@@ -72,6 +77,9 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(layers)
         .layer(axum::middleware::map_response(in_the_api_shape))
+        // Outermost, so the status counted is the one the caller got (a timeout's
+        // 503, a panic's 500); still inside the routing, which names the route.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(app)
 }
 

@@ -858,6 +858,14 @@ pub trait DiagnosisStore: Send + Sync {
     async fn channel_health(&self, channel: Channel) -> Result<ChannelHealth>;
 }
 
+/// What the metrics and the readiness check read: the state of the whole outbox at a
+/// glance, and whether the database is the one this build expects.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Every message counted by kind, channel, status and reason.
+    async fn message_tally(&self) -> Result<Vec<MessageTally>>;
+}
+
 /// An API token as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenRecord {
@@ -952,6 +960,7 @@ pub trait Store:
     + RuleStore
     + DiagnosisStore
     + TokenStore
+    + HealthStore
 {
 }
 
@@ -967,6 +976,7 @@ impl<T> Store for T where
         + RuleStore
         + DiagnosisStore
         + TokenStore
+        + HealthStore
 {
 }
 

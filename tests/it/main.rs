@@ -19,6 +19,7 @@ mod dispatch;
 mod email;
 mod http;
 mod import;
+mod metrics;
 mod multi;
 mod outbox;
 mod rules;
