@@ -6,6 +6,13 @@ use super::*;
 /// messages at once; stops cleanly on SIGTERM or SIGINT.
 pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let store = store::open(&settings.database).await?;
+    let ran = run_on(Arc::clone(&store), settings).await;
+    store.close().await;
+    ran
+}
+
+/// `herald run` on an open store.
+async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let shutdown = CancellationToken::new();
     let app = App::new(

@@ -210,7 +210,14 @@ impl Dispatcher {
         // The hold switch pauses every instance: nothing is claimed, nothing is lost.
         if let Some(hold) = self.store.hold().await? {
             tracing::info!(since = %hold.since, reason = %hold.reason, by = %hold.by, "dispatch is on hold");
-            return Ok(PassCounts::default());
+            // Recorded all the same: the dispatcher ran and looked, and readiness
+            // reads the last pass as its sign of life (a day's hold must not leave
+            // it overdue for a tick after the hold is lifted).
+            let counts = PassCounts::default();
+            self.store
+                .record_pass(&self.worker, &counts, self.clock.now())
+                .await?;
+            return Ok(counts);
         }
         // Reclaiming dead dispatchers' claims is work for one instance at a time: the
         // leader, whose lease lasts as long as a claim's.

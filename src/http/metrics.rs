@@ -29,6 +29,8 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `/metrics` on the main listener, as `settings` allow it.
 pub(super) fn routes(settings: &HttpSettings) -> Router<App> {
+    // Installed now, so the requests before the first scrape are counted too.
+    crate::metrics::recorder();
     let token = settings.metrics_token.clone().map(Arc::new);
     let elsewhere = settings.metrics_listen.is_some();
     Router::new().route(

@@ -864,6 +864,16 @@ pub trait DiagnosisStore: Send + Sync {
 pub trait HealthStore: Send + Sync {
     /// Every message counted by kind, channel, status and reason.
     async fn message_tally(&self) -> Result<Vec<MessageTally>>;
+
+    /// Fails with [`StoreError::NotMigrated`] when the schema is older than this
+    /// build (a database restored from an old backup), or with the database's error
+    /// when it does not answer.
+    async fn check_schema(&self) -> Result<()>;
+
+    /// Closes the connections: every later call fails. For a process that is
+    /// stopping, so SQLite folds its write-ahead log back into the file and
+    /// PostgreSQL sees its sessions end rather than drop.
+    async fn close(&self);
 }
 
 /// An API token as listed: never its secret.

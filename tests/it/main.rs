@@ -17,6 +17,7 @@ mod diagnose;
 mod directory;
 mod dispatch;
 mod email;
+mod health;
 mod http;
 mod import;
 mod metrics;

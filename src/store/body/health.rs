@@ -1,4 +1,5 @@
-//! What the metrics and the readiness check read: the outbox counted at a glance.
+//! What the metrics and the readiness check read: the outbox counted at a glance,
+//! the schema's version; and closing the connections.
 
 use super::*;
 use crate::store::{HealthStore, MessageTally};
@@ -27,5 +28,13 @@ impl HealthStore for Backend {
                 })
             })
             .collect()
+    }
+
+    async fn check_schema(&self) -> Result<()> {
+        self.check_migrated().await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
