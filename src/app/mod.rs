@@ -39,7 +39,7 @@ pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };
-pub use tokens::NewToken;
+pub use tokens::{Authenticated, NewToken};
 pub use views::{ChannelVerdict, MessageListing, ReasonView, RecipientView, WalletView};
 
 /// Who is acting.

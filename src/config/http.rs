@@ -1,7 +1,9 @@
 //! `[http]`: where Herald's HTTP API listens, the address the world knows it by, the
-//! limits every request is held to, and who may read the metrics.
+//! limits every request is held to (size, time, rate per token), and who may read the
+//! metrics.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -18,6 +20,8 @@ pub(super) struct RawHttp {
     pub(super) request_timeout: String,
     pub(super) metrics_listen: String,
     pub(super) metrics_token: SecretString,
+    pub(super) rate_limit_per_second: u32,
+    pub(super) rate_limit_burst: u32,
 }
 
 /// `[http]`: the HTTP API.
@@ -37,6 +41,17 @@ pub struct HttpSettings {
     /// The bearer token `/metrics` takes on the main listener; `None`: the main
     /// listener does not serve it.
     pub metrics_token: Option<SecretString>,
+    /// How many requests each API token may make; `None`: no limit.
+    pub rate_limit: Option<RateLimitSettings>,
+}
+
+/// The requests one API token may make on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Requests a second, sustained.
+    pub per_second: NonZeroU32,
+    /// Requests at once after a quiet spell.
+    pub burst: NonZeroU32,
 }
 
 /// The shortest metrics token accepted: anything shorter can be guessed.
@@ -135,6 +150,7 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
     } else {
         Some(SecretString::from(token.to_owned()))
     };
+    let rate_limit = check_rate_limit(raw, bad);
     HttpSettings {
         listen,
         public_url,
@@ -142,5 +158,33 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
         request_timeout,
         metrics_listen,
         metrics_token,
+        rate_limit,
     }
+}
+
+/// Checks the rate limit: 0 requests a second turns it off; otherwise both numbers
+/// must allow at least one request, and neither may be so large it limits nothing.
+fn check_rate_limit(raw: &RawHttp, bad: &mut Problems) -> Option<RateLimitSettings> {
+    const MAX: u32 = 100_000;
+    let per_second = NonZeroU32::new(raw.rate_limit_per_second)?;
+    if per_second.get() > MAX {
+        bad.add(
+            "http.rate_limit_per_second",
+            &per_second.to_string(),
+            "requests a second per token from 1 to 100000, or 0 for no limit",
+        );
+    }
+    let burst = NonZeroU32::new(raw.rate_limit_burst).filter(|b| b.get() <= MAX);
+    if burst.is_none() {
+        bad.add(
+            "http.rate_limit_burst",
+            &raw.rate_limit_burst.to_string(),
+            "requests at once per token from 1 to 100000 (when http.rate_limit_per_second \
+             is not 0)",
+        );
+    }
+    Some(RateLimitSettings {
+        per_second,
+        burst: burst?,
+    })
 }

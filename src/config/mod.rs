@@ -37,7 +37,7 @@ pub use dispatch::{ApprovalSettings, DispatchSettings, KindSettings, KindsSettin
 pub use email::{
     DkimAlgorithm, DkimSettings, EmailSettings, EmailTransport, SmtpSettings, SmtpTls,
 };
-pub use http::HttpSettings;
+pub use http::{HttpSettings, RateLimitSettings};
 pub use rules::{RuleCommon, RulesSettings};
 pub use school::SchoolSettings;
 pub use sms::{SmsGateway, SmsSettings};
@@ -417,6 +417,23 @@ mod tests {
             Some("127.0.0.1:9464".parse().unwrap())
         );
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_rate_limit_is_off_at_zero_and_checked_otherwise() {
+        let s = load(&[]).unwrap();
+        let limit = s.http.rate_limit.expect("on by default");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (20, 100));
+        let s = load(&[("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "0")]).unwrap();
+        assert_eq!(s.http.rate_limit, None);
+        let err = load(&[
+            ("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "5"),
+            ("HERALD__HTTP__RATE_LIMIT_BURST", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.rate_limit_burst"]);
+        let err = load(&[("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "1000000")]).unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.rate_limit_per_second"]);
     }
 
     #[test]

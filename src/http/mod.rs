@@ -9,6 +9,7 @@
 
 mod api;
 mod error;
+mod limit;
 mod metrics;
 
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        // Read by `Caller`, once it knows the token.
+        .layer(axum::Extension(limit::RateLimit::new(settings.rate_limit)))
         .layer(layers)
         .layer(axum::middleware::map_response(in_the_api_shape))
         // Outermost, so the status counted is the one the caller got (a timeout's
@@ -119,7 +122,8 @@ pub async fn serve(
     }
 }
 
-/// The operator a request's bearer token acts as.
+/// The operator a request's bearer token acts as; a token over its rate limit is
+/// refused here (429).
 pub struct Caller(pub Actor);
 
 impl FromRequestParts<App> for Caller {
@@ -139,7 +143,12 @@ impl FromRequestParts<App> for Caller {
                     "expected an API token: Authorization: Bearer hrd_… (`herald tokens create`)",
                 )
             })?;
-        Ok(Caller(app.authenticate(token).await?))
+        let caller = app.authenticate_token(token).await?;
+        // Counted only now that the token proved good (see `limit`).
+        if let Some(limit) = parts.extensions.get::<limit::RateLimit>() {
+            limit.check(caller.token)?;
+        }
+        Ok(Caller(caller.actor))
     }
 }
 

@@ -23,5 +23,6 @@ mod import;
 mod metrics;
 mod multi;
 mod outbox;
+mod rate_limit;
 mod rules;
 mod tokens;
