@@ -181,9 +181,16 @@ impl Daemon {
             let now = self.clock.now();
             // A failing database must not stop the daemon: log, and try again on the
             // next round (what was claimed stays leased and is reclaimed if need be).
-            if next_tick.is_some_and(|t| t.with_timezone(&Utc) <= now) {
+            if let Some(due) = next_tick
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| *t <= now)
+            {
                 next_tick = schedule.after(&self.clock.now().with_timezone(&tz)).next();
                 self.run_rules().await;
+                // Late by the sleep's slack, a pass for system messages in between, the
+                // rules just run, or a previous pass that outlasted the tick.
+                let lag = (self.clock.now() - due).to_std().unwrap_or(Duration::ZERO);
+                crate::metrics::tick_lag(lag);
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
                     Ok(counts) => log_pass("tick", &counts),
                     Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),

@@ -21,6 +21,7 @@
 //!   people.
 //! - [`http`] — the HTTP API: requests translated to `app` calls; the only place with
 //!   HTTP types.
+//! - [`metrics`] — Prometheus metrics: names, the recorder, and the exposition.
 //! - [`clock`] — the one place the time is read.
 //! - [`compose`], [`templates`], [`dispatcher`], [`channels`], [`daemon`] — composing
 //!   messages, rendering them, and sending them.
@@ -40,6 +41,7 @@ pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod rules;
 pub mod store;
 pub mod telemetry;

@@ -11,6 +11,7 @@
 mod admin;
 mod compose;
 mod error;
+mod health;
 mod import;
 mod messages;
 mod operators;
@@ -34,11 +35,12 @@ use crate::store::{AuditEntry, Store};
 pub use admin::HoldChange;
 pub use compose::{Composed, Notified, SendContent, SendRequest};
 pub use error::{AppError, Result};
+pub use health::{Readiness, ReadyCheck};
 pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };
-pub use tokens::NewToken;
+pub use tokens::{Authenticated, NewToken};
 pub use views::{ChannelVerdict, MessageListing, ReasonView, RecipientView, WalletView};
 
 /// Who is acting.
@@ -85,12 +87,15 @@ pub struct App {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    /// When this application was made: for `herald run`, when the daemon started.
+    started: DateTime<Utc>,
 }
 
 impl App {
     /// An application over `store`, reading the time from `clock`.
     pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> App {
         App {
+            started: clock.now(),
             store,
             settings,
             clock,

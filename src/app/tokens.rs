@@ -117,6 +117,11 @@ impl App {
     /// anything but a live token (malformed, unknown, wrong secret, revoked), without
     /// saying which, so a caller learns nothing by trying.
     pub async fn authenticate(&self, token: &str) -> Result<Actor> {
+        Ok(self.authenticate_token(token).await?.actor)
+    }
+
+    /// [`App::authenticate`], with the token's id: what a limit per token counts by.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Authenticated> {
         let mut parts = token.trim().splitn(3, '_');
         let (Some(PREFIX), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -136,8 +141,20 @@ impl App {
             return Err(AppError::Unauthenticated);
         }
         self.store.touch_token(id, self.now()).await?;
-        Ok(Actor::Operator(record.operator))
+        Ok(Authenticated {
+            token: id,
+            actor: Actor::Operator(record.operator),
+        })
     }
+}
+
+/// A live token and the operator it acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The token's id (the middle of `hrd_<id>_<secret>`).
+    pub token: i64,
+    /// Its operator.
+    pub actor: Actor,
 }
 
 fn sha256_hex(secret: &str) -> String {

@@ -126,6 +126,14 @@ impl EmailChannel {
         }
     }
 
+    /// The transport's name (`file`, `smtp`), as the metrics label sends.
+    pub fn transport_name(&self) -> &'static str {
+        match &self.transport {
+            Transport::File(_) => "file",
+            Transport::Smtp(_) => "smtp",
+        }
+    }
+
     /// The Message-ID of a message: the same for every attempt, so a receiving
     /// system (and a person searching a mailbox) can tell a retry from a new message.
     pub fn message_id(&self, id: MessageId, created_at: DateTime<Utc>) -> String {

@@ -6,31 +6,70 @@ use super::*;
 /// messages at once; stops cleanly on SIGTERM or SIGINT.
 pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let store = store::open(&settings.database).await?;
+    let ran = run_on(Arc::clone(&store), settings).await;
+    store.close().await;
+    ran
+}
+
+/// `herald run` on an open store.
+async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let shutdown = CancellationToken::new();
-    // HTTP beside the dispatcher, on the same shutdown: the listener is bound before
+    let app = App::new(
+        Arc::clone(&store),
+        Arc::new(settings.clone()),
+        Arc::clone(&clock),
+    );
+    // HTTP beside the dispatcher, on the same shutdown: the listeners are bound before
     // the daemon starts, so a port in use stops start-up with a clear error.
-    let http = match settings.http.listen {
+    let grace = settings.dispatch.shutdown_grace;
+    let api = match settings.http.listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("http.listen = {addr}: cannot listen there"))?;
             tracing::info!(%addr, "serving the HTTP API");
-            let app = App::new(
-                Arc::clone(&store),
-                Arc::new(settings.clone()),
-                Arc::clone(&clock),
-            );
-            let router = crate::http::router(app, &settings.http);
-            Some(tokio::spawn(crate::http::serve(
+            let router = crate::http::router(app.clone(), &settings.http);
+            Some(crate::http::serve(
                 listener,
                 router,
                 shutdown.clone(),
-                settings.dispatch.shutdown_grace,
-            )))
+                grace,
+            ))
         }
         None => None,
     };
+    let metrics = match settings.http.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("http.metrics_listen = {addr}: cannot listen there"))?;
+            tracing::info!(%addr, "serving /metrics");
+            let router = crate::http::metrics_router(app.clone());
+            Some(crate::http::serve(
+                listener,
+                router,
+                shutdown.clone(),
+                grace,
+            ))
+        }
+        None => None,
+    };
+    // The recorder is the process's: installed before the first pass is counted.
+    let recorder = crate::metrics::recorder();
+    tokio::spawn(crate::metrics::keep_up(recorder, shutdown.clone()));
+    let http = (api.is_some() || metrics.is_some()).then(|| {
+        tokio::spawn(async move {
+            let optional = |server: Option<_>| async move {
+                match server {
+                    Some(server) => server.await,
+                    None => Ok(()),
+                }
+            };
+            // Either listener failing stops both, and so the daemon (below).
+            tokio::try_join!(optional(api), optional(metrics)).map(|_| ())
+        })
+    });
     let daemon = match Daemon::build_with(settings, store, clock) {
         Ok(daemon) => daemon,
         Err(e) => {

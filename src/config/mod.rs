@@ -37,7 +37,7 @@ pub use dispatch::{ApprovalSettings, DispatchSettings, KindSettings, KindsSettin
 pub use email::{
     DkimAlgorithm, DkimSettings, EmailSettings, EmailTransport, SmtpSettings, SmtpTls,
 };
-pub use http::HttpSettings;
+pub use http::{HttpSettings, RateLimitSettings};
 pub use rules::{RuleCommon, RulesSettings};
 pub use school::SchoolSettings;
 pub use sms::{SmsGateway, SmsSettings};
@@ -440,6 +440,52 @@ mod tests {
         // `try_parsing` would make this a number; the school name must stay text.
         let s = load(&[("HERALD__SCHOOL__NAME", "+48500100200")]).unwrap();
         assert_eq!(s.school.name, "+48500100200");
+    }
+
+    #[test]
+    fn metrics_settings_are_checked_and_the_token_never_prints() {
+        let s = load(&[]).unwrap();
+        assert!(s.http.metrics_listen.is_none());
+        assert!(s.http.metrics_token.is_none());
+        let err = load(&[
+            ("HERALD__HTTP__METRICS_LISTEN", "127.0.0.1:8080"),
+            ("HERALD__HTTP__METRICS_TOKEN", "short secret"),
+        ])
+        .unwrap_err();
+        assert!(!err.to_string().contains("short secret"), "{err}");
+        assert_eq!(
+            invalid_keys(err),
+            ["http.metrics_listen", "http.metrics_token"]
+        );
+        let err = load(&[("HERALD__HTTP__METRICS_LISTEN", "localhost")]).unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.metrics_listen"]);
+        let s = load(&[
+            ("HERALD__HTTP__METRICS_LISTEN", "127.0.0.1:9464"),
+            ("HERALD__HTTP__METRICS_TOKEN", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.http.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_rate_limit_is_off_at_zero_and_checked_otherwise() {
+        let s = load(&[]).unwrap();
+        let limit = s.http.rate_limit.expect("on by default");
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (20, 100));
+        let s = load(&[("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "0")]).unwrap();
+        assert_eq!(s.http.rate_limit, None);
+        let err = load(&[
+            ("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "5"),
+            ("HERALD__HTTP__RATE_LIMIT_BURST", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.rate_limit_burst"]);
+        let err = load(&[("HERALD__HTTP__RATE_LIMIT_PER_SECOND", "1000000")]).unwrap_err();
+        assert_eq!(invalid_keys(err), ["http.rate_limit_per_second"]);
     }
 
     #[test]

@@ -171,6 +171,19 @@ impl Dispatcher {
         kinds: &[MessageKind],
         shutdown: &CancellationToken,
     ) -> Result<PassCounts> {
+        // Timed by the process's monotonic clock, not `self.clock`: a test's fixed
+        // clock (or `--at`) says when the pass is, not how long it takes.
+        let started = std::time::Instant::now();
+        let pass = self.pass(kinds, shutdown).await;
+        crate::metrics::pass_finished(started.elapsed(), pass.is_ok());
+        pass
+    }
+
+    async fn pass(
+        self: &Arc<Self>,
+        kinds: &[MessageKind],
+        shutdown: &CancellationToken,
+    ) -> Result<PassCounts> {
         let start = self.clock.now();
         if self
             .store
@@ -197,7 +210,14 @@ impl Dispatcher {
         // The hold switch pauses every instance: nothing is claimed, nothing is lost.
         if let Some(hold) = self.store.hold().await? {
             tracing::info!(since = %hold.since, reason = %hold.reason, by = %hold.by, "dispatch is on hold");
-            return Ok(PassCounts::default());
+            // Recorded all the same: the dispatcher ran and looked, and readiness
+            // reads the last pass as its sign of life (a day's hold must not leave
+            // it overdue for a tick after the hold is lifted).
+            let counts = PassCounts::default();
+            self.store
+                .record_pass(&self.worker, &counts, self.clock.now())
+                .await?;
+            return Ok(counts);
         }
         // Reclaiming dead dispatchers' claims is work for one instance at a time: the
         // leader, whose lease lasts as long as a claim's.
@@ -556,7 +576,14 @@ impl Dispatcher {
             html: message.html.as_deref(),
             date: now,
         };
+        let started = std::time::Instant::now();
         let sent = self.email.send(&email).await;
+        crate::metrics::sent(
+            Channel::Email,
+            self.email.transport_name(),
+            &sent,
+            started.elapsed(),
+        );
         if let SendOutcome::Permanent {
             address_failing: true,
             detail,
@@ -605,7 +632,14 @@ impl Dispatcher {
             size,
             sender: self.sms.sender(),
         };
+        let started = std::time::Instant::now();
         let sent = self.sms.send(&sms).await;
+        crate::metrics::sent(
+            Channel::Sms,
+            self.sms.gateway_name(),
+            &sent,
+            started.elapsed(),
+        );
         if let SendOutcome::Permanent {
             address_failing: true,
             detail,

@@ -91,22 +91,19 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers, its schema is this build's, and dispatch passes are
+/// not overdue (`App::readiness`); 503 naming the failing check otherwise.
 async fn readyz(State(app): State<App>) -> impl IntoResponse {
-    match app.store().hold().await {
-        Ok(_) => (
-            StatusCode::OK,
-            axum::Json(json!({"status": "ready", "checks": {"database": "ok"}})),
-        ),
-        Err(e) => {
-            // The cause (which may name a host or user) goes to the log only.
-            tracing::warn!(error = %e, "not ready: the database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "not_ready", "checks": {"database": "unreachable"}})),
-            )
-        }
-    }
+    let checks = app.readiness().await;
+    let (status, word) = if checks.ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    (
+        status,
+        axum::Json(json!({"status": word, "checks": checks})),
+    )
 }
 
 #[derive(Deserialize)]

@@ -3,11 +3,15 @@
 //! turns a request into one `App` call and its result into JSON; it decides nothing.
 //!
 //! Served by `herald run` beside the dispatcher on the same shutdown token: when the
-//! daemon stops, the listener closes and requests in flight finish.
+//! daemon stops, the listener closes and requests in flight finish. `/metrics` is
+//! served here behind its own token, or alone on a second address
+//! ([`metrics_router`]).
 
 mod api;
 mod error;
 mod hooks;
+mod limit;
+mod metrics;
 
 use std::time::Duration;
 
@@ -30,6 +34,7 @@ use crate::app::{Actor, App};
 use crate::config::HttpSettings;
 
 pub use error::ApiError;
+pub use metrics::metrics_router;
 
 /// The header that carries each request's id, set when the caller sent none, and
 /// echoed in the answer so a platform developer can quote it.
@@ -61,6 +66,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         .layer(CompressionLayer::new());
     api::routes()
         .merge(hooks::routes())
+        .merge(metrics::routes(settings))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
         })
@@ -72,8 +78,13 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        // Read by `Caller`, once it knows the token.
+        .layer(axum::Extension(limit::RateLimit::new(settings.rate_limit)))
         .layer(layers)
         .layer(axum::middleware::map_response(in_the_api_shape))
+        // Outermost, so the status counted is the one the caller got (a timeout's
+        // 503, a panic's 500); still inside the routing, which names the route.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(app)
 }
 
@@ -128,7 +139,8 @@ pub async fn serve(
     }
 }
 
-/// The operator a request's bearer token acts as.
+/// The operator a request's bearer token acts as; a token over its rate limit is
+/// refused here (429).
 pub struct Caller(pub Actor);
 
 impl FromRequestParts<App> for Caller {
@@ -148,7 +160,12 @@ impl FromRequestParts<App> for Caller {
                     "expected an API token: Authorization: Bearer hrd_… (`herald tokens create`)",
                 )
             })?;
-        Ok(Caller(app.authenticate(token).await?))
+        let caller = app.authenticate_token(token).await?;
+        // Counted only now that the token proved good (see `limit`).
+        if let Some(limit) = parts.extensions.get::<limit::RateLimit>() {
+            limit.check(caller.token)?;
+        }
+        Ok(Caller(caller.actor))
     }
 }
 

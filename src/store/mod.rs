@@ -858,6 +858,24 @@ pub trait DiagnosisStore: Send + Sync {
     async fn channel_health(&self, channel: Channel) -> Result<ChannelHealth>;
 }
 
+/// What the metrics and the readiness check read: the state of the whole outbox at a
+/// glance, and whether the database is the one this build expects.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Every message counted by kind, channel, status and reason.
+    async fn message_tally(&self) -> Result<Vec<MessageTally>>;
+
+    /// Fails with [`StoreError::NotMigrated`] when the schema is older than this
+    /// build (a database restored from an old backup), or with the database's error
+    /// when it does not answer.
+    async fn check_schema(&self) -> Result<()>;
+
+    /// Closes the connections: every later call fails. For a process that is
+    /// stopping, so SQLite folds its write-ahead log back into the file and
+    /// PostgreSQL sees its sessions end rather than drop.
+    async fn close(&self);
+}
+
 /// An API token as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenRecord {
@@ -987,6 +1005,7 @@ pub trait Store:
     + DiagnosisStore
     + TokenStore
     + ReportStore
+    + HealthStore
 {
 }
 
@@ -1003,6 +1022,7 @@ impl<T> Store for T where
         + DiagnosisStore
         + TokenStore
         + ReportStore
+        + HealthStore
 {
 }
 

@@ -110,6 +110,22 @@ pub struct StatusCount {
     pub count: i64,
 }
 
+/// How many messages there are of one kind, on one channel, in one status with one
+/// reason: what the metrics show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageTally {
+    /// The kind.
+    pub kind: MessageKind,
+    /// The channel.
+    pub channel: Channel,
+    /// The status.
+    pub status: MessageStatus,
+    /// The reason, if any.
+    pub reason: Option<Reason>,
+    /// How many.
+    pub count: i64,
+}
+
 /// An operator's decision on a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -63,10 +63,14 @@ impl Server {
             std::sync::Arc::new(settings.clone()),
             std::sync::Arc::new(herald::clock::FixedClock::new(now())),
         );
+        Server::serve(herald::http::router(herald, &settings.http)).await
+    }
+
+    /// Serves `router` (the API's or another) on a loopback port.
+    pub(crate) async fn serve(router: axum::Router) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let router = herald::http::router(herald, &settings.http);
         tokio::spawn(herald::http::serve(
             listener,
             router,
@@ -80,7 +84,7 @@ impl Server {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -102,7 +106,7 @@ impl Server {
 }
 
 /// Operators of each role, and a token for each; plus a revoked token.
-async fn tokens(app: &TestApp) -> [(&'static str, String); 4] {
+pub(crate) async fn tokens(app: &TestApp) -> [(&'static str, String); 4] {
     app.import_examples(now()).await;
     app.owner().await;
     app.operator_with("anna", "secretary", &[]).await;

@@ -54,6 +54,7 @@ use super::{
 
 mod admin;
 mod directory;
+mod health;
 mod outbox;
 mod reports;
 mod rules;
