@@ -163,7 +163,7 @@ pub enum ImportError {
 }
 
 /// A row that was not imported, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowProblem {
     /// The file.
     pub file: String,
@@ -190,7 +190,7 @@ impl fmt::Display for RowProblem {
 }
 
 /// Counts per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KindCounts {
     /// New records.
     pub created: u64,
@@ -203,7 +203,7 @@ pub struct KindCounts {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Counts per kind, for the kinds the file held.
     pub counts: Vec<(ImportKind, KindCounts)>,

@@ -442,7 +442,7 @@ pub struct WalletState {
 }
 
 /// The sums of the ledger, by entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LedgerTotals {
     /// Points added.
     pub top_ups: i64,
@@ -455,7 +455,7 @@ pub struct LedgerTotals {
 }
 
 /// One line of the wallet's ledger.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// When.
     pub at: DateTime<Utc>,
@@ -505,7 +505,7 @@ pub trait WalletStore: Send + Sync {
 }
 
 /// The hold switch, when it is on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Hold {
     /// Since when dispatch is paused.
     pub since: DateTime<Utc>,
@@ -516,7 +516,7 @@ pub struct Hold {
 }
 
 /// A message as rendered for one recipient, shown to an approver.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SampleMessage {
     /// Its channel.
     pub channel: Channel,

@@ -25,10 +25,10 @@ conformance!(
 );
 
 /// A running API over the test's store: its base URL, and the token that stops it.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     stop: CancellationToken,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Drop for Server {
@@ -38,7 +38,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(app: &TestApp, body_limit: usize) -> Server {
+    pub(crate) async fn start(app: &TestApp, body_limit: usize) -> Server {
         Server::start_on(app, std::sync::Arc::clone(&app.store), body_limit).await
     }
 
@@ -72,7 +72,7 @@ impl Server {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

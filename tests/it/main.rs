@@ -20,6 +20,7 @@ mod email;
 mod http;
 mod import;
 mod multi;
+mod openapi;
 mod outbox;
 mod rules;
 mod tokens;
