@@ -31,7 +31,7 @@ use crate::domain::audit::AuditAction;
 use crate::store::{AuditEntry, Store};
 
 pub use admin::HoldChange;
-pub use compose::{Composed, Notified, SendContent, SendRequest};
+pub use compose::{Composed, Notified, NotifyContent, NotifyRequest, SendContent, SendRequest};
 pub use error::{AppError, Result};
 pub use operators::{OperatorRequest, PermissionChange};
 pub use outbox::{

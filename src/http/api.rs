@@ -14,14 +14,14 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::openapi::{BodyErrors, ImportDocument};
 use super::{ApiError, Body, Caller, Params, PathParam};
 use crate::app::{
-    Actor, App, BatchView, HoldChange, SendContent, SendRequest, Summary, WalletView,
+    Actor, App, BatchView, HoldChange, NotifyContent, NotifyRequest, SendContent, SendRequest,
+    Summary, WalletView,
 };
 use crate::diagnose::Lookup;
 use crate::domain::{
@@ -921,7 +921,8 @@ async fn send(
     Ok((status, axum::Json(answer)).into_response())
 }
 
-/// A system message to one person.
+/// A system message to one person: a text (`body`, with a `subject` for email) or a
+/// saved template rendered for them (`template`, with `vars`), not both.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NotifyBody {
@@ -931,13 +932,52 @@ struct NotifyBody {
     /// `email` (the default) or `sms`.
     #[schema(value_type = Option<Channel>)]
     channel: Option<String>,
-    /// The subject (email).
+    /// The subject (email, with `body`).
     subject: Option<String>,
     /// The text.
-    body: String,
+    body: Option<String>,
+    /// A saved template's name (`herald templates add`), rendered for the recipient
+    /// in their locale on the channel.
+    #[schema(example = "account-created")]
+    template: Option<String>,
+    /// Values for the template's free variables (`{{ vars.name }}`).
+    vars: Option<BTreeMap<String, String>>,
     /// SMS: replace national characters to stay in GSM-7.
     #[serde(default)]
     transliterate: bool,
+}
+
+impl NotifyBody {
+    /// Exactly one of a text and a template.
+    fn content(&self) -> Result<NotifyContent, ApiError> {
+        match (&self.template, &self.body) {
+            (Some(_), Some(_)) => Err(invalid(
+                "body",
+                "body: expected either a body (with a subject for email) or a template, \
+                 not both",
+            )),
+            (None, None) => Err(invalid(
+                "body",
+                "body: expected either a body (with a subject for email) or a template",
+            )),
+            (Some(_), None) if self.subject.is_some() => Err(invalid(
+                "subject",
+                "subject: goes with body; a template has its own subject",
+            )),
+            (Some(name), None) => Ok(NotifyContent::Template {
+                name: name.clone(),
+                vars: self.vars.clone().unwrap_or_default(),
+            }),
+            (None, Some(_)) if self.vars.is_some() => Err(invalid(
+                "vars",
+                "vars: go with a template; a body is sent as written",
+            )),
+            (None, Some(body)) => Ok(NotifyContent::Text {
+                subject: self.subject.clone(),
+                body: body.clone(),
+            }),
+        }
+    }
 }
 
 /// The header that makes a notification safe to repeat (documentation only: the
@@ -982,9 +1022,10 @@ struct Notified {
         `Idempotency-Key`: the same message", body = Notified,
         headers(("Idempotent-Replayed" = String, description = "`true`"))),
     BodyErrors,
-    (status = 422, description = "A text or channel that is not usable, or an \
-        `Idempotency-Key` that named another request (`idempotency_key`)",
-        body = ErrorBody),
+    (status = 422, description = "Neither or both of a text and a template (`body`), a \
+        template that does not exist for the channel or does not render (`template`), a \
+        text or channel that is not usable, or an `Idempotency-Key` that named another \
+        request (`idempotency_key`)", body = ErrorBody),
 ))]
 async fn notify(
     State(app): State<App>,
@@ -994,28 +1035,12 @@ async fn notify(
 ) -> Answer {
     let n: NotifyBody = serde_json::from_value(raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
-    let channel = code_in_query("channel", n.channel.as_deref())?.unwrap_or(Channel::Email);
-    // The request's fingerprint is what it asks for, defaults filled in: spacing, key
-    // order or a default spelt out do not make a retry "another request".
-    let asked = json!({
-        "recipient": n.recipient,
-        "channel": channel.as_str(),
-        "subject": n.subject,
-        "body": n.body,
-        "transliterate": n.transliterate,
-    });
-    let request_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        asked.to_string().as_bytes(),
-    ));
-    let content = crate::compose::Content::for_channel(
-        app.settings(),
-        crate::domain::MessageKind::System,
-        channel,
-        n.subject.as_deref(),
-        &n.body,
-        n.transliterate,
-    )
-    .map_err(crate::app::AppError::from)?;
+    let request = NotifyRequest {
+        recipient: n.recipient.clone(),
+        channel: code_in_query("channel", n.channel.as_deref())?.unwrap_or(Channel::Email),
+        content: n.content()?,
+        transliterate: n.transliterate,
+    };
     let key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -1031,9 +1056,7 @@ async fn notify(
         .transpose()?;
     let (id, status, reason, replayed) = match key {
         Some(key) => {
-            let done = app
-                .notify_once(&actor, key, &request_sha256, &n.recipient, &content)
-                .await?;
+            let done = app.notify_once(&actor, key, &request).await?;
             (
                 done.view.id,
                 done.view.status,
@@ -1042,7 +1065,7 @@ async fn notify(
             )
         }
         None => {
-            let (id, m) = app.notify(&actor, &n.recipient, &content).await?;
+            let (id, m) = app.notify_with(&actor, &request).await?;
             (id, m.status, m.reason, false)
         }
     };

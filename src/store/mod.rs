@@ -240,6 +240,11 @@ pub trait OutboxStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Once>;
 
+    /// The message `actor`'s `key` was first used for, and that request's SHA-256;
+    /// `None` while the key is unused. A look-up before composing, so that a repeat
+    /// costs no composing; [`OutboxStore::create_message_once`] still decides races.
+    async fn idempotency_key(&self, actor: &str, key: &str) -> Result<Option<KeyUse>>;
+
     /// Stores a batch and all its messages, and its audit line, in one transaction, at
     /// the audit line's time.
     async fn create_batch(
@@ -888,6 +893,15 @@ pub struct IdempotencyKey {
     pub key: String,
     /// The SHA-256 of the request.
     pub request_sha256: String,
+}
+
+/// The request an idempotency key was first used for, and the message it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The SHA-256 of that request.
+    pub request_sha256: String,
+    /// The message it made.
+    pub message: MessageId,
 }
 
 /// What storing a message under an idempotency key did.
