@@ -118,6 +118,20 @@ fn import_exits_non_zero_when_a_row_failed_and_keeps_the_good_rows() {
         list[0]["channels"]["email"]["reasons"][0]["code"],
         "missing_email"
     );
+    // In a JSON document the record is named by its section and index too.
+    std::fs::write(
+        dir.path().join("school.json"),
+        "{\"recipients\": [\n  {\"external_id\": \"s-3\", \"role\": \"student\", \"name\": \"Ola\"},\n  \
+         {\"external_id\": \"s-4\", \"role\": \"janitor\", \"name\": \"Ewa\"}\n]}\n",
+    )
+    .unwrap();
+    let out = herald(dir.path(), &["import", "school.json", "--as", "admin"], &db);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("school.json:3: recipients[1] role = \"janitor\""),
+        "{stdout}"
+    );
 }
 
 #[test]

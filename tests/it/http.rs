@@ -885,15 +885,41 @@ async fn the_platform_feeds_the_directory_good_records_applied_bad_ones_reported
             {"external_id": "s-9001", "role": "student", "name": "Nowa Uczennica", "email": "nowa@example.pl"},
             {"external_id": "s-9002", "role": "janitor", "name": "Zły Wiersz"},
         ],
-        "memberships": [{"group_id": "g-1a", "member_id": "s-9001"}],
+        "memberships": [
+            {"group_id": "g-1a", "member_id": "s-9001"},
+            {"group_id": "g-1a"},
+        ],
     });
     let (status, report) = server
         .call(Method::POST, "/api/v1/import", t, Some(document.clone()))
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let errors = report["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1, "{report}");
-    assert_eq!(errors[0]["field"], "role", "{report}");
+    assert_eq!(errors.len(), 2, "{report}");
+    // Each refused record by its array and its index there, the field and what was
+    // expected.
+    let found: Vec<(&str, i64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["index"].as_i64().unwrap(),
+                e["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [("recipients", 1, "role"), ("memberships", 1, "member_id")],
+        "{report}"
+    );
+    assert!(
+        errors[0]["expected"]
+            .as_str()
+            .unwrap()
+            .contains("student, guardian"),
+        "{report}"
+    );
     assert!(app.store.recipient("s-9001").await.unwrap().is_some());
     assert!(app.store.recipient("s-9002").await.unwrap().is_none());
     // Again: nothing changes.
