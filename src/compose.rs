@@ -268,6 +268,105 @@ pub async fn system_message(
     ))
 }
 
+/// A system message to one recipient with `template` rendered for them (the variant
+/// for their locale, then the school's, on `channel`), judged like
+/// [`system_message`]. Someone Herald does not know gets the school's variant with
+/// sample names: the message is blocked (`recipient_unknown`) and never goes, but it
+/// shows what was asked for.
+pub async fn templated_system_message(
+    store: &dyn Store,
+    settings: &Settings,
+    recipient: &str,
+    channel: Channel,
+    template: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+    transliterate: bool,
+) -> Result<NewMessage, ComposeError> {
+    let variants = variants_for(&store.templates(Some(template)).await?, template, channel)?;
+    let facts = store.recipient(recipient).await?;
+    let (ctx, locale) = match &facts {
+        Some(f) => (
+            context(store, settings, f, vars).await?,
+            f.recipient.locale.clone(),
+        ),
+        None => (templates::sample(vars.clone()), None),
+    };
+    let kind = MessageKind::System;
+    let content = render_content(
+        settings,
+        kind,
+        channel,
+        template,
+        &variants,
+        locale.as_deref(),
+        ctx,
+        transliterate,
+    )?;
+    Ok(judge(
+        settings,
+        recipient,
+        facts.as_ref(),
+        kind,
+        &content,
+        MessageStatus::Queued,
+    ))
+}
+
+/// The variants of `template` (out of `all`, its variants) for `channel`; refused
+/// when it has none.
+fn variants_for(
+    all: &[Variant],
+    template: &str,
+    channel: Channel,
+) -> Result<Vec<Variant>, ComposeError> {
+    let variants: Vec<Variant> = all
+        .iter()
+        .filter(|v| v.channel == channel)
+        .cloned()
+        .collect();
+    if variants.is_empty() {
+        return Err(ComposeError::NoTemplate {
+            name: template.to_owned(),
+            channel,
+        });
+    }
+    Ok(variants)
+}
+
+/// One of `variants` (the one for `locale`, else the school's) rendered with `ctx`,
+/// as the checked text of a `kind` message on `channel`.
+#[allow(clippy::too_many_arguments)]
+fn render_content(
+    settings: &Settings,
+    kind: MessageKind,
+    channel: Channel,
+    template: &str,
+    variants: &[Variant],
+    locale: Option<&str>,
+    ctx: Context,
+    transliterate: bool,
+) -> Result<Content, ComposeError> {
+    let variant = templates::pick(variants, locale, &settings.school.default_locale)
+        .expect("variants_for refuses an empty list");
+    let rendered = templates::render(
+        variant,
+        &Context {
+            locale: variant.locale.clone(),
+            ..ctx
+        },
+    )
+    .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
+    Content::for_channel(
+        settings,
+        kind,
+        channel,
+        rendered.subject.as_deref(),
+        &rendered.body,
+        transliterate,
+    )?
+    .with_html(rendered.html.as_deref())
+}
+
 /// An informational send, composed but not stored: what `--dry-run` shows and what
 /// `App::send` stores.
 #[derive(Debug, Clone)]
@@ -530,20 +629,7 @@ pub async fn compose_templated_send(
     transliterate: bool,
 ) -> Result<Send, ComposeError> {
     let all: Vec<Variant> = store.templates(Some(template)).await?;
-    let variants_of = |channel: Channel| -> Result<Vec<Variant>, ComposeError> {
-        let v: Vec<Variant> = all
-            .iter()
-            .filter(|v| v.channel == channel)
-            .cloned()
-            .collect();
-        if v.is_empty() {
-            return Err(ComposeError::NoTemplate {
-                name: template.to_owned(),
-                channel,
-            });
-        }
-        Ok(v)
-    };
+    let variants_of = |channel: Channel| variants_for(&all, template, channel);
     // Composed once with each channel's first variant, for the batch's record and
     // the checks; then every message takes its own rendering.
     let mut contents = Contents {
@@ -578,30 +664,16 @@ pub async fn compose_templated_send(
             continue;
         };
         let ctx = context(store, settings, &facts, vars).await?;
-        let variants = variants_of(message.channel)?;
-        let variant = templates::pick(
-            &variants,
-            facts.recipient.locale.as_deref(),
-            &settings.school.default_locale,
-        )
-        .expect("variants is not empty");
-        let rendered = templates::render(
-            variant,
-            &Context {
-                locale: variant.locale.clone(),
-                ..ctx
-            },
-        )
-        .map_err(|e| ComposeError::Template(template.to_owned(), e))?;
-        let content = Content::for_channel(
+        let content = render_content(
             settings,
             MessageKind::Informational,
             message.channel,
-            rendered.subject.as_deref(),
-            &rendered.body,
+            template,
+            &variants_of(message.channel)?,
+            facts.recipient.locale.as_deref(),
+            ctx,
             transliterate,
-        )?
-        .with_html(rendered.html.as_deref())?;
+        )?;
         message.subject = content.subject;
         message.body = content.body;
         message.html = content.html;

@@ -2,8 +2,8 @@
 //!
 //! A file is read whole and every row is checked before anything is written; rows
 //! that are good are applied (upserted by the platform's ids), rows that are bad are
-//! reported with file, line, field, value and what was expected, and do not stop the
-//! good ones. Contact points are stored as given even when they do not parse, so that
+//! reported with file, line (and for JSON the record's section and index), field,
+//! value and what was expected, and do not stop the good ones. Contact points are stored as given even when they do not parse, so that
 //! Herald can say why a message to that person is blocked; such rows are warned about.
 
 use std::collections::HashMap;
@@ -163,14 +163,18 @@ pub enum ImportError {
 }
 
 /// A row that was not imported, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowProblem {
     /// The file.
     pub file: String,
     /// The line the row starts on.
     pub line: u64,
-    /// What the row holds.
+    /// What the row holds; in a JSON document, the section (the array) it is in.
     pub kind: ImportKind,
+    /// In a JSON file, the record's 0-based position in its array (`kind`), for a
+    /// program that built the document to find it; `None` for a CSV row, whose line
+    /// says where it is.
+    pub index: Option<u64>,
     /// The field at fault.
     pub field: String,
     /// Its value.
@@ -181,16 +185,16 @@ pub struct RowProblem {
 
 impl fmt::Display for RowProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {} {} = {:?}: {}",
-            self.file, self.line, self.kind, self.field, self.value, self.expected
-        )
+        write!(f, "{}:{}: {}", self.file, self.line, self.kind)?;
+        if let Some(index) = self.index {
+            write!(f, "[{index}]")?;
+        }
+        write!(f, " {} = {:?}: {}", self.field, self.value, self.expected)
     }
 }
 
 /// Counts per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KindCounts {
     /// New records.
     pub created: u64,
@@ -203,7 +207,7 @@ pub struct KindCounts {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Counts per kind, for the kinds the file held.
     pub counts: Vec<(ImportKind, KindCounts)>,
@@ -242,9 +246,11 @@ pub struct ImportOptions {
     pub progress_threshold: u64,
 }
 
-/// One row's fields, as text, with the line it starts on.
+/// One row's fields, as text, with the line it starts on (and, in JSON, its index
+/// in its array).
 struct Row {
     line: u64,
+    index: Option<u64>,
     fields: HashMap<String, String>,
 }
 
@@ -261,6 +267,7 @@ impl Row {
 /// A row checked into a record, or the problems found in it.
 struct Checked {
     line: u64,
+    index: Option<u64>,
     record: Result<DirectoryRecord, Vec<(String, String, String)>>,
     warnings: Vec<(String, String, String)>,
 }
@@ -335,29 +342,43 @@ pub async fn import_text(
         progress.set_message(kind.as_str());
         let checked = check_rows(kind, rows, options.phone_region);
         let counts = report.counts_mut(kind);
-        let mut good: Vec<(u64, DirectoryRecord)> = Vec::new();
+        let mut good: Vec<(u64, Option<u64>, DirectoryRecord)> = Vec::new();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         for c in checked {
             for (field, value, expected) in c.warnings {
-                warnings.push(problem(&file, c.line, kind, field, value, expected));
+                warnings.push(problem(
+                    &file,
+                    (c.line, c.index),
+                    kind,
+                    field,
+                    value,
+                    expected,
+                ));
             }
             match c.record {
-                Ok(record) => good.push((c.line, record)),
+                Ok(record) => good.push((c.line, c.index, record)),
                 Err(problems) => {
                     counts.failed += 1;
                     progress.inc(1);
                     for (field, value, expected) in problems {
-                        errors.push(problem(&file, c.line, kind, field, value, expected));
+                        errors.push(problem(
+                            &file,
+                            (c.line, c.index),
+                            kind,
+                            field,
+                            value,
+                            expected,
+                        ));
                     }
                 }
             }
         }
         // Apply in slices so the progress bar moves and memory stays flat.
         for slice in good.chunks(1000) {
-            let records: Vec<DirectoryRecord> = slice.iter().map(|(_, r)| r.clone()).collect();
+            let records: Vec<DirectoryRecord> = slice.iter().map(|(_, _, r)| r.clone()).collect();
             let outcomes = store.apply(&records, audit).await?;
-            for ((line, _), outcome) in slice.iter().zip(outcomes) {
+            for ((line, index, _), outcome) in slice.iter().zip(outcomes) {
                 match outcome {
                     Ok(Applied::Created) => counts.created += 1,
                     Ok(Applied::Updated) => counts.updated += 1,
@@ -366,7 +387,7 @@ pub async fn import_text(
                         counts.failed += 1;
                         errors.push(problem(
                             &file,
-                            *line,
+                            (*line, *index),
                             kind,
                             refused.field().to_owned(),
                             refused.value().to_owned(),
@@ -388,7 +409,7 @@ pub async fn import_text(
 
 fn problem(
     file: &str,
-    line: u64,
+    (line, index): (u64, Option<u64>),
     kind: ImportKind,
     field: String,
     value: String,
@@ -397,6 +418,7 @@ fn problem(
     RowProblem {
         file: file.to_owned(),
         line,
+        index,
         kind,
         field,
         value,
@@ -447,7 +469,11 @@ fn read_csv(path: &Path, text: &str, kind: ImportKind) -> Result<Vec<Row>, Impor
                 format!("{} fields for {} columns", record.len(), headers.len()),
             );
         }
-        rows.push(Row { line, fields });
+        rows.push(Row {
+            line,
+            index: None,
+            fields,
+        });
     }
     Ok(rows)
 }
@@ -530,7 +556,8 @@ fn read_json(
     for (kind, records) in sections {
         let (required, optional) = kind.columns();
         let mut rows = Vec::with_capacity(records.len());
-        for raw in records {
+        for (index, raw) in records.into_iter().enumerate() {
+            let index = Some(index as u64);
             let offset = raw.get().as_ptr() as usize - text.as_ptr() as usize;
             let line = text[..offset].matches('\n').count() as u64 + 1;
             let object: serde_json::Map<String, serde_json::Value> =
@@ -539,7 +566,11 @@ fn read_json(
                     Err(_) => {
                         let mut fields = HashMap::new();
                         fields.insert("\u{0}object".into(), raw.get().chars().take(60).collect());
-                        rows.push(Row { line, fields });
+                        rows.push(Row {
+                            line,
+                            index,
+                            fields,
+                        });
                         continue;
                     }
                 };
@@ -556,7 +587,11 @@ fn read_json(
                 };
                 fields.insert(key, text);
             }
-            rows.push(Row { line, fields });
+            rows.push(Row {
+                line,
+                index,
+                fields,
+            });
         }
         out.push((kind, rows));
     }
@@ -565,7 +600,7 @@ fn read_json(
 
 /// Checks rows into records, field by field, and finds ids repeated in the file.
 fn check_rows(kind: ImportKind, rows: Vec<Row>, region: PhoneRegion) -> Vec<Checked> {
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut first_line: HashMap<String, (u64, Option<u64>)> = HashMap::new();
     rows.into_iter()
         .map(|row| {
             let mut checker = RowChecker {
@@ -579,18 +614,27 @@ fn check_rows(kind: ImportKind, rows: Vec<Row>, region: PhoneRegion) -> Vec<Chec
             if let Some(record) = &record {
                 let key = record_key(record);
                 match first_line.get(&key) {
-                    Some(first) => problems.push((
+                    Some((first, index)) => problems.push((
                         key_field(kind).to_owned(),
                         key.clone(),
-                        format!("a value not used by another row (line {first} has it already)"),
+                        match index {
+                            Some(i) => format!(
+                                "a value not used by another record ({kind}[{i}], line {first}, \
+                                 has it already)"
+                            ),
+                            None => format!(
+                                "a value not used by another row (line {first} has it already)"
+                            ),
+                        },
                     )),
                     None => {
-                        first_line.insert(key, row.line);
+                        first_line.insert(key, (row.line, row.index));
                     }
                 }
             }
             Checked {
                 line: row.line,
+                index: row.index,
                 record: match record {
                     Some(r) if problems.is_empty() => Ok(r),
                     _ => Err(problems),

@@ -11,7 +11,7 @@ use crate::domain::audit::AuditAction;
 use crate::store::{Hold, WalletState};
 
 /// What switching the hold did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldChange {
     /// It changed (and was audited).

@@ -1,5 +1,7 @@
-//! Writing to people: a system message to one person, and an informational send to
-//! an audience (or its dry run, which shows the same and stores nothing).
+//! Writing to people: a system message to one person (a text, or a template rendered
+//! for them; once per idempotency key when the caller gives one), and an
+//! informational send to an audience (or its dry run, which shows the same and
+//! stores nothing).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use serde_json::json;
 
 use super::{Actor, App, AppError, Result, Summary, content_hash, lines_of};
 use crate::compose::{self, Content, Contents, Send};
+use crate::domain::access::Operator;
 use crate::domain::access::Permission;
 use crate::domain::audit::AuditAction;
 use crate::domain::{Audience, BatchId, Channel, ChannelChoice, MessageId, MessageKind, Reach};
@@ -47,6 +50,68 @@ pub struct SendRequest {
     pub content: SendContent,
     /// Transliterate SMS text to GSM-7 (cheaper; loses diacritics).
     pub transliterate: bool,
+}
+
+/// What a notification says: a text, or a named template rendered for its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyContent {
+    /// A text (a subject for email).
+    Text {
+        /// The subject (email).
+        subject: Option<String>,
+        /// The text.
+        body: String,
+    },
+    /// A saved template, rendered for the recipient in their locale.
+    Template {
+        /// Its name.
+        name: String,
+        /// Values for its free variables.
+        vars: BTreeMap<String, String>,
+    },
+}
+
+/// A system message to one person, as the platform or a person asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRequest {
+    /// The person (the platform's id).
+    pub recipient: String,
+    /// Email or SMS.
+    pub channel: Channel,
+    /// What it says.
+    pub content: NotifyContent,
+    /// Transliterate an SMS to GSM-7 (cheaper; loses diacritics).
+    pub transliterate: bool,
+}
+
+impl NotifyRequest {
+    /// The SHA-256 of what the request asks for, defaults filled in: spacing, key order
+    /// or a default spelt out do not make a retry "another request". The text form's
+    /// fingerprint is the one keys were stored with before templates were taken, so a
+    /// retry across an upgrade is still the same request.
+    pub fn fingerprint(&self) -> String {
+        let asked = match &self.content {
+            NotifyContent::Text { subject, body } => json!({
+                "recipient": self.recipient,
+                "channel": self.channel.as_str(),
+                "subject": subject,
+                "body": body,
+                "transliterate": self.transliterate,
+            }),
+            NotifyContent::Template { name, vars } => json!({
+                "recipient": self.recipient,
+                "channel": self.channel.as_str(),
+                "template": name,
+                "vars": vars,
+                "transliterate": self.transliterate,
+            }),
+        };
+        // serde_json's maps are sorted by key, so the text is the same for the same
+        // request.
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            asked.to_string().as_bytes(),
+        ))
+    }
 }
 
 /// A send composed: stored as a batch, or only shown (a dry run).
@@ -157,15 +222,31 @@ impl App {
         body: &str,
         transliterate: bool,
     ) -> Result<(MessageId, NewMessage)> {
-        let content = Content::for_channel(
-            &self.settings,
-            MessageKind::System,
+        let request = NotifyRequest {
+            recipient: recipient.to_owned(),
             channel,
-            subject,
-            body,
+            content: NotifyContent::Text {
+                subject: subject.map(str::to_owned),
+                body: body.to_owned(),
+            },
             transliterate,
-        )?;
-        self.notify(actor, recipient, &content).await
+        };
+        self.notify_with(actor, &request).await
+    }
+
+    /// A system message as asked for: a text checked for its channel, or a template
+    /// rendered for the recipient (see [`App::notify`]).
+    pub async fn notify_with(
+        &self,
+        actor: &Actor,
+        request: &NotifyRequest,
+    ) -> Result<(MessageId, NewMessage)> {
+        let op = self
+            .authorize(actor, Permission::Send, "send notifications")
+            .await?;
+        let (message, audit) = self.requested_message(actor, &op, request).await?;
+        let id = self.store.create_message(&message, &audit).await?;
+        Ok((id, message))
     }
 
     /// A system message to one person (account created, a password reset): no
@@ -177,23 +258,26 @@ impl App {
         recipient: &str,
         content: &Content,
     ) -> Result<(MessageId, NewMessage)> {
-        let (message, audit) = self.system_message(actor, recipient, content).await?;
+        let op = self
+            .authorize(actor, Permission::Send, "send notifications")
+            .await?;
+        self.check_reach_of(&op, recipient).await?;
+        let message =
+            compose::system_message(&*self.store, &self.settings, recipient, content).await?;
+        let audit = self.notify_audit(actor, &message);
         let id = self.store.create_message(&message, &audit).await?;
         Ok((id, message))
     }
 
-    /// [`App::notify`] under the caller's idempotency key `key`, for a request whose
-    /// SHA-256 is `request_sha256`: the first call creates the message, a repeat of
-    /// the same request returns it (`replayed`) and creates nothing, also when the
-    /// repeats race each other or arrive at another instance; the same key with
-    /// another request is refused.
+    /// [`App::notify_with`] under the caller's idempotency key `key`: the first call
+    /// creates the message, a repeat of the same request returns it (`replayed`) and
+    /// creates nothing, also when the repeats race each other or arrive at another
+    /// instance; the same key with another request is refused.
     pub async fn notify_once(
         &self,
         actor: &Actor,
         key: &str,
-        request_sha256: &str,
-        recipient: &str,
-        content: &Content,
+        request: &NotifyRequest,
     ) -> Result<Notified> {
         let key = key.trim();
         if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
@@ -202,17 +286,33 @@ impl App {
                 "expected 1 to 255 printable characters",
             ));
         }
-        let (message, audit) = self.system_message(actor, recipient, content).await?;
+        // Authorized first: a key does not let an operator who lost `send` read back
+        // what they once sent.
+        let op = self
+            .authorize(actor, Permission::Send, "send notifications")
+            .await?;
         let key = IdempotencyKey {
             actor: actor.name().to_owned(),
             key: key.to_owned(),
-            request_sha256: request_sha256.to_owned(),
+            request_sha256: request.fingerprint(),
         };
-        let (id, replayed) = match self
-            .store
-            .create_message_once(&message, &key, &audit)
-            .await?
-        {
+        // A repeat is answered before anything is composed: it does not render the
+        // template or judge the person again, and answers what the first request made
+        // even when the directory or the template changed since.
+        let once = match self.store.idempotency_key(&key.actor, &key.key).await? {
+            Some(used) if used.request_sha256 == key.request_sha256 => Once::Existing(used.message),
+            Some(_) => Once::KeyReused,
+            // Unused a moment ago: compose, and let the store decide a race with a
+            // concurrent first request (the key's row is written first in the
+            // message's transaction).
+            None => {
+                let (message, audit) = self.requested_message(actor, &op, request).await?;
+                self.store
+                    .create_message_once(&message, &key, &audit)
+                    .await?
+            }
+        };
+        let (id, replayed) = match once {
             Once::Created(id) => (id, false),
             Once::Existing(id) => (id, true),
             Once::KeyReused => {
@@ -232,36 +332,64 @@ impl App {
         Ok(Notified { view, replayed })
     }
 
-    /// The system message `actor` asks for, checked and judged, with its audit line.
-    async fn system_message(
+    /// The system message `request` asks for, as `op` (authorized by the caller):
+    /// checked against their reach, composed, judged, with its audit line.
+    async fn requested_message(
         &self,
         actor: &Actor,
-        recipient: &str,
-        content: &Content,
+        op: &Operator,
+        request: &NotifyRequest,
     ) -> Result<(NewMessage, AuditEntry)> {
-        let op = self
-            .authorize(actor, Permission::Send, "send notifications")
-            .await?;
-        compose::check_reach(
-            &*self.store,
-            &op,
-            &Audience::Recipient(recipient.to_owned()),
-        )
-        .await?;
-        let message =
-            compose::system_message(&*self.store, &self.settings, recipient, content).await?;
-        let audit = self.audit_line(
+        let recipient = request.recipient.as_str();
+        self.check_reach_of(op, recipient).await?;
+        let message = match &request.content {
+            NotifyContent::Text { subject, body } => {
+                let content = Content::for_channel(
+                    &self.settings,
+                    MessageKind::System,
+                    request.channel,
+                    subject.as_deref(),
+                    body,
+                    request.transliterate,
+                )?;
+                compose::system_message(&*self.store, &self.settings, recipient, &content).await?
+            }
+            NotifyContent::Template { name, vars } => {
+                compose::templated_system_message(
+                    &*self.store,
+                    &self.settings,
+                    recipient,
+                    request.channel,
+                    name,
+                    vars,
+                    request.transliterate,
+                )
+                .await?
+            }
+        };
+        let audit = self.notify_audit(actor, &message);
+        Ok((message, audit))
+    }
+
+    /// Refuses a recipient outside what `op` may reach.
+    async fn check_reach_of(&self, op: &Operator, recipient: &str) -> Result<()> {
+        compose::check_reach(&*self.store, op, &Audience::Recipient(recipient.to_owned())).await?;
+        Ok(())
+    }
+
+    /// The audit line of a system message.
+    fn notify_audit(&self, actor: &Actor, message: &NewMessage) -> AuditEntry {
+        self.audit_line(
             actor,
             AuditAction::Notify,
             "message {id}",
             json!({
-                "recipient": recipient,
+                "recipient": message.recipient_external_id,
                 "channel": message.channel,
                 "status": message.status,
                 "reason": message.reason,
             }),
-        );
-        Ok((message, audit))
+        )
     }
 
     /// One message as listings show it.

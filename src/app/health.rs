@@ -19,7 +19,7 @@ const MISSED_TICKS: usize = 3;
 const GRACE: Duration = Duration::minutes(1);
 
 /// What one check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyCheck {
     /// As it should be.
@@ -44,7 +44,7 @@ impl ReadyCheck {
 }
 
 /// Each check's finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// The database answers.
     pub database: ReadyCheck,

@@ -33,7 +33,7 @@ use crate::domain::audit::AuditAction;
 use crate::store::{AuditEntry, Store};
 
 pub use admin::HoldChange;
-pub use compose::{Composed, Notified, SendContent, SendRequest};
+pub use compose::{Composed, Notified, NotifyContent, NotifyRequest, SendContent, SendRequest};
 pub use error::{AppError, Result};
 pub use health::{Readiness, ReadyCheck};
 pub use operators::{OperatorRequest, PermissionChange};

@@ -27,7 +27,7 @@ use crate::store::{
 };
 
 /// How many messages will go and what they cost, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Messages that will go once approved (or are going).
     pub will_go: i64,
@@ -51,7 +51,7 @@ pub struct Summary {
 pub type SummaryLine = (MessageStatus, Option<Reason>, Option<i64>);
 
 /// What an approver sees of a batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BatchView {
     /// The batch with its counts.
     pub batch: BatchSummary,

@@ -17,7 +17,7 @@ use crate::store::{
 };
 
 /// The SMS wallet as an operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WalletView {
     /// Points left to spend.
     pub balance: i64,

@@ -490,11 +490,21 @@ pub struct NotifyArgs {
     #[arg(long, value_parser = parse_channel, default_value = "email")]
     pub channel: Channel,
     /// The subject (email).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "template")]
     pub subject: Option<String>,
     /// The text.
+    #[arg(
+        long,
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    pub body: Option<String>,
+    /// Render the message from this template for the recipient (`herald templates`).
     #[arg(long)]
-    pub body: String,
+    pub template: Option<String>,
+    /// A free template variable, NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var, requires = "template")]
+    pub vars: Vec<(String, String)>,
     /// SMS: replace national characters to stay in GSM-7.
     #[arg(long)]
     pub transliterate: bool,

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{
-    Actor, App, AppError, BatchText, HoldChange, OperatorRequest, SendContent, SendRequest, Summary,
+    Actor, App, AppError, BatchText, HoldChange, NotifyContent, NotifyRequest, OperatorRequest,
+    SendContent, SendRequest, Summary,
 };
 use crate::clock::FixedClock;
 use crate::compose;

@@ -14,19 +14,31 @@ pub(super) async fn notify(
         channel,
         subject,
         body,
+        template,
+        vars,
         transliterate,
         actor,
     } = args;
+    // clap makes sure of exactly one of --body and --template.
+    let content = match template {
+        Some(name) => NotifyContent::Template {
+            name,
+            vars: vars.into_iter().collect(),
+        },
+        None => NotifyContent::Text {
+            subject,
+            body: body.unwrap_or_default(),
+        },
+    };
+    let request = NotifyRequest {
+        recipient: recipient.clone(),
+        channel,
+        content,
+        transliterate,
+    };
     let store = store::open(&settings.database).await?;
     let (id, message) = app(&store, &settings, now)
-        .notify_text(
-            &Actor::operator(actor),
-            &recipient,
-            channel,
-            subject.as_deref(),
-            &body,
-            transliterate,
-        )
+        .notify_with(&Actor::operator(actor), &request)
         .await
         .map_err(cli_error)?;
     match message.reason {

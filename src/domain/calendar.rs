@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 
 /// A named day or run of days off, both ends included.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Holiday {
     /// The store's id, once stored.
     pub id: Option<i64>,

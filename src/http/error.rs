@@ -7,9 +7,61 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppError;
+
+/// Every code the API answers with, for the OpenAPI document's list; a code used
+/// without being listed here fails the tests that reach it (`ApiError::new`).
+pub const CODES: &[&str] = &[
+    "bad_request",
+    "unauthenticated",
+    "forbidden",
+    "outside_groups",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "ambiguous",
+    "too_large",
+    "unsupported_media_type",
+    "invalid",
+    "rate_limited",
+    "internal",
+    "timeout",
+];
+
+/// What every failure answers: `{"error": {code, message, field}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// The failure.
+    error: ErrorDetail,
+}
+
+/// One failure: a stable code for programs, a message for people, and the input
+/// field at fault when there is one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The stable code (the table in the README); programs branch on this.
+    #[schema(schema_with = code_schema)]
+    code: &'static str,
+    /// What went wrong and what was expected, in words.
+    message: String,
+    /// The input at fault (a body's or query's field, `idempotency_key`, `document`);
+    /// absent when the failure is not about one input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    field: Option<String>,
+}
+
+/// The `code` as a closed list of strings.
+fn code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CODES.iter().copied()))
+        .build()
+}
 
 /// An error as the API answers it.
 #[derive(Debug)]
@@ -25,6 +77,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        debug_assert!(CODES.contains(&code), "{code:?} is not in error::CODES");
         ApiError {
             status,
             code,
@@ -101,11 +154,14 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            error["field"] = json!(field);
-        }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: a 401 says which scheme would do.
             response.headers_mut().insert(

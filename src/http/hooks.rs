@@ -7,15 +7,14 @@
 //! What a report means and what it does is decided below this layer: the gateway
 //! modules read the gateways' fields, and `App::delivery_reports` applies them.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+use super::api::{Route, route};
 use super::{ApiError, PathParam};
 use crate::app::App;
 use crate::channels::sms::{hook_url, smsapi, twilio, webhook};
@@ -23,14 +22,13 @@ use crate::config::SmsGateway;
 use crate::domain::report::DeliveryReport;
 
 /// The hooks' routes.
-pub(super) fn routes() -> Router<App> {
-    Router::new()
-        .route(
-            "/hooks/smsapi/{secret}",
-            get(smsapi_report).post(smsapi_report),
-        )
-        .route("/hooks/twilio", post(twilio_report))
-        .route("/hooks/webhook", post(webhook_report))
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route(Method::GET, "/hooks/smsapi/{secret}", smsapi_report),
+        route(Method::POST, "/hooks/smsapi/{secret}", smsapi_report),
+        route(Method::POST, "/hooks/twilio", twilio_report),
+        route(Method::POST, "/hooks/webhook", webhook_report),
+    ]
 }
 
 /// A hook of a gateway Herald is not set up to hear from.
@@ -79,8 +77,30 @@ async fn apply(app: &App, reports: &[DeliveryReport]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// SMSAPI's callback: a GET (as SMSAPI sends it) or a POST form; answered `OK`.
-async fn smsapi_report(
+/// SMSAPI's delivery-report callback: one to five reports as parallel comma-separated
+/// lists `MsgId`, `status` (401–410), `idx` (Herald's key) and `donedate` (Unix
+/// seconds), in the query (GET, as SMSAPI sends it) or a form (POST). Answered `OK`,
+/// also for ids Herald does not know (kept and logged).
+#[utoipa::path(method(get, post), path = "/hooks/smsapi/{secret}", tag = "delivery reports",
+    params(
+        ("secret" = String, Path, description = "`sms.smsapi.report_secret`"),
+        ("MsgId" = String, Query, description = "SMSAPI's message ids, comma-separated"),
+        ("status" = String, Query, description = "Their status codes: 404 delivered; 402, \
+            405, 406, 407 undelivered; 403, 409, 410 on the way; 401, 408 unknown"),
+        ("idx" = Option<String>, Query, description = "Herald's keys (`herald-ID-CREATED`)"),
+        ("donedate" = Option<String>, Query, description = "When each happened, Unix seconds"),
+    ),
+    responses(
+        (status = 200, description = "Recorded", body = String, content_type = "text/plain",
+            example = "OK"),
+        (status = 400, description = "Not SMSAPI's fields (`bad_request`, `field` names it)",
+            body = super::error::ErrorBody),
+        (status = 403, description = "Not the secret (`forbidden`); nothing changes",
+            body = super::error::ErrorBody),
+        (status = 404, description = "SMSAPI is not the gateway, or it has no report secret",
+            body = super::error::ErrorBody),
+    ))]
+pub(super) async fn smsapi_report(
     State(app): State<App>,
     method: Method,
     PathParam(secret): PathParam,
@@ -113,7 +133,28 @@ async fn smsapi_report(
 
 /// Twilio's status callback: a form POST signed with the account's auth token over
 /// the URL Herald gave it (from `http.public_url`, never from the Host header).
-async fn twilio_report(
+#[utoipa::path(post, path = "/hooks/twilio", tag = "delivery reports",
+    params(
+        ("ref" = Option<String>, Query, description = "Herald's key, as Herald put it in \
+            the `StatusCallback` it gave Twilio"),
+        ("X-Twilio-Signature" = String, Header, description = "Base64 of HMAC-SHA1 with \
+            the auth token over the public URL and the sorted form fields"),
+    ),
+    request_body(content_type = "application/x-www-form-urlencoded", content = String,
+        description = "Twilio's fields: `MessageSid`, `MessageStatus` (`delivered`, `read`; \
+            `undelivered`, `failed`, `canceled`; or on the way), `ErrorCode`, …"),
+    responses(
+        (status = 204, description = "Recorded (also for a message Herald does not know)"),
+        (status = 400, description = "Not Twilio's fields (`bad_request`)",
+            body = super::error::ErrorBody),
+        (status = 401, description = "No signature (`unauthenticated`); nothing changes",
+            body = super::error::ErrorBody),
+        (status = 403, description = "A wrong signature (`forbidden`); nothing changes",
+            body = super::error::ErrorBody),
+        (status = 404, description = "Twilio is not the gateway, or `http.public_url` is unset",
+            body = super::error::ErrorBody),
+    ))]
+pub(super) async fn twilio_report(
     State(app): State<App>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -145,7 +186,25 @@ async fn twilio_report(
 }
 
 /// A report from the school's own gateway, signed like Herald's requests to it.
-async fn webhook_report(
+#[utoipa::path(post, path = "/hooks/webhook", tag = "delivery reports",
+    params(
+        ("X-Herald-Signature" = String, Header, description = "`sha256=` and the hex of \
+            HMAC-SHA256 with `sms.webhook.secret` over the body"),
+    ),
+    request_body(content = WebhookReport, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded, with what it did: `applied`, `no_change`, \
+            `pending` or `unknown_message`", body = ReportAnswer),
+        (status = 400, description = "Not a report (`bad_request`, `field` names it)",
+            body = super::error::ErrorBody),
+        (status = 401, description = "No signature (`unauthenticated`); nothing changes",
+            body = super::error::ErrorBody),
+        (status = 403, description = "A wrong signature (`forbidden`); nothing changes",
+            body = super::error::ErrorBody),
+        (status = 404, description = "The webhook is not the gateway",
+            body = super::error::ErrorBody),
+    ))]
+pub(super) async fn webhook_report(
     State(app): State<App>,
     headers: HeaderMap,
     body: Bytes,
@@ -162,8 +221,32 @@ async fn webhook_report(
     }
     let report = webhook::report(&body).map_err(malformed)?;
     let effects = app.delivery_reports(std::slice::from_ref(&report)).await?;
-    Ok(
-        axum::Json(serde_json::json!({ "effect": effects.first().map(|e| e.as_str()) }))
-            .into_response(),
-    )
+    Ok(axum::Json(ReportAnswer {
+        effect: effects.first().map_or("no_change", |e| e.as_str()),
+    })
+    .into_response())
+}
+
+/// A webhook delivery report, for the document: `webhook::report` reads it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WebhookReport {
+    /// The `id` Herald sent (`herald-ID-CREATED`).
+    id: String,
+    /// `delivered`, `undelivered` or `failed` (final), `queued`, `accepted` or `sent`.
+    status: String,
+    /// The receiver's own id of the message.
+    provider_id: Option<String>,
+    /// When it happened (RFC 3339).
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The receiver's words on a failure.
+    error: Option<String>,
+}
+
+/// What a report did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ReportAnswer {
+    /// `applied`, `no_change`, `pending` or `unknown_message`.
+    #[schema(example = "applied")]
+    effect: &'static str,
 }

@@ -6,19 +6,23 @@
 //! daemon stops, the listener closes and requests in flight finish. `/metrics` is
 //! served here behind its own token, or alone on a second address
 //! ([`metrics_router`]).
+//!
+//! The router is built from one list of routes ([`routes`] gives its methods and
+//! paths), and the OpenAPI document (`openapi.rs`) describes each of them.
 
 mod api;
 mod error;
 mod hooks;
 mod limit;
 mod metrics;
+mod openapi;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,10 +39,27 @@ use crate::config::HttpSettings;
 
 pub use error::ApiError;
 pub use metrics::metrics_router;
+pub use openapi::document as openapi_document;
 
 /// The header that carries each request's id, set when the caller sent none, and
 /// echoed in the answer so a platform developer can quote it.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route the router serves, from the modules that own them. The router is built
+/// from this list, so that [`routes`] is what it serves; only `/metrics`, which exists
+/// when configured and is an operator's endpoint rather than the API, is added beside.
+fn table() -> Vec<api::Route> {
+    let mut routes = api::routes();
+    routes.extend(hooks::routes());
+    routes
+}
+
+/// The method and path of every route the router serves (a path parameter written
+/// `{name}`, as in the OpenAPI document). The integration tests check that the
+/// document describes exactly these.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    table().into_iter().map(|r| (r.method, r.path)).collect()
+}
 
 /// Every route, with the limits of `settings`.
 pub fn router(app: App, settings: &HttpSettings) -> Router {
@@ -64,8 +85,11 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
             settings.request_timeout,
         ))
         .layer(CompressionLayer::new());
-    api::routes()
-        .merge(hooks::routes())
+    // Routes on one path merge into one method router (axum refuses the same method
+    // twice on a path, so a route listed twice fails at start-up).
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .merge(metrics::routes(settings))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")

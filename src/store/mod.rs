@@ -240,6 +240,11 @@ pub trait OutboxStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Once>;
 
+    /// The message `actor`'s `key` was first used for, and that request's SHA-256;
+    /// `None` while the key is unused. A look-up before composing, so that a repeat
+    /// costs no composing; [`OutboxStore::create_message_once`] still decides races.
+    async fn idempotency_key(&self, actor: &str, key: &str) -> Result<Option<KeyUse>>;
+
     /// Stores a batch and all its messages, and its audit line, in one transaction, at
     /// the audit line's time.
     async fn create_batch(
@@ -442,7 +447,7 @@ pub struct WalletState {
 }
 
 /// The sums of the ledger, by entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LedgerTotals {
     /// Points added.
     pub top_ups: i64,
@@ -455,7 +460,7 @@ pub struct LedgerTotals {
 }
 
 /// One line of the wallet's ledger.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// When.
     pub at: DateTime<Utc>,
@@ -505,7 +510,7 @@ pub trait WalletStore: Send + Sync {
 }
 
 /// The hold switch, when it is on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Hold {
     /// Since when dispatch is paused.
     pub since: DateTime<Utc>,
@@ -516,7 +521,7 @@ pub struct Hold {
 }
 
 /// A message as rendered for one recipient, shown to an approver.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SampleMessage {
     /// Its channel.
     pub channel: Channel,
@@ -906,6 +911,15 @@ pub struct IdempotencyKey {
     pub key: String,
     /// The SHA-256 of the request.
     pub request_sha256: String,
+}
+
+/// The request an idempotency key was first used for, and the message it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The SHA-256 of that request.
+    pub request_sha256: String,
+    /// The message it made.
+    pub message: MessageId,
 }
 
 /// What storing a message under an idempotency key did.

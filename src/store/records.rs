@@ -65,7 +65,7 @@ pub struct NewBatch {
 }
 
 /// A batch in the outbox with its counts per status and reason.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
     /// Its id.
     pub id: BatchId,
@@ -100,7 +100,7 @@ pub struct BatchSummary {
 }
 
 /// How many messages stand in one status with one reason.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StatusCount {
     /// The status.
     pub status: MessageStatus,
@@ -302,7 +302,7 @@ pub struct MessageFilter {
 }
 
 /// A message as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Its id.
     pub id: MessageId,

@@ -118,6 +118,20 @@ fn import_exits_non_zero_when_a_row_failed_and_keeps_the_good_rows() {
         list[0]["channels"]["email"]["reasons"][0]["code"],
         "missing_email"
     );
+    // In a JSON document the record is named by its section and index too.
+    std::fs::write(
+        dir.path().join("school.json"),
+        "{\"recipients\": [\n  {\"external_id\": \"s-3\", \"role\": \"student\", \"name\": \"Ola\"},\n  \
+         {\"external_id\": \"s-4\", \"role\": \"janitor\", \"name\": \"Ewa\"}\n]}\n",
+    )
+    .unwrap();
+    let out = herald(dir.path(), &["import", "school.json", "--as", "admin"], &db);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("school.json:3: recipients[1] role = \"janitor\""),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -726,7 +740,7 @@ fn a_dry_run_shows_the_summary_and_writes_nothing() {
 }
 
 #[test]
-fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_previews() {
+fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_previews_and_notifies() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("HERALD__DATABASE__URL", "sqlite://t.db")];
     add_operators(dir.path(), &env, &[("anna", "secretary", &[])]);
@@ -779,6 +793,52 @@ fn a_template_with_an_unknown_variable_is_refused_at_save_and_a_good_one_preview
     let out = herald(dir.path(), &["templates", "list", "--json"], &env);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["name"], "closed");
+    // A notification from the template, rendered for its recipient.
+    let recipients = crate::helpers::example("recipients.csv");
+    let out = herald(
+        dir.path(),
+        &["import", recipients.to_str().unwrap(), "--as", "anna"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(
+        dir.path(),
+        &[
+            "notify",
+            "gd-2001",
+            "--template",
+            "closed",
+            "--var",
+            "day=jutro",
+            "--as",
+            "anna",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(
+        dir.path(),
+        &["status", "--recipient", "gd-2001", "--json"],
+        &env,
+    );
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Zamknięte jutro"), "{shown}");
+    // A text and a template at once: refused before anything is written.
+    let out = herald(
+        dir.path(),
+        &[
+            "notify",
+            "gd-2001",
+            "--template",
+            "closed",
+            "--body",
+            "x",
+            "--as",
+            "anna",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -21,6 +21,8 @@ conformance!(
     messages_page_newest_first_with_a_cursor_and_filters,
     a_send_is_composed_or_dry_run_and_refused_when_its_audience_or_text_is_unclear,
     one_idempotency_key_makes_one_message_under_a_hundred_concurrent_requests_to_two_servers,
+    a_notification_from_a_template_is_rendered_for_its_recipient_and_an_unclear_one_refused,
+    a_repeated_key_answers_the_first_message_without_composing_again,
     the_platform_feeds_the_directory_good_records_applied_bad_ones_reported,
 );
 
@@ -38,7 +40,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(app: &TestApp, body_limit: usize) -> Server {
+    pub(crate) async fn start(app: &TestApp, body_limit: usize) -> Server {
         Server::start_on(app, std::sync::Arc::clone(&app.store), body_limit).await
     }
 
@@ -895,15 +897,41 @@ async fn the_platform_feeds_the_directory_good_records_applied_bad_ones_reported
             {"external_id": "s-9001", "role": "student", "name": "Nowa Uczennica", "email": "nowa@example.pl"},
             {"external_id": "s-9002", "role": "janitor", "name": "Zły Wiersz"},
         ],
-        "memberships": [{"group_id": "g-1a", "member_id": "s-9001"}],
+        "memberships": [
+            {"group_id": "g-1a", "member_id": "s-9001"},
+            {"group_id": "g-1a"},
+        ],
     });
     let (status, report) = server
         .call(Method::POST, "/api/v1/import", t, Some(document.clone()))
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let errors = report["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1, "{report}");
-    assert_eq!(errors[0]["field"], "role", "{report}");
+    assert_eq!(errors.len(), 2, "{report}");
+    // Each refused record by its array and its index there, the field and what was
+    // expected.
+    let found: Vec<(&str, i64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["index"].as_i64().unwrap(),
+                e["field"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [("recipients", 1, "role"), ("memberships", 1, "member_id")],
+        "{report}"
+    );
+    assert!(
+        errors[0]["expected"]
+            .as_str()
+            .unwrap()
+            .contains("student, guardian"),
+        "{report}"
+    );
     assert!(app.store.recipient("s-9001").await.unwrap().is_some());
     assert!(app.store.recipient("s-9002").await.unwrap().is_none());
     // Again: nothing changes.
@@ -923,4 +951,177 @@ async fn the_platform_feeds_the_directory_good_records_applied_bad_ones_reported
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert_eq!(answer["error"]["field"], "document");
+}
+
+/// A saved email template for system messages, in Polish.
+async fn account_template(app: &TestApp, body: &str) {
+    let variant = herald::templates::Variant {
+        name: "account-created".into(),
+        locale: "pl".into(),
+        channel: herald::domain::Channel::Email,
+        subject: Some("Konto: {{ recipient.name }}".into()),
+        body: body.into(),
+        html: None,
+    };
+    app.app_at(now())
+        .save_template(&Actor::operator(OWNER), &variant)
+        .await
+        .unwrap();
+}
+
+/// The queued system messages, with their text, as the dispatcher would claim them.
+async fn queued_system_messages(app: &TestApp) -> Vec<herald::store::Claimed> {
+    app.store
+        .claim_due(
+            now() + chrono::Duration::days(1),
+            &[herald::domain::MessageKind::System],
+            "test",
+            now() + chrono::Duration::days(2),
+            100,
+        )
+        .await
+        .unwrap()
+}
+
+async fn a_notification_from_a_template_is_rendered_for_its_recipient_and_an_unclear_one_refused(
+    app: TestApp,
+) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let t = Some(secretary.as_str());
+    let server = Server::start(&app, 1 << 20).await;
+    account_template(
+        &app,
+        "Dzień dobry {{ recipient.name }}, kod: {{ vars.code }}.",
+    )
+    .await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/notifications",
+            t,
+            Some(
+                json!({"recipient": "gd-2001", "template": "account-created",
+                "vars": {"code": "X-17"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["status"], "queued", "{answer}");
+    let queued = queued_system_messages(&app).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].id.0, answer["id"].as_i64().unwrap());
+    assert_eq!(queued[0].subject.as_deref(), Some("Konto: Anna Nowak"));
+    assert_eq!(queued[0].body, "Dzień dobry Anna Nowak, kod: X-17.");
+
+    // Someone Herald does not know: a blocked message that says so.
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/notifications",
+            t,
+            Some(
+                json!({"recipient": "gd-9999", "template": "account-created",
+                "vars": {"code": "X-18"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        (&answer["status"], &answer["reason"]),
+        (&json!("blocked"), &json!("recipient_unknown"))
+    );
+
+    let before = app.messages_to("gd-2001").await.len();
+    for (body, field) in [
+        (
+            json!({"recipient": "gd-2001", "template": "no-such-template"}),
+            "template",
+        ),
+        (
+            json!({"recipient": "gd-2001", "template": "account-created", "channel": "sms",
+                "vars": {"code": "1"}}),
+            "template",
+        ),
+        (
+            json!({"recipient": "gd-2001", "template": "account-created"}),
+            "template",
+        ),
+        (
+            json!({"recipient": "gd-2001", "template": "account-created", "subject": "S",
+                "body": "B"}),
+            "body",
+        ),
+        (
+            json!({"recipient": "gd-2001", "template": "account-created", "body": "B"}),
+            "body",
+        ),
+        (json!({"recipient": "gd-2001", "subject": "S"}), "body"),
+        (
+            json!({"recipient": "gd-2001", "template": "account-created", "subject": "S",
+                "vars": {"code": "1"}}),
+            "subject",
+        ),
+        (
+            json!({"recipient": "gd-2001", "subject": "S", "body": "B", "vars": {"code": "1"}}),
+            "vars",
+        ),
+    ] {
+        let (status, answer) = server
+            .call(Method::POST, "/api/v1/notifications", t, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid", "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    assert_eq!(
+        app.messages_to("gd-2001").await.len(),
+        before,
+        "refusals store nothing"
+    );
+}
+
+async fn a_repeated_key_answers_the_first_message_without_composing_again(app: TestApp) {
+    let tokens = tokens(&app).await;
+    let secretary = tokens[1].1.clone();
+    let server = Server::start(&app, 1 << 20).await;
+    account_template(&app, "Kod: {{ vars.code }}.").await;
+    let request = json!({"recipient": "gd-2001", "template": "account-created",
+        "vars": {"code": "A-1"}});
+    let (status, first) = call_with_key(&server, &secretary, "account-gd-2001", &request).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    // The template now needs a variable the request does not give: composing again
+    // would fail, so a repeat that answers 200 did not compose.
+    account_template(&app, "Kod: {{ vars.code }}, login: {{ vars.login }}.").await;
+    let (status, again) = call_with_key(&server, &secretary, "account-gd-2001", &request).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/api/v1/notifications",
+            Some(&secretary),
+            Some(request.clone()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "without a key: {answer}"
+    );
+    assert_eq!(answer["error"]["field"], "template");
+    // The fingerprint covers the template and its values: other values are another
+    // request.
+    let other = json!({"recipient": "gd-2001", "template": "account-created",
+        "vars": {"code": "A-2"}});
+    let (status, answer) = call_with_key(&server, &secretary, "account-gd-2001", &other).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "idempotency_key");
+    // A text under a template's key is another request too.
+    let text = json!({"recipient": "gd-2001", "subject": "Kod", "body": "Kod: A-1."});
+    let (status, answer) = call_with_key(&server, &secretary, "account-gd-2001", &text).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let queued = queued_system_messages(&app).await;
+    assert_eq!(queued.len(), 1, "one message");
+    assert_eq!(queued[0].body, "Kod: A-1.");
 }

@@ -68,6 +68,7 @@ async fn csv_with_bad_rows_imports_the_good_ones_and_reports_each_bad_line(app: 
             .contains("student, guardian, teacher, staff")
     );
     assert!(bad_role.file.ends_with("recipients.csv"));
+    assert_eq!(bad_role.index, None, "a CSV row is found by its line");
     assert!(
         report.errors[3].expected.contains("line 2"),
         "a repeated id names the line that has it first: {}",
@@ -205,14 +206,18 @@ async fn json_records_are_reported_with_their_line(app: TestApp) {
 "#,
     );
     let report = app.import(&file, now()).await;
-    let faults: Vec<(u64, &str, &str)> = report
+    let faults: Vec<(u64, Option<u64>, &str, &str)> = report
         .errors
         .iter()
-        .map(|e| (e.line, e.field.as_str(), e.value.as_str()))
+        .map(|e| (e.line, e.index, e.field.as_str(), e.value.as_str()))
         .collect();
     assert_eq!(
         faults,
-        [(3, "sms_enabled", "perhaps"), (5, "key", "nickname")]
+        [
+            (3, Some(1), "sms_enabled", "perhaps"),
+            (5, Some(2), "key", "nickname")
+        ],
+        "each record by its line and its index in the array"
     );
     let mut ids = app.recipient_ids().await;
     ids.sort();

@@ -44,7 +44,7 @@ use crate::store::{
 };
 use crate::store::{ArrearsContract, DueInstalment, NewOccurrence, RuleRun, RuleStore};
 use crate::store::{ChannelHealth, DiagnosisStore, MessageEvent};
-use crate::store::{IdempotencyKey, Once};
+use crate::store::{IdempotencyKey, KeyUse, Once};
 use crate::templates::Variant;
 
 use super::{

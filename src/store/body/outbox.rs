@@ -304,6 +304,23 @@ impl OutboxStore for Backend {
         Ok(Once::Created(MessageId(id)))
     }
 
+    async fn idempotency_key(&self, actor: &str, key: &str) -> Result<Option<KeyUse>> {
+        // A row whose message_id is still NULL belongs to a transaction that has not
+        // committed, which no other reader sees; the condition only says so.
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT request_sha256, message_id FROM idempotency_keys
+             WHERE actor = $1 AND key = $2 AND message_id IS NOT NULL",
+        )
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(request_sha256, id)| KeyUse {
+            request_sha256,
+            message: MessageId(id),
+        }))
+    }
+
     async fn create_batch(
         &self,
         batch: &NewBatch,
