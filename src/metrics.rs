@@ -57,6 +57,9 @@ pub const SEND_DURATION: &str = "herald_send_duration_seconds";
 /// Sends by `channel`, `provider` and `outcome` (`sent`, `transient`, `permanent`,
 /// `unknown`).
 pub const SENDS: &str = "herald_sends_total";
+/// Delivery reports by `gateway`, `state` (`delivered`, `undelivered`, `in_flight`,
+/// `unknown`) and `effect` (`applied`, `no_change`, `pending`, `unknown_message`).
+pub const DELIVERY_REPORTS: &str = "herald_delivery_reports_total";
 /// HTTP requests by `method`, `route` (the route's template, `unmatched` for none)
 /// and `status`.
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
@@ -130,6 +133,10 @@ fn describe() {
         "How long one send took, by channel and provider (SMS: with the rate limit's wait)."
     );
     describe_counter!(SENDS, "Sends by channel, provider and outcome.");
+    describe_counter!(
+        DELIVERY_REPORTS,
+        "SMS delivery reports by gateway, what they said and what they did."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status.");
     describe_histogram!(
         HTTP_DURATION,
@@ -171,6 +178,12 @@ pub fn sent(channel: Channel, provider: &'static str, outcome: &SendOutcome, too
     histogram!(SEND_DURATION, "channel" => channel, "provider" => provider)
         .record(took.as_secs_f64());
     counter!(SENDS, "channel" => channel, "provider" => provider, "outcome" => outcome)
+        .increment(1);
+}
+
+/// A delivery report from `gateway` that said `state` did `effect`.
+pub fn delivery_report(gateway: &'static str, state: &'static str, effect: &'static str) {
+    counter!(DELIVERY_REPORTS, "gateway" => gateway, "state" => state, "effect" => effect)
         .increment(1);
 }
 

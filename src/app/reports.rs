@@ -31,6 +31,7 @@ impl App {
                     "delivery report"
                 ),
             }
+            crate::metrics::delivery_report(report.gateway, report.state.as_str(), effect.as_str());
             effects.push(effect);
         }
         Ok(effects)

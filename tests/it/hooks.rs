@@ -31,6 +31,7 @@ conformance!(
 
 const SECRET: &str = "r3port-secret-0123456789abcdef";
 const PUBLIC: &str = "https://herald.school.example/messages";
+const METRICS_TOKEN: &str = "metrics-token-for-the-hooks";
 
 /// An SMSAPI stand-in that accepts every SMS under the id `mid-<idx>`.
 struct AcceptEach;
@@ -61,6 +62,7 @@ fn with_gateway(app: &TestApp, gateway: SmsGateway) -> Settings {
     settings.sms.gateway = gateway;
     settings.sms.public_url = Some(PUBLIC.parse().unwrap());
     settings.http.public_url = settings.sms.public_url.clone();
+    settings.http.metrics_token = Some(SecretString::from(METRICS_TOKEN));
     settings
 }
 
@@ -253,6 +255,34 @@ async fn smsapi_reports_move_messages_forward_only_and_forged_ones_change_nothin
     assert_eq!(
         reports[0].reported_at.map(|t| t.timestamp()),
         Some(1_795_510_900)
+    );
+
+    // The metrics count what the reports did (the counters are the process's, shared
+    // by the tests running beside this one, so at least what this test did).
+    let page = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |labels: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with(&format!("herald_delivery_reports_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count(r#"gateway="smsapi",state="delivered",effect="applied""#) >= 2.0,
+        "{page}"
+    );
+    assert!(
+        count(r#"gateway="smsapi",state="delivered",effect="no_change""#) >= 3.0,
+        "{page}"
     );
 
     // Unknown ids are acknowledged (SMSAPI would retry otherwise) and kept.
