@@ -690,10 +690,13 @@ async fn message_diagnosis(
         )),
         (MessageStatus::Sent, Channel::Sms) => advice.push(format!(
             "accepted by the SMS gateway, no delivery report yet; if it did not arrive, the phone may be off or out of range, or the number may belong to someone else now{}",
-            if settings.sms.public_url.is_none() {
-                "; Herald asks the gateway for delivery reports once http.public_url is set"
-            } else {
-                ""
+            match (&settings.sms.gateway, &settings.sms.public_url) {
+                // The file gateway has no phone behind it and never reports.
+                (crate::config::SmsGateway::File { .. }, _) => "",
+                (_, None) => {
+                    "; Herald asks the gateway for delivery reports once http.public_url is set"
+                }
+                _ => "",
             }
         )),
         (MessageStatus::Delivered, Channel::Sms) => advice.push(

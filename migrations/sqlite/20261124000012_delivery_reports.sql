@@ -23,3 +23,9 @@ CREATE INDEX delivery_reports_pending ON delivery_reports (message_id) WHERE eff
 
 -- Reports name a message by the gateway's id; this finds it without a scan.
 CREATE INDEX attempts_provider_id ON attempts (provider_id) WHERE provider_id IS NOT NULL;
+
+-- How many times an operator has sent a failed message again. Herald's key of a
+-- message as the gateways see it (herald-ID-CREATED, then -N) changes with it, so a
+-- gateway that deduplicates by that key takes the new send, and reports about the
+-- old one are told apart.
+ALTER TABLE messages ADD COLUMN send_generation INTEGER NOT NULL DEFAULT 0;

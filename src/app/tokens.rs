@@ -140,7 +140,16 @@ impl App {
         if !matches || record.revoked_at.is_some() {
             return Err(AppError::Unauthenticated);
         }
-        self.store.touch_token(id, self.now()).await?;
+        // "Last used" to the minute is all anyone reads, and a write per request
+        // would contend with the dispatcher for SQLite's one writer (and cost even
+        // the requests the rate limit then refuses).
+        let now = self.now();
+        if record
+            .last_used_at
+            .is_none_or(|last| now - last >= chrono::Duration::minutes(1))
+        {
+            self.store.touch_token(id, now).await?;
+        }
         Ok(Authenticated {
             token: id,
             actor: Actor::Operator(record.operator),

@@ -627,6 +627,7 @@ impl Dispatcher {
         let sms = OutgoingSms {
             id: message.id,
             created_at: message.created_at,
+            generation: message.generation,
             to: &number,
             text: &message.body,
             size,

@@ -59,39 +59,64 @@ pub struct DeliveryReport {
 }
 
 /// Herald's identity of a message as a gateway sees it: `herald-<id>-<created unix
-/// seconds>`. The creation time makes a key from another Herald database (or one
-/// recreated from scratch) fail to match instead of naming the wrong message.
+/// seconds>`, and `-<n>` after it once an operator has sent a failed message again
+/// for the n-th time. The creation time makes a key from another Herald database (or
+/// one recreated from scratch) fail to match instead of naming the wrong message; the
+/// generation makes a gateway that deduplicates by key take a deliberate resend, and
+/// tells reports about the earlier send apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageKey {
     /// The message's id.
     pub id: MessageId,
     /// When it was created, in Unix seconds.
     pub created: i64,
+    /// How many times an operator has sent it again after it failed.
+    pub generation: i64,
 }
 
 impl MessageKey {
-    /// The key of a message.
+    /// The key of a message's first send.
     pub fn of(id: MessageId, created_at: DateTime<Utc>) -> MessageKey {
+        MessageKey::resent(id, created_at, 0)
+    }
+
+    /// The key of a message sent again `generation` times.
+    pub fn resent(id: MessageId, created_at: DateTime<Utc>, generation: i64) -> MessageKey {
         MessageKey {
             id,
             created: created_at.timestamp(),
+            generation,
         }
     }
 
     /// Reads a key back; `None` when `text` is not one of Herald's.
     pub fn parse(text: &str) -> Option<MessageKey> {
-        let rest = text.trim().strip_prefix("herald-")?;
-        let (id, created) = rest.split_once('-')?;
+        let mut parts = text.trim().strip_prefix("herald-")?.split('-');
+        let id = parts.next()?.parse().ok()?;
+        let created = parts.next()?.parse().ok()?;
+        let generation = match parts.next() {
+            Some(g) => g.parse().ok().filter(|g: &i64| *g > 0)?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
         Some(MessageKey {
-            id: MessageId(id.parse().ok()?),
-            created: created.parse().ok()?,
+            id: MessageId(id),
+            created,
+            generation,
         })
     }
 }
 
 impl std::fmt::Display for MessageKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "herald-{}-{}", self.id, self.created)
+        write!(f, "herald-{}-{}", self.id, self.created)?;
+        // The first send keeps the key Herald has always used.
+        if self.generation > 0 {
+            write!(f, "-{}", self.generation)?;
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@ use crate::app::AppError;
 pub const CODES: &[&str] = &[
     "bad_request",
     "unauthenticated",
+    "unsigned",
     "forbidden",
     "outside_groups",
     "not_found",
@@ -162,7 +163,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        // The delivery-report hooks' 401 (`unsigned`) asks for a signature, not a token.
+        if self.status == StatusCode::UNAUTHORIZED && self.code == "unauthenticated" {
             // RFC 6750: a 401 says which scheme would do.
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -177,6 +177,9 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     /// SMS segments of the text (SMS only).
     pub segments: Option<i64>,
+    /// How many times an operator has sent it again after it failed (part of the
+    /// key SMS gateways know it by).
+    pub generation: i64,
 }
 
 /// The answer of a server to one attempt.

@@ -159,7 +159,7 @@ async fn smsapi_reports_move_messages_forward_only_and_forged_ones_change_nothin
             Some(format!("{PUBLIC}/hooks/smsapi/{SECRET}").as_str())
         );
     }
-    let server = Server::start_with(Arc::clone(&app.store), settings).await;
+    let server = Server::start_with(Arc::clone(&app.store), settings.clone()).await;
     let hook = format!("{}/hooks/smsapi/{SECRET}", server.base);
     let get = |query: String| {
         let client = server.client.clone();
@@ -316,6 +316,37 @@ async fn smsapi_reports_move_messages_forward_only_and_forged_ones_change_nothin
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("MsgId"), "{text}");
     assert_eq!(statuses(&app, &sent).await, before);
+    // C failed on the phone's side: sent again, it is a new send under a new key, so
+    // SMSAPI's idx check takes it, and a late report about the first send is stale.
+    app.app_at(now())
+        .act_on_message(
+            &Actor::operator(OWNER),
+            *c,
+            herald::store::MessageAction::Resend,
+        )
+        .await
+        .unwrap();
+    let late = get(format!("MsgId=mid-{kc}&status=404&idx={kc}")).await;
+    assert_eq!(late.0, StatusCode::OK);
+    assert_eq!(
+        state(&app, *c).await.0,
+        MessageStatus::Queued,
+        "not pending, not applied"
+    );
+    let d2 = app.dispatcher_with(settings.clone(), &Arc::new(FixedClock::new(now())));
+    while d2.try_dispatch_next().await.unwrap().is_some() {}
+    let resent = gateway.received_requests().await.unwrap();
+    let idx = form(resent.last().unwrap())
+        .into_iter()
+        .find(|(k, _)| k == "idx")
+        .map(|(_, v)| v)
+        .unwrap();
+    assert_eq!(idx, format!("{kc}-1"));
+    assert_eq!(state(&app, *c).await.0, MessageStatus::Sent);
+    let fresh = get(format!("MsgId=mid-{idx}&status=404&idx={idx}")).await;
+    assert_eq!(fresh.0, StatusCode::OK);
+    assert_eq!(state(&app, *c).await, (MessageStatus::Delivered, None));
+
     // Twilio's and the webhook's hooks are closed while SMSAPI is the gateway.
     for path in ["/hooks/twilio", "/hooks/webhook"] {
         let res = server
@@ -582,6 +613,7 @@ async fn a_report_that_beats_the_gateway_s_answer_waits_for_it(app: TestApp) {
         key: Some(MessageKey {
             id,
             created: m.created_at.timestamp() + 1,
+            generation: 0,
         }),
         provider_id: None,
         state: herald::domain::report::ReportState::Undelivered,

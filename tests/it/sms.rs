@@ -40,6 +40,7 @@ fn outgoing<'a>(to: &'a PhoneNumber, text: &'a str) -> OutgoingSms<'a> {
     OutgoingSms {
         id: MessageId(42),
         created_at: Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+        generation: 0,
         to,
         text,
         size: measure(text),

@@ -33,6 +33,8 @@ pub struct OutgoingSms<'a> {
     pub id: MessageId,
     /// When the message was created.
     pub created_at: DateTime<Utc>,
+    /// How many times an operator has sent it again after it failed.
+    pub generation: i64,
     /// The recipient's number.
     pub to: &'a PhoneNumber,
     /// The text, as it will be sent.
@@ -44,9 +46,11 @@ pub struct OutgoingSms<'a> {
 }
 
 impl OutgoingSms<'_> {
-    /// The key a gateway uses to recognise a retry of the same message.
+    /// The key a gateway uses to recognise a retry of the same message: the same for
+    /// every attempt, new when an operator sends a failed message again.
     pub fn idempotency_key(&self) -> String {
-        crate::domain::report::MessageKey::of(self.id, self.created_at).to_string()
+        crate::domain::report::MessageKey::resent(self.id, self.created_at, self.generation)
+            .to_string()
     }
 }
 

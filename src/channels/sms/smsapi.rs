@@ -190,9 +190,11 @@ pub(crate) fn clip(body: &str) -> String {
 }
 
 /// SMSAPI's report codes, their names, and what they mean for Herald (from SMSAPI's
-/// "statusy wiadomości": 402–407 are final failures, 403/409/410 on the way, 401/408
-/// unknown to SMSAPI itself).
-const REPORT_CODES: [(&str, &str, ReportState); 10] = [
+/// "statusy wiadomości" and its client libraries: 402–407 and 412 are final failures,
+/// 403/409/410/411 on the way, 401/408 unknown to SMSAPI itself). A code not listed
+/// here is kept as unknown rather than refusing the callback, which carries up to
+/// five reports that would all be retried for it.
+const REPORT_CODES: [(&str, &str, ReportState); 12] = [
     ("401", "NOT_FOUND", ReportState::Unknown),
     ("402", "EXPIRED", ReportState::Undelivered),
     ("403", "SENT", ReportState::InFlight),
@@ -203,6 +205,8 @@ const REPORT_CODES: [(&str, &str, ReportState); 10] = [
     ("408", "UNKNOWN", ReportState::Unknown),
     ("409", "QUEUE", ReportState::InFlight),
     ("410", "ACCEPTED", ReportState::InFlight),
+    ("411", "RENEWAL", ReportState::InFlight),
+    ("412", "STOP", ReportState::Undelivered),
 ];
 
 /// Reads SMSAPI's delivery-report callback: one to five reports per request, as
@@ -234,10 +238,10 @@ pub fn reports(fields: &[(String, String)]) -> Result<Vec<DeliveryReport>, Strin
             let (name, state) = REPORT_CODES
                 .iter()
                 .find(|(c, n, _)| *c == code || n.eq_ignore_ascii_case(code))
-                .map(|(_, n, s)| (*n, *s))
-                .ok_or_else(|| {
-                    format!("status: expected an SMSAPI status code (401–410), found {code:?}")
-                })?;
+                .map_or(
+                    ("(not a code Herald knows)", ReportState::Unknown),
+                    |(_, n, s)| (*n, *s),
+                );
             let at = done
                 .get(i)
                 .and_then(|d| d.parse::<i64>().ok())
@@ -297,7 +301,9 @@ mod tests {
         assert!(missing.starts_with("MsgId:"), "{missing}");
         let short = reports(&fields(&[("MsgId", "1,2"), ("status", "404")])).unwrap_err();
         assert!(short.starts_with("status: expected 2 codes"), "{short}");
-        let odd = reports(&fields(&[("MsgId", "1"), ("status", "499")])).unwrap_err();
-        assert!(odd.starts_with("status:"), "{odd}");
+        // A code SMSAPI adds later is kept as unknown, not a reason to refuse the rest.
+        let odd = reports(&fields(&[("MsgId", "1,2"), ("status", "499,404")])).unwrap();
+        assert_eq!(odd[0].state, ReportState::Unknown);
+        assert_eq!(odd[1].state, ReportState::Delivered);
     }
 }

@@ -238,7 +238,8 @@ pub fn signed_by_twilio(
 /// Reads Twilio's status callback (form fields `MessageSid`, `MessageStatus`,
 /// `ErrorCode`), with Herald's key from the callback URL's `ref` where it is there.
 /// Statuses from Twilio's message resource: `delivered` and `read` reached the phone;
-/// `undelivered`, `failed` and `canceled` will not; the rest are on the way.
+/// `undelivered`, `failed` and `canceled` will not; the rest are on the way, and a
+/// status Twilio adds later is kept as unknown.
 pub fn report(
     fields: &[(String, String)],
     reference: Option<&str>,
@@ -258,11 +259,8 @@ pub fn report(
         "accepted" | "scheduled" | "queued" | "sending" | "sent" | "partially_delivered" => {
             ReportState::InFlight
         }
-        other => {
-            return Err(format!(
-                "MessageStatus: expected one of Twilio's message statuses, found {other:?}"
-            ));
-        }
+        // A status Twilio adds later: kept, and it changes nothing.
+        _ => ReportState::Unknown,
     };
     let words = match field("ErrorCode") {
         Some(code) => format!("{status} (error {code})"),

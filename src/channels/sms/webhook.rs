@@ -53,15 +53,17 @@ impl Webhook {
 /// compared in constant time.
 pub fn signed(secret: &[u8], body: &[u8], given: &str) -> bool {
     use subtle::ConstantTimeEq;
+    // Hex is case-insensitive; receivers in some languages print it upper-case.
     signature(secret, body)
         .as_bytes()
-        .ct_eq(given.trim().as_bytes())
+        .ct_eq(given.trim().to_ascii_lowercase().as_bytes())
         .into()
 }
 
 /// A delivery report to `POST /hooks/webhook`, signed like Herald's own requests.
+/// Fields a receiver adds are ignored, so its own bookkeeping does not get its
+/// reports refused.
 #[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Report {
     /// The `id` Herald sent (its key of the message).
     id: String,

@@ -104,6 +104,9 @@ async fn abandon(
     .execute(&mut *conn)
     .await?;
     settle(conn, *id, false, now).await?;
+    if exhausted {
+        super::reports::close_pending(conn, *id).await?;
+    }
     insert_event(conn, *id, now, status, Some(reason), None, note).await
 }
 
@@ -564,7 +567,7 @@ impl OutboxStore for Backend {
             ")
              RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, relevance,
                        expires_at, attempts,
-                       created_at, segments"
+                       created_at, segments, send_generation"
         ))
         .bind(owner)
         .bind(lease_until)
@@ -592,6 +595,7 @@ impl OutboxStore for Backend {
                     attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
                     created_at: row.try_get("created_at")?,
                     segments: row.try_get("segments")?,
+                    generation: row.try_get("send_generation")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -751,6 +755,8 @@ impl OutboxStore for Backend {
         if matches!(new_status, MessageStatus::Sent | MessageStatus::Unknown) {
             // A delivery report may have come before this answer was recorded.
             super::reports::apply_pending(&mut tx, id.0, now).await?;
+        } else if new_status.is_final() {
+            super::reports::close_pending(&mut tx, id.0).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -944,17 +950,23 @@ impl OutboxStore for Backend {
         };
         // Points held for an `unknown` SMS go back; a resend reserves them again.
         settle(&mut tx, id.0, false, now).await?;
+        // A failed message sent again is a new send to the gateways (a new key);
+        // an `unknown` one is the same send tried again, which they deduplicate.
         sqlx::query(
             "UPDATE messages
              SET status = $2, reason = NULL, updated_at = $3,
-                 next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END
+                 next_attempt_at = CASE WHEN $2 = 'queued' THEN $3 END,
+                 send_generation = send_generation
+                     + CASE WHEN $4 = 'failed' AND $2 = 'queued' THEN 1 ELSE 0 END
              WHERE id = $1",
         )
         .bind(id.0)
         .bind(new_status.as_str())
         .bind(now)
+        .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
+        super::reports::close_pending(&mut tx, id.0).await?;
         insert_event(&mut tx, id.0, now, new_status, None, Some(actor), note).await?;
         insert_audit(&mut tx, &audit.with_detail("status_before", status)).await?;
         tx.commit().await?;

@@ -4,23 +4,29 @@ use super::*;
 use crate::domain::report::{DeliveryReport, ReportEffect, ReportState};
 use crate::store::{ReportRecord, ReportStore};
 
-/// The message a report is about, locked, with its status: by Herald's key where the
-/// gateway echoed it (it names the message even before the gateway's id is recorded),
-/// otherwise by the gateway's id on the attempt that the gateway accepted.
-async fn find_message(conn: &mut DbConn, r: &DeliveryReport) -> Result<Option<(i64, String)>> {
+/// The message a report is about, locked: by Herald's key where the gateway echoed it
+/// (it names the message even before the gateway's id is recorded), otherwise by the
+/// gateway's id on an attempt the gateway accepted.
+async fn find_message(conn: &mut DbConn, r: &DeliveryReport) -> Result<Option<Found>> {
     if let Some(key) = r.key {
-        let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(concat!(
-            "SELECT status, created_at FROM messages WHERE id = $1 AND channel = 'sms'",
+        let row: Option<(String, DateTime<Utc>, i64)> = sqlx::query_as(concat!(
+            "SELECT status, created_at, send_generation FROM messages
+             WHERE id = $1 AND channel = 'sms'",
             for_update!()
         ))
         .bind(key.id.0)
         .fetch_optional(&mut *conn)
         .await?;
         // A key whose time does not match is another database's message of that id.
-        if let Some((status, created_at)) = row
+        if let Some((status, created_at, generation)) = row
             && created_at.timestamp() == key.created
         {
-            return Ok(Some((key.id.0, status)));
+            let stale = generation != key.generation || replaced(conn, key.id.0, r).await?;
+            return Ok(Some(Found {
+                id: key.id.0,
+                status,
+                stale,
+            }));
         }
     }
     let Some(provider_id) = r.provider_id.as_deref() else {
@@ -40,7 +46,38 @@ async fn find_message(conn: &mut DbConn, r: &DeliveryReport) -> Result<Option<(i
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(status.map(|s| (id, s)))
+    match status {
+        Some(status) => Ok(Some(Found {
+            id,
+            stale: replaced(conn, id, r).await?,
+            status,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// A message a report names.
+struct Found {
+    id: i64,
+    status: String,
+    /// The report is about an earlier send of the message than its latest.
+    stale: bool,
+}
+
+/// Whether the message's latest attempt was accepted under another gateway id than
+/// the report's: the report is about a send that was replaced since (a Twilio SMS sent
+/// again after its outcome was unknown gets a new sid).
+async fn replaced(conn: &mut DbConn, id: i64, r: &DeliveryReport) -> Result<bool> {
+    let Some(reported) = r.provider_id.as_deref() else {
+        return Ok(false);
+    };
+    let latest: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT provider_id FROM attempts WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(matches!(latest, Some(Some(latest)) if latest != reported))
 }
 
 /// What a report in `state` does to a message in `status`.
@@ -123,6 +160,21 @@ pub(super) async fn apply_pending(conn: &mut DbConn, id: i64, now: DateTime<Utc>
     Ok(())
 }
 
+/// Closes the reports kept pending for message `id`, which will now never be
+/// accepted as it stands (it failed, was cancelled or is sent again): they change
+/// nothing. A report that said "delivered" for a message Herald recorded as failed
+/// is kept, with its effect, for diagnosis.
+pub(super) async fn close_pending(conn: &mut DbConn, id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE delivery_reports SET effect = 'no_change'
+         WHERE message_id = $1 AND effect = 'pending'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ReportStore for Backend {
     async fn record_report(&self, r: &DeliveryReport, now: DateTime<Utc>) -> Result<ReportEffect> {
@@ -130,11 +182,12 @@ impl ReportStore for Backend {
         let found = find_message(&mut tx, r).await?;
         let effect = match &found {
             None => ReportEffect::UnknownMessage,
-            Some((_, status)) => effect_on(status, r.state),
+            Some(f) if f.stale => ReportEffect::NoChange,
+            Some(f) => effect_on(&f.status, r.state),
         };
-        if let (Some((id, _)), ReportEffect::Applied) = (&found, effect) {
+        if let (Some(f), ReportEffect::Applied) = (&found, effect) {
             let note = note_of(r.gateway, &r.status, r.at);
-            apply(&mut tx, *id, r.state, &note, now).await?;
+            apply(&mut tx, f.id, r.state, &note, now).await?;
         }
         sqlx::query(
             "INSERT INTO delivery_reports
@@ -145,7 +198,7 @@ impl ReportStore for Backend {
         .bind(r.gateway)
         .bind(r.key.map(|k| k.to_string()))
         .bind(r.provider_id.as_deref())
-        .bind(found.as_ref().map(|(id, _)| *id))
+        .bind(found.as_ref().map(|f| f.id))
         .bind(r.state.as_str())
         .bind(&r.status)
         .bind(r.at)
