@@ -131,13 +131,18 @@ mod tests {
         let key = MessageKey::of(MessageId(42), at);
         assert_eq!(key.to_string(), "herald-42-1795510800");
         assert_eq!(MessageKey::parse(&key.to_string()), Some(key));
+        let again = MessageKey::resent(MessageId(42), at, 2);
+        assert_eq!(again.to_string(), "herald-42-1795510800-2");
+        assert_eq!(MessageKey::parse(&again.to_string()), Some(again));
         for bad in [
             "",
             "herald-",
             "herald-42",
             "herald-x-1",
             "42-1795510800",
-            "herald-4-2-1",
+            "herald-4-2-x",
+            "herald-4-2-0",
+            "herald-4-2-1-1",
         ] {
             assert_eq!(MessageKey::parse(bad), None, "{bad}");
         }
