@@ -64,6 +64,9 @@ pub enum AppError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Herald itself failed (a worker thread stopped): not the caller's doing.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<AccessError> for AppError {

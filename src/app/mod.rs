@@ -16,6 +16,7 @@ mod import;
 mod messages;
 mod operators;
 mod outbox;
+mod passwords;
 mod reports;
 mod rules;
 mod templates;

@@ -507,6 +507,14 @@ pub(super) async fn operators_command(
             );
             Ok(ExitCode::SUCCESS)
         }
+        OperatorsCommand::SetPassword { login, operator } => {
+            let password = read_password(&login)?;
+            app.set_password(&Actor::operator(operator), &login, &password)
+                .await
+                .map_err(cli_error)?;
+            println!("{login}'s password is set; they can sign in to the console.");
+            Ok(ExitCode::SUCCESS)
+        }
         OperatorsCommand::SetRole {
             login,
             role,
@@ -866,4 +874,25 @@ pub(super) async fn holidays(
 /// Permissions as the listing shows them: their codes, comma-separated.
 fn permission_list(p: &std::collections::BTreeSet<Permission>) -> String {
     p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// A new password: typed twice without echo at a terminal, or the first line of
+/// standard input when that is a pipe or a file.
+fn read_password(login: &str) -> anyhow::Result<secrecy::SecretString> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {login}: "))?;
+        let again = rpassword::prompt_password("The same again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        return Ok(first.into());
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!("expected the password on the first line of standard input");
+    }
+    Ok(password.into())
 }

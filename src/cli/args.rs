@@ -141,6 +141,16 @@ pub enum OperatorsCommand {
         #[arg(long = "as", value_name = "LOGIN")]
         operator: Option<String>,
     },
+    /// Set an operator's password for the console: typed twice at a terminal, or
+    /// read as the first line of standard input (`… < file`, a secret manager's pipe).
+    /// Your own, or anyone's with `manage_operators`.
+    SetPassword {
+        /// The operator whose password it is.
+        login: String,
+        /// The operator setting it (the same login for one's own).
+        #[arg(long = "as", value_name = "LOGIN")]
+        operator: String,
+    },
     /// Give an operator another role (their grants and revocations stay).
     SetRole {
         /// The operator to change.

@@ -53,5 +53,7 @@ stable_codes! {
         TokenCreate = "token_create",
         /// An API token revoked.
         TokenRevoke = "token_revoke",
+        /// An operator's password was set (the password itself is never logged).
+        PasswordSet = "password_set",
     }
 }

@@ -124,9 +124,9 @@ impl From<AppError> for ApiError {
             AppError::Invalid { field, .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).on(field)
             }
-            AppError::Store(e) => {
+            AppError::Store(_) | AppError::Internal(_) => {
                 // The cause goes to the log, not to the caller.
-                tracing::error!(error = %e, "a request failed in the store");
+                tracing::error!(error = %message, "a request failed inside Herald");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -693,6 +693,13 @@ pub trait OperatorStore: Send + Sync {
     /// Gives `login` the role `role`. `false` when either does not exist.
     async fn set_role(&self, login: &str, role: &str, audit: &AuditEntry) -> Result<bool>;
 
+    /// Stores `login`'s password hash (a PHC string) with its audit line. `false`, and
+    /// no line, when there is no such operator.
+    async fn set_password(&self, login: &str, hash: &str, audit: &AuditEntry) -> Result<bool>;
+
+    /// `login`'s password hash; `None` when there is no such operator or no password.
+    async fn password_hash(&self, login: &str) -> Result<Option<String>>;
+
     /// Grants (`Some(true)`) or revokes (`Some(false)`) a permission for `login`
     /// beyond their role, or drops the exception (`None`). `false` when there is no
     /// such operator.

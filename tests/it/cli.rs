@@ -1111,3 +1111,53 @@ fn bad_http_settings_stop_start_up_naming_each_key() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+#[test]
+fn a_password_is_set_from_standard_input_and_never_printed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HERALD__DATABASE__URL", "sqlite://t.db")];
+    add_operators(dir.path(), &env, &[("anna", "secretary", &[])]);
+    let set = |login: &str, by: &str, input: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.current_dir(dir.path())
+            .args(["operators", "set-password", login, "--as", by])
+            .env("HERALD__DATABASE__URL", "sqlite://t.db")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = set("anna", "anna", "zebranie w czwartek\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("anna's password is set"));
+    assert!(!text(&out.stdout).contains("zebranie"));
+    // Too short: refused naming the field, exit code 1 or 2, nothing printed of it.
+    let out = set("anna", "anna", "krótkie\n");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("password") && err.contains("expected 10 to 256"),
+        "{err}"
+    );
+    assert!(!err.contains("krótkie"), "{err}");
+    // Nothing on standard input.
+    let out = set("anna", "anna", "");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("first line of standard input"));
+    // The audit log names who set it.
+    let out = herald(dir.path(), &["audit", "--json"], &env);
+    let log = text(&out.stdout);
+    assert!(
+        log.contains("password_set") && !log.contains("zebranie"),
+        "{log}"
+    );
+}

@@ -25,6 +25,7 @@ mod metrics;
 mod multi;
 mod openapi;
 mod outbox;
+mod passwords;
 mod rate_limit;
 mod rules;
 mod tokens;

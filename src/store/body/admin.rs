@@ -417,12 +417,30 @@ impl OperatorStore for Backend {
         .bind(audit.at)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_with_audit(tx, done.rows_affected(), audit).await
+    }
+
+    async fn set_password(&self, login: &str, hash: &str, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE operators SET password_hash = $2, password_set_at = $3, updated_at = $3
+             WHERE login = $1",
+        )
+        .bind(login)
+        .bind(hash)
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?;
+        commit_with_audit(tx, done.rows_affected(), audit).await
+    }
+
+    async fn password_hash(&self, login: &str) -> Result<Option<String>> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM operators WHERE login = $1")
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(hash.flatten())
     }
 
     async fn set_permission(

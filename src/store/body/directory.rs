@@ -803,12 +803,7 @@ impl CalendarStore for Backend {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_with_audit(tx, done.rows_affected(), audit).await
     }
 
     async fn holidays(&self, from: Option<NaiveDate>) -> Result<Vec<Holiday>> {

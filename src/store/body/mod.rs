@@ -187,6 +187,22 @@ async fn insert_ledger(
 }
 
 /// Writes an audit line inside the change's own transaction.
+/// Ends a change of one row: when the statement touched nothing, the transaction is
+/// dropped (rolled back) and the answer is `false`; otherwise the change's audit line
+/// is written and both are committed together.
+async fn commit_with_audit(
+    mut tx: sqlx::Transaction<'static, Db>,
+    touched: u64,
+    audit: &AuditEntry,
+) -> Result<bool> {
+    if touched == 0 {
+        return Ok(false);
+    }
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 async fn insert_audit(tx: &mut DbConn, entry: &AuditEntry) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, subject, details)

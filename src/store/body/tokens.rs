@@ -98,12 +98,7 @@ impl TokenStore for Backend {
         .bind(&audit.actor)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_with_audit(tx, done.rows_affected(), audit).await
     }
 
     async fn touch_token(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
