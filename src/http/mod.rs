@@ -16,6 +16,7 @@ mod hooks;
 mod limit;
 mod metrics;
 mod openapi;
+mod sessions;
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ use crate::config::HttpSettings;
 pub use error::ApiError;
 pub use metrics::metrics_router;
 pub use openapi::document as openapi_document;
+pub use sessions::ConsoleSessions;
 
 /// The header that carries each request's id, set when the caller sent none, and
 /// echoed in the answer so a platform developer can quote it.

@@ -1012,6 +1012,40 @@ pub trait ReportStore: Send + Sync {
     async fn reports(&self, id: MessageId) -> Result<Vec<ReportRecord>>;
 }
 
+/// Signed-in console sessions, kept by the SHA-256 of their id (the cookie's value).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session; `false` when one with that id exists (the caller picks
+    /// another id).
+    async fn create_session(
+        &self,
+        id_sha256: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Stores a session's data and expiry, creating it if need be.
+    async fn save_session(
+        &self,
+        id_sha256: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// A session's data and expiry, when it exists and has not expired by `now`.
+    async fn load_session(
+        &self,
+        id_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>>;
+
+    /// Ends a session (sign-out, or a new id at sign-in).
+    async fn delete_session(&self, id_sha256: &str) -> Result<()>;
+
+    /// Removes the sessions expired by `now`; says how many.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+}
+
 /// Everything Herald stores, behind one handle: what `open` returns.
 pub trait Store:
     DirectoryStore
@@ -1027,6 +1061,7 @@ pub trait Store:
     + TokenStore
     + ReportStore
     + HealthStore
+    + SessionStore
 {
 }
 
@@ -1044,6 +1079,7 @@ impl<T> Store for T where
         + TokenStore
         + ReportStore
         + HealthStore
+        + SessionStore
 {
 }
 

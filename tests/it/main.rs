@@ -28,4 +28,5 @@ mod outbox;
 mod passwords;
 mod rate_limit;
 mod rules;
+mod sessions;
 mod tokens;

@@ -58,6 +58,7 @@ mod health;
 mod outbox;
 mod reports;
 mod rules;
+mod sessions;
 mod tokens;
 
 impl Backend {
