@@ -11,6 +11,7 @@
 //! paths), and the OpenAPI document (`openapi.rs`) describes each of them.
 
 mod api;
+mod console;
 mod error;
 mod hooks;
 mod limit;
@@ -93,6 +94,7 @@ pub fn router(app: App, settings: &HttpSettings) -> Router {
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .merge(metrics::routes(settings))
+        .merge(console::routes(&app, settings))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route")
         })
@@ -155,8 +157,12 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let stopping = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    // The peer's address reaches handlers (the console throttles sign-ins by it).
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopping.cancelled().await });
     tokio::select! {
         served = server => served,
         // Past the grace period the daemon stops waiting for requests in flight;

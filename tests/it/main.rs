@@ -13,6 +13,7 @@ mod admin;
 mod app;
 mod calendar;
 mod cli;
+mod console;
 mod diagnose;
 mod directory;
 mod dispatch;
