@@ -38,6 +38,23 @@ async fn with_anna(app: &TestApp) -> Server {
     Server::start_with(std::sync::Arc::clone(&app.store), app.settings.clone()).await
 }
 
+/// `method path` with the session cookie `pair` (`name=value`) and these headers.
+async fn call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    pair: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client()
+        .request(method, format!("{}{path}", server.base))
+        .header(COOKIE, pair);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
 async fn sign_in(server: &Server, login: &str, password: &str) -> reqwest::Response {
     client()
         .post(format!("{}/console/sign-in", server.base))
@@ -49,24 +66,22 @@ async fn sign_in(server: &Server, login: &str, password: &str) -> reqwest::Respo
 
 async fn a_secretary_signs_in_sees_the_start_page_and_signs_out(app: TestApp) {
     let server = with_anna(&app).await;
-    let web = client();
     // Not signed in: sent to the sign-in page, which asks in the browser's language.
-    let start = web
-        .get(format!("{}/console/", server.base))
-        .send()
-        .await
-        .unwrap();
+    let start = call(&server, reqwest::Method::GET, "/console/", "", &[]).await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     assert_eq!(start.headers()[LOCATION], "/console/sign-in");
-    let page = web
-        .get(format!("{}/console/sign-in", server.base))
-        .header("accept-language", "pl-PL,pl;q=0.9,en;q=0.5")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let polish = [("accept-language", "pl-PL,pl;q=0.9,en;q=0.5")];
+    let page = call(
+        &server,
+        reqwest::Method::GET,
+        "/console/sign-in",
+        "",
+        &polish,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert!(
         page.contains("Zaloguj się") && page.contains(r#"type="password""#),
         "{page}"
@@ -90,12 +105,7 @@ async fn a_secretary_signs_in_sees_the_start_page_and_signs_out(app: TestApp) {
     let id = pair.trim_start_matches("herald_session=");
     assert_eq!(app.store.load_session(id, now()).await.unwrap(), None);
 
-    let start = web
-        .get(format!("{}/console/", server.base))
-        .header(COOKIE, &pair)
-        .send()
-        .await
-        .unwrap();
+    let start = call(&server, reqwest::Method::GET, "/console/", &pair, &[]).await;
     assert_eq!(start.status(), StatusCode::OK);
     let page = start.text().await.unwrap();
     assert!(
@@ -107,19 +117,16 @@ async fn a_secretary_signs_in_sees_the_start_page_and_signs_out(app: TestApp) {
         "{page}"
     );
 
-    let out = web
-        .post(format!("{}/console/sign-out", server.base))
-        .header(COOKIE, &pair)
-        .send()
-        .await
-        .unwrap();
+    let out = call(
+        &server,
+        reqwest::Method::POST,
+        "/console/sign-out",
+        &pair,
+        &[],
+    )
+    .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    let after = web
-        .get(format!("{}/console/", server.base))
-        .header(COOKIE, &pair)
-        .send()
-        .await
-        .unwrap();
+    let after = call(&server, reqwest::Method::GET, "/console/", &pair, &[]).await;
     assert_eq!(
         after.status(),
         StatusCode::SEE_OTHER,
