@@ -12,6 +12,7 @@ use crate::helpers::{OWNER, TestApp, now};
 use crate::http::Server;
 
 conformance!(
+    a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_at_all,
     a_secretary_signs_in_sees_the_start_page_and_signs_out,
     wrong_passwords_are_refused_then_throttled_and_cross_origin_posts_refused,
 );
@@ -49,6 +50,24 @@ async fn call(
     let mut req = client()
         .request(method, format!("{}{path}", server.base))
         .header(COOKIE, pair);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// A form posted to `path` with the session cookie `pair` and these headers.
+async fn post_form(
+    server: &Server,
+    path: &str,
+    pair: &str,
+    form: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client()
+        .post(format!("{}{path}", server.base))
+        .header(COOKIE, pair)
+        .form(form);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -178,4 +197,182 @@ async fn wrong_passwords_are_refused_then_throttled_and_cross_origin_posts_refus
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.headers().get(SET_COOKIE).is_none());
+}
+
+/// The session cookie (`name=value`) of `login` signed in with `password`.
+async fn session_of(server: &Server, login: &str, password: &str) -> String {
+    let signed = sign_in(server, login, password).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER, "{login} signs in");
+    let cookie = signed.headers()[SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The value of the hidden `seen` field on a batch page.
+fn seen_on(page: &str) -> String {
+    let at = page
+        .find(r#"name="seen" value=""#)
+        .expect("an approve form")
+        + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_at_all(
+    app: TestApp,
+) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    app.operator_with("tomek", "teacher", &[]).await;
+    let herald = app.app_at(now());
+    herald
+        .set_password(
+            &Actor::operator(OWNER),
+            "tomek",
+            &SecretString::from("lekcja numer siedem"),
+        )
+        .await
+        .unwrap();
+    let trip = herald::app::SendRequest {
+        audience: herald::domain::Audience::AllGroups,
+        reach: herald::domain::Reach::Both,
+        channel: herald::domain::ChannelChoice::Email,
+        content: herald::app::SendContent::Text {
+            subject: Some("Wycieczka".into()),
+            body: "W piątek jedziemy do Krakowa.".into(),
+            html: None,
+        },
+        transliterate: false,
+    };
+    let batch = herald
+        .send(&Actor::operator(OWNER), &trip, false)
+        .await
+        .unwrap()
+        .batch
+        .unwrap();
+    let anna = session_of(&server, "anna", "zebranie w czwartek").await;
+    let get = |path: String, pair: String| {
+        let server = &server;
+        async move {
+            let r = call(server, reqwest::Method::GET, &path, &pair, &[]).await;
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, outbox) = get("/console/outbox".into(), anna.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        outbox.contains(&format!("/console/outbox/{}", batch.0)),
+        "{outbox}"
+    );
+    let (_, page) = get(format!("/console/outbox/{}", batch.0), anna.clone()).await;
+    assert!(
+        page.contains("W piątek jedziemy do Krakowa.") && page.contains("Approve"),
+        "{page}"
+    );
+    let seen = seen_on(&page);
+    let approve_path = format!("/console/outbox/{}/approve", batch.0);
+
+    // A teacher sees the batch but no button, and a forged approval is refused.
+    let tomek = session_of(&server, "tomek", "lekcja numer siedem").await;
+    let (_, theirs) = get(format!("/console/outbox/{}", batch.0), tomek.clone()).await;
+    assert!(
+        !theirs.contains("/approve") && theirs.contains("You may not approve"),
+        "{theirs}"
+    );
+    let forged = post_form(
+        &server,
+        &approve_path,
+        &tomek,
+        &[("seen", seen.as_str())],
+        &[],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    // So is an approval posted from another site, even with Anna's cookie.
+    let cross = post_form(
+        &server,
+        &approve_path,
+        &anna,
+        &[("seen", seen.as_str())],
+        &[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    )
+    .await;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let status_of = || async {
+        herald
+            .batch_view(&Actor::operator(OWNER), batch)
+            .await
+            .unwrap()
+            .batch
+            .status
+    };
+    assert_eq!(
+        status_of().await,
+        herald::domain::BatchStatus::AwaitingApproval
+    );
+
+    // The text changes after Anna opened the page: her approval is refused (409) and
+    // the page shows what is there now.
+    herald
+        .edit_batch(
+            &Actor::operator(OWNER),
+            batch,
+            &herald::app::BatchText {
+                channel: None,
+                subject: None,
+                body: "W sobotę jedziemy do Krakowa.".into(),
+                html: None,
+                transliterate: false,
+            },
+        )
+        .await
+        .unwrap();
+    let stale = post_form(
+        &server,
+        &approve_path,
+        &anna,
+        &[("seen", seen.as_str())],
+        &[],
+    )
+    .await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let page = stale.text().await.unwrap();
+    assert!(
+        page.contains("changed since you opened it") && page.contains("W sobotę"),
+        "{page}"
+    );
+    assert_eq!(
+        status_of().await,
+        herald::domain::BatchStatus::AwaitingApproval
+    );
+
+    // Approving the version on screen works and says so.
+    let fresh = seen_on(&page);
+    let approved = post_form(
+        &server,
+        &approve_path,
+        &anna,
+        &[("seen", fresh.as_str())],
+        &[],
+    )
+    .await;
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    let to = approved.headers()[LOCATION].to_str().unwrap().to_owned();
+    let (_, after) = get(to, anna.clone()).await;
+    assert!(
+        after.contains("Approved; the messages go on the next pass."),
+        "{after}"
+    );
+    assert_eq!(status_of().await, herald::domain::BatchStatus::Approved);
+    let log = app
+        .store
+        .audit_log(&herald::store::AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.actor == "anna" && e.action == herald::domain::audit::AuditAction::Approve),
+        "the console's approval is audited as Anna's"
+    );
 }

@@ -32,8 +32,9 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use super::ConsoleSessions;
 use crate::app::{Actor, App, AppError};
 use crate::config::HttpSettings;
-use crate::domain::BatchStatus;
-use crate::domain::access::Operator;
+use crate::domain::access::{Operator, Permission};
+use crate::domain::{BatchId, BatchStatus};
+use crate::store::Decision;
 use words::Words;
 
 /// A session unused this long ends (the secretary walked away from the desk).
@@ -54,6 +55,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("base.html", include_str!("templates/base.html")),
         ("sign_in.html", include_str!("templates/sign_in.html")),
         ("start.html", include_str!("templates/start.html")),
+        ("outbox.html", include_str!("templates/outbox.html")),
+        ("batch.html", include_str!("templates/batch.html")),
+        ("problem.html", include_str!("templates/problem.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse (a test renders each)");
@@ -123,6 +127,9 @@ pub(super) fn routes(app: &App, settings: &HttpSettings) -> Router<App> {
         .route("/console/", get(start))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/outbox", get(outbox))
+        .route("/console/outbox/{id}", get(batch_page))
+        .route("/console/outbox/{id}/{decision}", post(decision))
         .route("/console/static/console.css", get(stylesheet))
         .layer(Extension(Arc::new(Throttle::new())))
         .layer(csrf)
@@ -266,6 +273,151 @@ async fn sign_in(
 async fn sign_out(session: Session) -> Response {
     let _ = session.flush().await;
     Redirect::to("/console/sign-in").into_response()
+}
+
+/// A page saying why the operator's request was not done: 403 for a permission, 404
+/// for what does not exist, 500 (and the log) for Herald's own failures.
+fn problem(t: &'static Words, op: &Operator, e: AppError) -> Response {
+    let status = match &e {
+        AppError::Forbidden { .. } | AppError::OutsideGroups { .. } => StatusCode::FORBIDDEN,
+        AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+        AppError::Conflict(_) => StatusCode::CONFLICT,
+        AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::Unauthenticated | AppError::UnknownOperator(_) => StatusCode::UNAUTHORIZED,
+        AppError::Store(_) | AppError::Internal(_) => {
+            tracing::error!(error = %e, "a console request failed");
+            let page = render(
+                "problem.html",
+                context! { lang => t.lang, title => t.failed, t => v(t), operator => v(op),
+                problem => t.failed },
+            );
+            return (StatusCode::INTERNAL_SERVER_ERROR, page).into_response();
+        }
+    };
+    let page = render(
+        "problem.html",
+        context! { lang => t.lang, title => t.start, t => v(t), operator => v(op),
+        problem => e.to_string() },
+    );
+    (status, page).into_response()
+}
+
+/// The batches waiting for a decision.
+async fn outbox(State(app): State<App>, SignedIn(op): SignedIn, headers: HeaderMap) -> Response {
+    let t = words(&headers);
+    let actor = Actor::operator(op.login.clone());
+    match app
+        .batches(&actor, Some(BatchStatus::AwaitingApproval))
+        .await
+    {
+        Ok(batches) => render(
+            "outbox.html",
+            context! { lang => t.lang, title => t.outbox, t => v(t), operator => v(&op),
+            batches => v(&batches), hold => v(&app.hold(&actor).await.ok().flatten()) },
+        ),
+        Err(e) => problem(t, &op, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Done {
+    done: Option<String>,
+}
+
+/// The approver's view of one batch, with approve and reject bound to its version.
+async fn batch_page(
+    State(app): State<App>,
+    SignedIn(op): SignedIn,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    axum::extract::Query(q): axum::extract::Query<Done>,
+) -> Response {
+    let t = words(&headers);
+    let done = match q.done.as_deref() {
+        Some("approved") => Some(t.approved),
+        Some("rejected") => Some(t.rejected),
+        _ => None,
+    };
+    show_batch(&app, &op, t, BatchId(id), done, None, StatusCode::OK).await
+}
+
+async fn show_batch(
+    app: &App,
+    op: &Operator,
+    t: &'static Words,
+    id: BatchId,
+    done: Option<&str>,
+    problem_text: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let actor = Actor::operator(op.login.clone());
+    match app.batch_view(&actor, id).await {
+        Ok(view) => {
+            let page = render(
+                "batch.html",
+                context! { lang => t.lang, title => t.batch, t => v(t), operator => v(op),
+                view => v(&view), hold => v(&view.hold), done => done,
+                problem => problem_text,
+                may_approve => op.may(Permission::Approve) },
+            );
+            (status, page).into_response()
+        }
+        Err(e) => problem(t, op, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    seen: String,
+    reason: Option<String>,
+}
+
+/// `approve` or `reject`, on the version the approver saw.
+async fn decision(
+    State(app): State<App>,
+    SignedIn(op): SignedIn,
+    headers: HeaderMap,
+    axum::extract::Path((id, what)): axum::extract::Path<(i64, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let t = words(&headers);
+    let decision = match what.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject(form.reason.unwrap_or_default()),
+        _ => {
+            let e = AppError::NotFound {
+                what: "decision",
+                id: what,
+            };
+            return problem(t, &op, e);
+        }
+    };
+    decide(&app, &op, t, BatchId(id), decision, &form.seen).await
+}
+
+/// Takes the decision on the version the approver saw, then shows the batch again
+/// (Post/Redirect/Get); a batch that changed since is shown afresh with why.
+async fn decide(
+    app: &App,
+    op: &Operator,
+    t: &'static Words,
+    id: BatchId,
+    decision: Decision,
+    seen: &str,
+) -> Response {
+    let actor = Actor::operator(op.login.clone());
+    let word = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject(_) => "rejected",
+    };
+    match app.decide(&actor, id, &[], decision, Some(seen)).await {
+        Ok(_) => Redirect::to(&format!("/console/outbox/{}?done={word}", id.0)).into_response(),
+        Err(AppError::Conflict(why)) => {
+            let text = format!("{} {why}", t.stale);
+            show_batch(app, op, t, id, None, Some(&text), StatusCode::CONFLICT).await
+        }
+        Err(e) => problem(t, op, e),
+    }
 }
 
 /// The start page: what waits for approval, the wallet, the hold switch.

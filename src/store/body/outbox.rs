@@ -850,9 +850,14 @@ impl OutboxStore for Backend {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Blocked messages never go, but they carry the batch's text too (the
+        // approver's view shows samples from them, and must not show the old text);
+        // the count is of the messages that will go with the new text.
         let edited = sqlx::query(
             "UPDATE messages SET subject = $2, body = $3, segments = $4, html = $6
-             WHERE batch_id = $1 AND channel = $5 AND status = 'awaiting_approval'",
+             WHERE batch_id = $1 AND channel = $5
+               AND status IN ('awaiting_approval', 'blocked')
+             RETURNING status",
         )
         .bind(id.0)
         .bind(subject)
@@ -860,15 +865,18 @@ impl OutboxStore for Backend {
         .bind(segments)
         .bind(channel.as_str())
         .bind(html)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        insert_audit(
-            &mut tx,
-            &audit.with_detail("messages", edited.rows_affected()),
-        )
-        .await?;
+        let edited = edited
+            .iter()
+            .filter(|row| {
+                row.try_get::<String, _>("status")
+                    .is_ok_and(|s| s != "blocked")
+            })
+            .count() as u64;
+        insert_audit(&mut tx, &audit.with_detail("messages", edited)).await?;
         tx.commit().await?;
-        Ok(Some(edited.rows_affected()))
+        Ok(Some(edited))
     }
 
     async fn expire_approvals(
