@@ -12,6 +12,7 @@ use crate::helpers::{OWNER, TestApp, now};
 use crate::http::Server;
 
 conformance!(
+    why_did_they_not_get_it_finds_a_person_and_shows_each_check,
     a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_at_all,
     a_secretary_signs_in_sees_the_start_page_and_signs_out,
     wrong_passwords_are_refused_then_throttled_and_cross_origin_posts_refused,
@@ -375,4 +376,36 @@ async fn a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_a
             .any(|e| e.actor == "anna" && e.action == herald::domain::audit::AuditAction::Approve),
         "the console's approval is audited as Anna's"
     );
+}
+
+async fn why_did_they_not_get_it_finds_a_person_and_shows_each_check(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let anna = session_of(&server, "anna", "zebranie w czwartek").await;
+    let page = |q: &str| {
+        let path = format!("/console/why?q={q}");
+        let (server, anna) = (&server, anna.clone());
+        async move {
+            let r = call(server, reqwest::Method::GET, &path, &anna, &[]).await;
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, found) = page("gd-2001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        found.contains("gd-2001") && found.contains("class=\"checks\""),
+        "{found}"
+    );
+    let (_, nobody) = page("nikt-taki").await;
+    assert!(nobody.contains("Nobody matches"), "{nobody}");
+    // Not signed in: sent to sign in, nothing shown.
+    let out = call(
+        &server,
+        reqwest::Method::GET,
+        "/console/why?q=gd-2001",
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
 }

@@ -32,6 +32,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use super::ConsoleSessions;
 use crate::app::{Actor, App, AppError};
 use crate::config::HttpSettings;
+use crate::diagnose::Lookup;
 use crate::domain::access::{Operator, Permission};
 use crate::domain::{BatchId, BatchStatus};
 use crate::store::Decision;
@@ -58,6 +59,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("outbox.html", include_str!("templates/outbox.html")),
         ("batch.html", include_str!("templates/batch.html")),
         ("problem.html", include_str!("templates/problem.html")),
+        ("why.html", include_str!("templates/why.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse (a test renders each)");
@@ -128,6 +130,7 @@ pub(super) fn routes(app: &App, settings: &HttpSettings) -> Router<App> {
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
         .route("/console/outbox", get(outbox))
+        .route("/console/why", get(why))
         .route("/console/outbox/{id}", get(batch_page))
         .route("/console/outbox/{id}/{decision}", post(decision))
         .route("/console/static/console.css", get(stylesheet))
@@ -418,6 +421,39 @@ async fn decide(
         }
         Err(e) => problem(t, op, e),
     }
+}
+
+#[derive(Deserialize)]
+struct Search {
+    q: Option<String>,
+}
+
+/// "Why didn't they get it?": find a person by name, email, phone or id, and show
+/// every check with its verdict and what to fix, and their recent messages.
+async fn why(
+    State(app): State<App>,
+    SignedIn(op): SignedIn,
+    headers: HeaderMap,
+    axum::extract::Query(search): axum::extract::Query<Search>,
+) -> Response {
+    let t = words(&headers);
+    let query = search.q.unwrap_or_default().trim().to_owned();
+    let base = context! { lang => t.lang, title => t.why, t => v(t), operator => v(&op),
+    query => &query };
+    if query.is_empty() {
+        return render("why.html", base);
+    }
+    let actor = Actor::operator(op.login.clone());
+    let found = match app.diagnose_recipient(&actor, &query).await {
+        Ok(found) => found,
+        Err(e) => return problem(t, &op, e),
+    };
+    let more = match found {
+        Lookup::None { .. } => context! { nobody => true },
+        Lookup::Ambiguous { matches, .. } => context! { matches => v(&matches) },
+        Lookup::One(d) => context! { d => v(&d) },
+    };
+    render("why.html", context! { ..base, ..more })
 }
 
 /// The start page: what waits for approval, the wallet, the hold switch.
