@@ -11,6 +11,7 @@ mod smtp;
 mod access;
 mod admin;
 mod app;
+mod browser;
 mod calendar;
 mod cli;
 mod console;
