@@ -172,7 +172,7 @@ pub enum Lookup {
 }
 
 /// Looks `query` up (Herald's id, the platform's id, an email address or a phone
-/// number) and diagnoses the one person it names.
+/// number; failing those, a part of a name) and diagnoses the one person it names.
 pub async fn diagnose_recipient(
     store: &dyn Store,
     settings: &Settings,
@@ -190,6 +190,16 @@ pub async fn diagnose_recipient(
             .any(|f| f.recipient.external_id == query.trim())
     {
         found.retain(|f| f.recipient.external_id == query.trim());
+    }
+    // Nobody by an id, an address or a number: a secretary types a name, or part
+    // of one ("Nowak"), so look for it in names (and the other fields) too.
+    if found.is_empty() && query.trim().chars().count() >= 2 {
+        found = store
+            .recipients(&crate::store::RecipientFilter {
+                search: Some(query.trim().to_owned()),
+                ..Default::default()
+            })
+            .await?;
     }
     match found.len() {
         0 => Ok(Lookup::None {

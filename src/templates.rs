@@ -279,6 +279,12 @@ fn parts(v: &Variant) -> Vec<(&'static str, &str)> {
 /// Checks a variant before it is saved: its shape for the channel, its syntax, its
 /// variables, and a trial render with sample values.
 pub fn check(v: &Variant) -> Result<(), TemplateError> {
+    preview(v).map(|_| ())
+}
+
+/// The variant rendered with sample values (a free variable shows as `<name>`),
+/// after the same checks as [`check`].
+pub fn preview(v: &Variant) -> Result<Rendered, TemplateError> {
     match v.channel {
         Channel::Email if v.subject.as_deref().is_none_or(|s| s.trim().is_empty()) => {
             return Err(TemplateError::Shape("an email template needs a subject"));
@@ -318,7 +324,7 @@ pub fn check(v: &Variant) -> Result<(), TemplateError> {
             }
         }
     }
-    render(v, &sample(free)).map(|_| ())
+    render(v, &sample(free))
 }
 
 /// A context with sample values, for checks and previews without a recipient.

@@ -8,13 +8,14 @@ use serde::Serialize;
 
 use super::{Actor, App, AppError, Result};
 use crate::diagnose::{self, Lookup, MessageTimeline};
-use crate::domain::access::Permission;
+use crate::domain::access::{Operator, Permission, RoleDef};
 use crate::domain::directory::ContractConsent;
 use crate::domain::{Channel, EligibilityFacts, MessageId, Reason, Role};
 use crate::store::{
     AuditEntry, AuditFilter, Hold, LedgerEntry, LedgerTotals, MessageFilter, MessageView,
     RecipientFilter, StatusCount,
 };
+use chrono::NaiveDate;
 
 /// The SMS wallet as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -258,5 +259,70 @@ impl App {
         self.authorize(actor, Permission::View, "see the audit log")
             .await?;
         Ok(self.store.audit_log(filter).await?)
+    }
+
+    /// The groups with how many students and teachers each has.
+    pub async fn groups(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<crate::domain::directory::GroupSummary>> {
+        self.authorize(actor, Permission::View, "see the groups")
+            .await?;
+        Ok(self.store.groups().await?)
+    }
+
+    /// The saved templates, every variant; only `name`'s when given.
+    pub async fn templates(
+        &self,
+        actor: &Actor,
+        name: Option<&str>,
+    ) -> Result<Vec<crate::templates::Variant>> {
+        self.authorize(actor, Permission::View, "see the templates")
+            .await?;
+        Ok(self.store.templates(name).await?)
+    }
+
+    /// The operators and the roles they can be given.
+    pub async fn operators(&self, actor: &Actor) -> Result<(Vec<Operator>, Vec<RoleDef>)> {
+        self.authorize(actor, Permission::ManageOperators, "see the operators")
+            .await?;
+        Ok((self.store.operators().await?, self.store.roles().await?))
+    }
+
+    /// The dispatcher's health: its last pass and each channel's failure streak.
+    pub async fn dispatcher_health(&self, actor: &Actor) -> Result<Vec<diagnose::Check>> {
+        self.authorize(actor, Permission::View, "see the dispatcher's health")
+            .await?;
+        Ok(diagnose::dispatcher_checks(&*self.store, &self.settings, self.now()).await?)
+    }
+
+    /// How many queued messages a day off from `first_day` to `last_day` would hold
+    /// back: those due on those days, and (when it starts today or earlier) every
+    /// one already due.
+    pub async fn held_by_days_off(
+        &self,
+        actor: &Actor,
+        first_day: NaiveDate,
+        last_day: NaiveDate,
+    ) -> Result<i64> {
+        self.authorize(actor, Permission::View, "see the calendar")
+            .await?;
+        let tz = self.settings.school.time_zone;
+        let today = self.now().with_timezone(&tz).date_naive();
+        let start = |day: NaiveDate| {
+            day.and_hms_opt(0, 0, 0)
+                .and_then(|t| t.and_local_timezone(tz).earliest())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        let until = last_day
+            .succ_opt()
+            .and_then(start)
+            .ok_or_else(|| AppError::invalid("last_day", "last_day: out of range"))?;
+        let from = if first_day <= today {
+            None
+        } else {
+            start(first_day)
+        };
+        Ok(self.store.queued_between(from, until).await?)
     }
 }

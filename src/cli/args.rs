@@ -842,4 +842,9 @@ pub struct DemoArgs {
     /// 2026-11-24T10:00 [default: now].
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// Then serve the demo school: `herald run` on its database with the web console
+    /// at http.listen, and a sign-in per demo operator printed once. With --dir
+    /// naming a demo made before, serve that one as it is.
+    #[arg(long)]
+    pub serve: bool,
 }

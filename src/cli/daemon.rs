@@ -12,7 +12,7 @@ pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Resu
 }
 
 /// `herald run` on an open store.
-async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
+pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let shutdown = CancellationToken::new();
     let app = App::new(

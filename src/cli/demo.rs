@@ -10,7 +10,11 @@ pub(super) async fn demo_command(
     settings: Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let DemoArgs { dir, at } = args;
+    let DemoArgs { dir, at, serve } = args;
+    if serve && let Some(dir) = dir.as_deref().filter(|d| d.join("herald.db").exists()) {
+        let demo = DemoSchool::open(settings, dir, now).await?;
+        return serve_demo(demo).await;
+    }
     // One clock for the whole demo: with `--at`, composing, approving, the
     // rules and the pass all happen at that school time, past or future, so
     // the story is the same on any date.
@@ -54,6 +58,10 @@ pub(super) async fn demo_command(
     let pass = demo.dispatch().await?;
     print_pass(&demo, &sends, &pass, &directory.calendar);
     println!();
+    if serve {
+        println!();
+        return serve_demo(demo).await;
+    }
     println!("Look around (the demo database is selected by HERALD__DATABASE__URL):");
     let url = format!("HERALD__DATABASE__URL=sqlite://{}", demo.database.display());
     for command in [
@@ -66,7 +74,40 @@ pub(super) async fn demo_command(
     ] {
         println!("  {url} herald {command}");
     }
+    println!();
+    println!("Open the web console on this demo school (sign-ins are printed when it starts):");
+    println!("  herald demo --serve --dir {}", demo.dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `herald run` on the demo's database, with the console, after printing how to
+/// sign in to it.
+async fn serve_demo(demo: DemoSchool) -> anyhow::Result<ExitCode> {
+    let Some(listen) = demo.settings.http.listen else {
+        bail!("http.listen is \"\": the console needs an address to serve on");
+    };
+    let sign_ins = demo.console_sign_ins().await?;
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip if ip.is_ipv6() => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    println!(
+        "The console of the demo school: http://{host}:{}/console/",
+        listen.port()
+    );
+    println!("Sign in as (these passwords are new each time and shown only now):");
+    for (login, role, password) in &sign_ins {
+        println!("  {login:<16} {role:<10} {password}");
+    }
+    println!(
+        "Emails go to {} and SMS to {}. Stop with Ctrl-C.",
+        demo.dir.join("outbox").display(),
+        demo.dir.join("sms.jsonl").display()
+    );
+    let store = demo.store();
+    let settings = demo.settings.clone();
+    super::daemon::run_on(store, settings).await
 }
 
 /// Who is in the school, who can be reached by which channel, and why not.

@@ -22,6 +22,8 @@ pub(super) struct RawHttp {
     pub(super) metrics_token: SecretString,
     pub(super) rate_limit_per_second: u32,
     pub(super) rate_limit_burst: u32,
+    pub(super) console_idle: String,
+    pub(super) console_longest: String,
 }
 
 /// `[http]`: the HTTP API.
@@ -43,6 +45,10 @@ pub struct HttpSettings {
     pub metrics_token: Option<SecretString>,
     /// How many requests each API token may make; `None`: no limit.
     pub rate_limit: Option<RateLimitSettings>,
+    /// A console session unused this long ends.
+    pub console_idle: Duration,
+    /// A console session ends this long after sign-in, however busy.
+    pub console_longest: Duration,
 }
 
 /// The requests one API token may make on one instance.
@@ -151,6 +157,7 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
         Some(SecretString::from(token.to_owned()))
     };
     let rate_limit = check_rate_limit(raw, bad);
+    let (console_idle, console_longest) = check_console(raw, bad);
     HttpSettings {
         listen,
         public_url,
@@ -159,7 +166,39 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
         metrics_listen,
         metrics_token,
         rate_limit,
+        console_idle,
+        console_longest,
     }
+}
+
+/// Checks the console's session lifetimes: a minute idle at least (less signs a
+/// secretary out while she reads a batch), at most a day; the longest at least the
+/// idle time and at most a week.
+fn check_console(raw: &RawHttp, bad: &mut Problems) -> (Duration, Duration) {
+    let minute = Duration::from_secs(60);
+    let idle = match parse_duration(&raw.console_idle) {
+        Some(d) if (minute..=Duration::from_secs(86_400)).contains(&d) => d,
+        _ => {
+            bad.add(
+                "http.console_idle",
+                &raw.console_idle,
+                "a duration from 1m to 24h, such as 30m",
+            );
+            Duration::from_secs(30 * 60)
+        }
+    };
+    let longest = match parse_duration(&raw.console_longest) {
+        Some(d) if d >= idle && d <= Duration::from_secs(7 * 86_400) => d,
+        _ => {
+            bad.add(
+                "http.console_longest",
+                &raw.console_longest,
+                "a duration from http.console_idle to 7d, such as 12h",
+            );
+            Duration::from_secs(12 * 3600)
+        }
+    };
+    (idle, longest)
 }
 
 /// Checks the rate limit: 0 requests a second turns it off; otherwise both numbers

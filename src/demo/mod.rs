@@ -34,6 +34,13 @@ pub use school::school;
 /// The demo's owner, who approves its batches.
 pub const OWNER: &str = "demo-owner";
 
+/// The operators the console demo adds beside the owner: `(login, name, role,
+/// teacher id)`. The teacher teaches two groups and may not approve.
+pub const CONSOLE_OPERATORS: [(&str, &str, &str, Option<&str>); 2] = [
+    ("demo-secretary", "Demo secretary", "secretary", None),
+    ("demo-teacher", "Ewelina Sikora", "teacher", Some("t-03")),
+];
+
 /// The points the demo tops the wallet up with: fewer than its SMS batch needs.
 pub const CREDIT: i64 = 10;
 
@@ -43,6 +50,9 @@ pub enum DemoError {
     /// The folder holds a demo already.
     #[error("{0} already holds a demo database")]
     Exists(PathBuf),
+    /// The folder holds no demo to serve.
+    #[error("{0} holds no demo database (herald.db); run `herald demo` first")]
+    Missing(PathBuf),
     /// A file or folder could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -134,6 +144,31 @@ pub struct Pass {
     pub wallet: WalletState,
 }
 
+/// Points `settings` at a demo folder's files: its SQLite database, its folder of
+/// `.eml` files and its SMS file.
+fn use_files(settings: &mut Settings, dir: &Path) {
+    settings.database.use_sqlite_file(&dir.join("herald.db"));
+    settings.email.transport = EmailTransport::File {
+        dir: dir.join("outbox"),
+    };
+    settings.sms.gateway = SmsGateway::File {
+        path: dir.join("sms.jsonl"),
+    };
+}
+
+/// A password of 16 letters and digits (no look-alikes such as `l` and `1`), from
+/// the operating system's random source: about 90 bits.
+fn fresh_password() -> Result<String, DemoError> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| DemoError::App(AppError::Internal(format!("no random source: {e}"))))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
 /// A folder under the current one that does not exist yet: `herald-demo`,
 /// `herald-demo-2`, …
 pub fn fresh_dir() -> Option<PathBuf> {
@@ -162,7 +197,7 @@ impl DemoSchool {
             move |source| DemoError::Write { path, source }
         };
         std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-        settings.database.use_sqlite_file(&database);
+        use_files(&mut settings, dir);
         let store = store::open(&settings.database).await?;
         // The school's dates (birthdays, due dates) are set around the demo's day.
         let today = at.with_timezone(&settings.school.time_zone).date_naive();
@@ -186,6 +221,66 @@ impl DemoSchool {
         }
         app.add_holiday(&system, &holiday, first, last).await?;
         Ok(demo)
+    }
+
+    /// Opens a demo school made before in `dir` (by `herald demo`), to serve it.
+    pub async fn open(
+        mut settings: Settings,
+        dir: &Path,
+        at: DateTime<Utc>,
+    ) -> Result<DemoSchool, DemoError> {
+        let database = dir.join("herald.db");
+        if !database.exists() {
+            return Err(DemoError::Missing(dir.to_owned()));
+        }
+        use_files(&mut settings, dir);
+        let store = store::open(&settings.database).await?;
+        Ok(DemoSchool {
+            dir: dir.to_owned(),
+            database,
+            school_file: dir.join("school.json"),
+            settings,
+            at,
+            store,
+        })
+    }
+
+    /// The console's demo operators (the owner, a secretary, a teacher), each with a
+    /// new random password, to be shown once: `(login, role, password)`.
+    pub async fn console_sign_ins(&self) -> Result<Vec<(String, String, String)>, DemoError> {
+        let app = self.app();
+        let owner = Actor::operator(OWNER);
+        let known = self.store.operators().await?;
+        for (login, name, role, teacher) in CONSOLE_OPERATORS {
+            if !known.iter().any(|o| o.login == login) {
+                let request = OperatorRequest {
+                    login: login.to_owned(),
+                    name: Some(name.to_owned()),
+                    role: role.to_owned(),
+                    teacher: teacher.map(str::to_owned),
+                };
+                app.add_operator(Some(&owner), &request).await?;
+            }
+        }
+        let mut out = Vec::new();
+        let logins = std::iter::once((OWNER, OWNER_ROLE))
+            .chain(CONSOLE_OPERATORS.iter().map(|(l, _, r, _)| (*l, *r)));
+        for (login, role) in logins {
+            let password = fresh_password()?;
+            app.set_password(
+                &owner,
+                login,
+                &secrecy::SecretString::from(password.clone()),
+            )
+            .await?;
+            out.push((login.to_owned(), role.to_owned(), password));
+        }
+        Ok(out)
+    }
+
+    /// The store the demo runs on.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
     }
 
     /// The application over the demo's store, at the demo's instant.
@@ -226,12 +321,6 @@ impl DemoSchool {
     /// and approved) and the SMS to the guardians (approved on the version shown),
     /// with a wallet that covers only part of it.
     pub async fn send(&mut self) -> Result<Sends, DemoError> {
-        self.settings.email.transport = EmailTransport::File {
-            dir: self.dir.join("outbox"),
-        };
-        self.settings.sms.gateway = SmsGateway::File {
-            path: self.dir.join("sms.jsonl"),
-        };
         let app = self.app();
         let owner = Actor::operator(OWNER);
         let request = OperatorRequest {

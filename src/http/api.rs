@@ -658,6 +658,8 @@ struct MessagesQuery {
     batch: Option<i64>,
     /// Only messages created at or after this instant (RFC 3339).
     since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only messages created before this instant (RFC 3339).
+    until: Option<chrono::DateTime<chrono::Utc>>,
     /// At most this many (1 to 1000; 100 by default).
     limit: Option<i64>,
     /// The `next_cursor` of the page before.
@@ -719,6 +721,7 @@ async fn messages(
         channel: code_in_query("channel", q.channel.as_deref())?,
         reason: code_in_query("reason", q.reason.as_deref())?,
         since: q.since,
+        until: q.until,
         before,
         limit: Some(limit),
     };

@@ -32,7 +32,8 @@ macro_rules! message_filter {
          AND ($5 IS NULL OR m.channel = $5)
          AND ($6 IS NULL OR m.created_at >= $6)
          AND ($7 IS NULL OR m.reason = $7)
-         AND ($8 IS NULL OR m.id < $8)"
+         AND ($8 IS NULL OR m.id < $8)
+         AND ($9 IS NULL OR m.created_at < $9)"
     };
 }
 
@@ -403,6 +404,14 @@ pub trait CalendarStore: Send + Sync {
 
     /// Holidays that end on or after `from` (all of them when `None`), earliest first.
     async fn holidays(&self, from: Option<NaiveDate>) -> Result<Vec<Holiday>>;
+
+    /// Messages queued to go at or after `from` (any time before, when `None`) and
+    /// before `until`: what a day off over that stretch would hold back.
+    async fn queued_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> Result<i64>;
 
     /// The calendar the send window consults, from `from` on.
     async fn calendar(&self, from: NaiveDate) -> Result<HolidayCalendar> {

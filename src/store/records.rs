@@ -295,6 +295,8 @@ pub struct MessageFilter {
     pub channel: Option<Channel>,
     /// Only those created at or after this.
     pub since: Option<DateTime<Utc>>,
+    /// Only those created before this.
+    pub until: Option<DateTime<Utc>>,
     /// Only this reason.
     pub reason: Option<Reason>,
     /// Only those older than this one (a page's cursor: the last id of the page

@@ -1,14 +1,28 @@
 //! The web console for secretaries and owners: pages rendered on the server from
 //! templates compiled into the binary, signed in with a password, on a session kept
 //! in Herald's database. Every page is one or more `App` calls as the signed-in
-//! operator, with the same permission checks as the CLI and the API.
+//! operator, with the same permission checks as the CLI and the API; the console
+//! only translates forms into those calls and their answers into pages.
 //!
 //! Protection: the session cookie is `HttpOnly; SameSite=Strict` (plus `Secure` and
 //! the `__Host-` prefix when `http.public_url` is https), its id changes at sign-in,
-//! it ends after [`IDLE`] without use and [`LONGEST`] after sign-in; every request
-//! that changes something passes tower-http's `CsrfLayer` (Origin and
+//! it ends after `http.console_idle` without use and `http.console_longest` after
+//! sign-in;
+//! every request that changes something passes tower-http's `CsrfLayer` (Origin and
 //! Sec-Fetch-Site); sign-in attempts are throttled per login and per address.
+//!
+//! One module per area: [`outbox`] (batches and decisions), [`compose`],
+//! [`messages`] (Messages – All), [`why`] (diagnosis), [`wallet`], [`calendar`],
+//! [`templates`], [`owners`] (operators, the hold switch, the audit log).
 
+mod calendar;
+mod compose;
+mod messages;
+mod outbox;
+mod owners;
+mod templates;
+mod wallet;
+mod why;
 mod words;
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +36,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use minijinja::{Environment, Value, context};
+use minijinja::value::merge_maps;
+use minijinja::{Environment, UndefinedBehavior, Value, context};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tower_sessions::cookie::SameSite;
@@ -32,26 +47,22 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 use super::ConsoleSessions;
 use crate::app::{Actor, App, AppError};
 use crate::config::HttpSettings;
-use crate::diagnose::Lookup;
 use crate::domain::access::{Operator, Permission};
-use crate::domain::{BatchId, BatchStatus};
-use crate::store::Decision;
+use crate::store::Hold;
 use words::Words;
-
-/// A session unused this long ends (the secretary walked away from the desk).
-const IDLE: CookieDuration = CookieDuration::minutes(30);
-
-/// A session ends this long after sign-in however busy it is, so a stolen cookie
-/// does not live for ever.
-const LONGEST: chrono::Duration = chrono::Duration::hours(12);
 
 /// Session keys.
 const OPERATOR: &str = "operator";
 const SIGNED_IN_AT: &str = "signed_in_at";
+const LANGUAGE: &str = "lang";
 
 /// The templates, compiled into the binary and parsed once.
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
+    // A word or a value a template names but the page did not give is an error
+    // (and a failing test), not a blank on a secretary's screen.
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.add_filter("local", local_time);
     for (name, source) in [
         ("base.html", include_str!("templates/base.html")),
         ("sign_in.html", include_str!("templates/sign_in.html")),
@@ -60,12 +71,40 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("batch.html", include_str!("templates/batch.html")),
         ("problem.html", include_str!("templates/problem.html")),
         ("why.html", include_str!("templates/why.html")),
+        ("compose.html", include_str!("templates/compose.html")),
+        ("counter.html", include_str!("templates/counter.html")),
+        ("people.html", include_str!("templates/people.html")),
+        ("messages.html", include_str!("templates/messages.html")),
+        ("message.html", include_str!("templates/message.html")),
+        ("wallet.html", include_str!("templates/wallet.html")),
+        ("calendar.html", include_str!("templates/calendar.html")),
+        ("held.html", include_str!("templates/held.html")),
+        ("templates.html", include_str!("templates/templates.html")),
+        ("template.html", include_str!("templates/template.html")),
+        (
+            "template_form.html",
+            include_str!("templates/template_form.html"),
+        ),
+        ("operators.html", include_str!("templates/operators.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse (a test renders each)");
     }
     env
 });
+
+/// `{{ when | local(tz) }}`: an RFC 3339 instant as the school's local
+/// `YYYY-MM-DD HH:MM`; anything else unchanged.
+fn local_time(value: String, tz: String) -> String {
+    match (
+        chrono::DateTime::parse_from_rfc3339(&value),
+        tz.parse::<chrono_tz::Tz>(),
+    ) {
+        (Ok(at), Ok(tz)) => at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+        _ => value,
+    }
+}
 
 /// Sign-in attempts allowed per login and per address before they wait.
 struct Throttle {
@@ -95,6 +134,12 @@ impl Throttle {
     }
 }
 
+/// How long a session lives: idle, and at most after sign-in.
+#[derive(Clone, Copy)]
+struct Lifetimes {
+    longest: chrono::Duration,
+}
+
 /// The console's routes under `/console`, with their session and CSRF layers.
 pub(super) fn routes(app: &App, settings: &HttpSettings) -> Router<App> {
     let https = settings
@@ -108,13 +153,18 @@ pub(super) fn routes(app: &App, settings: &HttpSettings) -> Router<App> {
     } else {
         "herald_session"
     };
+    let idle = CookieDuration::seconds(settings.console_idle.as_secs() as i64);
     let sessions = SessionManagerLayer::new(ConsoleSessions::new(app.clone()))
         .with_name(name)
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_secure(https)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(IDLE));
+        .with_expiry(Expiry::OnInactivity(idle));
+    let lifetimes = Lifetimes {
+        longest: chrono::Duration::from_std(settings.console_longest)
+            .unwrap_or(chrono::Duration::hours(12)),
+    };
     let mut csrf = tower_http::csrf::CsrfLayer::new();
     if let Some(origin) = settings
         .public_url
@@ -129,12 +179,19 @@ pub(super) fn routes(app: &App, settings: &HttpSettings) -> Router<App> {
         .route("/console/", get(start))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
-        .route("/console/outbox", get(outbox))
-        .route("/console/why", get(why))
-        .route("/console/outbox/{id}", get(batch_page))
-        .route("/console/outbox/{id}/{decision}", post(decision))
+        .route("/console/language", post(language))
         .route("/console/static/console.css", get(stylesheet))
+        .route("/console/static/htmx.min.js", get(htmx))
+        .merge(outbox::routes())
+        .merge(compose::routes())
+        .merge(messages::routes())
+        .merge(why::routes())
+        .merge(wallet::routes())
+        .merge(calendar::routes())
+        .merge(templates::routes())
+        .merge(owners::routes())
         .layer(Extension(Arc::new(Throttle::new())))
+        .layer(Extension(lifetimes))
         .layer(csrf)
         .layer(sessions)
 }
@@ -144,18 +201,22 @@ fn v<T: serde::Serialize>(value: &T) -> Value {
     Value::from(minijinja::value::Serde(value))
 }
 
-/// The page's language: Polish when the browser prefers it, English otherwise.
-fn words(headers: &HeaderMap) -> &'static Words {
-    let polish = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|first| first.trim().to_ascii_lowercase().starts_with("pl"));
-    if polish { &words::PL } else { &words::EN }
+/// The page's language: the one the operator chose in the console, else Polish
+/// when the browser prefers it, else English.
+fn words(headers: &HeaderMap, chosen: Option<&str>) -> &'static Words {
+    let polish = match chosen {
+        Some(lang) => lang == "pl",
+        None => headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|first| first.trim().to_ascii_lowercase().starts_with("pl")),
+    };
+    if polish { &*words::PL } else { &*words::EN }
 }
 
 /// A page from its template, or a plain 500 when rendering fails (the log says why).
-fn render(name: &str, ctx: minijinja::Value) -> Response {
+fn render(name: &str, ctx: Value) -> Response {
     match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -171,8 +232,23 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
 
 async fn stylesheet() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
         include_str!("static/console.css"),
+    )
+}
+
+/// htmx 2, vendored from npm (`htmx.org`), served from the binary: no CDN, nothing
+/// fetched from elsewhere at run time.
+async fn htmx() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("static/htmx.min.js"),
     )
 }
 
@@ -187,12 +263,16 @@ impl FromRequestParts<App> for SignedIn {
         let session = Session::from_request_parts(parts, app)
             .await
             .map_err(|_| to_sign_in())?;
+        let longest = parts
+            .extensions
+            .get::<Lifetimes>()
+            .map_or(chrono::Duration::hours(12), |l| l.longest);
         let login: Option<String> = session.get(OPERATOR).await.ok().flatten();
         let since: Option<i64> = session.get(SIGNED_IN_AT).await.ok().flatten();
         let (Some(login), Some(since)) = (login, since) else {
             return Err(to_sign_in());
         };
-        if app.now().timestamp() - since > LONGEST.num_seconds() {
+        if app.now().timestamp() - since > longest.num_seconds() {
             let _ = session.flush().await;
             return Err(to_sign_in());
         }
@@ -207,11 +287,125 @@ impl FromRequestParts<App> for SignedIn {
     }
 }
 
-async fn sign_in_page(headers: HeaderMap) -> Response {
-    let t = words(&headers);
+/// What every signed-in page starts from: the operator, their words, the hold
+/// switch (its banner shows on every page while it is on).
+pub(super) struct Ctx {
+    app: App,
+    op: Operator,
+    actor: Actor,
+    t: &'static Words,
+    hold: Option<Hold>,
+}
+
+impl FromRequestParts<App> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Ctx, Response> {
+        let SignedIn(op) = SignedIn::from_request_parts(parts, app).await?;
+        let session = Session::from_request_parts(parts, app)
+            .await
+            .map_err(|_| Redirect::to("/console/sign-in").into_response())?;
+        let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
+        let t = words(&parts.headers, chosen.as_deref());
+        let actor = Actor::operator(op.login.clone());
+        let hold = app.hold(&actor).await.ok().flatten();
+        Ok(Ctx {
+            app: app.clone(),
+            op,
+            actor,
+            t,
+            hold,
+        })
+    }
+}
+
+impl Ctx {
+    /// Whether the operator holds `p` (to show or hide what they cannot use; `App`
+    /// checks again whatever they send).
+    fn may(&self, p: Permission) -> bool {
+        self.op.may(p)
+    }
+
+    /// What every page's frame needs, with `title`.
+    fn base(&self, title: &str) -> Value {
+        let may = |p: Permission| self.op.may(p);
+        context! {
+            lang => self.t.lang, title => title, t => v(self.t), operator => v(&self.op),
+            hold => v(&self.hold), tz => self.app.settings().school.time_zone.name(),
+            may => context! {
+                send => may(Permission::Send),
+                approve => may(Permission::Approve),
+                top_up => may(Permission::TopUp),
+                settings => may(Permission::ManageSettings),
+                operators => may(Permission::ManageOperators),
+            },
+        }
+    }
+
+    /// The page `name` titled `title`, with `more` beside the frame's values.
+    fn page(&self, name: &str, title: &str, more: Value) -> Response {
+        render(name, merge_maps([more, self.base(title)]))
+    }
+
+    /// A notice after a change (Post/Redirect/Get): only words the console knows,
+    /// so a link cannot make a page say anything else.
+    fn done(&self, key: Option<&str>) -> Option<&'static str> {
+        key.and_then(|k| self.t.get(&format!("done_{k}")))
+    }
+
+    /// A page saying why the request was not done: 403 for a permission, 404 for
+    /// what does not exist, 409 for a change in between, 422 for input, 500 (and
+    /// the log) for Herald's own failures.
+    fn problem(&self, e: AppError) -> Response {
+        let t = self.t;
+        let (status, text) = match &e {
+            AppError::Forbidden { .. } | AppError::OutsideGroups { .. } => {
+                (StatusCode::FORBIDDEN, e.to_string())
+            }
+            AppError::NotFound { .. } => (StatusCode::NOT_FOUND, e.to_string()),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, e.to_string()),
+            AppError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            AppError::Unauthenticated | AppError::UnknownOperator(_) => {
+                (StatusCode::UNAUTHORIZED, e.to_string())
+            }
+            AppError::Store(_) | AppError::Internal(_) => {
+                tracing::error!(error = %e, "a console request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, t.w("failed").to_owned())
+            }
+        };
+        let page = self.page(
+            "problem.html",
+            t.w("not_done"),
+            context! { problem => text },
+        );
+        (status, page).into_response()
+    }
+}
+
+/// Status `status` on a rendered page.
+fn with_status(status: StatusCode, page: Response) -> Response {
+    (status, page).into_response()
+}
+
+/// A redirect after a change, to `to` with `?done=word` (Post/Redirect/Get).
+fn done_at(to: &str, word: &str) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}done={word}")).into_response()
+}
+
+/// `?done=` on a page after a change.
+#[derive(Deserialize, Default)]
+struct Done {
+    done: Option<String>,
+}
+
+async fn sign_in_page(headers: HeaderMap, session: Session) -> Response {
+    let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
+    let t = words(&headers, chosen.as_deref());
     render(
         "sign_in.html",
-        context! { lang => t.lang, title => t.sign_in, t => v(t), login => "" },
+        context! { lang => t.lang, title => t.w("sign_in"), t => v(t), login => "",
+        operator => (), hold => () },
     )
 }
 
@@ -229,19 +423,20 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let t = words(&headers);
+    let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
+    let t = words(&headers, chosen.as_deref());
     let login = form.login.trim().to_owned();
     let refuse = |status: StatusCode, problem: &str| {
         let page = render(
             "sign_in.html",
-            context! { lang => t.lang, title => t.sign_in, t => v(t), login => &login,
-            problem => problem },
+            context! { lang => t.lang, title => t.w("sign_in"), t => v(t), login => &login,
+            problem => problem, operator => (), hold => () },
         );
         (status, page).into_response()
     };
     if !throttle.allows(&login, peer.ip()) {
         tracing::warn!(login, address = %peer.ip(), "sign-in attempts throttled");
-        return refuse(StatusCode::TOO_MANY_REQUESTS, t.throttled);
+        return refuse(StatusCode::TOO_MANY_REQUESTS, t.w("throttled"));
     }
     let password = SecretString::from(form.password);
     match app.check_password(&login, &password).await {
@@ -249,7 +444,7 @@ async fn sign_in(
             // A new id at sign-in: an id planted before it is worth nothing after.
             if let Err(e) = session.cycle_id().await {
                 tracing::error!(error = %e, "the session could not be renewed");
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, t.failed);
+                return refuse(StatusCode::INTERNAL_SERVER_ERROR, t.w("failed"));
             }
             let stored = async {
                 session.insert(OPERATOR, &op.login).await?;
@@ -257,18 +452,18 @@ async fn sign_in(
             };
             if let Err(e) = stored.await {
                 tracing::error!(error = %e, "the session could not be stored");
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, t.failed);
+                return refuse(StatusCode::INTERNAL_SERVER_ERROR, t.w("failed"));
             }
             tracing::info!(login = op.login, "signed in to the console");
             Redirect::to("/console/").into_response()
         }
         Err(AppError::Unauthenticated) => {
             tracing::info!(login, address = %peer.ip(), "a sign-in was refused");
-            refuse(StatusCode::UNAUTHORIZED, t.wrong)
+            refuse(StatusCode::UNAUTHORIZED, t.w("wrong"))
         }
         Err(e) => {
             tracing::error!(error = %e, "a sign-in failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, t.failed)
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, t.w("failed"))
         }
     }
 }
@@ -278,209 +473,72 @@ async fn sign_out(session: Session) -> Response {
     Redirect::to("/console/sign-in").into_response()
 }
 
-/// A page saying why the operator's request was not done: 403 for a permission, 404
-/// for what does not exist, 500 (and the log) for Herald's own failures.
-fn problem(t: &'static Words, op: &Operator, e: AppError) -> Response {
-    let status = match &e {
-        AppError::Forbidden { .. } | AppError::OutsideGroups { .. } => StatusCode::FORBIDDEN,
-        AppError::NotFound { .. } => StatusCode::NOT_FOUND,
-        AppError::Conflict(_) => StatusCode::CONFLICT,
-        AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        AppError::Unauthenticated | AppError::UnknownOperator(_) => StatusCode::UNAUTHORIZED,
-        AppError::Store(_) | AppError::Internal(_) => {
-            tracing::error!(error = %e, "a console request failed");
-            let page = render(
-                "problem.html",
-                context! { lang => t.lang, title => t.failed, t => v(t), operator => v(op),
-                problem => t.failed },
-            );
-            return (StatusCode::INTERNAL_SERVER_ERROR, page).into_response();
-        }
-    };
-    let page = render(
-        "problem.html",
-        context! { lang => t.lang, title => t.start, t => v(t), operator => v(op),
-        problem => e.to_string() },
-    );
-    (status, page).into_response()
-}
-
-/// The batches waiting for a decision.
-async fn outbox(State(app): State<App>, SignedIn(op): SignedIn, headers: HeaderMap) -> Response {
-    let t = words(&headers);
-    let actor = Actor::operator(op.login.clone());
-    match app
-        .batches(&actor, Some(BatchStatus::AwaitingApproval))
-        .await
-    {
-        Ok(batches) => render(
-            "outbox.html",
-            context! { lang => t.lang, title => t.outbox, t => v(t), operator => v(&op),
-            batches => v(&batches), hold => v(&app.hold(&actor).await.ok().flatten()) },
-        ),
-        Err(e) => problem(t, &op, e),
-    }
-}
-
 #[derive(Deserialize)]
-struct Done {
-    done: Option<String>,
+struct LanguageForm {
+    lang: String,
+    back: Option<String>,
 }
 
-/// The approver's view of one batch, with approve and reject bound to its version.
-async fn batch_page(
-    State(app): State<App>,
-    SignedIn(op): SignedIn,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-    axum::extract::Query(q): axum::extract::Query<Done>,
-) -> Response {
-    let t = words(&headers);
-    let done = match q.done.as_deref() {
-        Some("approved") => Some(t.approved),
-        Some("rejected") => Some(t.rejected),
-        _ => None,
-    };
-    show_batch(&app, &op, t, BatchId(id), done, None, StatusCode::OK).await
+/// The operator's choice of language, kept in their session.
+async fn language(session: Session, Form(form): Form<LanguageForm>) -> Response {
+    let lang = if form.lang == "pl" { "pl" } else { "en" };
+    let _ = session.insert(LANGUAGE, lang).await;
+    // Back to the console page they were on, never elsewhere.
+    let back = form
+        .back
+        .filter(|b| b.starts_with("/console/") && !b.starts_with("//"))
+        .unwrap_or_else(|| "/console/".into());
+    Redirect::to(&back).into_response()
 }
 
-async fn show_batch(
-    app: &App,
-    op: &Operator,
-    t: &'static Words,
-    id: BatchId,
-    done: Option<&str>,
-    problem_text: Option<&str>,
-    status: StatusCode,
-) -> Response {
-    let actor = Actor::operator(op.login.clone());
-    match app.batch_view(&actor, id).await {
-        Ok(view) => {
-            let page = render(
-                "batch.html",
-                context! { lang => t.lang, title => t.batch, t => v(t), operator => v(op),
-                view => v(&view), hold => v(&view.hold), done => done,
-                problem => problem_text,
-                may_approve => op.may(Permission::Approve) },
-            );
-            (status, page).into_response()
-        }
-        Err(e) => problem(t, op, e),
-    }
-}
-
-#[derive(Deserialize)]
-struct DecisionForm {
-    seen: String,
-    reason: Option<String>,
-}
-
-/// `approve` or `reject`, on the version the approver saw.
-async fn decision(
-    State(app): State<App>,
-    SignedIn(op): SignedIn,
-    headers: HeaderMap,
-    axum::extract::Path((id, what)): axum::extract::Path<(i64, String)>,
-    Form(form): Form<DecisionForm>,
-) -> Response {
-    let t = words(&headers);
-    let decision = match what.as_str() {
-        "approve" => Decision::Approve,
-        "reject" => Decision::Reject(form.reason.unwrap_or_default()),
-        _ => {
-            let e = AppError::NotFound {
-                what: "decision",
-                id: what,
-            };
-            return problem(t, &op, e);
-        }
-    };
-    decide(&app, &op, t, BatchId(id), decision, &form.seen).await
-}
-
-/// Takes the decision on the version the approver saw, then shows the batch again
-/// (Post/Redirect/Get); a batch that changed since is shown afresh with why.
-async fn decide(
-    app: &App,
-    op: &Operator,
-    t: &'static Words,
-    id: BatchId,
-    decision: Decision,
-    seen: &str,
-) -> Response {
-    let actor = Actor::operator(op.login.clone());
-    let word = match decision {
-        Decision::Approve => "approved",
-        Decision::Reject(_) => "rejected",
-    };
-    match app.decide(&actor, id, &[], decision, Some(seen)).await {
-        Ok(_) => Redirect::to(&format!("/console/outbox/{}?done={word}", id.0)).into_response(),
-        Err(AppError::Conflict(why)) => {
-            let text = format!("{} {why}", t.stale);
-            show_batch(app, op, t, id, None, Some(&text), StatusCode::CONFLICT).await
-        }
-        Err(e) => problem(t, op, e),
-    }
-}
-
-#[derive(Deserialize)]
-struct Search {
-    q: Option<String>,
-}
-
-/// "Why didn't they get it?": find a person by name, email, phone or id, and show
-/// every check with its verdict and what to fix, and their recent messages.
-async fn why(
-    State(app): State<App>,
-    SignedIn(op): SignedIn,
-    headers: HeaderMap,
-    axum::extract::Query(search): axum::extract::Query<Search>,
-) -> Response {
-    let t = words(&headers);
-    let query = search.q.unwrap_or_default().trim().to_owned();
-    let base = context! { lang => t.lang, title => t.why, t => v(t), operator => v(&op),
-    query => &query };
-    if query.is_empty() {
-        return render("why.html", base);
-    }
-    let actor = Actor::operator(op.login.clone());
-    let found = match app.diagnose_recipient(&actor, &query).await {
-        Ok(found) => found,
-        Err(e) => return problem(t, &op, e),
-    };
-    let more = match found {
-        Lookup::None { .. } => context! { nobody => true },
-        Lookup::Ambiguous { matches, .. } => context! { matches => v(&matches) },
-        Lookup::One(d) => context! { d => v(&d) },
-    };
-    render("why.html", context! { ..base, ..more })
-}
-
-/// The start page: what waits for approval, the wallet, the hold switch.
-async fn start(State(app): State<App>, SignedIn(op): SignedIn, headers: HeaderMap) -> Response {
-    let t = words(&headers);
-    let actor = Actor::operator(op.login.clone());
+/// The start page: what waits for approval, what failed today, the wallet, the
+/// dispatcher's health, the hold switch.
+async fn start(ctx: Ctx, axum::extract::Query(q): axum::extract::Query<Done>) -> Response {
+    let app = &ctx.app;
+    let actor = &ctx.actor;
+    let tz = app.settings().school.time_zone;
+    let midnight = app
+        .now()
+        .with_timezone(&tz)
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(tz).earliest())
+        .map(|t| t.with_timezone(&chrono::Utc));
     let page = async {
         let awaiting = app
-            .batches(&actor, Some(BatchStatus::AwaitingApproval))
+            .batches(actor, Some(crate::domain::BatchStatus::AwaitingApproval))
             .await?;
-        let wallet = app.wallet_view(&actor, 0).await?;
-        let hold = app.hold(&actor).await?;
+        let failed = app
+            .message_counts(
+                actor,
+                &crate::store::MessageFilter {
+                    since: midnight,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let failed_today: i64 = failed
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    crate::domain::MessageStatus::Failed | crate::domain::MessageStatus::Unknown
+                )
+            })
+            .map(|c| c.count)
+            .sum();
+        let wallet = app.wallet_view(actor, 0).await?;
+        let health = app.dispatcher_health(actor).await?;
         Ok::<_, AppError>(context! {
-            lang => t.lang, title => t.start, t => v(t), operator => v(&op),
-            awaiting => v(&awaiting),
-            wallet => v(&wallet), hold => v(&hold),
+            done => ctx.done(q.done.as_deref()),
+            awaiting => v(&awaiting), failed_today => failed_today,
+            since => midnight.map(|m| m.to_rfc3339()),
+            wallet => v(&wallet), health => v(&health),
         })
     };
     match page.await {
-        Ok(ctx) => render("start.html", ctx),
-        Err(e @ AppError::Forbidden { .. }) => {
-            (StatusCode::FORBIDDEN, e.to_string()).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the start page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, t.failed).into_response()
-        }
+        Ok(more) => ctx.page("start.html", ctx.t.w("start"), more),
+        Err(e) => ctx.problem(e),
     }
 }
 
@@ -489,16 +547,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_template_renders_in_both_languages() {
-        for t in [&words::PL, &words::EN] {
+    fn the_sign_in_page_renders_in_both_languages_and_escapes_what_it_shows() {
+        for t in [&*words::PL, &*words::EN] {
             let sign_in = TEMPLATES
                 .get_template("sign_in.html")
                 .unwrap()
                 .render(
-                    context! { lang => t.lang, title => t.sign_in, t => v(t), login => "<anna>" },
+                    context! { lang => t.lang, title => t.w("sign_in"), t => v(t),
+                    login => "<anna>", operator => (), hold => () },
                 )
                 .unwrap();
-            assert!(sign_in.contains(t.password), "{sign_in}");
+            assert!(sign_in.contains(t.w("password")), "{sign_in}");
             assert!(sign_in.contains("&lt;anna&gt;"), "escaped: {sign_in}");
         }
     }
@@ -513,5 +572,14 @@ mod tests {
             throttle.allows("tomek", here),
             "another login is not held up"
         );
+    }
+
+    #[test]
+    fn instants_show_in_the_school_time_zone() {
+        assert_eq!(
+            local_time("2026-12-03T08:30:00Z".into(), "Europe/Warsaw".into()),
+            "2026-12-03 09:30"
+        );
+        assert_eq!(local_time("soon".into(), "Europe/Warsaw".into()), "soon");
     }
 }

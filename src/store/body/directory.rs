@@ -825,4 +825,20 @@ impl CalendarStore for Backend {
             })
             .collect())
     }
+
+    async fn queued_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM messages
+             WHERE status = 'queued' AND ($1 IS NULL OR next_attempt_at >= $1)
+               AND next_attempt_at < $2",
+        )
+        .bind(from)
+        .bind(until)
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }

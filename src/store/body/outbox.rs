@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Binds a [`MessageFilter`]'s six parameters in `message_filter!` order.
+/// Binds a [`MessageFilter`]'s nine parameters in `message_filter!` order.
 fn bind_filter<'q>(
     query: sqlx::query::Query<'q, Db, DbArgs>,
     f: &'q MessageFilter,
@@ -17,6 +17,7 @@ fn bind_filter<'q>(
         .bind(f.since)
         .bind(f.reason.map(Reason::as_str))
         .bind(f.before.map(|m| m.0))
+        .bind(f.until)
 }
 
 async fn insert_attempt(
@@ -1020,7 +1021,7 @@ impl OutboxStore for Backend {
                     m.next_attempt_at, m.attempts, m.segments
              FROM messages m WHERE ",
             message_filter!(),
-            " ORDER BY m.id DESC LIMIT $9"
+            " ORDER BY m.id DESC LIMIT $10"
         ));
         let rows = bind_filter(query, filter)
             .bind(filter.limit.unwrap_or(i64::MAX))
