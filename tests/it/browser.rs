@@ -104,6 +104,8 @@ impl Browser {
                     // The console is Polish; the browser asks for Polish as a user would.
                     "--lang=pl",
                 ],
+                // Headless Chromium takes its Accept-Language from here, not --lang.
+                "prefs": {"intl.accept_languages": "pl-PL,pl"},
             }),
         );
         // Plain HTTP: chromedriver listens on loopback only, so TLS would buy
@@ -157,6 +159,26 @@ impl Browser {
             .unwrap_or_else(|e| panic!("reading the text of {css:?}: {e}"))
     }
 
+    /// The text of the first element matching `css` once it contains `needle`: for
+    /// what the page changes by itself after a moment (htmx swapping a part in).
+    pub(crate) async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // The element may be swapped out between finding and reading it.
+            let text = match self.wait_for(css).await.text().await {
+                Ok(text) => text,
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!("waiting {WAIT:?} for {needle:?} in {css:?}, which says {text:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Types `text` into the field matching `css`, in place of what it held.
     pub(crate) async fn fill(&self, css: &str, text: &str) {
         let field = self.wait_for(css).await;
@@ -178,6 +200,22 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("clicking {css:?}: {e}"));
+    }
+
+    /// Clicks the element matching `css` and waits until the browser has left the
+    /// page (a form posted, a link followed), so that what is read next is read on
+    /// the new page and not on the old one before it goes.
+    pub(crate) async fn click_to_next_page(&self, css: &str) {
+        let old = self.wait_for("html").await;
+        self.click(css).await;
+        let deadline = Instant::now() + WAIT;
+        // An element of a page that is gone answers "stale element reference".
+        while old.tag_name().await.is_ok() {
+            if Instant::now() > deadline {
+                panic!("clicking {css:?} did not lead to another page within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Saves what the window shows as `target/screenshots/<test>/<nn>-<name>.png`,

@@ -15,6 +15,7 @@ mod browser;
 mod calendar;
 mod cli;
 mod console;
+mod console_browser;
 mod diagnose;
 mod directory;
 mod dispatch;
