@@ -376,7 +376,8 @@ pub trait OutboxStore: Send + Sync {
     async fn last_pass(&self) -> Result<Option<DateTime<Utc>>>;
 
     /// One message of the batch per channel and recipient locale, as rendered: what
-    /// an approver reads before approving.
+    /// an approver reads before approving (one of someone who will get it, when
+    /// anyone will).
     async fn sample_messages(&self, batch: BatchId) -> Result<Vec<SampleMessage>>;
 
     /// How many messages of `kind` on `channel` went to `recipient` since `since`

@@ -142,12 +142,27 @@ impl Browser {
 
     /// The first element matching the CSS selector `css`, once the page has one.
     pub(crate) async fn wait_for(&self, css: &str) -> Element {
-        self.client()
+        match self
+            .client()
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("waiting {WAIT:?} for {css:?}: {e}"))
+        {
+            Ok(element) => element,
+            Err(e) => {
+                // What the page showed instead is the first thing to look at.
+                let shot = self.screenshots.join("failure.png");
+                if let Ok(png) = self.client().screenshot().await {
+                    let _ = std::fs::write(&shot, png);
+                }
+                let url = self.client().current_url().await.map(|u| u.to_string());
+                panic!(
+                    "waiting {WAIT:?} for {css:?} on {url:?}: {e} (the page: {})",
+                    shot.display()
+                )
+            }
+        }
     }
 
     /// The text a person sees in the first element matching `css`.
@@ -165,10 +180,7 @@ impl Browser {
         let deadline = Instant::now() + WAIT;
         loop {
             // The element may be swapped out between finding and reading it.
-            let text = match self.wait_for(css).await.text().await {
-                Ok(text) => text,
-                Err(_) => String::new(),
-            };
+            let text: String = self.wait_for(css).await.text().await.unwrap_or_default();
             if text.contains(needle) {
                 return text;
             }

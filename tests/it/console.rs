@@ -12,6 +12,10 @@ use crate::helpers::{OWNER, TestApp, now};
 use crate::http::Server;
 
 conformance!(
+    a_day_off_says_how_many_waiting_messages_it_will_hold,
+    every_page_shows_to_each_role_in_both_languages,
+    each_form_refuses_whom_it_must_and_any_post_from_another_origin,
+    the_compose_form_checks_sends_nothing_then_submits_and_names_a_bad_field,
     why_did_they_not_get_it_finds_a_person_and_shows_each_check,
     a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_at_all,
     a_secretary_signs_in_sees_the_start_page_and_signs_out,
@@ -73,6 +77,19 @@ async fn post_form(
         req = req.header(*k, *v);
     }
     req.send().await.unwrap()
+}
+
+/// GET `path` with the session `pair`, asking for `lang`: the status and the page.
+async fn page_of(server: &Server, path: &str, pair: &str, lang: &str) -> (StatusCode, String) {
+    let r = call(
+        server,
+        reqwest::Method::GET,
+        path,
+        pair,
+        &[("accept-language", lang)],
+    )
+    .await;
+    (r.status(), r.text().await.unwrap())
 }
 
 async fn sign_in(server: &Server, login: &str, password: &str) -> reqwest::Response {
@@ -232,23 +249,7 @@ async fn a_secretary_approves_the_version_she_saw_and_a_teacher_cannot_approve_a
         )
         .await
         .unwrap();
-    let trip = herald::app::SendRequest {
-        audience: herald::domain::Audience::AllGroups,
-        reach: herald::domain::Reach::Both,
-        channel: herald::domain::ChannelChoice::Email,
-        content: herald::app::SendContent::Text {
-            subject: Some("Wycieczka".into()),
-            body: "W piątek jedziemy do Krakowa.".into(),
-            html: None,
-        },
-        transliterate: false,
-    };
-    let batch = herald
-        .send(&Actor::operator(OWNER), &trip, false)
-        .await
-        .unwrap()
-        .batch
-        .unwrap();
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Email).await;
     let anna = session_of(&server, "anna", "zebranie w czwartek").await;
     let get = |path: String, pair: String| {
         let server = &server;
@@ -408,4 +409,385 @@ async fn why_did_they_not_get_it_finds_a_person_and_shows_each_check(app: TestAp
     )
     .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
+}
+
+/// The owner (`owner`), a secretary (`anna`) and a teacher of no group (`tomek`),
+/// each signed in: their session cookies.
+async fn three_signed_in(app: &TestApp, server: &Server) -> (String, String, String) {
+    app.operator_with("tomek", "teacher", &[]).await;
+    let herald = app.app_at(now());
+    for (login, password) in [
+        (OWNER, "dyrektor szkoły 2026"),
+        ("tomek", "lekcja numer siedem"),
+    ] {
+        herald
+            .set_password(
+                &Actor::operator(OWNER),
+                login,
+                &SecretString::from(password),
+            )
+            .await
+            .unwrap();
+    }
+    (
+        session_of(server, OWNER, "dyrektor szkoły 2026").await,
+        session_of(server, "anna", "zebranie w czwartek").await,
+        session_of(server, "tomek", "lekcja numer siedem").await,
+    )
+}
+
+/// A batch to all groups by `channel` awaiting approval, composed by the owner.
+async fn a_batch(app: &TestApp, channel: herald::domain::ChannelChoice) -> herald::domain::BatchId {
+    let trip = herald::app::SendRequest {
+        audience: herald::domain::Audience::AllGroups,
+        reach: herald::domain::Reach::Both,
+        channel,
+        content: herald::app::SendContent::Text {
+            subject: Some("Wycieczka".into()),
+            body: "W piątek jedziemy do Krakowa.".into(),
+            html: None,
+        },
+        transliterate: true,
+    };
+    app.app_at(now())
+        .send(&Actor::operator(OWNER), &trip, false)
+        .await
+        .unwrap()
+        .batch
+        .unwrap()
+}
+
+/// Christmas Eve as a day off, added by the owner: its id.
+async fn christmas_eve(app: &TestApp) -> i64 {
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 24).unwrap();
+    let added = app
+        .app_at(now())
+        .add_holiday(&Actor::operator(OWNER), "Wigilia", day, day)
+        .await;
+    added.unwrap().id.unwrap()
+}
+
+async fn audit_lines(app: &TestApp) -> usize {
+    app.store
+        .audit_log(&herald::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Every page renders for every role, in Polish and in English (a word a page
+/// names but the console lacks fails the render), and the operators' page is the
+/// owner's alone.
+async fn every_page_shows_to_each_role_in_both_languages(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let (owner, anna, tomek) = three_signed_in(&app, &server).await;
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Both).await;
+    let herald = app.app_at(now());
+    herald
+        .save_template(
+            &Actor::operator(OWNER),
+            &herald::templates::Variant {
+                name: "zebranie".into(),
+                locale: "pl".into(),
+                channel: herald::domain::Channel::Email,
+                subject: Some("Zebranie".into()),
+                body: "Dzień dobry {{ recipient.name }}, zebranie {{ vars.date }}.".into(),
+                html: None,
+            },
+        )
+        .await
+        .unwrap();
+    christmas_eve(&app).await;
+    let message = app.messages_to("gd-2001").await[0].id.0;
+    let pages = [
+        "/console/".to_owned(),
+        "/console/outbox".into(),
+        format!("/console/outbox/{}", batch.0),
+        "/console/compose".into(),
+        "/console/compose/count?body=Za%C5%BC%C3%B3%C5%82%C4%87".into(),
+        "/console/compose/people?find=Nowak".into(),
+        "/console/messages".into(),
+        "/console/messages?status=blocked&channel=sms&from=2026-11-01&to=2026-11-30".into(),
+        format!("/console/messages/{message}"),
+        "/console/why?q=gd-2002".into(),
+        "/console/why?q=Nowak".into(),
+        "/console/why?q=nikt".into(),
+        "/console/wallet".into(),
+        "/console/calendar".into(),
+        "/console/calendar?all=1".into(),
+        "/console/calendar/held?first_day=2026-11-24&last_day=2026-11-25".into(),
+        "/console/templates".into(),
+        "/console/templates/zebranie".into(),
+        "/console/templates/zebranie?preview_for=gd-2001&vars=date%3Djutro".into(),
+        "/console/audit".into(),
+        "/console/audit?action=send&since=2026-11-01".into(),
+    ];
+    for (who, pair) in [("owner", &owner), ("anna", &anna), ("tomek", &tomek)] {
+        for lang in ["pl", "en"] {
+            for path in &pages {
+                let (status, page) = page_of(&server, path, pair, lang).await;
+                assert_eq!(status, StatusCode::OK, "{who} {lang} {path}: {page}");
+                if !path.contains("/count") && !path.contains("/people") && !path.contains("/held")
+                {
+                    assert!(
+                        page.contains(&format!(r#"<html lang="{lang}">"#)),
+                        "{who} {lang} {path}"
+                    );
+                }
+            }
+            let (operators, _) = page_of(&server, "/console/operators", pair, lang).await;
+            let expected = if who == "owner" {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(operators, expected, "{who} {lang} operators");
+        }
+    }
+    // Bad filters name the field and what was expected.
+    let (status, bad) = page_of(&server, "/console/messages?from=24.11.2026", &anna, "en").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.contains("from: &quot;24.11.2026&quot; is not a date"),
+        "{bad}"
+    );
+    let (status, _) = page_of(&server, "/console/messages?status=lost", &anna, "en").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The template preview for a person renders it as a send would, for them.
+    let preview = "/console/templates/zebranie?preview_for=gd-2001&vars=date%3Djutro";
+    let (_, page) = page_of(&server, preview, &anna, "en").await;
+    assert!(
+        page.contains("Dzień dobry Anna Nowak, zebranie jutro."),
+        "{page}"
+    );
+    // The SMS counter counts segments as the gateway bills them.
+    let count = format!("/console/compose/count?body={}", "a".repeat(161));
+    let (_, counter) = page_of(&server, &count, &anna, "en").await;
+    assert!(
+        counter.contains("<strong>2</strong> segments") && counter.contains("gsm7"),
+        "{counter}"
+    );
+}
+
+/// A form: its path, its fields, and whether only the owner may post it.
+type FormCase<'a> = (String, Vec<(&'a str, &'a str)>, bool);
+
+/// Each form, posted by someone its permission refuses, answers 403 and changes
+/// nothing; posted from another origin with a good session, 403 and nothing; posted
+/// by someone allowed, it is done (303) with its audit line.
+async fn each_form_refuses_whom_it_must_and_any_post_from_another_origin(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let (owner, anna, tomek) = three_signed_in(&app, &server).await;
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Both).await;
+    let herald = app.app_at(now());
+    let seen = herald
+        .batch_view(&Actor::operator(OWNER), batch)
+        .await
+        .unwrap()
+        .version;
+    app.operator_with("ola", "teacher", &[]).await;
+    let holiday = christmas_eve(&app).await;
+    let message = app.messages_to("gd-2001").await[0].id.0;
+    let other_site = [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ];
+    let batch_path = format!("/console/outbox/{}", batch.0);
+    // (path, fields, only the owner may): the others the secretary may and the
+    // teacher may not.
+    #[rustfmt::skip]
+    let cases: Vec<FormCase> = vec![
+        ("/console/wallet/top-up".into(), vec![("points", "10"), ("note", "FV 1")], false),
+        ("/console/calendar/add".into(), vec![("name", "Wolne"), ("first_day", "2026-12-31"), ("last_day", "")], false),
+        (format!("/console/calendar/{holiday}/remove"), vec![], false),
+        ("/console/hold".into(), vec![("switch", "on"), ("reason", "przegląd")], false),
+        ("/console/hold".into(), vec![("switch", "off")], false),
+        ("/console/templates/save".into(), vec![("name", "nowy"), ("locale", "pl"), ("channel", "sms"), ("body", "Dzień dobry")], false),
+        ("/console/operators".into(), vec![("login", "nowy"), ("role", "teacher")], true),
+        ("/console/operators/ola/role".into(), vec![("role", "secretary")], true),
+        ("/console/compose".into(), vec![("audience", "groups"), ("group", "g-1a"), ("reach", "both"), ("channel", "email"), ("content", "text"), ("subject", "Basen"), ("body", "Jutro basen."), ("step", "submit")], false),
+        (format!("{batch_path}/edit"), vec![("channel", "sms"), ("body", "W sobote jedziemy.")], false),
+        (format!("/console/messages/{message}/cancel"), vec![], false),
+        (format!("{batch_path}/reject"), vec![("seen", "stale"), ("reason", "termin")], false),
+    ];
+    for (path, form, owners_only) in &cases {
+        let (allowed, refused) = if *owners_only {
+            (&owner, &anna)
+        } else {
+            (&anna, &tomek)
+        };
+        let before = audit_lines(&app).await;
+        let forged = post_form(&server, path, allowed, form, &other_site).await;
+        assert_eq!(
+            forged.status(),
+            StatusCode::FORBIDDEN,
+            "{path} from another origin"
+        );
+        let denied = post_form(&server, path, refused, form, &[]).await;
+        assert_eq!(
+            denied.status(),
+            StatusCode::FORBIDDEN,
+            "{path} by one without the permission"
+        );
+        assert_eq!(audit_lines(&app).await, before, "{path}: nothing changed");
+        let done = if path.ends_with("/reject") {
+            // A version from before the edit: refused as stale, then on the fresh one.
+            let server = &server;
+            let reject = |seen: String| async move {
+                let form = [("seen", seen.as_str()), ("reason", "termin")];
+                post_form(server, path, allowed, &form, &[]).await.status()
+            };
+            assert_eq!(reject(seen.clone()).await, StatusCode::CONFLICT);
+            let view = herald.batch_view(&Actor::operator(OWNER), batch).await;
+            reject(view.unwrap().version).await
+        } else {
+            post_form(&server, path, allowed, form, &[]).await.status()
+        };
+        assert_eq!(done, StatusCode::SEE_OTHER, "{path}");
+        assert!(audit_lines(&app).await > before, "{path}: audited");
+    }
+    assert_eq!(app.store.wallet().await.unwrap().balance, 10);
+    assert_eq!(app.store.hold().await.unwrap(), None);
+    assert_eq!(
+        app.store.operator("ola").await.unwrap().unwrap().role,
+        "secretary"
+    );
+    let status_of = |id| {
+        let herald = &herald;
+        async move {
+            let view = herald.batch_view(&Actor::operator(OWNER), id).await;
+            view.unwrap().batch.status
+        }
+    };
+    assert_eq!(
+        status_of(batch).await,
+        herald::domain::BatchStatus::Rejected
+    );
+    // The language switch is a form too: refused from another origin, and it never
+    // sends anyone off the console.
+    let forged = post_form(
+        &server,
+        "/console/language",
+        &anna,
+        &[("lang", "en")],
+        &other_site,
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    for elsewhere in ["https://evil.example/", "//evil.example/console/"] {
+        let form = [("lang", "en"), ("back", elsewhere)];
+        let away = post_form(&server, "/console/language", &anna, &form, &[]).await;
+        assert_eq!(away.headers()[LOCATION], "/console/", "{elsewhere}");
+    }
+    // Approving "the ticked ones" with none ticked approves nothing.
+    let second = a_batch(&app, herald::domain::ChannelChoice::Both).await;
+    let view = herald.batch_view(&Actor::operator(OWNER), second).await;
+    let fresh = view.unwrap().version;
+    let none = post_form(
+        &server,
+        &format!("/console/outbox/{}/approve", second.0),
+        &anna,
+        &[("seen", fresh.as_str()), ("ticked", "1")],
+        &[],
+    )
+    .await;
+    assert_eq!(none.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status_of(second).await,
+        herald::domain::BatchStatus::AwaitingApproval
+    );
+}
+
+/// Compose: "check" stores nothing and shows the dry run; a bad field is named and
+/// the form keeps what was typed; "submit" stores the batch in the outbox.
+async fn the_compose_form_checks_sends_nothing_then_submits_and_names_a_bad_field(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let anna = session_of(&server, "anna", "zebranie w czwartek").await;
+    let en = [("accept-language", "en")];
+    let mut form = vec![
+        ("audience", "people"),
+        ("person", "gd-2001"),
+        ("people", "gd-2002, s-1003"),
+        ("reach", "both"),
+        ("channel", "sms_if_no_email"),
+        ("content", "text"),
+        ("subject", "Zebranie"),
+        ("body", "Zebranie w czwartek o 18:00."),
+        ("preview_for", "gd-2002"),
+        ("step", "check"),
+    ];
+    let checked = post_form(&server, "/console/compose", &anna, &form, &en).await;
+    assert_eq!(checked.status(), StatusCode::OK);
+    let page = checked.text().await.unwrap();
+    assert!(
+        page.contains(r#"id="dry-run""#) && page.contains("gd-2002"),
+        "{page}"
+    );
+    assert!(
+        app.store.batches(None).await.unwrap().is_empty(),
+        "a dry run stores nothing"
+    );
+
+    let mut bad = form.clone();
+    bad.retain(|(k, _)| *k != "person" && *k != "people");
+    let refused = post_form(&server, "/console/compose", &anna, &bad, &en).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("people: choose or type at least one person"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Zebranie w czwartek o 18:00."),
+        "what was typed stays"
+    );
+
+    form.retain(|(k, _)| *k != "step");
+    form.push(("step", "submit"));
+    let submitted = post_form(&server, "/console/compose", &anna, &form, &en).await;
+    assert_eq!(submitted.status(), StatusCode::SEE_OTHER);
+    let batches = app.store.batches(None).await.unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(
+        submitted.headers()[LOCATION],
+        format!("/console/outbox/{}?done=submitted", batches[0].id.0)
+    );
+    assert_eq!(batches[0].created_by, "anna");
+}
+
+/// The calendar's "it will hold N waiting messages": those due on the days, and,
+/// for days starting today, everything already due; none for days far ahead.
+async fn a_day_off_says_how_many_waiting_messages_it_will_hold(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let anna = session_of(&server, "anna", "zebranie w czwartek").await;
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Both).await;
+    let herald = app.app_at(now());
+    herald
+        .decide(
+            &Actor::operator(OWNER),
+            batch,
+            &[],
+            herald::store::Decision::Approve,
+            None,
+        )
+        .await
+        .unwrap();
+    let queued = app.count(herald::domain::MessageStatus::Queued).await;
+    assert!(queued > 0);
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let owner = Actor::operator(OWNER);
+    for (first, last, held) in [(24, 24, queued), (20, 25, queued), (26, 27, 0)] {
+        let counted = herald.held_by_days_off(&owner, day(first), day(last));
+        assert_eq!(counted.await.unwrap(), held, "{first}..{last}");
+    }
+    let path = "/console/calendar/held?first_day=2026-11-24";
+    let (_, held) = page_of(&server, path, &anna, "en").await;
+    assert!(
+        held.contains(&format!("<strong>{queued}</strong>")),
+        "{held}"
+    );
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::{Ctx, done_at, render, v, with_status};
 use crate::app::{App, AppError, Composed, SendContent, SendRequest};
 use crate::domain::sms;
-use crate::domain::{Audience, BatchStatus, ChannelChoice, Reach};
+use crate::domain::{Audience, BatchStatus, ChannelChoice, MessageStatus, Reach};
 use crate::store::RecipientFilter;
 
 pub(super) fn routes() -> Router<App> {
@@ -391,7 +391,11 @@ fn previews(composed: &Composed, wanted: &str) -> Vec<Preview> {
     let picked = messages
         .iter()
         .filter(|m| !wanted.is_empty() && m.recipient_external_id == wanted)
-        .chain(messages.iter().filter(|m| m.reason.is_none()))
+        .chain(
+            messages
+                .iter()
+                .filter(|m| m.status != MessageStatus::Blocked),
+        )
         .chain(messages.iter());
     for m in picked {
         if out.iter().any(|p| p.channel == m.channel.as_str()) {

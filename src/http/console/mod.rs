@@ -212,7 +212,7 @@ fn words(headers: &HeaderMap, chosen: Option<&str>) -> &'static Words {
             .and_then(|v| v.split(',').next())
             .is_some_and(|first| first.trim().to_ascii_lowercase().starts_with("pl")),
     };
-    if polish { &*words::PL } else { &*words::EN }
+    if polish { &words::PL } else { &words::EN }
 }
 
 /// A page from its template, or a plain 500 when rendering fails (the log says why).

@@ -1157,7 +1157,9 @@ impl OutboxStore for Backend {
             "SELECT m.channel, r.locale, m.recipient_external_id, m.subject, m.body, m.html
                  FROM messages m LEFT JOIN recipients r ON r.id = m.recipient_id
                  WHERE m.id IN (
-                     SELECT min(m2.id) FROM messages m2
+                     SELECT coalesce(min(CASE WHEN m2.status <> 'blocked' THEN m2.id END),
+                                     min(m2.id))
+                     FROM messages m2
                      LEFT JOIN recipients r2 ON r2.id = m2.recipient_id
                      WHERE m2.batch_id = $1
                      GROUP BY m2.channel, r2.locale)
