@@ -37,7 +37,7 @@ pub use admin::HoldChange;
 pub use compose::{Composed, Notified, NotifyContent, NotifyRequest, SendContent, SendRequest};
 pub use error::{AppError, Result};
 pub use health::{Readiness, ReadyCheck};
-pub use operators::{OperatorRequest, PermissionChange};
+pub use operators::{OPERATOR_LOCALES, OperatorRequest, PermissionChange};
 pub use outbox::{
     BatchText, BatchView, DecisionTaken, Summary, SummaryLine, content_hash, lines_of,
 };

@@ -26,6 +26,9 @@ pub struct OperatorRequest {
     pub teacher: Option<String>,
 }
 
+/// The languages the console speaks to operators.
+pub const OPERATOR_LOCALES: [&str; 2] = ["pl", "en"];
+
 /// What a grant or revocation changed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PermissionChange {
@@ -164,6 +167,36 @@ impl App {
             )));
         }
         Ok(after)
+    }
+
+    /// Sets the language `login` reads the console in (one of
+    /// [`OPERATOR_LOCALES`]; `None`: their browser's): their own choice, or an
+    /// operator manager's.
+    pub async fn set_locale(&self, actor: &Actor, login: &str, locale: Option<&str>) -> Result<()> {
+        if actor.name() != login {
+            self.authorize(actor, Permission::ManageOperators, "manage operators")
+                .await?;
+        }
+        let before = self.operator(login).await?;
+        if let Some(l) = locale
+            && !OPERATOR_LOCALES.contains(&l)
+        {
+            return Err(AppError::invalid(
+                "locale",
+                format!(
+                    "locale: {l:?} is not one of {}",
+                    OPERATOR_LOCALES.join(", ")
+                ),
+            ));
+        }
+        let entry = self.audit_line(
+            actor,
+            AuditAction::OperatorLocale,
+            format!("operator {login}"),
+            json!({"from": before.locale, "to": locale}),
+        );
+        self.store.set_locale(login, locale, &entry).await?;
+        Ok(())
     }
 
     /// Grants (`grant`) or revokes permissions as exceptions to an operator's role;

@@ -55,6 +55,11 @@ pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow:
         }
         None => None,
     };
+    // Console sessions that ended (idle or too old) are removed hourly: a session
+    // that lapsed signs nobody in anyway, this only keeps the table small.
+    if api.is_some() {
+        tokio::spawn(delete_expired_sessions(app.clone(), shutdown.clone()));
+    }
     // The recorder is the process's: installed before the first pass is counted.
     let recorder = crate::metrics::recorder();
     tokio::spawn(crate::metrics::keep_up(recorder, shutdown.clone()));
@@ -108,6 +113,23 @@ pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow:
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every hour until `shutdown`, removes the console sessions that have ended.
+async fn delete_expired_sessions(app: App, shutdown: CancellationToken) {
+    use tower_sessions::session_store::ExpiredDeletion;
+    let sessions = crate::http::ConsoleSessions::new(app);
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hourly.tick() => {
+                if let Err(e) = sessions.delete_expired().await {
+                    tracing::warn!(error = %e, "ended console sessions were not removed");
+                }
+            }
+        }
+    }
 }
 
 /// Run one dispatch pass and exit.

@@ -111,6 +111,9 @@ pub struct Operator {
     pub revoked: BTreeSet<Permission>,
     /// What they may do, all told.
     pub permissions: BTreeSet<Permission>,
+    /// The language they chose for the console (`pl`, `en`); `None`: their
+    /// browser's.
+    pub locale: Option<String>,
 }
 
 impl Operator {
@@ -145,7 +148,14 @@ impl Operator {
             granted,
             revoked,
             permissions,
+            locale: None,
         }
+    }
+
+    /// The operator with their chosen console language.
+    pub fn with_locale(mut self, locale: Option<String>) -> Operator {
+        self.locale = locale;
+        self
     }
 
     /// Whether they hold `permission`.

@@ -55,5 +55,7 @@ stable_codes! {
         TokenRevoke = "token_revoke",
         /// An operator's password was set (the password itself is never logged).
         PasswordSet = "password_set",
+        /// An operator chose the language the console speaks to them.
+        OperatorLocale = "operator_locale",
     }
 }

@@ -710,6 +710,16 @@ pub trait OperatorStore: Send + Sync {
     /// `login`'s password hash; `None` when there is no such operator or no password.
     async fn password_hash(&self, login: &str) -> Result<Option<String>>;
 
+    /// Sets the language an operator reads the console in (`None`: their
+    /// browser's), with its audit line; `false`, and no line, when it already was
+    /// (or there is no such operator).
+    async fn set_locale(
+        &self,
+        login: &str,
+        locale: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+
     /// Grants (`Some(true)`) or revokes (`Some(false)`) a permission for `login`
     /// beyond their role, or drops the exception (`None`). `false` when there is no
     /// such operator.

@@ -123,12 +123,12 @@ pub(super) fn build_roles(
 
 /// Operators from their rows, their exceptions and the roles.
 pub(super) fn build_operators(
-    rows: Vec<(String, String, String, Option<String>)>,
+    rows: Vec<(String, String, String, Option<String>, Option<String>)>,
     exceptions: Vec<(String, String, bool)>,
     roles: &[RoleDef],
 ) -> Result<Vec<Operator>> {
     rows.into_iter()
-        .map(|(login, name, role, teacher)| {
+        .map(|(login, name, role, teacher, locale)| {
             let role =
                 roles
                     .iter()
@@ -142,7 +142,7 @@ pub(super) fn build_operators(
                 .filter(|(l, _, _)| *l == login)
                 .map(|(_, p, yes)| Ok((parse_code("operator_permissions.permission", p)?, *yes)))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Operator::new(login, name, role, teacher, mine))
+            Ok(Operator::new(login, name, role, teacher, mine).with_locale(locale))
         })
         .collect()
 }

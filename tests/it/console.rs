@@ -681,6 +681,11 @@ async fn each_form_refuses_whom_it_must_and_any_post_from_another_origin(app: Te
         let away = post_form(&server, "/console/language", &anna, &form, &[]).await;
         assert_eq!(away.headers()[LOCATION], "/console/", "{elsewhere}");
     }
+    // The choice is kept with the operator: it wins over the browser's language.
+    let anna_now = app.store.operator("anna").await.unwrap().unwrap();
+    assert_eq!(anna_now.locale.as_deref(), Some("en"));
+    let (_, page) = page_of(&server, "/console/", &anna, "pl").await;
+    assert!(page.contains(r#"<html lang="en">"#), "{page}");
     // Approving "the ticked ones" with none ticked approves nothing.
     let second = a_batch(&app, herald::domain::ChannelChoice::Both).await;
     let view = herald.batch_view(&Actor::operator(OWNER), second).await;

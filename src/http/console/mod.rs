@@ -295,6 +295,8 @@ pub(super) struct Ctx {
     actor: Actor,
     t: &'static Words,
     hold: Option<Hold>,
+    /// The page's path (and query), to come back to after switching language.
+    here: String,
 }
 
 impl FromRequestParts<App> for Ctx {
@@ -305,16 +307,30 @@ impl FromRequestParts<App> for Ctx {
         let session = Session::from_request_parts(parts, app)
             .await
             .map_err(|_| Redirect::to("/console/sign-in").into_response())?;
-        let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
+        // The operator's own choice, kept with them; then this browser's.
+        let chosen: Option<String> = match &op.locale {
+            Some(l) => Some(l.clone()),
+            None => session.get(LANGUAGE).await.ok().flatten(),
+        };
         let t = words(&parts.headers, chosen.as_deref());
         let actor = Actor::operator(op.login.clone());
         let hold = app.hold(&actor).await.ok().flatten();
+        // After a POST the page to come back to is the one it came from.
+        let here = match parts.method {
+            axum::http::Method::GET => parts
+                .uri
+                .path_and_query()
+                .map_or("/console/", |p| p.as_str())
+                .to_owned(),
+            _ => "/console/".to_owned(),
+        };
         Ok(Ctx {
             app: app.clone(),
             op,
             actor,
             t,
             hold,
+            here,
         })
     }
 }
@@ -331,6 +347,7 @@ impl Ctx {
         let may = |p: Permission| self.op.may(p);
         context! {
             lang => self.t.lang, title => title, t => v(self.t), operator => v(&self.op),
+            here => &self.here, section => self.here.split(['?', '/']).nth(2).unwrap_or(""),
             hold => v(&self.hold), tz => self.app.settings().school.time_zone.name(),
             may => context! {
                 send => may(Permission::Send),
@@ -479,10 +496,24 @@ struct LanguageForm {
     back: Option<String>,
 }
 
-/// The operator's choice of language, kept in their session.
-async fn language(session: Session, Form(form): Form<LanguageForm>) -> Response {
+/// The operator's choice of language: kept with the operator when one is signed in
+/// (their language on any browser from then on), and in the session for the
+/// sign-in page.
+async fn language(
+    State(app): State<App>,
+    session: Session,
+    Form(form): Form<LanguageForm>,
+) -> Response {
     let lang = if form.lang == "pl" { "pl" } else { "en" };
     let _ = session.insert(LANGUAGE, lang).await;
+    let login: Option<String> = session.get(OPERATOR).await.ok().flatten();
+    if let Some(login) = login
+        && let Err(e) = app
+            .set_locale(&Actor::operator(login.clone()), &login, Some(lang))
+            .await
+    {
+        tracing::warn!(login, error = %e, "the operator's language was not kept");
+    }
     // Back to the console page they were on, never elsewhere.
     let back = form
         .back

@@ -319,11 +319,12 @@ impl TemplateStore for Backend {
 #[async_trait]
 impl OperatorStore for Backend {
     async fn operator(&self, login: &str) -> Result<Option<Operator>> {
-        let rows: Vec<(String, String, String, Option<String>)> =
-            sqlx::query_as("SELECT login, name, role, teacher FROM operators WHERE login = $1")
-                .bind(login)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT login, name, role, teacher, locale FROM operators WHERE login = $1",
+        )
+        .bind(login)
+        .fetch_all(&self.pool)
+        .await?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -338,10 +339,11 @@ impl OperatorStore for Backend {
     }
 
     async fn operators(&self) -> Result<Vec<Operator>> {
-        let rows: Vec<(String, String, String, Option<String>)> =
-            sqlx::query_as("SELECT login, name, role, teacher FROM operators ORDER BY login")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT login, name, role, teacher, locale FROM operators ORDER BY login",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let exceptions: Vec<(String, String, bool)> =
             sqlx::query_as("SELECT login, permission, granted FROM operator_permissions")
                 .fetch_all(&self.pool)
@@ -428,6 +430,27 @@ impl OperatorStore for Backend {
         )
         .bind(login)
         .bind(hash)
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?;
+        commit_with_audit(tx, done.rows_affected(), audit).await
+    }
+
+    async fn set_locale(
+        &self,
+        login: &str,
+        locale: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // Only a change counts (and is audited): choosing the language shown is no
+        // news.
+        let done = sqlx::query(
+            "UPDATE operators SET locale = $2, updated_at = $3
+             WHERE login = $1 AND locale IS DISTINCT FROM $2",
+        )
+        .bind(login)
+        .bind(locale)
         .bind(audit.at)
         .execute(&mut *tx)
         .await?;
