@@ -121,9 +121,12 @@ pub(super) fn build_roles(
     Ok(roles)
 }
 
+/// An operator's row: login, name, role, teacher, locale.
+pub(super) type OperatorRow = (String, String, String, Option<String>, Option<String>);
+
 /// Operators from their rows, their exceptions and the roles.
 pub(super) fn build_operators(
-    rows: Vec<(String, String, String, Option<String>, Option<String>)>,
+    rows: Vec<OperatorRow>,
     exceptions: Vec<(String, String, bool)>,
     roles: &[RoleDef],
 ) -> Result<Vec<Operator>> {

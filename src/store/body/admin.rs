@@ -319,7 +319,7 @@ impl TemplateStore for Backend {
 #[async_trait]
 impl OperatorStore for Backend {
     async fn operator(&self, login: &str) -> Result<Option<Operator>> {
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<OperatorRow> = sqlx::query_as(
             "SELECT login, name, role, teacher, locale FROM operators WHERE login = $1",
         )
         .bind(login)
@@ -339,7 +339,7 @@ impl OperatorStore for Backend {
     }
 
     async fn operators(&self) -> Result<Vec<Operator>> {
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<OperatorRow> = sqlx::query_as(
             "SELECT login, name, role, teacher, locale FROM operators ORDER BY login",
         )
         .fetch_all(&self.pool)
