@@ -361,4 +361,25 @@ async fn the_owner_diagnoses_a_parent_tops_up_adds_a_day_off_and_holds_dispatch(
     );
     assert_eq!(app.store.hold().await.unwrap(), None);
     browser.screenshot("hold-off").await;
+
+    // On a tablet held upright the pages still read: the menu wraps, tiles stack.
+    browser.client().set_window_size(800, 1100).await.unwrap();
+    for (page, name) in [("", "tablet-start"), ("messages", "tablet-messages")] {
+        browser.goto(&format!("{base}/console/{page}")).await;
+        browser.wait_for("main h1").await;
+        let overflow = browser
+            .client()
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            overflow,
+            serde_json::json!(false),
+            "{page} scrolls sideways"
+        );
+        browser.screenshot(name).await;
+    }
 }
