@@ -309,20 +309,12 @@ impl App {
             .await?;
         let tz = self.settings.school.time_zone;
         let today = self.now().with_timezone(&tz).date_naive();
-        let start = |day: NaiveDate| {
-            day.and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(tz).earliest())
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
+        let start = |day: NaiveDate| crate::domain::window::start_of_day(tz, day);
         let until = last_day
             .succ_opt()
-            .and_then(start)
+            .map(start)
             .ok_or_else(|| AppError::invalid("last_day", "last_day: out of range"))?;
-        let from = if first_day <= today {
-            None
-        } else {
-            start(first_day)
-        };
+        let from = (first_day > today).then(|| start(first_day));
         Ok(self.store.queued_between(from, until).await?)
     }
 }

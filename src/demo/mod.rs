@@ -51,7 +51,9 @@ pub enum DemoError {
     #[error("{0} already holds a demo database")]
     Exists(PathBuf),
     /// The folder holds no demo to serve.
-    #[error("{0} holds no demo database (herald.db); run `herald demo` first")]
+    #[error(
+        "{0} holds no demo database (a herald.db with the demo's owner); run `herald demo` first"
+    )]
     Missing(PathBuf),
     /// A file or folder could not be written.
     #[error("cannot write {path}: {source}")]
@@ -235,6 +237,11 @@ impl DemoSchool {
         }
         use_files(&mut settings, dir);
         let store = store::open(&settings.database).await?;
+        // Only a demo's database: serving makes its operators new passwords.
+        if store.operator(OWNER).await?.is_none() {
+            store.close().await;
+            return Err(DemoError::Missing(dir.to_owned()));
+        }
         Ok(DemoSchool {
             dir: dir.to_owned(),
             database,

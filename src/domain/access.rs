@@ -114,6 +114,10 @@ pub struct Operator {
     /// The language they chose for the console (`pl`, `en`); `None`: their
     /// browser's.
     pub locale: Option<String>,
+    /// When their password was last set: a console session signed in before it
+    /// has ended. Not shown anywhere.
+    #[serde(skip)]
+    pub password_set_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Operator {
@@ -149,12 +153,19 @@ impl Operator {
             revoked,
             permissions,
             locale: None,
+            password_set_at: None,
         }
     }
 
-    /// The operator with their chosen console language.
-    pub fn with_locale(mut self, locale: Option<String>) -> Operator {
+    /// The operator with their chosen console language and when their password
+    /// was set.
+    pub fn with_account(
+        mut self,
+        locale: Option<String>,
+        password_set_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Operator {
         self.locale = locale;
+        self.password_set_at = password_set_at;
         self
     }
 

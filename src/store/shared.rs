@@ -121,8 +121,15 @@ pub(super) fn build_roles(
     Ok(roles)
 }
 
-/// An operator's row: login, name, role, teacher, locale.
-pub(super) type OperatorRow = (String, String, String, Option<String>, Option<String>);
+/// An operator's row: login, name, role, teacher, locale, when the password was set.
+pub(super) type OperatorRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
 
 /// Operators from their rows, their exceptions and the roles.
 pub(super) fn build_operators(
@@ -131,7 +138,7 @@ pub(super) fn build_operators(
     roles: &[RoleDef],
 ) -> Result<Vec<Operator>> {
     rows.into_iter()
-        .map(|(login, name, role, teacher, locale)| {
+        .map(|(login, name, role, teacher, locale, password_set_at)| {
             let role =
                 roles
                     .iter()
@@ -145,7 +152,8 @@ pub(super) fn build_operators(
                 .filter(|(l, _, _)| *l == login)
                 .map(|(_, p, yes)| Ok((parse_code("operator_permissions.permission", p)?, *yes)))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Operator::new(login, name, role, teacher, mine).with_locale(locale))
+            Ok(Operator::new(login, name, role, teacher, mine)
+                .with_account(locale, password_set_at))
         })
         .collect()
 }

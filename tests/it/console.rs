@@ -12,6 +12,7 @@ use crate::helpers::{OWNER, TestApp, now};
 use crate::http::Server;
 
 conformance!(
+    odd_input_gets_a_page_and_changes_nothing,
     a_day_off_says_how_many_waiting_messages_it_will_hold,
     every_page_shows_to_each_role_in_both_languages,
     each_form_refuses_whom_it_must_and_any_post_from_another_origin,
@@ -223,6 +224,15 @@ async fn session_of(server: &Server, login: &str, password: &str) -> String {
     assert_eq!(signed.status(), StatusCode::SEE_OTHER, "{login} signs in");
     let cookie = signed.headers()[SET_COOKIE].to_str().unwrap();
     cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The fingerprint of the check a compose page shows (its hidden `checked` field).
+fn checked_on(page: &str) -> String {
+    let at = page
+        .find(r#"name="checked" value=""#)
+        .expect("a checked form")
+        + 22;
+    page[at..].split('"').next().unwrap().to_owned()
 }
 
 /// The value of the hidden `seen` field on a batch page.
@@ -457,6 +467,13 @@ async fn a_batch(app: &TestApp, channel: herald::domain::ChannelChoice) -> heral
         .unwrap()
 }
 
+/// The version of `batch` the approver's view shows now.
+async fn version_of(app: &TestApp, batch: herald::domain::BatchId) -> String {
+    let herald = app.app_at(now());
+    let view = herald.batch_view(&Actor::operator(OWNER), batch).await;
+    view.unwrap().version
+}
+
 /// Christmas Eve as a day off, added by the owner: its id.
 async fn christmas_eve(app: &TestApp) -> i64 {
     let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 24).unwrap();
@@ -582,11 +599,7 @@ async fn each_form_refuses_whom_it_must_and_any_post_from_another_origin(app: Te
     let (owner, anna, tomek) = three_signed_in(&app, &server).await;
     let batch = a_batch(&app, herald::domain::ChannelChoice::Both).await;
     let herald = app.app_at(now());
-    let seen = herald
-        .batch_view(&Actor::operator(OWNER), batch)
-        .await
-        .unwrap()
-        .version;
+    let seen = version_of(&app, batch).await;
     app.operator_with("ola", "teacher", &[]).await;
     let holiday = christmas_eve(&app).await;
     let message = app.messages_to("gd-2001").await[0].id.0;
@@ -604,7 +617,7 @@ async fn each_form_refuses_whom_it_must_and_any_post_from_another_origin(app: Te
         (format!("/console/calendar/{holiday}/remove"), vec![], false),
         ("/console/hold".into(), vec![("switch", "on"), ("reason", "przegląd")], false),
         ("/console/hold".into(), vec![("switch", "off")], false),
-        ("/console/templates/save".into(), vec![("name", "nowy"), ("locale", "pl"), ("channel", "sms"), ("body", "Dzień dobry")], false),
+        ("/console/templates".into(), vec![("name", "nowy"), ("locale", "pl"), ("channel", "sms"), ("body", "Dzień dobry")], false),
         ("/console/operators".into(), vec![("login", "nowy"), ("role", "teacher")], true),
         ("/console/operators/ola/role".into(), vec![("role", "secretary")], true),
         ("/console/compose".into(), vec![("audience", "groups"), ("group", "g-1a"), ("reach", "both"), ("channel", "email"), ("content", "text"), ("subject", "Basen"), ("body", "Jutro basen."), ("step", "submit")], false),
@@ -632,7 +645,19 @@ async fn each_form_refuses_whom_it_must_and_any_post_from_another_origin(app: Te
             "{path} by one without the permission"
         );
         assert_eq!(audit_lines(&app).await, before, "{path}: nothing changed");
-        let done = if path.ends_with("/reject") {
+        let done = if path == "/console/compose" {
+            // A submit goes only with the fingerprint of its check.
+            let mut check = form.clone();
+            check.retain(|(k, _)| *k != "step");
+            check.push(("step", "check"));
+            let page = post_form(&server, path, allowed, &check, &[]).await;
+            let checked = checked_on(&page.text().await.unwrap());
+            let mut submit = form.clone();
+            submit.push(("checked", &checked));
+            post_form(&server, path, allowed, &submit, &[])
+                .await
+                .status()
+        } else if path.ends_with("/reject") {
             // A version from before the edit: refused as stale, then on the fresh one.
             let server = &server;
             let reject = |seen: String| async move {
@@ -731,6 +756,7 @@ async fn the_compose_form_checks_sends_nothing_then_submits_and_names_a_bad_fiel
         page.contains(r#"id="dry-run""#) && page.contains("gd-2002"),
         "{page}"
     );
+    let fingerprint = checked_on(&page);
     assert!(
         app.store.batches(None).await.unwrap().is_empty(),
         "a dry run stores nothing"
@@ -752,6 +778,7 @@ async fn the_compose_form_checks_sends_nothing_then_submits_and_names_a_bad_fiel
 
     form.retain(|(k, _)| *k != "step");
     form.push(("step", "submit"));
+    form.push(("checked", &fingerprint));
     let submitted = post_form(&server, "/console/compose", &anna, &form, &en).await;
     assert_eq!(submitted.status(), StatusCode::SEE_OTHER);
     let batches = app.store.batches(None).await.unwrap();
@@ -795,4 +822,105 @@ async fn a_day_off_says_how_many_waiting_messages_it_will_hold(app: TestApp) {
         held.contains(&format!("<strong>{queued}</strong>")),
         "{held}"
     );
+}
+
+/// What a slip of the keyboard or a hand-made request sends: a page saying what is
+/// wrong, and nothing changed.
+async fn odd_input_gets_a_page_and_changes_nothing(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let (_, anna, _) = three_signed_in(&app, &server).await;
+    let en = [("accept-language", "en")];
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Email).await;
+    let seen = version_of(&app, batch).await;
+    let before = audit_lines(&app).await;
+
+    // Enter in the "reject the ticked ones" reason presses the form's hidden first
+    // button, which decides nothing.
+    let message = app.messages_to("gd-2001").await[0].id.0.to_string();
+    let approve = format!("/console/outbox/{}/approve", batch.0);
+    let form = [
+        ("seen", seen.as_str()),
+        ("ticked", "1"),
+        ("enter", "1"),
+        ("message", message.as_str()),
+        ("reason", "zły termin"),
+    ];
+    let enter = post_form(&server, &approve, &anna, &form, &en).await;
+    assert_eq!(enter.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(enter.text().await.unwrap().contains("Nothing done"));
+
+    // Ids that are not numbers, and a hold switch that is neither on nor off.
+    for path in ["/console/outbox/abc", "/console/messages/1x"] {
+        let (status, page) = page_of(&server, path, &anna, "en").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.contains("<html"), "a page: {page}");
+    }
+    let hold = post_form(&server, "/console/hold", &anna, &[("switch", "maybe")], &en).await;
+    assert_eq!(hold.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A form with its fields missing is answered by the page, naming what is wanted.
+    let empty = post_form(&server, "/console/wallet/top-up", &anna, &[], &en).await;
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(empty.text().await.unwrap().contains("points:"));
+    let (status, _) = page_of(&server, "/console/calendar?held=x", &anna, "en").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A submit whose form changed since its check is checked again, not sent.
+    #[rustfmt::skip]
+    let mut compose = vec![
+        ("audience", "groups"), ("group", "g-1a"), ("reach", "both"), ("channel", "email"),
+        ("content", "text"), ("subject", "Basen"), ("body", "Jutro basen."), ("step", "submit"),
+        ("checked", "0000"),
+    ];
+    let changed = post_form(&server, "/console/compose", &anna, &compose, &en).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let page = changed.text().await.unwrap();
+    assert!(
+        page.contains("changed since it was checked") && page.contains(r#"id="dry-run""#),
+        "{page}"
+    );
+    assert_eq!(audit_lines(&app).await, before, "nothing changed");
+    // The fingerprint the check gave makes the submit go.
+    let checked = checked_on(&page);
+    compose.retain(|(k, _)| *k != "checked");
+    compose.push(("checked", &checked));
+    let sent = post_form(&server, "/console/compose", &anna, &compose, &en).await;
+    let status = sent.status();
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        sent.text().await.unwrap()
+    );
+
+    // A template named with a space and a slash keeps its name in its address.
+    let form = [
+        ("name", "Wycieczka 2/b"),
+        ("locale", "pl"),
+        ("channel", "sms"),
+        ("body", "Dzień dobry"),
+    ];
+    let saved = post_form(&server, "/console/templates", &anna, &form, &en).await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let to = saved.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        to.starts_with("/console/templates/Wycieczka%202%2Fb?"),
+        "{to}"
+    );
+    let (status, page) = page_of(&server, &to, &anna, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Dzień dobry"), "{page}");
+
+    // A new password ends the sessions signed in before it.
+    app.app_at(now() + chrono::Duration::minutes(1))
+        .set_password(
+            &Actor::operator(OWNER),
+            "anna",
+            &SecretString::from("nowe hasło anny"),
+        )
+        .await
+        .unwrap();
+    let after = call(&server, reqwest::Method::GET, "/console/", &anna, &[]).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()[LOCATION], "/console/sign-in");
 }

@@ -241,7 +241,7 @@ async fn a_teacher_composes_a_secretary_approves_and_the_pass_sends_it() {
         .click_to_next_page("#messages tbody tr:first-child td:first-child a")
         .await;
     let timeline = browser.text_of("ol.timeline").await;
-    assert!(timeline.contains("sent"), "{timeline}");
+    assert!(timeline.contains("wysłana"), "{timeline}");
     browser.screenshot("message-timeline").await;
 
     // A form on another site posting to the console is refused before it is read.

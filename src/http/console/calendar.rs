@@ -11,7 +11,7 @@ use chrono::{NaiveDate, Weekday};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{Ctx, done_at, render, v, with_status};
+use super::{Ctx, done_at, number_in_path, render, v, with_status};
 use crate::app::{App, AppError};
 
 pub(super) fn routes() -> Router<App> {
@@ -25,13 +25,15 @@ pub(super) fn routes() -> Router<App> {
 #[derive(Deserialize, Default)]
 struct CalendarQuery {
     done: Option<String>,
-    held: Option<i64>,
+    held: Option<String>,
     all: Option<String>,
 }
 
 async fn calendar(ctx: Ctx, Query(q): Query<CalendarQuery>) -> Response {
     let done = ctx.done(q.done.as_deref());
-    show(&ctx, done, q.held, q.all.is_some(), None, StatusCode::OK).await
+    // Only a number the add put there is shown; anything else is ignored.
+    let held = q.held.and_then(|h| h.parse().ok());
+    show(&ctx, done, held, q.all.is_some(), None, StatusCode::OK).await
 }
 
 async fn show(
@@ -75,11 +77,11 @@ async fn show(
     )
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct Range {
-    #[serde(default)]
     first_day: String,
-    #[serde(default)]
     last_day: String,
 }
 
@@ -115,7 +117,9 @@ async fn held(ctx: Ctx, Query(range): Query<Range>) -> Response {
     render("held.html", context! { t => v(ctx.t), held => count })
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct AddForm {
     name: String,
     #[serde(flatten)]
@@ -147,7 +151,11 @@ async fn add(ctx: Ctx, Form(form): Form<AddForm>) -> Response {
     }
 }
 
-async fn remove(ctx: Ctx, Path(id): Path<i64>) -> Response {
+async fn remove(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let id = match number_in_path("holiday", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     match ctx.app.remove_holiday(&ctx.actor, id).await {
         Ok(()) => done_at("/console/calendar", "day_off_removed"),
         Err(e) => ctx.problem(e),

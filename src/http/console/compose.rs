@@ -344,14 +344,30 @@ struct Preview {
     reason: Option<String>,
 }
 
-/// `step=check`: the dry run; `step=submit`: the batch.
+/// A fingerprint of the send a form asks for: the submit must carry the one its
+/// check showed.
+fn fingerprint(request: &SendRequest) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{request:?}").as_bytes()))
+}
+
+/// `step=check`: the dry run; `step=submit`: the batch, if the form is still what
+/// was checked.
 async fn compose(ctx: Ctx, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let fields = Fields(fields);
     let request = match fields.request() {
         Ok(r) => r,
         Err(e) => return refused(&ctx, &fields, e).await,
     };
-    let submit = fields.one("step") == "submit";
+    let checked = fingerprint(&request);
+    let mut submit = fields.one("step") == "submit";
+    let mut changed = None;
+    // What goes is what was checked: a form changed since its check is checked
+    // again instead of sent.
+    if submit && fields.one("checked") != checked {
+        submit = false;
+        changed = Some(ctx.t.w("changed_since_check"));
+    }
     match ctx.app.send(&ctx.actor, &request, !submit).await {
         Ok(Composed {
             batch: Some(id),
@@ -376,6 +392,7 @@ async fn compose(ctx: Ctx, Form(fields): Form<Vec<(String, String)>>) -> Respons
                 audience_words => composed.send.batch.audience,
                 messages_total => composed.send.messages.len(),
                 goes_to_outbox => composed.send.batch.status == BatchStatus::AwaitingApproval,
+                checked => checked, problem => changed,
             };
             show(&ctx, &fields, more, StatusCode::OK).await
         }

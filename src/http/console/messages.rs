@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, Done, done_at, v, with_status};
+use super::{Ctx, Done, done_at, number_in_path, v, with_status};
 use crate::app::{App, AppError};
 use crate::domain::{BatchId, MessageId};
 use crate::store::{MessageAction, MessageFilter};
@@ -28,25 +28,17 @@ pub(super) fn routes() -> Router<App> {
 }
 
 /// The filters as the form sends them (empty fields mean "any").
-#[derive(Deserialize, Serialize, Default)]
+#[derive(Deserialize, Serialize, Default, Clone)]
+#[serde(default)]
 struct Filters {
-    #[serde(default)]
     status: String,
-    #[serde(default)]
     reason: String,
-    #[serde(default)]
     kind: String,
-    #[serde(default)]
     channel: String,
-    #[serde(default)]
     from: String,
-    #[serde(default)]
     to: String,
-    #[serde(default)]
     recipient: String,
-    #[serde(default)]
     batch: String,
-    #[serde(default)]
     before: String,
 }
 
@@ -90,10 +82,7 @@ impl Filters {
             } else {
                 date
             };
-            Ok(date
-                .and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(tz).earliest())
-                .map(|t| t.with_timezone(&Utc)))
+            Ok(Some(crate::domain::window::start_of_day(tz, date)))
         };
         let number = |field: &'static str, text: &str| -> Result<Option<i64>, AppError> {
             match text.trim() {
@@ -195,6 +184,18 @@ async fn list(ctx: Ctx, Query(f): Query<Filters>) -> Response {
         }
     }
     let total: i64 = per_status.iter().map(|(_, n)| n).sum();
+    // Each tile narrows the list to its status, the other filters kept.
+    let tiles: Vec<(String, i64, String)> = per_status
+        .into_iter()
+        .map(|(status, n)| {
+            let narrowed = Filters {
+                status: status.clone(),
+                ..f.clone()
+            };
+            let link = narrowed.query_before(None);
+            (status, n, link)
+        })
+        .collect();
     let next = (messages.len() as i64 == PAGE)
         .then(|| messages.last().map(|m| f.query_before(Some(m.id.0))))
         .flatten();
@@ -202,13 +203,17 @@ async fn list(ctx: Ctx, Query(f): Query<Filters>) -> Response {
     ctx.page(
         "messages.html",
         ctx.t.w("messages"),
-        context! { f => v(&f), messages => v(&messages), counts => v(&per_status),
+        context! { f => v(&f), messages => v(&messages), counts => v(&tiles),
         reasons_counted => v(&counts), total => total, next => next, first => first,
         problem => (), ..codes() },
     )
 }
 
-async fn message(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<Done>) -> Response {
+async fn message(ctx: Ctx, Path(id): Path<String>, Query(q): Query<Done>) -> Response {
+    let id = match number_in_path("message", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     let done = ctx.done(q.done.as_deref());
     match ctx.app.diagnose_message(&ctx.actor, MessageId(id)).await {
         Ok(timeline) => ctx.page(
@@ -221,7 +226,11 @@ async fn message(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<Done>) -> Respon
 }
 
 /// `resend` or `cancel` one message.
-async fn act(ctx: Ctx, Path((id, action)): Path<(i64, String)>) -> Response {
+async fn act(ctx: Ctx, Path((id, action)): Path<(String, String)>) -> Response {
+    let id = match number_in_path("message", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     let action = match action.as_str() {
         "resend" => MessageAction::Resend,
         "cancel" => MessageAction::Cancel,

@@ -54,7 +54,6 @@ use words::Words;
 /// Session keys.
 const OPERATOR: &str = "operator";
 const SIGNED_IN_AT: &str = "signed_in_at";
-const LANGUAGE: &str = "lang";
 
 /// The templates, compiled into the binary and parsed once.
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -63,6 +62,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // (and a failing test), not a blank on a secretary's screen.
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.add_filter("local", local_time);
+    env.add_filter("segment", |text: String| segment(&text));
     for (name, source) in [
         ("base.html", include_str!("templates/base.html")),
         ("sign_in.html", include_str!("templates/sign_in.html")),
@@ -104,6 +104,17 @@ fn local_time(value: String, tz: String) -> String {
         (Ok(at), Ok(tz)) => at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
         _ => value,
     }
+}
+
+/// `text` as one segment of a path: everything but letters, digits and `-._~`
+/// percent-encoded (a `/` or a space in a template's name stays inside its segment).
+fn segment(text: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 /// Sign-in attempts allowed per login and per address before they wait.
@@ -276,9 +287,17 @@ impl FromRequestParts<App> for SignedIn {
             let _ = session.flush().await;
             return Err(to_sign_in());
         }
-        // Read at every request: a removed operator or a changed role counts now.
+        // Read at every request: a removed operator or a changed role counts now,
+        // and a password set since sign-in ends the session (a lost laptop's
+        // session ends with the new password).
         match app.store().operator(&login).await {
-            Ok(Some(op)) => Ok(SignedIn(op)),
+            Ok(Some(op))
+                if op
+                    .password_set_at
+                    .is_none_or(|set| set.timestamp() <= since) =>
+            {
+                Ok(SignedIn(op))
+            }
             _ => {
                 let _ = session.flush().await;
                 Err(to_sign_in())
@@ -304,15 +323,8 @@ impl FromRequestParts<App> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Ctx, Response> {
         let SignedIn(op) = SignedIn::from_request_parts(parts, app).await?;
-        let session = Session::from_request_parts(parts, app)
-            .await
-            .map_err(|_| Redirect::to("/console/sign-in").into_response())?;
-        // The operator's own choice, kept with them; then this browser's.
-        let chosen: Option<String> = match &op.locale {
-            Some(l) => Some(l.clone()),
-            None => session.get(LANGUAGE).await.ok().flatten(),
-        };
-        let t = words(&parts.headers, chosen.as_deref());
+        // The operator's own choice, kept with them; else this browser's.
+        let t = words(&parts.headers, op.locale.as_deref());
         let actor = Actor::operator(op.login.clone());
         let hold = app.hold(&actor).await.ok().flatten();
         // After a POST the page to come back to is the one it came from.
@@ -399,6 +411,14 @@ impl Ctx {
     }
 }
 
+/// The number a path names (a batch, a message, a day off), or "no such `what`".
+fn number_in_path(what: &'static str, text: &str) -> Result<i64, AppError> {
+    text.parse().map_err(|_| AppError::NotFound {
+        what,
+        id: text.to_owned(),
+    })
+}
+
 /// Status `status` on a rendered page.
 fn with_status(status: StatusCode, page: Response) -> Response {
     (status, page).into_response()
@@ -416,9 +436,8 @@ struct Done {
     done: Option<String>,
 }
 
-async fn sign_in_page(headers: HeaderMap, session: Session) -> Response {
-    let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
-    let t = words(&headers, chosen.as_deref());
+async fn sign_in_page(headers: HeaderMap) -> Response {
+    let t = words(&headers, None);
     render(
         "sign_in.html",
         context! { lang => t.lang, title => t.w("sign_in"), t => v(t), login => "",
@@ -426,7 +445,9 @@ async fn sign_in_page(headers: HeaderMap, session: Session) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct SignInForm {
     login: String,
     password: String,
@@ -440,8 +461,7 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let chosen: Option<String> = session.get(LANGUAGE).await.ok().flatten();
-    let t = words(&headers, chosen.as_deref());
+    let t = words(&headers, None);
     let login = form.login.trim().to_owned();
     let refuse = |status: StatusCode, problem: &str| {
         let page = render(
@@ -490,34 +510,33 @@ async fn sign_out(session: Session) -> Response {
     Redirect::to("/console/sign-in").into_response()
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct LanguageForm {
     lang: String,
     back: Option<String>,
 }
 
-/// The operator's choice of language: kept with the operator when one is signed in
-/// (their language on any browser from then on), and in the session for the
-/// sign-in page.
+/// The operator's choice of language, kept with them: their language on any
+/// browser from then on.
 async fn language(
     State(app): State<App>,
-    session: Session,
+    SignedIn(op): SignedIn,
     Form(form): Form<LanguageForm>,
 ) -> Response {
     let lang = if form.lang == "pl" { "pl" } else { "en" };
-    let _ = session.insert(LANGUAGE, lang).await;
-    let login: Option<String> = session.get(OPERATOR).await.ok().flatten();
-    if let Some(login) = login
-        && let Err(e) = app
-            .set_locale(&Actor::operator(login.clone()), &login, Some(lang))
-            .await
+    if let Err(e) = app
+        .set_locale(&Actor::operator(op.login.clone()), &op.login, Some(lang))
+        .await
     {
-        tracing::warn!(login, error = %e, "the operator's language was not kept");
+        tracing::warn!(login = op.login, error = %e, "the operator's language was not kept");
     }
-    // Back to the console page they were on, never elsewhere.
+    // Back to the console page they were on, never elsewhere, and never with
+    // anything a header could not carry.
     let back = form
         .back
-        .filter(|b| b.starts_with("/console/") && !b.starts_with("//"))
+        .filter(|b| b.starts_with("/console/") && b.chars().all(|c| c.is_ascii_graphic()))
         .unwrap_or_else(|| "/console/".into());
     Redirect::to(&back).into_response()
 }
@@ -528,13 +547,8 @@ async fn start(ctx: Ctx, axum::extract::Query(q): axum::extract::Query<Done>) ->
     let app = &ctx.app;
     let actor = &ctx.actor;
     let tz = app.settings().school.time_zone;
-    let midnight = app
-        .now()
-        .with_timezone(&tz)
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .and_then(|t| t.and_local_timezone(tz).earliest())
-        .map(|t| t.with_timezone(&chrono::Utc));
+    let today = app.now().with_timezone(&tz).date_naive();
+    let midnight = crate::domain::window::start_of_day(tz, today);
     let page = async {
         let awaiting = app
             .batches(actor, Some(crate::domain::BatchStatus::AwaitingApproval))
@@ -543,27 +557,19 @@ async fn start(ctx: Ctx, axum::extract::Query(q): axum::extract::Query<Done>) ->
             .message_counts(
                 actor,
                 &crate::store::MessageFilter {
-                    since: midnight,
+                    since: Some(midnight),
+                    status: Some(crate::domain::MessageStatus::Failed),
                     ..Default::default()
                 },
             )
             .await?;
-        let failed_today: i64 = failed
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.status,
-                    crate::domain::MessageStatus::Failed | crate::domain::MessageStatus::Unknown
-                )
-            })
-            .map(|c| c.count)
-            .sum();
+        let failed_today: i64 = failed.iter().map(|c| c.count).sum();
         let wallet = app.wallet_view(actor, 0).await?;
         let health = app.dispatcher_health(actor).await?;
         Ok::<_, AppError>(context! {
             done => ctx.done(q.done.as_deref()),
             awaiting => v(&awaiting), failed_today => failed_today,
-            since => midnight.map(|m| m.to_rfc3339()),
+            today => today.to_string(),
             wallet => v(&wallet), health => v(&health),
         })
     };
@@ -603,6 +609,13 @@ mod tests {
             throttle.allows("tomek", here),
             "another login is not held up"
         );
+    }
+
+    #[test]
+    fn a_name_stays_one_path_segment() {
+        assert_eq!(segment("Wycieczka klasowa/2b"), "Wycieczka%20klasowa%2F2b");
+        assert_eq!(segment("przypomnienie-1.v2_x~"), "przypomnienie-1.v2_x~");
+        assert_eq!(segment("zażółć"), "za%C5%BC%C3%B3%C5%82%C4%87");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use minijinja::context;
 use serde::Serialize;
 
-use super::{Ctx, Done, done_at, v, with_status};
+use super::{Ctx, Done, done_at, number_in_path, v, with_status};
 use crate::app::{App, AppError, BatchText, BatchView};
 use crate::domain::{BatchId, BatchStatus, Channel, MessageId};
 use crate::store::{BatchSummary, Decision, MessageFilter, MessageView};
@@ -70,7 +70,11 @@ async fn outbox(ctx: Ctx) -> Response {
 }
 
 /// The approver's view of one batch.
-async fn batch_page(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<Done>) -> Response {
+async fn batch_page(ctx: Ctx, Path(id): Path<String>, Query(q): Query<Done>) -> Response {
+    let id = match number_in_path("batch", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     let done = ctx.done(q.done.as_deref());
     show(&ctx, BatchId(id), done, None, StatusCode::OK).await
 }
@@ -144,28 +148,28 @@ struct Text {
     body: String,
 }
 
-/// The text of each of the batch's channels: the batch's own for its first
-/// channel, the first sample's for the other.
+/// The text of each of the batch's channels that has one text for everyone: the
+/// batch's own for its first channel, the same text (perhaps transliterated) for the
+/// other. A batch made from a template is personal per recipient (its stored text is
+/// a sample rendering): it offers no edit, which would send one family's text, or
+/// the sample's, to all.
 fn texts(view: &BatchView) -> Vec<Text> {
     let b = &view.batch;
+    let same_for_all = |channel: Channel, text: &str| {
+        let of_channel = view.samples.iter().filter(|s| s.channel == channel);
+        let transliterated = crate::domain::sms::transliterate(text);
+        of_channel
+            .into_iter()
+            .all(|s| s.body == text || (channel == Channel::Sms && s.body == transliterated))
+    };
     b.channels
         .channels()
         .iter()
-        .map(|&channel| {
-            if channel == b.channel {
-                Text {
-                    channel,
-                    subject: b.subject.clone(),
-                    body: b.body.clone(),
-                }
-            } else {
-                let sample = view.samples.iter().find(|s| s.channel == channel);
-                Text {
-                    channel,
-                    subject: sample.and_then(|s| s.subject.clone()),
-                    body: sample.map(|s| s.body.clone()).unwrap_or_default(),
-                }
-            }
+        .filter(|&&channel| same_for_all(channel, &b.body))
+        .map(|&channel| Text {
+            channel,
+            subject: (channel == b.channel).then(|| b.subject.clone()).flatten(),
+            body: b.body.clone(),
         })
         .collect()
 }
@@ -174,9 +178,13 @@ fn texts(view: &BatchView) -> Vec<Text> {
 /// for the messages ticked (`message` fields) when any are.
 async fn decision(
     ctx: Ctx,
-    Path((id, what)): Path<(i64, String)>,
+    Path((id, what)): Path<(String, String)>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
+    let id = match number_in_path("batch", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     let field = |name: &str| {
         fields
             .iter()
@@ -209,8 +217,18 @@ async fn decision(
     }
     // The form for single messages says so: with nothing ticked it must not turn
     // into a decision on the whole batch.
-    if field("ticked").is_some() && only.is_empty() {
-        let text = ctx.t.w("tick_some");
+    // Enter in the reason field presses the ticked form's hidden first button, and
+    // a decision on ticked messages with none ticked must not become one on the whole
+    // batch: neither decides anything.
+    let nothing = if field("enter").is_some() {
+        Some("press_a_button")
+    } else if field("ticked").is_some() && only.is_empty() {
+        Some("tick_some")
+    } else {
+        None
+    };
+    if let Some(word) = nothing {
+        let text = ctx.t.w(word);
         return show(
             &ctx,
             BatchId(id),
@@ -242,18 +260,23 @@ async fn decision(
     }
 }
 
-#[derive(serde::Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
 struct EditForm {
     channel: Option<String>,
     subject: Option<String>,
     body: String,
-    #[serde(default)]
     transliterate: Option<String>,
 }
 
 /// A new text for one of the batch's channels; its unsent messages take it and
 /// wait for approval again.
-async fn edit(ctx: Ctx, Path(id): Path<i64>, Form(form): Form<EditForm>) -> Response {
+async fn edit(ctx: Ctx, Path(id): Path<String>, Form(form): Form<EditForm>) -> Response {
+    let id = match number_in_path("batch", &id) {
+        Ok(id) => id,
+        Err(e) => return ctx.problem(e),
+    };
     let channel = match form.channel.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => match c.parse::<Channel>() {

@@ -48,13 +48,13 @@ async fn show(
     }
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct NewOperator {
     login: String,
-    #[serde(default)]
     name: String,
     role: String,
-    #[serde(default)]
     teacher: String,
 }
 
@@ -81,7 +81,9 @@ async fn add_operator(ctx: Ctx, Form(form): Form<NewOperator>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct RoleForm {
     role: String,
 }
@@ -102,17 +104,25 @@ async fn set_role(ctx: Ctx, Path(login): Path<String>, Form(form): Form<RoleForm
     }
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct HoldForm {
     /// `on` or `off`.
     switch: String,
-    #[serde(default)]
     reason: String,
 }
 
 /// Pauses or resumes all dispatch; back to the start page, where the switch is.
 async fn hold(ctx: Ctx, Form(form): Form<HoldForm>) -> Response {
-    let reason = (form.switch == "on").then_some(form.reason.as_str());
+    let reason = match form.switch.as_str() {
+        "on" => Some(form.reason.as_str()),
+        "off" => None,
+        other => {
+            let e = AppError::invalid("switch", format!("switch: {other:?} is not on or off"));
+            return ctx.problem(e);
+        }
+    };
     match ctx.app.set_hold(&ctx.actor, reason).await {
         Ok(_) => done_at(
             "/console/",
@@ -128,12 +138,10 @@ async fn hold(ctx: Ctx, Form(form): Form<HoldForm>) -> Response {
 
 /// The audit log's filters as the form sends them.
 #[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
 struct AuditQuery {
-    #[serde(default)]
     actor: String,
-    #[serde(default)]
     action: String,
-    #[serde(default)]
     since: String,
 }
 
@@ -153,9 +161,7 @@ async fn audit(ctx: Ctx, Query(q): Query<AuditQuery>) -> Response {
                     AppError::invalid("since", format!("since: {d:?} is not a date (YYYY-MM-DD)"))
                 })?;
                 let tz = ctx.app.settings().school.time_zone;
-                day.and_hms_opt(0, 0, 0)
-                    .and_then(|t| t.and_local_timezone(tz).earliest())
-                    .map(|t| t.with_timezone(&chrono::Utc))
+                Some(crate::domain::window::start_of_day(tz, day))
             }
         };
         Ok::<_, AppError>(AuditFilter {

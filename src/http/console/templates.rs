@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Form, Router};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -19,8 +19,7 @@ use crate::templates::{self, Variant};
 
 pub(super) fn routes() -> Router<App> {
     Router::new()
-        .route("/console/templates", get(list))
-        .route("/console/templates/save", post(save))
+        .route("/console/templates", get(list).post(save))
         .route("/console/templates/{name}", get(one))
 }
 
@@ -47,10 +46,10 @@ struct Shown {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct OneQuery {
     done: Option<String>,
     preview_for: Option<String>,
-    #[serde(default)]
     vars: String,
 }
 
@@ -139,15 +138,15 @@ async fn for_recipient(
     }
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct SaveForm {
     name: String,
     locale: String,
     channel: String,
-    #[serde(default)]
     subject: String,
     body: String,
-    #[serde(default)]
     html: String,
 }
 
@@ -167,10 +166,7 @@ async fn save(ctx: Ctx, Form(form): Form<SaveForm>) -> Response {
     };
     match ctx.app.save_template(&ctx.actor, &variant).await {
         Ok(saved) => {
-            let path = format!(
-                "/console/templates/{}",
-                form_urlencoded::byte_serialize(saved.name.as_bytes()).collect::<String>()
-            );
+            let path = format!("/console/templates/{}", super::segment(&saved.name));
             done_at(&path, "template_saved")
         }
         Err(e @ AppError::Invalid { .. }) => {

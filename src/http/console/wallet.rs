@@ -42,10 +42,11 @@ async fn show(
     }
 }
 
-#[derive(Deserialize)]
+// Every field may be missing: the handler (or `App`) says which one is wanted.
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct TopUp {
     points: String,
-    #[serde(default)]
     note: String,
 }
 

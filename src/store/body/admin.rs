@@ -320,7 +320,8 @@ impl TemplateStore for Backend {
 impl OperatorStore for Backend {
     async fn operator(&self, login: &str) -> Result<Option<Operator>> {
         let rows: Vec<OperatorRow> = sqlx::query_as(
-            "SELECT login, name, role, teacher, locale FROM operators WHERE login = $1",
+            "SELECT login, name, role, teacher, locale, password_set_at FROM operators
+                 WHERE login = $1",
         )
         .bind(login)
         .fetch_all(&self.pool)
@@ -340,7 +341,8 @@ impl OperatorStore for Backend {
 
     async fn operators(&self) -> Result<Vec<Operator>> {
         let rows: Vec<OperatorRow> = sqlx::query_as(
-            "SELECT login, name, role, teacher, locale FROM operators ORDER BY login",
+            "SELECT login, name, role, teacher, locale, password_set_at FROM operators
+                 ORDER BY login",
         )
         .fetch_all(&self.pool)
         .await?;
