@@ -87,6 +87,7 @@ pub struct EmailChannel {
     from: Mailbox,
     dkim: Option<dkim::DkimConfig>,
     transport: Transport,
+    budget: std::time::Duration,
 }
 
 enum Transport {
@@ -102,11 +103,24 @@ impl EmailChannel {
             EmailTransport::File { dir } => Transport::File(dir.clone()),
             EmailTransport::Smtp(smtp) => Transport::Smtp(Box::new(SmtpPool::new(smtp)?)),
         };
+        // The SMTP timeout bounds each exchange; `dispatch.lease` must exceed it by a
+        // margin (checked at start-up), which covers the wait for a connection.
+        let budget = match &settings.transport {
+            EmailTransport::File { .. } => std::time::Duration::from_secs(5),
+            EmailTransport::Smtp(smtp) => smtp.timeout,
+        };
         Ok(EmailChannel {
             from: settings.from.clone(),
             dkim,
             transport,
+            budget,
         })
+    }
+
+    /// How long one send may take: a claim whose lease lasts less than this is not
+    /// sent.
+    pub fn send_budget(&self) -> std::time::Duration {
+        self.budget
     }
 
     /// How many messages may be in flight at once.

@@ -28,7 +28,9 @@ use crate::domain::{
     Channel, EligibilityFacts, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber,
     Reason,
 };
-use crate::store::{Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Store, StoreError};
+use crate::store::{
+    Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Reservation, Store, StoreError,
+};
 
 /// What became of one claimed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +231,11 @@ impl Dispatcher {
         {
             let reclaimed = self
                 .store
-                .reclaim_expired(start, self.settings.dispatch.max_attempts)
+                .reclaim_expired(
+                    start,
+                    self.settings.dispatch.max_attempts,
+                    &self.repeats_recognised(),
+                )
                 .await?;
             if reclaimed > 0 {
                 tracing::warn!(
@@ -247,7 +253,7 @@ impl Dispatcher {
         let concurrency = self.email.concurrency().max(1) + SMS_IN_FLIGHT;
         let mut counts = PassCounts::default();
         let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
-        let mut claimed_by_task: HashMap<tokio::task::Id, MessageId> = HashMap::new();
+        let mut claimed_by_task: HashMap<tokio::task::Id, (MessageId, i64)> = HashMap::new();
         let mut drained = false;
         let mut failure = None;
         loop {
@@ -270,7 +276,7 @@ impl Dispatcher {
                 };
                 drained = claimed.len() < room;
                 for message in claimed {
-                    let id = message.id;
+                    let id = (message.id, message.claim);
                     let this = Arc::clone(self);
                     let calendar = Arc::clone(&calendar);
                     let handle =
@@ -334,7 +340,7 @@ impl Dispatcher {
     fn tally(
         &self,
         joined: std::result::Result<(tokio::task::Id, Result<Outcome>), tokio::task::JoinError>,
-        claimed_by_task: &mut HashMap<tokio::task::Id, MessageId>,
+        claimed_by_task: &mut HashMap<tokio::task::Id, (MessageId, i64)>,
         counts: &mut PassCounts,
     ) {
         match joined {
@@ -366,12 +372,36 @@ impl Dispatcher {
         }
     }
 
+    /// The channels that know a repeat of a message by its key: a claim of theirs
+    /// that ended without an answer may go again; any other's waits for a person.
+    pub fn repeats_recognised(&self) -> Vec<Channel> {
+        // Email: a repeat carries the same Message-ID, which mail systems and people
+        // recognise, as the design accepts for email.
+        let mut channels = vec![Channel::Email];
+        if self.sms.recognises_repeats() {
+            channels.push(Channel::Sms);
+        }
+        channels
+    }
+
+    /// Records that `message` is being handed to its channel now, which may take up
+    /// to `budget`: `false` when the claim is no longer ours or its lease would run
+    /// out before the send could end, and then the send is not made.
+    async fn hand_over(&self, message: &Claimed, budget: std::time::Duration) -> Result<bool> {
+        let now = self.clock.now();
+        // A second's margin for recording the answer after it comes.
+        let needed = now + chrono_duration(budget) + ChronoDuration::seconds(1);
+        self.store
+            .hand_over(message.id, message.claim, now, needed)
+            .await
+    }
+
     /// Lets sends in flight finish within the grace period, then aborts the rest
-    /// and puts their messages back in the queue, so nothing stays `sending`.
+    /// and releases their messages, so nothing stays `sending`.
     async fn wind_down(
         &self,
         inflight: &mut JoinSet<Result<Outcome>>,
-        claimed_by_task: &mut HashMap<tokio::task::Id, MessageId>,
+        claimed_by_task: &mut HashMap<tokio::task::Id, (MessageId, i64)>,
         counts: &mut PassCounts,
     ) -> Result<()> {
         let grace = self.settings.dispatch.shutdown_grace;
@@ -385,15 +415,23 @@ impl Dispatcher {
         while let Some(joined) = inflight.join_next_with_id().await {
             self.tally(joined, claimed_by_task, counts);
         }
-        let left: Vec<MessageId> = claimed_by_task.drain().map(|(_, id)| id).collect();
+        let left: Vec<(MessageId, i64)> = claimed_by_task.drain().map(|(_, id)| id).collect();
         if !left.is_empty() {
+            // Those handed to a channel that would not know a repeat become
+            // `unknown` rather than go again (and be paid for twice).
             let released = self
                 .store
-                .release(&left, &self.worker, self.clock.now())
+                .release(
+                    &left,
+                    &self.worker,
+                    self.clock.now(),
+                    &self.repeats_recognised(),
+                )
                 .await?;
             tracing::info!(
                 released,
-                "stopping: unfinished messages were released to the queue"
+                "stopping: unfinished messages were released (to the queue, or to unknown \
+                 where they were handed to a channel that would not know a repeat)"
             );
         }
         Ok(())
@@ -576,6 +614,9 @@ impl Dispatcher {
             html: message.html.as_deref(),
             date: now,
         };
+        if !self.hand_over(message, self.email.send_budget()).await? {
+            return Ok(Step::End(Finish::Released, Outcome::LeaseLost));
+        }
         let started = std::time::Instant::now();
         let sent = self.email.send(&email).await;
         crate::metrics::sent(
@@ -620,9 +661,17 @@ impl Dispatcher {
         let cost = size.segments as i64 * i64::from(self.settings.sms.price_per_segment);
         // Reserved before sending, so the balance can never go below zero,
         // whatever other dispatchers spend at the same moment.
-        if !self.store.reserve(message.id, cost, now).await? {
-            let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
-            return Ok(Step::End(finish, Outcome::Held));
+        match self
+            .store
+            .reserve(message.id, message.claim, cost, now)
+            .await?
+        {
+            Reservation::Reserved => {}
+            Reservation::ShortOfCredit => {
+                let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
+                return Ok(Step::End(finish, Outcome::Held));
+            }
+            Reservation::ClaimLost => return Ok(Step::End(Finish::Released, Outcome::LeaseLost)),
         }
         let sms = OutgoingSms {
             id: message.id,
@@ -633,8 +682,16 @@ impl Dispatcher {
             size,
             sender: self.sms.sender(),
         };
+        // The rate limit's wait comes before the hand-over, so the lease is judged
+        // against the call alone.
+        if let Some(refused) = self.sms.wait_turn(&sms).await {
+            return Ok(Step::Go(refused));
+        }
+        if !self.hand_over(message, self.sms.send_budget()).await? {
+            return Ok(Step::End(Finish::Released, Outcome::LeaseLost));
+        }
         let started = std::time::Instant::now();
-        let sent = self.sms.send(&sms).await;
+        let sent = self.sms.send_now(&sms).await;
         crate::metrics::sent(
             Channel::Sms,
             self.sms.gateway_name(),
@@ -741,7 +798,13 @@ impl Dispatcher {
         let recorded = loop {
             match self
                 .store
-                .finish(message.id, &self.worker, &finish, self.clock.now())
+                .finish(
+                    message.id,
+                    &self.worker,
+                    message.claim,
+                    &finish,
+                    self.clock.now(),
+                )
                 .await
             {
                 Ok(recorded) => break recorded,

@@ -303,15 +303,39 @@ pub trait OutboxStore: Send + Sync {
     /// recording the unfinished attempt and giving back reserved credit; a message
     /// that reaches `max_attempts` this way fails (`attempts_exhausted`) rather than
     /// crash dispatchers for ever. Returns how many.
-    async fn reclaim_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64>;
+    ///
+    /// A claim whose attempt was handed to its channel may have reached the server:
+    /// it goes back to the queue only on a channel in `repeats_recognised` (one that
+    /// knows a repeat by its key: email by its Message-ID, SMSAPI by `idx`, the
+    /// webhook by `Idempotency-Key`); on any other its outcome is `unknown`, its
+    /// credit stays reserved, and it waits for a person.
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+        repeats_recognised: &[Channel],
+    ) -> Result<u64>;
 
-    /// Records how a claimed message left `owner`'s hands. `false` when the lease was
-    /// no longer `owner`'s (it expired and was reclaimed): nothing is changed then but
-    /// the attempt, which is kept.
+    /// Records that claim `claim` of message `id` is being handed to its channel,
+    /// before the channel is called: `false` (and nothing recorded) unless the claim
+    /// is still the message's and its lease lasts until `lease_needed_until` (the
+    /// longest the send may take), in which case the send must not be made.
+    async fn hand_over(
+        &self,
+        id: MessageId,
+        claim: i64,
+        now: DateTime<Utc>,
+        lease_needed_until: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Records how claim `claim` of a message (by `owner`) ended. `false` when the
+    /// claim is no longer the message's (its lease ran out and it was reclaimed):
+    /// nothing is changed then but the attempt, which is kept.
     async fn finish(
         &self,
         id: MessageId,
         owner: &str,
+        claim: i64,
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> Result<bool>;
@@ -353,7 +377,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// Gives back messages `owner` claimed but did not finish (a stopping daemon),
     /// recording the unfinished attempt and giving back reserved credit.
-    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64>;
+    /// Claims are `(message, claim)`; what was handed over follows the rule of
+    /// [`OutboxStore::reclaim_expired`] for `repeats_recognised`.
+    async fn release(
+        &self,
+        claims: &[(MessageId, i64)],
+        owner: &str,
+        now: DateTime<Utc>,
+        repeats_recognised: &[Channel],
+    ) -> Result<u64>;
 
     /// Messages matching `filter`, newest first.
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageView>>;
@@ -507,9 +539,16 @@ pub trait WalletStore: Send + Sync {
     /// for credit due at once. The audit line gets `balance_after`.
     async fn top_up(&self, points: i64, note: &str, audit: &AuditEntry) -> Result<WalletState>;
 
-    /// Reserves `points` for a claimed message; `false` (and nothing changed) when the
-    /// balance cannot cover them.
-    async fn reserve(&self, id: MessageId, points: i64, now: DateTime<Utc>) -> Result<bool>;
+    /// Reserves `points` for claim `claim` of a message, adding to what it holds;
+    /// nothing changes when the balance cannot cover them or the claim is no longer
+    /// the message's.
+    async fn reserve(
+        &self,
+        id: MessageId,
+        claim: i64,
+        points: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation>;
 
     /// Segments of the SMS queued to go before `before` (the wallet's near-term need).
     async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64>;

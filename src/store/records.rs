@@ -180,6 +180,21 @@ pub struct Claimed {
     /// How many times an operator has sent it again after it failed (part of the
     /// key SMS gateways know it by).
     pub generation: i64,
+    /// The claim's number: each claim of the message takes the next, and whatever
+    /// this claim records names it, so a dispatcher that lost its lease (and whose
+    /// message was claimed again) changes nothing.
+    pub claim: i64,
+}
+
+/// What a reservation of credit for a claimed SMS came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The points are held for this claim.
+    Reserved,
+    /// The balance cannot cover them: nothing changed.
+    ShortOfCredit,
+    /// The claim is no longer the message's (its lease ran out): nothing changed.
+    ClaimLost,
 }
 
 /// The answer of a server to one attempt.
@@ -244,6 +259,9 @@ pub enum Finish {
     /// A periodic message that will not go after all: `expired` (too late) or
     /// `cancelled` (no longer relevant).
     Withdrawn(MessageStatus, Reason),
+    /// Not handed to its channel (too little of the lease was left to send within
+    /// it): queued again in ten seconds, its credit given back, no attempt counted.
+    Released,
 }
 
 /// What an operator does to one message.

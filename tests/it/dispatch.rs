@@ -579,12 +579,13 @@ async fn an_expired_lease_is_reclaimed_and_the_message_sent(app: TestApp) {
         .finish(
             m.id,
             "dead-worker",
+            claimed[0].claim,
             &herald::store::Finish::Blocked(Reason::NoConsent),
             herald::clock::Clock::now(&*clock),
         )
         .await
         .unwrap();
-    assert!(!late, "the dead worker no longer owns the message");
+    assert!(!late, "the dead worker's claim is no longer the message's");
     assert_eq!(
         app.only_message_to("gd-2001").await.status,
         MessageStatus::Sent

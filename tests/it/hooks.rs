@@ -593,7 +593,7 @@ async fn a_report_that_beats_the_gateway_s_answer_waits_for_it(app: TestApp) {
     };
     assert!(
         app.store
-            .finish(id, "w1", &Finish::Sent(attempt), now())
+            .finish(id, "w1", claimed[0].claim, &Finish::Sent(attempt), now())
             .await
             .unwrap()
     );

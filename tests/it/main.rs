@@ -20,6 +20,7 @@ mod diagnose;
 mod directory;
 mod dispatch;
 mod email;
+mod faults;
 mod health;
 mod hooks;
 mod http;

@@ -248,7 +248,8 @@ async fn a_killed_instance_leaves_its_claims_to_the_others_after_the_lease() {
         }
         other => other,
     };
-    settings.dispatch.lease = Duration::from_secs(2);
+    // Long enough for a send's timeout and the hand-over's margin.
+    settings.dispatch.lease = Duration::from_secs(3);
     let clock: Arc<dyn herald::clock::Clock> = Arc::new(SystemClock);
     let doomed = instance(&settings, "doomed", Arc::clone(&clock)).await;
     let survivor = instance(&settings, "survivor", Arc::clone(&clock)).await;
@@ -293,7 +294,7 @@ async fn a_killed_instance_leaves_its_claims_to_the_others_after_the_lease() {
         "live leases are respected"
     );
     // … after it, the survivor reclaims and sends them.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     smtp.slow_down(Duration::ZERO);
     survivor
         .run_pass(&MessageKind::ALL, &CancellationToken::new())

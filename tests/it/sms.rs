@@ -371,7 +371,8 @@ fn smsapi(app: &TestApp, server: &MockServer) -> Settings {
     settings
 }
 
-async fn sms_batch(app: &TestApp, settings: &Settings, who: &str, text: &str) {
+/// An SMS of `text` to `who`, composed and approved by the owner.
+pub(crate) async fn sms_batch(app: &TestApp, settings: &Settings, who: &str, text: &str) {
     let content = Content::sms(text, false, 6).unwrap();
     let send = compose::compose_send(
         &*app.store,

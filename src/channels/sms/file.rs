@@ -29,6 +29,11 @@ impl FileGateway {
 
 #[async_trait]
 impl Gateway for FileGateway {
+    fn recognises_repeats(&self) -> bool {
+        // Each line carries the message's key: a repeat is recognisable in the file.
+        true
+    }
+
     async fn probe(&self) -> crate::channels::Probe {
         use crate::channels::Probe;
         let dir = self

@@ -60,6 +60,10 @@ pub trait Gateway: Send + Sync {
     /// Sends one SMS and classifies the answer.
     async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome;
 
+    /// Whether the gateway knows a repeat of a message by its key and does not send
+    /// it twice: a send whose answer was lost may then be made again.
+    fn recognises_repeats(&self) -> bool;
+
     /// A harmless call that shows the gateway is reachable and accepts Herald's
     /// credentials (a balance or account endpoint), where the API has one.
     async fn probe(&self) -> crate::channels::Probe;
@@ -71,6 +75,7 @@ pub struct SmsChannel {
     limiter: governor::DefaultDirectRateLimiter,
     sender: String,
     name: &'static str,
+    timeout: Duration,
 }
 
 impl SmsChannel {
@@ -132,6 +137,7 @@ impl SmsChannel {
             limiter,
             sender: settings.sender.clone(),
             name: settings.gateway.name(),
+            timeout: settings.timeout,
         })
     }
 
@@ -150,18 +156,41 @@ impl SmsChannel {
         self.gateway.probe().await
     }
 
+    /// Whether the gateway knows a repeat by its key (see [`Gateway::recognises_repeats`]).
+    pub fn recognises_repeats(&self) -> bool {
+        self.gateway.recognises_repeats()
+    }
+
+    /// The longest one gateway call may take (the rate limit's wait comes before).
+    pub fn send_budget(&self) -> Duration {
+        self.timeout
+    }
+
     /// Waits for the rate limit, then sends.
     pub async fn send(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
+        match self.wait_turn(sms).await {
+            Some(refused) => refused,
+            None => self.send_now(sms).await,
+        }
+    }
+
+    /// Waits until the rate limit lets `sms` go; `Some` answer when it never will.
+    pub async fn wait_turn(&self, sms: &OutgoingSms<'_>) -> Option<SendOutcome> {
         let segments = u32::try_from(sms.size.segments.max(1)).unwrap_or(u32::MAX);
         let n = NonZeroU32::new(segments).unwrap_or(NonZeroU32::MIN);
         if self.limiter.until_n_ready(n).await.is_err() {
             // Longer than the burst allows: it can never pass the limit.
-            return SendOutcome::Permanent {
+            return Some(SendOutcome::Permanent {
                 code: None,
                 detail: format!("{segments} segments exceed the gateway's rate limit burst"),
                 address_failing: false,
-            };
+            });
         }
+        None
+    }
+
+    /// Sends at once, its turn under the rate limit taken.
+    pub async fn send_now(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
         self.gateway.send(sms).await
     }
 }

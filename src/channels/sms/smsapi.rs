@@ -56,6 +56,11 @@ const INVALID_NUMBER: [i64; 1] = [13];
 
 #[async_trait]
 impl Gateway for Smsapi {
+    fn recognises_repeats(&self) -> bool {
+        // `idx` with `check_idx=1`: SMSAPI refuses a second message with the same key.
+        true
+    }
+
     async fn probe(&self) -> crate::channels::Probe {
         use crate::channels::Probe;
         // The account's profile (with its points) sits beside /sms.do.

@@ -63,6 +63,11 @@ const PASSING: [i64; 2] = [20003, 20429];
 
 #[async_trait]
 impl Gateway for Twilio {
+    fn recognises_repeats(&self) -> bool {
+        // Twilio's Messages API takes no idempotency key: a repeat is a second SMS.
+        false
+    }
+
     async fn probe(&self) -> crate::channels::Probe {
         use crate::channels::Probe;
         let mut url = self.url.clone();

@@ -123,6 +123,11 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 
 #[async_trait]
 impl Gateway for Webhook {
+    fn recognises_repeats(&self) -> bool {
+        // `Idempotency-Key`: the receiver is asked to send a key once.
+        true
+    }
+
     async fn probe(&self) -> crate::channels::Probe {
         crate::channels::Probe::Unchecked(format!(
             "a webhook has no harmless call; messages are posted to {}",

@@ -97,8 +97,29 @@ impl WalletStore for Backend {
         self.wallet().await
     }
 
-    async fn reserve(&self, id: MessageId, points: i64, now: DateTime<Utc>) -> Result<bool> {
+    async fn reserve(
+        &self,
+        id: MessageId,
+        claim: i64,
+        points: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation> {
         let mut tx = self.begin_write().await?;
+        // Tied to the claim: a dispatcher whose lease ran out reserves nothing for a
+        // message that is someone else's now (or back in the queue). Added to what
+        // the message holds, never in place of it, so no points go astray.
+        let ours = sqlx::query(
+            "UPDATE messages SET reserved_points = coalesce(reserved_points, 0) + $3
+             WHERE id = $1 AND claim = $2 AND status = 'sending'",
+        )
+        .bind(id.0)
+        .bind(claim)
+        .bind(points)
+        .execute(&mut *tx)
+        .await?;
+        if ours.rows_affected() != 1 {
+            return Ok(Reservation::ClaimLost);
+        }
         // One conditional update: the balance cannot go below zero, whoever else is
         // reserving at the same moment.
         let after: Option<(i64, i64)> = sqlx::query_as(
@@ -110,13 +131,9 @@ impl WalletStore for Backend {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(after) = after else {
-            return Ok(false);
+            // Dropping the transaction undoes the message's share too.
+            return Ok(Reservation::ShortOfCredit);
         };
-        sqlx::query("UPDATE messages SET reserved_points = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(points)
-            .execute(&mut *tx)
-            .await?;
         insert_ledger(
             &mut tx,
             now,
@@ -129,7 +146,7 @@ impl WalletStore for Backend {
         )
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Reservation::Reserved)
     }
 
     async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64> {

@@ -35,8 +35,8 @@ use crate::store::{
     ActionResult, Applied, Attempt, AttemptOutcome, BatchEdit, BatchSummary, CalendarStore,
     Claimed, CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish,
     LedgerEntry, LedgerTotals, MessageAction, MessageFilter, MessageView, NewBatch, NewMessage,
-    OutboxStore, PassCounts, RecipientFilter, Refused, Result, StatusCount, StoreError,
-    WalletState, WalletStore,
+    OutboxStore, PassCounts, RecipientFilter, Refused, Reservation, Result, StatusCount,
+    StoreError, WalletState, WalletStore,
 };
 use crate::store::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,

@@ -48,18 +48,34 @@ async fn insert_attempt(
     Ok(())
 }
 
-/// A claimed message that did not finish: id, lease owner, attempts, claimed at,
-/// lease until.
-type Unfinished = (
-    i64,
-    Option<String>,
-    i64,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+/// A claimed message that did not finish.
+#[derive(sqlx::FromRow)]
+struct Unfinished {
+    id: i64,
+    lease_owner: Option<String>,
+    attempts: i64,
+    /// When it was claimed (its last change).
+    updated_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+    channel: String,
+    /// When this claim's attempt was handed to the channel, if it was.
+    handed_at: Option<DateTime<Utc>>,
+}
 
-/// Records an unfinished attempt and puts the message back in the queue (or fails
-/// it once `max_attempts` is reached), giving back its reserved credit.
+/// The columns of [`Unfinished`].
+macro_rules! unfinished_columns {
+    () => {
+        "SELECT id, lease_owner, attempts, updated_at, lease_until, channel, handed_at \
+         FROM messages"
+    };
+}
+
+/// Records an unfinished attempt and settles what became of the message. Never
+/// handed to its channel, or on a channel in `repeats_recognised`: back in the queue
+/// (or failed once `max_attempts` is reached), its reserved credit given back.
+/// Handed over on a channel that would not recognise a repeat: it may have reached
+/// the person, so its outcome is `unknown`, its credit stays reserved, and a person
+/// decides (resend or drop) rather than a second paid send going out by itself.
 async fn abandon(
     conn: &mut DbConn,
     m: &Unfinished,
@@ -67,48 +83,77 @@ async fn abandon(
     max_attempts: Option<u32>,
     note: &str,
     now: DateTime<Utc>,
+    repeats_recognised: &[Channel],
 ) -> Result<()> {
-    let (id, owner, attempts, claimed_at, _) = m;
+    let handed = m.handed_at.is_some();
+    let recognised = repeats_recognised
+        .iter()
+        .any(|c| c.as_str() == m.channel.as_str());
+    let unknown = handed && !recognised;
     let attempt = Attempt {
-        started_at: *claimed_at,
-        outcome: AttemptOutcome::Abandoned,
+        started_at: m.handed_at.unwrap_or(m.updated_at),
+        outcome: if unknown {
+            AttemptOutcome::Unknown
+        } else {
+            AttemptOutcome::Abandoned
+        },
         code: None,
         detail: detail.to_owned(),
         provider_id: None,
     };
     insert_attempt(
         conn,
-        *id,
-        attempts + 1,
+        m.id,
+        m.attempts + 1,
         &attempt,
-        owner.as_deref().unwrap_or("?"),
+        m.lease_owner.as_deref().unwrap_or("?"),
         now,
     )
     .await?;
-    let exhausted = max_attempts.is_some_and(|max| attempts + 1 >= i64::from(max));
-    let (status, reason) = if exhausted {
-        (MessageStatus::Failed, Reason::AttemptsExhausted)
+    let exhausted = max_attempts.is_some_and(|max| m.attempts + 1 >= i64::from(max));
+    let (status, reason, note) = if unknown {
+        (
+            MessageStatus::Unknown,
+            Reason::OutcomeUnknown,
+            format!("{note}: it was handed to the channel, which would not know a repeat"),
+        )
+    } else if exhausted {
+        (
+            MessageStatus::Failed,
+            Reason::AttemptsExhausted,
+            note.to_owned(),
+        )
     } else {
-        (MessageStatus::Queued, Reason::RetryScheduled)
+        (
+            MessageStatus::Queued,
+            Reason::RetryScheduled,
+            note.to_owned(),
+        )
     };
     sqlx::query(
         "UPDATE messages
          SET status = $2, reason = $3, attempts = attempts + 1,
              next_attempt_at = CASE WHEN $2 = 'queued' THEN $4 END,
-             lease_owner = NULL, lease_until = NULL, updated_at = $4
+             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = $4
          WHERE id = $1",
     )
-    .bind(id)
+    .bind(m.id)
     .bind(status.as_str())
     .bind(reason.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    settle(conn, *id, false, now).await?;
-    if exhausted {
-        super::reports::close_pending(conn, *id).await?;
+    if unknown {
+        // The credit stays held until a person decides, as for an unknown answer;
+        // a delivery report that came meanwhile is applied now.
+        super::reports::apply_pending(conn, m.id, now).await?;
+    } else {
+        settle(conn, m.id, false, now).await?;
+        if exhausted {
+            super::reports::close_pending(conn, m.id).await?;
+        }
     }
-    insert_event(conn, *id, now, status, Some(reason), None, note).await
+    insert_event(conn, m.id, now, status, Some(reason), None, &note).await
 }
 
 /// Settles the points reserved for a message: charged when the gateway accepted it,
@@ -554,7 +599,8 @@ impl OutboxStore for Backend {
         // index of queued messages, not the history.
         let rows = sqlx::query(concat!(
             "UPDATE messages
-             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3
+             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3,
+                 claim = claim + 1, handed_at = NULL
              WHERE id IN (
                  SELECT id FROM messages
                  WHERE status = 'queued' AND next_attempt_at <= $3
@@ -568,7 +614,7 @@ impl OutboxStore for Backend {
             ")
              RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, relevance,
                        expires_at, attempts,
-                       created_at, segments, send_generation"
+                       created_at, segments, send_generation, claim"
         ))
         .bind(owner)
         .bind(lease_until)
@@ -597,6 +643,7 @@ impl OutboxStore for Backend {
                     created_at: row.try_get("created_at")?,
                     segments: row.try_get("segments")?,
                     generation: row.try_get("send_generation")?,
+                    claim: row.try_get("claim")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -620,11 +667,16 @@ impl OutboxStore for Backend {
         .await?)
     }
 
-    async fn reclaim_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64> {
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+        repeats_recognised: &[Channel],
+    ) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let expired: Vec<Unfinished> = sqlx::query_as(concat!(
-            "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
-             WHERE status = 'sending' AND lease_until < $1",
+            unfinished_columns!(),
+            " WHERE status = 'sending' AND lease_until < $1",
             skip_locked!()
         ))
         .bind(now)
@@ -633,9 +685,9 @@ impl OutboxStore for Backend {
         for m in &expired {
             let detail = format!(
                 "dispatcher {} claimed the message and did not finish before its lease ran \
-                 out ({}); the message goes again under the same identity",
-                m.1.as_deref().unwrap_or("?"),
-                m.4.map(|u| u.to_rfc3339()).unwrap_or_default()
+                 out ({})",
+                m.lease_owner.as_deref().unwrap_or("?"),
+                m.lease_until.map(|u| u.to_rfc3339()).unwrap_or_default()
             );
             abandon(
                 &mut tx,
@@ -644,6 +696,7 @@ impl OutboxStore for Backend {
                 Some(max_attempts),
                 "lease expired: reclaimed",
                 now,
+                repeats_recognised,
             )
             .await?;
         }
@@ -651,35 +704,59 @@ impl OutboxStore for Backend {
         Ok(expired.len() as u64)
     }
 
+    async fn hand_over(
+        &self,
+        id: MessageId,
+        claim: i64,
+        now: DateTime<Utc>,
+        lease_needed_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET handed_at = $3
+             WHERE id = $1 AND claim = $2 AND status = 'sending' AND lease_until >= $4",
+        )
+        .bind(id.0)
+        .bind(claim)
+        .bind(now)
+        .bind(lease_needed_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn finish(
         &self,
         id: MessageId,
         owner: &str,
+        claim: i64,
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, Option<String>, i64)> = sqlx::query_as(concat!(
-            "SELECT status, lease_owner, attempts FROM messages WHERE id = $1",
+        let row: Option<(String, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT status, claim, attempts FROM messages WHERE id = $1",
             for_update!()
         ))
         .bind(id.0)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((status, lease_owner, attempts)) = row else {
+        let Some((status, current_claim, attempts)) = row else {
             return Ok(false);
         };
         let attempt = match finish {
             Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
                 Some(a)
             }
-            Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) => None,
+            Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) | Finish::Released => {
+                None
+            }
         };
         // The attempt happened whatever became of the lease: keep the server's answer.
         if let Some(a) = attempt {
             insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
         }
-        if status != MessageStatus::Sending.as_str() || lease_owner.as_deref() != Some(owner) {
+        // The fence: only the claim that is the message's now records its outcome.
+        if status != MessageStatus::Sending.as_str() || current_claim != claim {
             tx.commit().await?;
             return Ok(false);
         }
@@ -728,6 +805,15 @@ impl OutboxStore for Backend {
                 None,
                 "checked before sending".to_owned(),
             ),
+            // Soon, not at once: whatever ate the lease (a long wait for the rate
+            // limit) should not make the same pass claim it again straight away.
+            Finish::Released => (
+                MessageStatus::Queued,
+                Some(Reason::RetryScheduled),
+                Some(now + chrono::Duration::seconds(10)),
+                None,
+                "not sent: too little of the lease was left to send within it".to_owned(),
+            ),
         };
         match finish {
             // The outcome is not known: the points stay reserved until an operator
@@ -740,7 +826,7 @@ impl OutboxStore for Backend {
             "UPDATE messages
              SET status = $2, reason = $3, next_attempt_at = $4,
                  sent_at = coalesce($5, sent_at), attempts = attempts + $6,
-                 lease_owner = NULL, lease_until = NULL, updated_at = $7
+                 lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = $7
              WHERE id = $1",
         )
         .bind(id.0)
@@ -982,22 +1068,28 @@ impl OutboxStore for Backend {
         Ok(ActionResult::Done(status))
     }
 
-    async fn release(&self, ids: &[MessageId], owner: &str, now: DateTime<Utc>) -> Result<u64> {
+    async fn release(
+        &self,
+        claims: &[(MessageId, i64)],
+        owner: &str,
+        now: DateTime<Utc>,
+        repeats_recognised: &[Channel],
+    ) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let mut released = 0;
-        for id in ids {
+        for (id, claim) in claims {
             let claimed: Option<Unfinished> = sqlx::query_as(concat!(
-                "SELECT id, lease_owner, attempts, updated_at, lease_until FROM messages
-                 WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+                unfinished_columns!(),
+                " WHERE id = $1 AND status = 'sending' AND lease_owner = $2 AND claim = $3",
                 for_update!()
             ))
             .bind(id.0)
             .bind(owner)
+            .bind(claim)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(m) = claimed {
-                let detail = "the dispatcher stopped before the send finished; it may have \
-                              reached the server";
+                let detail = "the dispatcher stopped before the send finished";
                 abandon(
                     &mut tx,
                     &m,
@@ -1005,6 +1097,7 @@ impl OutboxStore for Backend {
                     None,
                     "released by a stopping dispatcher",
                     now,
+                    repeats_recognised,
                 )
                 .await?;
                 released += 1;

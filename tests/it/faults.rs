@@ -1,0 +1,309 @@
+//! Faults at the exact moment, on both backends: a dispatcher that dies or stops
+//! after handing a message to its channel, one whose lease ran out and whose message
+//! was claimed again, one with too little lease left to send. Nothing is sent twice
+//! where the channel cannot tell a repeat, no credit is lost or spent twice, and a
+//! claim that is no longer the message's changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use herald::clock::FixedClock;
+use herald::config::{Settings, SmsGateway};
+use herald::dispatcher::Outcome;
+use herald::domain::audit::AuditAction;
+use herald::domain::{Channel, MessageId, MessageKind, MessageStatus, Reason};
+use herald::store::{AttemptOutcome, Claimed, Finish, Reservation};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::conformance;
+use crate::helpers::{OWNER, TestApp, audit_line, now, warsaw};
+
+conformance!(
+    a_handed_over_sms_the_gateway_cannot_recognise_becomes_unknown_not_sent_again,
+    a_handed_over_sms_the_gateway_recognises_goes_again_under_the_same_key,
+    a_claim_never_handed_over_goes_back_to_the_queue_with_its_credit,
+    a_stopping_dispatcher_releases_by_the_same_rule,
+    a_claim_that_is_no_longer_the_messages_changes_nothing,
+    nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take,
+);
+
+/// A gateway on loopback that accepts every SMS, and settings that send through it:
+/// Twilio-like (no idempotency key) or, when `recognises_repeats`, SMSAPI-like
+/// (`idx`). The wallet holds ten points and an SMS to Anna Nowak is approved.
+async fn gateway(app: &TestApp, recognises_repeats: bool) -> (MockServer, Settings) {
+    let server = MockServer::start().await;
+    let answer = if recognises_repeats {
+        serde_json::json!({
+            "count": 1, "list": [{"id": "smsapi-1", "points": 0.16, "status": "QUEUE", "parts": 1}]
+        })
+    } else {
+        serde_json::json!({"sid": "SM1"})
+    };
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(if recognises_repeats { 200 } else { 201 }).set_body_json(answer),
+        )
+        .mount(&server)
+        .await;
+    let mut settings = app.settings.clone();
+    settings.sms.gateway = if recognises_repeats {
+        SmsGateway::Smsapi {
+            url: format!("{}/sms.do", server.uri()).parse().unwrap(),
+            token: SecretString::from("t0ken"),
+            report_secret: None,
+        }
+    } else {
+        SmsGateway::Twilio {
+            url: server.uri().parse().unwrap(),
+            account_sid: "AC1".into(),
+            auth_token: SecretString::from("t"),
+            messaging_service_sid: None,
+        }
+    };
+    settings.sms.timeout = Duration::from_secs(2);
+    an_sms(app, &settings).await;
+    (server, settings)
+}
+
+/// An approved SMS to Anna Nowak, ten points in the wallet.
+async fn an_sms(app: &TestApp, settings: &Settings) {
+    app.import_examples(now()).await;
+    app.store
+        .top_up(10, "invoice", &audit_line(OWNER, AuditAction::TopUp, now()))
+        .await
+        .unwrap();
+    crate::sms::sms_batch(app, settings, "gd-2001", "Zebranie w czwartek").await;
+}
+
+/// What the message to Anna is now: its status, reason and attempts' outcomes.
+async fn anna(app: &TestApp) -> (MessageStatus, Option<Reason>, Vec<AttemptOutcome>) {
+    let m = app.only_message_to("gd-2001").await;
+    let attempts = app.store.attempts(m.id).await.unwrap();
+    (
+        m.status,
+        m.reason,
+        attempts.iter().map(|a| a.outcome).collect(),
+    )
+}
+
+/// The wallet's balance and reserved points, after checking that every point is
+/// accounted for: what was topped up is spent (charged), held (reserved) or there.
+async fn wallet(app: &TestApp) -> (i64, i64) {
+    let w = app.store.wallet().await.unwrap();
+    let t = app.store.ledger_totals().await.unwrap();
+    assert_eq!(
+        t.top_ups - t.charges,
+        w.balance + w.reserved,
+        "top-ups − charges = balance + reserved ({t:?}, {w:?})"
+    );
+    assert_eq!(
+        t.reserves,
+        t.charges + t.refunds + w.reserved,
+        "{t:?} {w:?}"
+    );
+    (w.balance, w.reserved)
+}
+
+/// A dispatcher `worker` claims the message at 10:00 with a 15 s lease, reserves its
+/// point, and (when `hand_over`) hands it to the channel; then it dies.
+async fn claimed_and_dropped(app: &TestApp, worker: &str, hand_over: bool) -> Claimed {
+    let t0 = warsaw("2026-11-24 10:00");
+    let lease = t0 + ChronoDuration::seconds(15);
+    let mut claimed = app
+        .store
+        .claim_due(t0, &MessageKind::ALL, worker, lease, 1)
+        .await
+        .unwrap();
+    let m = claimed.remove(0);
+    assert_eq!(
+        app.store.reserve(m.id, m.claim, 1, t0).await.unwrap(),
+        Reservation::Reserved
+    );
+    if hand_over {
+        assert!(app.store.hand_over(m.id, m.claim, t0, t0).await.unwrap());
+    }
+    m
+}
+
+/// A dispatcher's pass after the lease ran out: it reclaims, then sends what is due.
+async fn pass_after_the_lease(app: &TestApp, settings: Settings) {
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:01")));
+    let d = app.dispatcher_with(settings, &clock);
+    d.run_pass(&MessageKind::ALL, &CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+async fn a_handed_over_sms_the_gateway_cannot_recognise_becomes_unknown_not_sent_again(
+    app: TestApp,
+) {
+    let (server, settings) = gateway(&app, false).await;
+    claimed_and_dropped(&app, "dead", true).await;
+    pass_after_the_lease(&app, settings).await;
+    // It may have reached Anna: not sent again by itself, and not paid for twice.
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        anna(&app).await,
+        (
+            MessageStatus::Unknown,
+            Some(Reason::OutcomeUnknown),
+            vec![AttemptOutcome::Unknown]
+        )
+    );
+    assert_eq!(wallet(&app).await, (9, 1), "its point stays held");
+}
+
+async fn a_handed_over_sms_the_gateway_recognises_goes_again_under_the_same_key(app: TestApp) {
+    let (server, settings) = gateway(&app, true).await;
+    let m = claimed_and_dropped(&app, "dead", true).await;
+    pass_after_the_lease(&app, settings).await;
+    // SMSAPI refuses a second message with the same idx: sending again is safe.
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let body = String::from_utf8_lossy(&requests[0].body).into_owned();
+    let key = herald::domain::report::MessageKey::of(m.id, m.created_at).to_string();
+    assert!(body.contains(&format!("idx={key}")), "{body}");
+    assert_eq!(
+        anna(&app).await,
+        (
+            MessageStatus::Sent,
+            None,
+            vec![AttemptOutcome::Abandoned, AttemptOutcome::Sent]
+        )
+    );
+    assert_eq!(wallet(&app).await, (9, 0), "charged once");
+}
+
+async fn a_claim_never_handed_over_goes_back_to_the_queue_with_its_credit(app: TestApp) {
+    let (server, settings) = gateway(&app, false).await;
+    claimed_and_dropped(&app, "dead", false).await;
+    // Not handed over: it never left, so even without an idempotency key it goes.
+    pass_after_the_lease(&app, settings).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(
+        anna(&app).await,
+        (
+            MessageStatus::Sent,
+            None,
+            vec![AttemptOutcome::Abandoned, AttemptOutcome::Sent]
+        )
+    );
+    assert_eq!(wallet(&app).await, (9, 0));
+}
+
+async fn a_stopping_dispatcher_releases_by_the_same_rule(app: TestApp) {
+    let (server, _) = gateway(&app, false).await;
+    let m = claimed_and_dropped(&app, "stopping", true).await;
+    let at = warsaw("2026-11-24 10:00") + ChronoDuration::seconds(5);
+    // Email is recognised by its Message-ID, the SMS channel here is not.
+    let released = app
+        .store
+        .release(&[(m.id, m.claim)], "stopping", at, &[Channel::Email])
+        .await
+        .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_eq!(wallet(&app).await, (9, 1));
+    // A claim of another number (or another owner) is not released.
+    assert_eq!(
+        app.store
+            .release(&[(m.id, m.claim)], "stopping", at, &[Channel::Email])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn a_claim_that_is_no_longer_the_messages_changes_nothing(app: TestApp) {
+    let (_gateway, _) = gateway(&app, true).await;
+    // The first claim's lease runs out and the same worker claims the message again.
+    let first = claimed_and_dropped(&app, "w1", false).await;
+    let t1 = warsaw("2026-11-24 10:01");
+    app.store
+        .reclaim_expired(t1, 5, &[Channel::Email, Channel::Sms])
+        .await
+        .unwrap();
+    let second = app
+        .store
+        .claim_due(
+            t1,
+            &MessageKind::ALL,
+            "w1",
+            t1 + ChronoDuration::seconds(15),
+            1,
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.id, first.id);
+    assert!(second.claim > first.claim);
+    // The first claim's late outcome, reservation and hand-over: all refused.
+    let attempt = herald::store::Attempt {
+        started_at: t1,
+        outcome: AttemptOutcome::Sent,
+        code: Some(200),
+        detail: "late".into(),
+        provider_id: None,
+    };
+    let late = app
+        .store
+        .finish(first.id, "w1", first.claim, &Finish::Sent(attempt), t1)
+        .await
+        .unwrap();
+    assert!(!late);
+    assert_eq!(
+        app.store
+            .reserve(first.id, first.claim, 1, t1)
+            .await
+            .unwrap(),
+        Reservation::ClaimLost
+    );
+    assert!(
+        !app.store
+            .hand_over(first.id, first.claim, t1, t1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(anna(&app).await.0, MessageStatus::Sending);
+    assert_eq!(
+        wallet(&app).await,
+        (10, 0),
+        "the first claim's point came back"
+    );
+    // The second claim reserves once, and adds to nothing left over.
+    assert_eq!(
+        app.store
+            .reserve(second.id, second.claim, 1, t1)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    assert_eq!(wallet(&app).await, (9, 1));
+    let _: MessageId = second.id;
+}
+
+async fn nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take(app: TestApp) {
+    let (server, mut settings) = gateway(&app, false).await;
+    // A lease shorter than the gateway's timeout: the send could outlive the claim.
+    settings.dispatch.lease = Duration::from_secs(1);
+    settings.sms.timeout = Duration::from_secs(5);
+    let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 10:00")));
+    let d = app.dispatcher_with(settings, &clock);
+    assert_eq!(
+        d.try_dispatch_next().await.unwrap(),
+        Some(Outcome::LeaseLost)
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    let (status, reason, attempts) = anna(&app).await;
+    assert_eq!(
+        (status, reason),
+        (MessageStatus::Queued, Some(Reason::RetryScheduled))
+    );
+    assert!(attempts.is_empty(), "no attempt was made");
+    assert_eq!(wallet(&app).await, (10, 0), "its point came back");
+}
