@@ -234,12 +234,13 @@ impl Daemon {
 }
 
 fn log_pass(cause: &str, c: &PassCounts) {
-    if c.sent + c.retried + c.failed + c.held + c.blocked + c.withdrawn > 0 {
+    if c.sent + c.retried + c.failed + c.unknown + c.held + c.blocked + c.withdrawn > 0 {
         tracing::info!(
             cause,
             sent = c.sent,
             retried = c.retried,
             failed = c.failed,
+            unknown = c.unknown,
             held = c.held,
             blocked = c.blocked,
             withdrawn = c.withdrawn,

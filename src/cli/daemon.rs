@@ -150,10 +150,11 @@ pub(super) async fn dispatch(
         println!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
         println!(
-            "Dispatch pass: {} sent, {} to retry, {} failed, {} held, {} blocked, {} too late or no longer relevant.",
+            "Dispatch pass: {} sent, {} to retry, {} failed, {} unknown (for a person to decide), {} held, {} blocked, {} too late or no longer relevant.",
             counts.sent,
             counts.retried,
             counts.failed,
+            counts.unknown,
             counts.held,
             counts.blocked,
             counts.withdrawn

@@ -349,7 +349,9 @@ impl Dispatcher {
                 match outcome {
                     Outcome::Sent => counts.sent += 1,
                     Outcome::Retried => counts.retried += 1,
-                    Outcome::Failed | Outcome::Unknown => counts.failed += 1,
+                    Outcome::Failed => counts.failed += 1,
+                    // Not a failure: it may well have arrived.
+                    Outcome::Unknown => counts.unknown += 1,
                     Outcome::Held => counts.held += 1,
                     Outcome::Blocked => counts.blocked += 1,
                     Outcome::Withdrawn => counts.withdrawn += 1,

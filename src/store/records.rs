@@ -366,8 +366,11 @@ pub struct PassCounts {
     pub sent: u64,
     /// Queued again after a passing failure.
     pub retried: u64,
-    /// Failed for good, or ended unknown.
+    /// Failed for good.
     pub failed: u64,
+    /// Handed over with no answer to tell whether it went: held for a person (not
+    /// kept in the pass record; their messages say it).
+    pub unknown: u64,
     /// Held for the window or a holiday.
     pub held: u64,
     /// Blocked by the re-check.

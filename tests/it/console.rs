@@ -12,6 +12,7 @@ use crate::helpers::{OWNER, TestApp, now};
 use crate::http::Server;
 
 conformance!(
+    the_start_page_shows_what_waits_for_a_decision_on_an_unknown_outcome,
     odd_input_gets_a_page_and_changes_nothing,
     a_day_off_says_how_many_waiting_messages_it_will_hold,
     every_page_shows_to_each_role_in_both_languages,
@@ -923,4 +924,38 @@ async fn odd_input_gets_a_page_and_changes_nothing(app: TestApp) {
     let after = call(&server, reqwest::Method::GET, "/console/", &anna, &[]).await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert_eq!(after.headers()[LOCATION], "/console/sign-in");
+}
+
+/// A message handed over with no answer is counted on the start page for a person.
+async fn the_start_page_shows_what_waits_for_a_decision_on_an_unknown_outcome(app: TestApp) {
+    app.import_examples(now()).await;
+    let server = with_anna(&app).await;
+    let anna = session_of(&server, "anna", "zebranie w czwartek").await;
+    let batch = a_batch(&app, herald::domain::ChannelChoice::Email).await;
+    let herald = app.app_at(now());
+    let owner = Actor::operator(OWNER);
+    let approve = herald::store::Decision::Approve;
+    herald
+        .decide(&owner, batch, &[], approve, None)
+        .await
+        .unwrap();
+    // A dispatcher claims one, hands it over and dies; no channel here knows a repeat.
+    let lease = now() + chrono::Duration::seconds(15);
+    let kinds = herald::domain::MessageKind::ALL;
+    let claimed = app.store.claim_due(now(), &kinds, "dead", lease, 1).await;
+    let m = claimed.unwrap().remove(0);
+    assert!(
+        app.store
+            .hand_over(m.id, m.claim, now(), now())
+            .await
+            .unwrap()
+    );
+    let later = lease + chrono::Duration::seconds(1);
+    app.store.reclaim_expired(later, 5, &[]).await.unwrap();
+    let (status, page) = page_of(&server, "/console/", &anna, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"id="unknown""#) && page.contains("for you to decide"),
+        "{page}"
+    );
 }

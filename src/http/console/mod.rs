@@ -564,10 +564,21 @@ async fn start(ctx: Ctx, axum::extract::Query(q): axum::extract::Query<Done>) ->
             )
             .await?;
         let failed_today: i64 = failed.iter().map(|c| c.count).sum();
+        // Handed over with no answer: each waits for a person to resend or drop it.
+        let unknown = app
+            .message_counts(
+                actor,
+                &crate::store::MessageFilter {
+                    status: Some(crate::domain::MessageStatus::Unknown),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let unknown: i64 = unknown.iter().map(|c| c.count).sum();
         let wallet = app.wallet_view(actor, 0).await?;
         let health = app.dispatcher_health(actor).await?;
         Ok::<_, AppError>(context! {
-            done => ctx.done(q.done.as_deref()),
+            done => ctx.done(q.done.as_deref()), unknown => unknown,
             awaiting => v(&awaiting), failed_today => failed_today,
             today => today.to_string(),
             wallet => v(&wallet), health => v(&health),

@@ -38,6 +38,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("awaiting", "Czeka na zatwierdzenie", "Awaiting approval"),
     ("failed_today", "Nieudane dziś", "Failed today"),
     ("dispatcher", "Wysyłka", "Dispatcher"),
+    ("unknown_wait", "Wynik nieznany: do decyzji", "Outcome unknown: for you to decide"),
+    ("unknown_why", "Przekazane do bramki bez odpowiedzi. Mogły dotrzeć, więc nie idą ponownie same: wyślij ponownie albo anuluj.", "Handed to the gateway without an answer. They may have arrived, so they do not go again by themselves: send again or cancel."),
     ("hold_switch", "Wstrzymanie wysyłki", "Hold switch"),
     ("hold_on", "Wysyłka wstrzymana", "Dispatch is on hold"),
     ("hold_off_state", "Wysyłka działa.", "Dispatch is running."),
