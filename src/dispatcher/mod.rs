@@ -21,7 +21,7 @@ use crate::channels::sms::{OutgoingSms, SmsChannel, SmsError};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::MessageStatus;
-use crate::domain::retry::retry_delay;
+use crate::domain::retry::{retry_delay, spread_after_opening};
 use crate::domain::sms::measure;
 use crate::domain::window::start_of_day;
 use crate::domain::{
@@ -758,11 +758,14 @@ impl Dispatcher {
                         fastrand::f64(),
                     );
                     let mut at = self.clock.now() + chrono_duration(delay);
-                    // A retry never lands outside the window or on a holiday.
-                    if settings.respects_window(message.kind)
-                        && settings.send_window.hold_reason(at, calendar).is_some()
-                    {
-                        at = self.opening_at_or_after(at, calendar);
+                    // A retry never lands outside the window or on a holiday, and
+                    // those moved to an opening are spread over its first minutes
+                    // (unless the window closes again sooner).
+                    let closed = |t| settings.send_window.hold_reason(t, calendar).is_some();
+                    if settings.respects_window(message.kind) && closed(at) {
+                        let opening = self.opening_at_or_after(at, calendar);
+                        let spread = spread_after_opening(opening, fastrand::f64());
+                        at = if closed(spread) { opening } else { spread };
                     }
                     (Finish::Retry(attempt, at), Outcome::Retried)
                 }

@@ -19,9 +19,48 @@ pub fn retry_delay(attempts: u32, base: Duration, max: Duration, unit: f64) -> D
     raw.mul_f64(factor).min(max)
 }
 
+/// How far past the window's opening retries that fell outside it are spread: a
+/// night's worth of failures must not all land on 08:00:00 and meet the same
+/// rate limit and the same busy server at once.
+pub const OPENING_SPREAD: Duration = Duration::from_secs(10 * 60);
+
+/// When a retry that would have fallen outside the window goes: `opening` plus a
+/// share of [`OPENING_SPREAD`] (`unit` a random number in `[0, 1)`). The caller
+/// keeps it at `opening` if the window closes again before then.
+pub fn spread_after_opening(
+    opening: chrono::DateTime<chrono::Utc>,
+    unit: f64,
+) -> chrono::DateTime<chrono::Utc> {
+    let spread = OPENING_SPREAD.mul_f64(unit.clamp(0.0, 1.0));
+    opening + chrono::Duration::from_std(spread).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_after_the_opening_are_spread_over_its_first_minutes() {
+        let opening = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let times: Vec<_> = (0..1000)
+            .map(|i| spread_after_opening(opening, f64::from(i) / 1000.0))
+            .collect();
+        assert!(times.iter().all(|t| *t >= opening));
+        assert!(
+            times
+                .iter()
+                .all(|t| *t < opening + chrono::Duration::minutes(10))
+        );
+        // No second holds more than a few: a thousand retries over six hundred seconds.
+        let mut per_second = std::collections::BTreeMap::new();
+        for t in &times {
+            *per_second.entry(t.timestamp()).or_insert(0) += 1;
+        }
+        assert!(per_second.values().all(|n| *n <= 3), "{per_second:?}");
+        assert!(per_second.len() >= 500);
+    }
 
     const MIN: Duration = Duration::from_secs(60);
     const HOUR: Duration = Duration::from_secs(3600);

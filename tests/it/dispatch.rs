@@ -317,7 +317,7 @@ async fn a_4xx_reply_is_retried_inside_the_window_and_then_succeeds(app: TestApp
     )
     .await;
     // 19:59 on a Tuesday: the retry (about two minutes later) would fall after 20:00,
-    // so it moves to Wednesday 08:00.
+    // so it moves to Wednesday's opening, spread over its first ten minutes.
     let clock = Arc::new(FixedClock::new(warsaw("2026-11-24 19:59")));
     let d = app.dispatcher_with(settings, &clock);
     assert_eq!(drain(&d).await, [Outcome::Retried]);
@@ -326,10 +326,15 @@ async fn a_4xx_reply_is_retried_inside_the_window_and_then_succeeds(app: TestApp
         (m.status, m.reason),
         (MessageStatus::Queued, Some(Reason::RetryScheduled))
     );
-    assert_eq!(m.next_attempt_at, Some(warsaw("2026-11-25 08:00")));
+    let at = m.next_attempt_at.unwrap();
+    let opening = warsaw("2026-11-25 08:00");
+    assert!(
+        at >= opening && at < opening + chrono::Duration::minutes(10),
+        "{at}"
+    );
     assert_eq!(m.attempts, 1);
 
-    clock.set(warsaw("2026-11-25 08:00"));
+    clock.set(warsaw("2026-11-25 08:10"));
     assert_eq!(drain(&d).await, [Outcome::Sent]);
     let attempts = app.store.attempts(m.id).await.unwrap();
     let summary: Vec<(AttemptOutcome, Option<i64>)> =
