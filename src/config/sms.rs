@@ -20,6 +20,7 @@ pub(super) struct RawSms {
     pub(super) timeout: String,
     pub(super) segments_per_second: u32,
     pub(super) low_balance_threshold: i64,
+    pub(super) unknown_charged_after: String,
     pub(super) file: RawSmsFile,
     pub(super) smsapi: RawSmsapi,
     pub(super) twilio: RawTwilio,
@@ -73,6 +74,10 @@ pub struct SmsSettings {
     pub segments_per_second: u32,
     /// Below this balance the wallet is reported low.
     pub low_balance_threshold: i64,
+    /// An SMS whose outcome stayed unknown this long without a person deciding is
+    /// charged (it was handed to the gateway): its reservation does not hold the
+    /// wallet for ever.
+    pub unknown_charged_after: Duration,
     /// `http.public_url`: where the gateways are asked to send delivery reports;
     /// `None`: they are not asked.
     pub public_url: Option<reqwest::Url>,
@@ -171,6 +176,17 @@ pub(super) fn check(raw: &RawSms, timeout: Duration, bad: &mut Problems) -> Opti
             "a number of points of at least 0",
         );
     }
+    let unknown_charged_after = match super::parse_duration(&raw.unknown_charged_after) {
+        Some(d) if d >= Duration::from_secs(3600) => d,
+        _ => {
+            bad.add(
+                "sms.unknown_charged_after",
+                &raw.unknown_charged_after,
+                "a duration of at least 1h, such as 72h",
+            );
+            Duration::from_secs(72 * 3600)
+        }
+    };
     Some(SmsSettings {
         gateway: gateway?,
         sender,
@@ -179,6 +195,7 @@ pub(super) fn check(raw: &RawSms, timeout: Duration, bad: &mut Problems) -> Opti
         timeout,
         segments_per_second: raw.segments_per_second.max(1),
         low_balance_threshold: raw.low_balance_threshold.max(0),
+        unknown_charged_after,
         // Filled in from `[http]` once that section is checked.
         public_url: None,
     })

@@ -208,6 +208,16 @@ impl Dispatcher {
             if expired > 0 {
                 tracing::info!(expired, "periodic messages expired: too late to send");
             }
+            // Unknown SMS nobody decided on are charged after a while: they were
+            // handed over, and their reservation must not hold the wallet for ever.
+            let before = start - chrono_duration(self.settings.sms.unknown_charged_after);
+            let charged = self.store.charge_undecided(before, start).await?;
+            if charged > 0 {
+                tracing::warn!(
+                    charged,
+                    "unknown SMS left undecided were charged; they stay unknown"
+                );
+            }
         }
         // The hold switch pauses every instance: nothing is claimed, nothing is lost.
         if let Some(hold) = self.store.hold().await? {

@@ -550,6 +550,11 @@ pub trait WalletStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Reservation>;
 
+    /// Charges the points still reserved for `unknown` SMS that have waited for a
+    /// person since before `before`, each with its ledger line; the messages stay
+    /// `unknown`. Returns how many were charged.
+    async fn charge_undecided(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64>;
+
     /// Segments of the SMS queued to go before `before` (the wallet's near-term need).
     async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64>;
 

@@ -29,6 +29,7 @@ conformance!(
     a_stopping_dispatcher_releases_by_the_same_rule,
     a_claim_that_is_no_longer_the_messages_changes_nothing,
     nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take,
+    an_unknown_sms_left_undecided_is_charged_after_a_while,
 );
 
 /// A gateway on loopback that accepts every SMS, and settings that send through it:
@@ -306,4 +307,33 @@ async fn nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take(a
     );
     assert!(attempts.is_empty(), "no attempt was made");
     assert_eq!(wallet(&app).await, (10, 0), "its point came back");
+}
+
+async fn an_unknown_sms_left_undecided_is_charged_after_a_while(app: TestApp) {
+    let (server, settings) = gateway(&app, false).await;
+    claimed_and_dropped(&app, "dead", true).await;
+    pass_after_the_lease(&app, settings.clone()).await;
+    assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
+    assert_eq!(wallet(&app).await, (9, 1));
+    // A day later nobody has decided: still held.
+    let after = |hours: i64| warsaw("2026-11-24 10:01") + ChronoDuration::hours(hours);
+    let pass_at = |at| {
+        let d = app.dispatcher_with(settings.clone(), &Arc::new(FixedClock::new(at)));
+        async move {
+            d.run_pass(&MessageKind::ALL, &CancellationToken::new())
+                .await
+                .unwrap()
+        }
+    };
+    pass_at(after(24)).await;
+    assert_eq!(wallet(&app).await, (9, 1));
+    // After `sms.unknown_charged_after` (72 h): charged once, with its ledger line,
+    // and still unknown until someone decides.
+    pass_at(after(73)).await;
+    pass_at(after(74)).await;
+    assert_eq!(wallet(&app).await, (9, 0));
+    let totals = app.store.ledger_totals().await.unwrap();
+    assert_eq!((totals.charges, totals.refunds), (1, 0));
+    assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
+    assert!(server.received_requests().await.unwrap().is_empty());
 }

@@ -149,6 +149,33 @@ impl WalletStore for Backend {
         Ok(Reservation::Reserved)
     }
 
+    async fn charge_undecided(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages
+             WHERE status = 'unknown' AND reserved_points > 0 AND updated_at < $1
+             ORDER BY id",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            super::outbox::settle(&mut tx, *id, true, now).await?;
+            insert_event(
+                &mut tx,
+                *id,
+                now,
+                MessageStatus::Unknown,
+                Some(crate::domain::Reason::OutcomeUnknown),
+                None,
+                "charged: undecided for longer than sms.unknown_charged_after",
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     async fn sms_segments_due(&self, before: DateTime<Utc>) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(coalesce(sum(segments), 0) AS BIGINT) FROM messages
