@@ -200,6 +200,20 @@ fn non_empty(body: &str) -> Result<&str, ComposeError> {
             problem: "is empty",
         });
     }
+    // A NUL or another control character has no place in a message a person reads,
+    // and some mail and SMS systems cut or misread the text at it. Line ends are
+    // left alone here: the email channel sends every one as CRLF, and a line with a
+    // lone "." is dot-stuffed on the wire, so no text can end the SMTP DATA early.
+    if body
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ComposeError::BadText {
+            field: "the body",
+            problem: "contains a control character (such as NUL); only line breaks and tabs \
+                      are allowed",
+        });
+    }
     Ok(body)
 }
 
@@ -735,6 +749,10 @@ mod tests {
         assert!(Content::email("Closed\r\nBcc: everyone@example.pl", "x").is_err());
         assert!(Content::email("  ", "x").is_err());
         assert!(Content::email("Subject", " \n ").is_err());
+        let nul = Content::email("Subject", "a\0b").unwrap_err().to_string();
+        assert!(nul.contains("control character"), "{nul}");
+        assert!(Content::sms("a\u{1b}[31mred", false, 6).is_err());
+        assert!(Content::email("Subject", "line\r\n.\r\nnext\ttabbed").is_ok());
     }
 
     #[test]

@@ -110,3 +110,76 @@ async fn dkim_signs_with_the_configured_key_and_a_bad_key_stops_start_up() {
     assert!(text.contains("email.dkim.private_key_file"), "{text}");
     assert!(text.contains("PKCS#1"), "{text}");
 }
+
+/// Text that could end an SMTP transaction early or smuggle a second one: a line
+/// with a lone dot, bare CR and LF, "\r\n.\r\n" and a very long line. All of it
+/// arrives as one message with the text intact after it, and nothing more.
+#[tokio::test]
+async fn a_body_that_looks_like_the_end_of_data_arrives_whole_as_one_message() {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let settings = crate::helpers::sqlite().await.smtp_settings(&smtp).email;
+    let channel = EmailChannel::build(&settings).unwrap();
+    let to = EmailAddress::parse("anna.nowak@example.pl").unwrap();
+    let long = "x".repeat(2_000);
+    let body = format!(
+        "Linia 1\n.\nLinia 3\r\n.\r\nMAIL FROM:<evil@example.com>\rbare CR\n{long}\nkoniec"
+    );
+    let email = OutgoingEmail {
+        body: &body,
+        ..outgoing(&to)
+    };
+    let outcome = channel.send(&email).await;
+    assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "one message, nothing smuggled");
+    assert_eq!(received[0].to, ["anna.nowak@example.pl"]);
+    let data = &received[0].data;
+    // Whatever the encoding chosen for the long line, the text decodes to the body.
+    let decoded = mail_text(data);
+    for part in [
+        "Linia 1",
+        "Linia 3",
+        "MAIL FROM:<evil@example.com>",
+        "koniec",
+        &long,
+    ] {
+        assert!(
+            decoded.contains(part),
+            "{part:?} is missing from {decoded:?}"
+        );
+    }
+}
+
+/// The body of a one-part message as text: quoted-printable or base64 undone.
+fn mail_text(data: &str) -> String {
+    let (head, body) = data.split_once("\r\n\r\n").expect("headers and a body");
+    let encoding = head.to_ascii_lowercase();
+    if encoding.contains("content-transfer-encoding: base64") {
+        use base64::Engine;
+        let joined: String = body.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(joined.trim_end_matches('.'))
+            .expect("base64");
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else if encoding.contains("content-transfer-encoding: quoted-printable") {
+        let soft = body.replace("=\r\n", "");
+        let mut out = Vec::new();
+        let bytes = soft.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                if let Ok(b) = u8::from_str_radix(hex, 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    } else {
+        body.to_owned()
+    }
+}
