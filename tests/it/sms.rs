@@ -835,3 +835,41 @@ async fn twilio_and_webhook_probes_check_without_sending() {
         .count();
     assert_eq!(posted, 0);
 }
+
+/// A gateway that answers with a redirect: not followed (the credentials and the text
+/// stay where they were sent), and the message is retried, not counted as sent.
+#[tokio::test]
+async fn a_redirect_from_the_gateway_is_not_followed() {
+    let server = MockServer::start().await;
+    let elsewhere = format!("{}/elsewhere", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC1/Messages.json"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", elsewhere.as_str()))
+        .mount(&server)
+        .await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM9"})))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let channel = SmsChannel::build(
+        &sms_settings(SmsGateway::Twilio {
+            url: server.uri().parse().unwrap(),
+            account_sid: "AC1".into(),
+            auth_token: SecretString::from("secret"),
+            messaging_service_sid: None,
+        })
+        .sms,
+    )
+    .unwrap();
+    let to = PhoneNumber::parse("600 100 200", herald::domain::contact::PhoneRegion::PL).unwrap();
+    let outcome = channel.send(&outgoing(&to, "Zebranie")).await;
+    match outcome {
+        SendOutcome::Transient { code, detail } => {
+            assert_eq!(code, Some(307));
+            assert!(detail.contains("not followed"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `expect(0)` on /elsewhere is checked when the server drops.
+}

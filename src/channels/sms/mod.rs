@@ -86,6 +86,9 @@ impl SmsChannel {
                 .timeout(settings.timeout)
                 .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
                 .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+                // A redirect would carry the credentials and the text elsewhere (and a
+                // 301 turns the POST into a GET that "succeeds"): never followed.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
         };
         let hook = |tail: &str| settings.public_url.as_ref().map(|p| hook_url(p, tail));
@@ -222,6 +225,14 @@ pub(crate) fn classify_transport(e: &reqwest::Error, idempotent: bool) -> SendOu
 /// passing; other 4xx are the request's fault.
 pub(crate) fn classify_status(status: reqwest::StatusCode, detail: String) -> SendOutcome {
     let code = Some(status.as_u16());
+    if status.is_redirection() {
+        // Not followed: the gateway's address in the settings is not where it answers.
+        // The configuration's fault, not the message's: retried once it is fixed.
+        return SendOutcome::Transient {
+            code,
+            detail: format!("{detail} (a redirect, not followed: correct the gateway's URL)"),
+        };
+    }
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
         || status == reqwest::StatusCode::UNAUTHORIZED
