@@ -227,7 +227,7 @@ fn check_smtp(
     }
     let credentials =
         (!s.username.trim().is_empty()).then(|| (s.username.trim().to_owned(), s.password.clone()));
-    if credentials.is_some() && tls == Some(SmtpTls::None) && !is_loopback(&s.host) {
+    if credentials.is_some() && tls == Some(SmtpTls::None) && !super::is_loopback(&s.host) {
         bad.add(
             "email.smtp.tls",
             &s.tls,
@@ -285,11 +285,4 @@ fn check_dkim(k: &RawDkim, bad: &mut Problems) -> Option<DkimSettings> {
         algorithm,
         private_key_file: PathBuf::from(k.private_key_file.trim()),
     })
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -82,14 +82,22 @@ pub(super) fn check(raw: &RawHttp, bad: &mut Problems) -> HttpSettings {
     let public_url = match raw.public_url.trim() {
         "" => None,
         text => match reqwest::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            // Gateways send their reports there, SMSAPI's with its secret in the path:
+            // plain http only where it never leaves this machine (development).
+            Ok(url)
+                if url.host().is_some()
+                    && (url.scheme() == "https"
+                        || (url.scheme() == "http"
+                            && url.host_str().is_some_and(super::is_loopback))) =>
+            {
                 Some(url)
             }
             _ => {
                 bad.add(
                     "http.public_url",
                     text,
-                    "an http(s) URL such as https://herald.school.example, or \"\"",
+                    "an https:// URL such as https://herald.school.example (http:// only to \
+                     this machine), or \"\"",
                 );
                 None
             }

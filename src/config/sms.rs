@@ -21,6 +21,7 @@ pub(super) struct RawSms {
     pub(super) segments_per_second: u32,
     pub(super) low_balance_threshold: i64,
     pub(super) unknown_charged_after: String,
+    pub(super) allow_loopback_http: bool,
     pub(super) file: RawSmsFile,
     pub(super) smsapi: RawSmsapi,
     pub(super) twilio: RawTwilio,
@@ -224,7 +225,13 @@ fn check_gateway(raw: &RawSms, bad: &mut Problems) -> Option<SmsGateway> {
                 "the OAuth token from the SMSAPI panel",
             );
             let report_secret = check_report_secret(bad, &raw.smsapi.report_secret);
-            check_url(bad, "sms.smsapi.url", &raw.smsapi.url).map(|url| SmsGateway::Smsapi {
+            check_url(
+                bad,
+                "sms.smsapi.url",
+                &raw.smsapi.url,
+                raw.allow_loopback_http,
+            )
+            .map(|url| SmsGateway::Smsapi {
                 url,
                 token: raw.smsapi.token.clone(),
                 report_secret,
@@ -244,12 +251,14 @@ fn check_gateway(raw: &RawSms, bad: &mut Problems) -> Option<SmsGateway> {
                 present(&t.auth_token),
                 "the account's auth token",
             );
-            check_url(bad, "sms.twilio.url", &t.url).map(|url| SmsGateway::Twilio {
-                url,
-                account_sid: t.account_sid.trim().to_owned(),
-                auth_token: t.auth_token.clone(),
-                messaging_service_sid: Some(t.messaging_service_sid.trim().to_owned())
-                    .filter(|s| !s.is_empty()),
+            check_url(bad, "sms.twilio.url", &t.url, raw.allow_loopback_http).map(|url| {
+                SmsGateway::Twilio {
+                    url,
+                    account_sid: t.account_sid.trim().to_owned(),
+                    auth_token: t.auth_token.clone(),
+                    messaging_service_sid: Some(t.messaging_service_sid.trim().to_owned())
+                        .filter(|s| !s.is_empty()),
+                }
             })
         }
         "webhook" => {
@@ -259,7 +268,13 @@ fn check_gateway(raw: &RawSms, bad: &mut Problems) -> Option<SmsGateway> {
                 present(&raw.webhook.secret),
                 "a secret to sign requests with (HMAC-SHA256)",
             );
-            check_url(bad, "sms.webhook.url", &raw.webhook.url).map(|url| SmsGateway::Webhook {
+            check_url(
+                bad,
+                "sms.webhook.url",
+                &raw.webhook.url,
+                raw.allow_loopback_http,
+            )
+            .map(|url| SmsGateway::Webhook {
                 url,
                 secret: raw.webhook.secret.clone(),
             })
@@ -297,12 +312,41 @@ fn check_report_secret(bad: &mut Problems, secret: &SecretString) -> Option<Secr
     Some(SecretString::from(text.to_owned()))
 }
 
-/// A gateway's endpoint: an http or https URL.
-fn check_url(bad: &mut Problems, key: &str, text: &str) -> Option<reqwest::Url> {
-    match reqwest::Url::parse(text.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+/// A gateway's endpoint: an https URL, so the credentials and the texts never cross a
+/// network in the clear; plain http only to this machine, and only when
+/// `sms.allow_loopback_http` says so (tests and development).
+fn check_url(
+    bad: &mut Problems,
+    key: &str,
+    text: &str,
+    loopback_http: bool,
+) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(text.trim()).ok();
+    match url {
+        Some(u) if u.scheme() == "https" && u.host().is_some() => Some(u),
+        Some(u)
+            if u.scheme() == "http"
+                && loopback_http
+                && u.host_str().is_some_and(super::is_loopback) =>
+        {
+            Some(u)
+        }
+        Some(u) if u.scheme() == "http" && u.host_str().is_some_and(super::is_loopback) => {
+            bad.add(
+                key,
+                text,
+                "an https:// URL; plain http:// to this machine needs sms.allow_loopback_http = \
+                 true (tests and development only)",
+            );
+            None
+        }
         _ => {
-            bad.add(key, text, "an http:// or https:// URL");
+            bad.add(
+                key,
+                text,
+                "an https:// URL (the gateway's credentials and the texts must not cross a \
+                 network in plain http)",
+            );
             None
         }
     }

@@ -1112,6 +1112,58 @@ fn bad_http_settings_stop_start_up_naming_each_key() {
     }
 }
 
+/// A gateway's token and the texts never cross a network in plain http: its URL must
+/// be https, plain http only to this machine and only when a setting says so; the
+/// reports' public URL likewise.
+#[test]
+fn gateway_urls_must_be_https_and_plain_http_only_to_loopback_by_a_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let twilio = |url: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut env = vec![
+            ("HERALD__DATABASE__URL", "sqlite://t.db"),
+            ("HERALD__SMS__GATEWAY", "twilio"),
+            ("HERALD__SMS__TWILIO__ACCOUNT_SID", "AC0123"),
+            ("HERALD__SMS__TWILIO__AUTH_TOKEN", "secret"),
+            ("HERALD__SMS__TWILIO__URL", url),
+        ];
+        env.extend_from_slice(extra);
+        herald(dir.path(), &["wallet"], &env)
+    };
+    let out = twilio("http://api.twilio.example", &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sms.twilio.url = \"http://api.twilio.example\"") && err.contains("https://"),
+        "{err}"
+    );
+    // Loopback, but nobody said plain http is wanted: the refusal names the setting.
+    let out = twilio("http://127.0.0.1:9/", &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("sms.allow_loopback_http"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The setting opens loopback only.
+    let allow = [("HERALD__SMS__ALLOW_LOOPBACK_HTTP", "true")];
+    let out = twilio("http://127.0.0.1:9/", &allow);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = twilio("http://[::1]:9/", &allow);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = twilio("http://10.0.0.7/", &allow);
+    assert_eq!(out.status.code(), Some(78), "a LAN address is a network");
+    let out = twilio(
+        "https://api.twilio.example",
+        &[("HERALD__HTTP__PUBLIC_URL", "http://herald.school.example")],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("http.public_url = \"http://herald.school.example\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_password_is_set_from_standard_input_and_never_printed() {
     use std::io::Write;
