@@ -120,24 +120,21 @@ impl Daemon {
         let schedule = &self.settings.dispatch.schedule;
         let immediate = self.settings.kinds.system.immediate;
         let poll = self.settings.dispatch.wake_poll;
-        // The watchdog is fed from its own task, after each successful round trip to
-        // the store: a long pass (a slow SMTP server) does not starve it, and a daemon
-        // whose database is gone is restarted rather than kept alive.
-        let watchdog = {
-            let store = std::sync::Arc::clone(self.dispatcher.store());
-            tokio::spawn(async move {
-                let Some(interval) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
-                    return;
-                };
-                loop {
-                    tokio::time::sleep(interval).await;
-                    match store.last_pass().await {
-                        Ok(_) => notify_systemd(&[sd_notify::NotifyState::Watchdog]),
-                        Err(e) => tracing::error!(error = %e, "the store does not answer"),
-                    }
-                }
-            })
-        };
+        // The watchdog is fed from its own task while the process lives: a long pass
+        // (a slow SMTP server) does not starve it, and a database outage does not get
+        // a daemon that keeps its unrecorded outcomes killed and those outcomes lost
+        // (the outage is reported as STATUS= instead, see `Health`).
+        let watchdog = tokio::spawn(async move {
+            let Some(interval) = sd_notify::watchdog_enabled().map(|d| d / 2) else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(interval).await;
+                notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+        let backlog = Arc::clone(self.dispatcher.backlog());
+        let mut health = Health::default();
         notify_systemd(&[sd_notify::NotifyState::Ready]);
         tracing::info!(
             worker = self.dispatcher.worker(),
@@ -179,8 +176,17 @@ impl Daemon {
                 _ = woken() => {}
             }
             let now = self.clock.now();
-            // A failing database must not stop the daemon: log, and try again on the
-            // next round (what was claimed stays leased and is reclaimed if need be).
+            // Outcomes kept through an outage are written as soon as the database
+            // answers, not only on the next tick.
+            if !backlog.is_empty() {
+                match self.dispatcher.flush_backlog().await {
+                    Ok(_) => health.ok(),
+                    Err(e) => health.failed("recording kept outcomes", &e, backlog.len()),
+                }
+            }
+            // A failing database must not stop the daemon: it runs degraded, and tries
+            // again on the next round (what was claimed stays leased and is settled by
+            // the lease rule if need be).
             if let Some(due) = next_tick
                 .map(|t| t.with_timezone(&Utc))
                 .filter(|t| *t <= now)
@@ -192,8 +198,11 @@ impl Daemon {
                 let lag = (self.clock.now() - due).to_std().unwrap_or(Duration::ZERO);
                 crate::metrics::tick_lag(lag);
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
-                    Ok(counts) => log_pass("tick", &counts),
-                    Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),
+                    Ok(counts) => {
+                        health.ok();
+                        log_pass("tick", &counts);
+                    }
+                    Err(e) => health.failed("a dispatch pass", &e, backlog.len()),
                 }
             } else if immediate {
                 let due = self
@@ -207,16 +216,20 @@ impl Daemon {
                         .run_pass(&[MessageKind::System], &shutdown)
                         .await
                     {
-                        Ok(counts) => log_pass("system message", &counts),
-                        Err(e) => tracing::error!(error = %e, "the dispatch pass failed"),
+                        Ok(counts) => {
+                            health.ok();
+                            log_pass("system message", &counts);
+                        }
+                        Err(e) => health.failed("a dispatch pass", &e, backlog.len()),
                     },
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "cannot look for due system messages"),
+                    Ok(false) => health.ok(),
+                    Err(e) => health.failed("looking for due system messages", &e, backlog.len()),
                 }
             }
         }
         watchdog.abort();
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        self.dispatcher.flush_before_stopping().await;
         // Let another instance take over reclaiming at once instead of after the lease.
         for lease in [RECLAIM_LEASE, APPROVALS_LEASE] {
             if let Err(e) = self
@@ -230,6 +243,55 @@ impl Daemon {
         }
         tracing::info!("herald stopped");
         Ok(())
+    }
+}
+
+/// Whether the daemon reaches its database, as it tells the log and systemd. Through
+/// an outage it keeps running (degraded): it says so once a minute at most, and
+/// once more when it is over.
+#[derive(Debug, Default)]
+struct Health {
+    degraded_since: Option<std::time::Instant>,
+    last_said: Option<std::time::Instant>,
+}
+
+impl Health {
+    /// How often an ongoing outage is repeated in the log.
+    const REPEAT: Duration = Duration::from_secs(60);
+
+    fn failed(&mut self, doing: &str, e: &StoreError, kept: usize) {
+        let now = std::time::Instant::now();
+        let since = *self.degraded_since.get_or_insert(now);
+        if self
+            .last_said
+            .is_some_and(|said| now.duration_since(said) < Self::REPEAT)
+        {
+            return;
+        }
+        self.last_said = Some(now);
+        tracing::error!(
+            error = %e,
+            doing,
+            kept,
+            for_s = now.duration_since(since).as_secs(),
+            "the database does not answer: running degraded; outcomes of sends are kept in \
+             memory and written when it answers, nothing new is claimed"
+        );
+        let status = format!(
+            "degraded: the database does not answer ({doing}); {kept} outcome(s) kept in memory"
+        );
+        notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
+    }
+
+    fn ok(&mut self) {
+        if let Some(since) = self.degraded_since.take() {
+            self.last_said = None;
+            tracing::info!(
+                after_s = since.elapsed().as_secs(),
+                "the database answers again: running normally"
+            );
+            notify_systemd(&[sd_notify::NotifyState::Status("running")]);
+        }
     }
 }
 

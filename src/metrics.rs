@@ -54,7 +54,7 @@ pub const TICK_LAG: &str = "herald_dispatch_tick_lag_seconds";
 /// How long one send took as the dispatcher waited for it, by `channel` and
 /// `provider` (for SMS, the wait for the gateway's rate limit included).
 pub const SEND_DURATION: &str = "herald_send_duration_seconds";
-/// Sends by `channel`, `provider` and `outcome` (`sent`, `transient`, `permanent`,
+/// Sends by `channel`, `provider` and `outcome` (`sent`, `transient`, `throttled`, `permanent`,
 /// `unknown`).
 pub const SENDS: &str = "herald_sends_total";
 /// Delivery reports by `gateway`, `state` (`delivered`, `undelivered`, `in_flight`,
@@ -171,6 +171,7 @@ pub fn sent(channel: Channel, provider: &'static str, outcome: &SendOutcome, too
     let outcome = match outcome {
         SendOutcome::Sent { .. } => "sent",
         SendOutcome::Transient { .. } => "transient",
+        SendOutcome::Throttled { .. } => "throttled",
         SendOutcome::Permanent { .. } => "permanent",
         SendOutcome::Unknown { .. } => "unknown",
     };

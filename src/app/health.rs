@@ -34,6 +34,9 @@ pub enum ReadyCheck {
     Overdue,
     /// Not known, because the database did not answer.
     Unknown,
+    /// Outcomes: sends whose outcome the database has not taken yet are kept in this
+    /// instance's memory (an outage, or just over).
+    Waiting,
 }
 
 impl ReadyCheck {
@@ -55,14 +58,22 @@ pub struct Readiness {
     /// dispatch is on hold, passes go on (and find the hold), so a hold is no
     /// failure.
     pub dispatcher: ReadyCheck,
+    /// Every outcome of this instance's sends is recorded (`waiting` while some are
+    /// kept in memory because the database did not take them).
+    pub outcomes: ReadyCheck,
 }
 
 impl Readiness {
     /// Whether every check passes.
     pub fn ready(&self) -> bool {
-        [self.database, self.migrations, self.dispatcher]
-            .iter()
-            .all(|c| c.passes())
+        [
+            self.database,
+            self.migrations,
+            self.dispatcher,
+            self.outcomes,
+        ]
+        .iter()
+        .all(|c| c.passes())
     }
 }
 
@@ -92,10 +103,21 @@ impl App {
         } else {
             ReadyCheck::Unknown
         };
+        let outcomes = match &self.backlog {
+            Some(backlog) if !backlog.is_empty() => {
+                tracing::warn!(
+                    kept = backlog.len(),
+                    "not ready: outcomes of sends wait in memory for the database"
+                );
+                ReadyCheck::Waiting
+            }
+            _ => ReadyCheck::Ok,
+        };
         Readiness {
             database,
             migrations,
             dispatcher,
+            outcomes,
         }
     }
 }

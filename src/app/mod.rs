@@ -90,6 +90,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     /// When this application was made: for `herald run`, when the daemon started.
     started: DateTime<Utc>,
+    /// The daemon's outcomes waiting for the database, when a daemon runs beside.
+    backlog: Option<Arc<crate::dispatcher::Backlog>>,
 }
 
 impl App {
@@ -100,7 +102,15 @@ impl App {
             store,
             settings,
             clock,
+            backlog: None,
         }
+    }
+
+    /// The same application, answering for the daemon beside it whose outcomes
+    /// wait in `backlog` (readiness reports them).
+    pub fn with_backlog(mut self, backlog: Arc<crate::dispatcher::Backlog>) -> App {
+        self.backlog = Some(backlog);
+        self
     }
 
     /// The store, for the read paths that have no operation of their own yet.

@@ -27,6 +27,17 @@ pub enum SendOutcome {
         /// The reply text or the error.
         detail: String,
     },
+    /// The server asked Herald to wait before sending again (a 429 or 503 with
+    /// `Retry-After`): the message is retried no sooner, and the channel sends
+    /// nothing else until then.
+    Throttled {
+        /// The server's reply code.
+        code: Option<u16>,
+        /// The reply text.
+        detail: String,
+        /// How long the server asked to wait (capped at [`MAX_RETRY_AFTER`]).
+        retry_after: std::time::Duration,
+    },
     /// Refused for good (a 5xx reply): retrying would not help.
     Permanent {
         /// The server's reply code.
@@ -45,6 +56,10 @@ pub enum SendOutcome {
         detail: String,
     },
 }
+
+/// The longest wait a server's `Retry-After` may impose: a typo of a header must not
+/// park the channel for a week.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// What a harmless call to a channel's server said (`herald doctor`).
 #[derive(Debug, Clone, PartialEq, Eq)]

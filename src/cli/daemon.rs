@@ -15,11 +15,14 @@ pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Resu
 pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let shutdown = CancellationToken::new();
+    // Built first (nothing runs yet) so that readiness can report its backlog.
+    let daemon = Daemon::build_with(settings.clone(), Arc::clone(&store), Arc::clone(&clock))?;
     let app = App::new(
         Arc::clone(&store),
         Arc::new(settings.clone()),
         Arc::clone(&clock),
-    );
+    )
+    .with_backlog(Arc::clone(daemon.dispatcher().backlog()));
     // HTTP beside the dispatcher, on the same shutdown: the listeners are bound before
     // the daemon starts, so a port in use stops start-up with a clear error.
     let grace = settings.dispatch.shutdown_grace;
@@ -75,13 +78,6 @@ pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow:
             tokio::try_join!(optional(api), optional(metrics)).map(|_| ())
         })
     });
-    let daemon = match Daemon::build_with(settings, store, clock) {
-        Ok(daemon) => daemon,
-        Err(e) => {
-            shutdown.cancel();
-            return Err(e.into());
-        }
-    };
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let running = daemon.run_until_stopped(shutdown.clone());
     let Some(mut http) = http else {

@@ -8,7 +8,7 @@
 //! committed first and the outcome is recorded after, each in its own short
 //! transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -115,6 +115,50 @@ fn too_late() -> Finish {
     Finish::Withdrawn(MessageStatus::Expired, Reason::TooLate)
 }
 
+/// The most outcomes kept in memory while the database does not take them. Claiming
+/// stops when the database fails, so no more than the sends in flight can land here;
+/// the bound is the second line.
+pub const BACKLOG_MAX: usize = 10_000;
+
+/// An outcome the database would not take, kept until it does.
+#[derive(Debug, Clone)]
+struct Unrecorded {
+    id: MessageId,
+    claim: i64,
+    finish: Finish,
+    outcome: Outcome,
+    /// When it happened: recorded with that time, not the time the database came back.
+    at: DateTime<Utc>,
+}
+
+/// Outcomes of sends that happened while the database did not answer (a restart, a
+/// locked file), written in order when it answers again. Without them, a sent
+/// message would stay `sending` until its lease ran out and then go again (email,
+/// SMSAPI) or wait for a person (Twilio).
+#[derive(Debug, Default)]
+pub struct Backlog {
+    items: std::sync::Mutex<VecDeque<Unrecorded>>,
+    /// One writer at a time, so the order holds and nothing is written twice.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Backlog {
+    /// How many outcomes wait for the database.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none wait.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Unrecorded>> {
+        // A panic while holding it leaves a plain queue behind, still usable.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Claims, sends and records.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -123,6 +167,7 @@ pub struct Dispatcher {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     worker: String,
+    backlog: Arc<Backlog>,
 }
 
 impl Dispatcher {
@@ -141,7 +186,65 @@ impl Dispatcher {
             settings,
             clock,
             worker,
+            backlog: Arc::new(Backlog::default()),
         }
+    }
+
+    /// The outcomes waiting for the database (readiness and the daemon's status
+    /// read it).
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+
+    /// At a stop: one more try to write the outcomes kept through an outage, and an
+    /// error in the log for those that stay unwritten (the lease rule settles them).
+    pub async fn flush_before_stopping(&self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        if let Err(e) = self.flush_backlog().await {
+            tracing::error!(
+                kept = self.backlog.len(),
+                error = %e,
+                "stopping with outcomes the database would not take: their messages are \
+                 settled by the lease rule (sent again where the channel knows a repeat, \
+                 otherwise unknown)"
+            );
+        }
+    }
+
+    /// Writes the outcomes kept while the database did not answer, oldest first;
+    /// how many were written. Stops at the first failure (the database is still
+    /// away), keeping the rest.
+    pub async fn flush_backlog(&self) -> Result<usize> {
+        let _one_writer = self.backlog.flushing.lock().await;
+        let mut written = 0;
+        loop {
+            let Some(next) = self.backlog.lock().front().cloned() else {
+                break;
+            };
+            let recorded = self
+                .store
+                .finish(next.id, &self.worker, next.claim, &next.finish, next.at)
+                .await?;
+            self.backlog.lock().pop_front();
+            written += 1;
+            if !recorded {
+                tracing::warn!(
+                    message = %next.id,
+                    outcome = ?next.outcome,
+                    "a kept outcome came too late: the lease ran out during the outage and \
+                     the message was settled by the lease rule"
+                );
+            }
+        }
+        if written > 0 {
+            tracing::info!(
+                written,
+                "the database answers again: the outcomes kept meanwhile are recorded"
+            );
+        }
+        Ok(written)
     }
 
     /// This dispatcher's name, as leases and attempts record it.
@@ -186,6 +289,9 @@ impl Dispatcher {
         kinds: &[MessageKind],
         shutdown: &CancellationToken,
     ) -> Result<PassCounts> {
+        // What happened during an outage is written before anything new is claimed
+        // (and before the reclaim could take those messages for dead).
+        self.flush_backlog().await?;
         let start = self.clock.now();
         if self
             .store
@@ -250,7 +356,8 @@ impl Dispatcher {
             if reclaimed > 0 {
                 tracing::warn!(
                     reclaimed,
-                    "messages whose dispatcher died were put back in the queue"
+                    "claims of a dispatcher that died were settled: back to the queue, or \
+                     unknown where handed to a channel that would not know a repeat"
                 );
             }
         }
@@ -427,6 +534,8 @@ impl Dispatcher {
         while let Some(joined) = inflight.join_next_with_id().await {
             self.tally(joined, claimed_by_task, counts);
         }
+        // Outcomes kept through an outage get one more chance before the process ends.
+        self.flush_before_stopping().await;
         let left: Vec<(MessageId, i64)> = claimed_by_task.drain().map(|(_, id)| id).collect();
         if !left.is_empty() {
             // Those handed to a channel that would not know a repeat become
@@ -452,6 +561,7 @@ impl Dispatcher {
     /// Claims one due message of any kind and dispatches it; `None` when nothing is
     /// due. The unit the tests drive.
     pub async fn try_dispatch_next(self: &Arc<Self>) -> Result<Option<Outcome>> {
+        self.flush_backlog().await?;
         if self.store.hold().await?.is_some() {
             return Ok(None);
         }
@@ -694,6 +804,15 @@ impl Dispatcher {
             size,
             sender: self.sms.sender(),
         };
+        // The gateway asked for a wait (`Retry-After`): nothing goes to it until then,
+        // and a message held for that is not an attempt.
+        if let Some(wait) = self.sms.paused_for() {
+            let until = now + chrono_duration(wait);
+            return Ok(Step::End(
+                Finish::Hold(Reason::RetryScheduled, until),
+                Outcome::Held,
+            ));
+        }
         // The rate limit's wait comes before the hand-over, so the lease is judged
         // against the call alone.
         if let Some(refused) = self.sms.wait_turn(&sms).await {
@@ -732,7 +851,6 @@ impl Dispatcher {
         calendar: &HolidayCalendar,
         now: DateTime<Utc>,
     ) -> (Finish, Outcome) {
-        let settings = &self.settings;
         let attempt = |outcome: AttemptOutcome, code: Option<u16>, detail: String| Attempt {
             started_at: now,
             outcome,
@@ -752,34 +870,22 @@ impl Dispatcher {
                 }),
                 Outcome::Sent,
             ),
-            SendOutcome::Transient { code, detail } => {
-                let tried = message.attempts + 1;
-                let attempt = attempt(AttemptOutcome::Transient, code, detail);
-                if tried >= settings.dispatch.max_attempts {
-                    (
-                        Finish::Failed(attempt, Reason::AttemptsExhausted),
-                        Outcome::Failed,
-                    )
-                } else {
-                    let delay = retry_delay(
-                        tried,
-                        settings.dispatch.retry_base,
-                        settings.dispatch.retry_max,
-                        fastrand::f64(),
-                    );
-                    let mut at = self.clock.now() + chrono_duration(delay);
-                    // A retry never lands outside the window or on a holiday, and
-                    // those moved to an opening are spread over its first minutes
-                    // (unless the window closes again sooner).
-                    let closed = |t| settings.send_window.hold_reason(t, calendar).is_some();
-                    if settings.respects_window(message.kind) && closed(at) {
-                        let opening = self.opening_at_or_after(at, calendar);
-                        let spread = spread_after_opening(opening, fastrand::f64());
-                        at = if closed(spread) { opening } else { spread };
-                    }
-                    (Finish::Retry(attempt, at), Outcome::Retried)
-                }
-            }
+            SendOutcome::Transient { code, detail } => self.retry_or_fail(
+                message,
+                attempt(AttemptOutcome::Transient, code, detail),
+                None,
+                calendar,
+            ),
+            SendOutcome::Throttled {
+                code,
+                detail,
+                retry_after,
+            } => self.retry_or_fail(
+                message,
+                attempt(AttemptOutcome::Transient, code, detail),
+                Some(retry_after),
+                calendar,
+            ),
             SendOutcome::Permanent { code, detail, .. } => (
                 Finish::Failed(
                     attempt(AttemptOutcome::Permanent, code, detail),
@@ -794,6 +900,43 @@ impl Dispatcher {
         }
     }
 
+    /// A passing failure: tried again after the backoff (never sooner than the
+    /// server `asked`), or failed when the attempts are used up.
+    fn retry_or_fail(
+        &self,
+        message: &Claimed,
+        attempt: Attempt,
+        asked: Option<std::time::Duration>,
+        calendar: &HolidayCalendar,
+    ) -> (Finish, Outcome) {
+        let settings = &self.settings;
+        let tried = message.attempts + 1;
+        if tried >= settings.dispatch.max_attempts {
+            return (
+                Finish::Failed(attempt, Reason::AttemptsExhausted),
+                Outcome::Failed,
+            );
+        }
+        let delay = retry_delay(
+            tried,
+            settings.dispatch.retry_base,
+            settings.dispatch.retry_max,
+            fastrand::f64(),
+        );
+        let delay = asked.map_or(delay, |asked| delay.max(asked));
+        let mut at = self.clock.now() + chrono_duration(delay);
+        // A retry never lands outside the window or on a holiday, and those moved to
+        // an opening are spread over its first minutes (unless the window closes
+        // again sooner).
+        let closed = |t| settings.send_window.hold_reason(t, calendar).is_some();
+        if settings.respects_window(message.kind) && closed(at) {
+            let opening = self.opening_at_or_after(at, calendar);
+            let spread = spread_after_opening(opening, fastrand::f64());
+            at = if closed(spread) { opening } else { spread };
+        }
+        (Finish::Retry(attempt, at), Outcome::Retried)
+    }
+
     /// The next opening of the window at or after `at`; a day later if none is
     /// found within a year (a calendar of holidays only), so the message is looked
     /// at again rather than lost.
@@ -806,30 +949,45 @@ impl Dispatcher {
     }
 
     async fn finish(&self, message: &Claimed, finish: Finish, outcome: Outcome) -> Result<Outcome> {
-        // A message the server has accepted must not be left `sending` by a passing
-        // database error (its lease would run out and it would go again): try a few
-        // times before giving up.
-        let mut delays = [200u64, 1000, 3000].into_iter();
-        let recorded = loop {
-            match self
-                .store
-                .finish(
-                    message.id,
-                    &self.worker,
-                    message.claim,
-                    &finish,
-                    self.clock.now(),
-                )
-                .await
-            {
-                Ok(recorded) => break recorded,
-                Err(e) => match delays.next() {
-                    Some(ms) => {
-                        tracing::warn!(message = %message.id, error = %e, "recording the outcome failed; trying again");
-                        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                    }
-                    None => return Err(e),
-                },
+        let at = self.clock.now();
+        let recorded = match self
+            .store
+            .finish(message.id, &self.worker, message.claim, &finish, at)
+            .await
+        {
+            Ok(recorded) => recorded,
+            // The server may have taken the message: its outcome must not be lost
+            // with a passing database failure (the message would stay `sending`,
+            // and go again when its lease ran out). Kept, and written when the
+            // database answers.
+            Err(e) => {
+                let mut backlog = self.backlog.lock();
+                if backlog.len() >= BACKLOG_MAX {
+                    tracing::error!(
+                        message = %message.id,
+                        ?outcome,
+                        error = %e,
+                        kept = backlog.len(),
+                        "the database does not take outcomes and no more can be kept: \
+                         this one is settled by the lease rule"
+                    );
+                    return Err(e);
+                }
+                backlog.push_back(Unrecorded {
+                    id: message.id,
+                    claim: message.claim,
+                    finish,
+                    outcome,
+                    at,
+                });
+                tracing::warn!(
+                    message = %message.id,
+                    ?outcome,
+                    error = %e,
+                    kept = backlog.len(),
+                    "the database did not take the outcome: kept in memory until it answers"
+                );
+                return Ok(outcome);
             }
         };
         if recorded {

@@ -30,6 +30,7 @@ conformance!(
     a_claim_that_is_no_longer_the_messages_changes_nothing,
     nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take,
     an_unknown_sms_left_undecided_is_charged_after_a_while,
+    a_gateway_that_asks_to_wait_is_not_called_again_before_then,
 );
 
 /// A gateway on loopback that accepts every SMS, and settings that send through it:
@@ -335,4 +336,63 @@ async fn an_unknown_sms_left_undecided_is_charged_after_a_while(app: TestApp) {
     assert_eq!((totals.charges, totals.refunds), (1, 0));
     assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
     assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// A gateway answering 429 with `Retry-After: 120`: the message is retried no sooner,
+/// and the next SMS due meanwhile is held without calling the gateway (and without
+/// counting an attempt), its credit given back.
+async fn a_gateway_that_asks_to_wait_is_not_called_again_before_then(app: TestApp) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "120")
+                .set_body_json(serde_json::json!({"code": 20429, "message": "Too Many Requests"})),
+        )
+        .mount(&server)
+        .await;
+    let mut settings = app.settings.clone();
+    settings.sms.gateway = SmsGateway::Twilio {
+        url: server.uri().parse().unwrap(),
+        account_sid: "AC1".into(),
+        auth_token: SecretString::from("t"),
+        messaging_service_sid: None,
+    };
+    an_sms(&app, &settings).await;
+    let t0 = warsaw("2026-11-24 10:00");
+    let clock = Arc::new(FixedClock::new(t0));
+    let d = app.dispatcher_with(settings.clone(), &clock);
+    let running = CancellationToken::new();
+    let pass = || d.run_pass(&MessageKind::ALL, &running);
+    pass().await.unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let (status, reason, attempts) = anna(&app).await;
+    assert_eq!(
+        (status, reason, attempts),
+        (
+            MessageStatus::Queued,
+            Some(Reason::RetryScheduled),
+            vec![AttemptOutcome::Transient]
+        )
+    );
+    let anna_at = app
+        .only_message_to("gd-2001")
+        .await
+        .next_attempt_at
+        .unwrap();
+    assert!(anna_at >= t0 + ChronoDuration::seconds(120), "{anna_at}");
+    // Barbara's SMS comes due while the gateway is resting: held, not sent.
+    crate::sms::sms_batch(&app, &settings, "t-3001", "Rada pedagogiczna").await;
+    clock.set(t0 + ChronoDuration::seconds(5));
+    pass().await.unwrap();
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let barbara = app.only_message_to("t-3001").await;
+    assert_eq!(barbara.status, MessageStatus::Queued);
+    assert!(app.store.attempts(barbara.id).await.unwrap().is_empty());
+    let at = barbara.next_attempt_at.unwrap();
+    assert!(
+        at >= t0 + ChronoDuration::seconds(110) && at <= t0 + ChronoDuration::seconds(126),
+        "held until the gateway's wait is over: {at}"
+    );
+    assert_eq!(wallet(&app).await, (10, 0), "both points given back");
 }

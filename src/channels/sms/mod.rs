@@ -76,6 +76,8 @@ pub struct SmsChannel {
     sender: String,
     name: &'static str,
     timeout: Duration,
+    /// Until when the gateway asked Herald to send nothing (`Retry-After`).
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl SmsChannel {
@@ -141,6 +143,7 @@ impl SmsChannel {
             sender: settings.sender.clone(),
             name: settings.gateway.name(),
             timeout: settings.timeout,
+            paused_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -192,9 +195,25 @@ impl SmsChannel {
         None
     }
 
-    /// Sends at once, its turn under the rate limit taken.
+    /// Sends at once, its turn under the rate limit taken. A gateway that asks for a
+    /// wait (`Retry-After`) pauses the channel for that long: see [`Self::paused_for`].
     pub async fn send_now(&self, sms: &OutgoingSms<'_>) -> SendOutcome {
-        self.gateway.send(sms).await
+        let sent = self.gateway.send(sms).await;
+        if let SendOutcome::Throttled { retry_after, .. } = &sent {
+            let until = std::time::Instant::now() + *retry_after;
+            let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            *paused = Some(paused.map_or(until, |p| p.max(until)));
+        }
+        sent
+    }
+
+    /// How much longer the gateway asked Herald to wait; `None` when it may be
+    /// called. Messages due meanwhile are held, not sent and not counted as attempts.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        paused
+            .and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -222,8 +241,13 @@ pub(crate) fn classify_transport(e: &reqwest::Error, idempotent: bool) -> SendOu
 }
 
 /// The class of a plain HTTP status with no more specific answer: 429 and 5xx are
-/// passing; other 4xx are the request's fault.
-pub(crate) fn classify_status(status: reqwest::StatusCode, detail: String) -> SendOutcome {
+/// passing (and, with `Retry-After`, a request to wait); other 4xx are the request's
+/// fault.
+pub(crate) fn classify_status(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    detail: String,
+) -> SendOutcome {
     let code = Some(status.as_u16());
     if status.is_redirection() {
         // Not followed: the gateway's address in the settings is not where it answers.
@@ -231,6 +255,15 @@ pub(crate) fn classify_status(status: reqwest::StatusCode, detail: String) -> Se
         return SendOutcome::Transient {
             code,
             detail: format!("{detail} (a redirect, not followed: correct the gateway's URL)"),
+        };
+    }
+    let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    if let Some(retry_after) = busy.then(|| retry_after(headers)).flatten() {
+        return SendOutcome::Throttled {
+            code,
+            detail: format!("{detail} (asked to wait {}s)", retry_after.as_secs()),
+            retry_after,
         };
     }
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -246,5 +279,70 @@ pub(crate) fn classify_status(status: reqwest::StatusCode, detail: String) -> Se
             detail,
             address_failing: false,
         }
+    }
+}
+
+/// A `Retry-After` header (RFC 9110 §10.2.3): seconds, or an HTTP date; capped at
+/// [`crate::channels::MAX_RETRY_AFTER`]. A date in the past is no wait at all, and
+/// neither is a header that says nothing readable.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .ok()?,
+    };
+    (!wait.is_zero()).then(|| wait.min(crate::channels::MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_caps_them() {
+        assert_eq!(retry_after(&with("120")), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&with("0")), None);
+        assert_eq!(retry_after(&with("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+        assert_eq!(
+            retry_after(&with("999999999")),
+            Some(crate::channels::MAX_RETRY_AFTER)
+        );
+        let later = std::time::SystemTime::now() + Duration::from_secs(600);
+        let wait = retry_after(&with(&httpdate::fmt_http_date(later))).unwrap();
+        assert!(wait > Duration::from_secs(590) && wait <= Duration::from_secs(600));
+        assert_eq!(retry_after(&with("Sun, 06 Nov 1994 08:49:37 GMT")), None);
+    }
+
+    #[test]
+    fn a_busy_gateway_with_retry_after_throttles_and_without_it_is_passing() {
+        let busy = reqwest::StatusCode::TOO_MANY_REQUESTS;
+        assert!(matches!(
+            classify_status(busy, &with("30"), "busy".into()),
+            SendOutcome::Throttled { retry_after, .. } if retry_after == Duration::from_secs(30)
+        ));
+        assert!(matches!(
+            classify_status(busy, &HeaderMap::new(), "busy".into()),
+            SendOutcome::Transient { .. }
+        ));
+        // Only "busy" answers ask for a wait: a 400 with the header is still refused.
+        assert!(matches!(
+            classify_status(reqwest::StatusCode::BAD_REQUEST, &with("30"), "bad".into()),
+            SendOutcome::Permanent { .. }
+        ));
     }
 }

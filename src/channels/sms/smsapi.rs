@@ -124,6 +124,7 @@ impl Gateway for Smsapi {
             Err(e) => return classify_transport(&e, true),
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let body = match response.text().await {
             Ok(b) => b,
             Err(e) => return classify_transport(&e, true),
@@ -156,7 +157,7 @@ impl Gateway for Smsapi {
             };
         }
         if !status.is_success() {
-            return classify_status(status, format!("HTTP {status}: {}", clip(&body)));
+            return classify_status(status, &headers, format!("HTTP {status}: {}", clip(&body)));
         }
         let first = json
             .as_ref()

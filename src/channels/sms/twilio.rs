@@ -131,6 +131,7 @@ impl Gateway for Twilio {
             Err(e) => return classify_transport(&e, false),
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let body = match response.text().await {
             Ok(b) => b,
             Err(e) => return classify_transport(&e, false),
@@ -176,6 +177,11 @@ impl Gateway for Twilio {
             Some(c) => format!("Twilio error {c}: {message}"),
             None => format!("HTTP {status}: {}", clip(&body)),
         };
+        // Asked to wait (429/503 with Retry-After): that comes first, whatever the code.
+        let busy = classify_status(status, &headers, detail.clone());
+        if matches!(busy, SendOutcome::Throttled { .. }) {
+            return busy;
+        }
         match code {
             Some(c) if PASSING.contains(&c) => SendOutcome::Transient {
                 code: Some(status.as_u16()),
@@ -190,7 +196,7 @@ impl Gateway for Twilio {
                     address_failing: INVALID_NUMBER.contains(&c),
                 }
             }
-            _ => classify_status(status, detail),
+            _ => classify_status(status, &headers, detail),
         }
     }
 }

@@ -164,6 +164,7 @@ impl Gateway for Webhook {
             Err(e) => return classify_transport(&e, true),
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let json: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
@@ -183,7 +184,7 @@ impl Gateway for Webhook {
             .and_then(|j| j.get("error"))
             .and_then(|e| e.as_str())
             == Some("invalid_number");
-        match classify_status(status, detail) {
+        match classify_status(status, &headers, detail) {
             SendOutcome::Permanent { code, detail, .. } => SendOutcome::Permanent {
                 code,
                 detail,
