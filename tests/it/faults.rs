@@ -2,7 +2,8 @@
 //! after handing a message to its channel, one whose lease ran out and whose message
 //! was claimed again, one with too little lease left to send. Nothing is sent twice
 //! where the channel cannot tell a repeat, no credit is lost or spent twice, and a
-//! claim that is no longer the message's changes nothing.
+//! claim that is no longer the message's changes nothing; a database that goes away
+//! between a server's acceptance and its record loses nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ conformance!(
     nothing_is_sent_when_less_of_the_lease_is_left_than_the_send_may_take,
     an_unknown_sms_left_undecided_is_charged_after_a_while,
     a_gateway_that_asks_to_wait_is_not_called_again_before_then,
+    an_outcome_the_database_would_not_take_is_kept_and_written_when_it_answers,
 );
 
 /// A gateway on loopback that accepts every SMS, and settings that send through it:
@@ -395,4 +397,84 @@ async fn a_gateway_that_asks_to_wait_is_not_called_again_before_then(app: TestAp
         "held until the gateway's wait is over: {at}"
     );
     assert_eq!(wallet(&app).await, (10, 0), "both points given back");
+}
+
+/// The SMTP server takes Anna's email, and before Herald can record that, the
+/// database goes away (the SQLite file locked; PostgreSQL refusing connections). The
+/// outcome is kept, the instance is not ready while it is, and once the database
+/// answers it is written: sent once, and not sent again after the lease.
+async fn an_outcome_the_database_would_not_take_is_kept_and_written_when_it_answers(app: TestApp) {
+    use crate::smtp::{Fault, Gate, SmtpServer};
+    use herald::app::{App, ReadyCheck};
+    use herald::domain::{Audience, Reach};
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    let gate = Arc::new(Gate::default());
+    smtp.fail_next(
+        "anna.nowak@example.pl",
+        Fault::AcceptThenWait(Arc::clone(&gate)),
+    );
+    let mut settings = app.smtp_settings(&smtp);
+    settings.database.busy_timeout = Duration::from_millis(300);
+    settings.database.acquire_timeout = Duration::from_secs(1);
+    let t0 = warsaw("2026-11-24 10:00");
+    app.approved_batch(
+        &settings,
+        Audience::Recipient("gd-2001".into()),
+        Reach::Students,
+        t0,
+    )
+    .await;
+    // The dispatcher's own store, with the short timeouts above.
+    let store = herald::store::open(&settings.database).await.unwrap();
+    let clock = Arc::new(FixedClock::new(t0));
+    let d = Arc::new(herald::dispatcher::Dispatcher::new(
+        Arc::clone(&store),
+        herald::dispatcher::Channels::build(&settings).unwrap(),
+        Arc::new(settings.clone()),
+        Arc::clone(&clock) as Arc<dyn herald::clock::Clock>,
+        "outage".into(),
+    ));
+    let instance = App::new(
+        Arc::clone(&store),
+        Arc::new(settings.clone()),
+        Arc::clone(&clock) as Arc<dyn herald::clock::Clock>,
+    )
+    .with_backlog(Arc::clone(d.backlog()));
+    let running = CancellationToken::new();
+    let pass = tokio::spawn({
+        let (d, running) = (Arc::clone(&d), running.clone());
+        async move { d.run_pass(&MessageKind::ALL, &running).await }
+    });
+    gate.arrived.notified().await;
+    let outage = app.outage().await;
+    gate.open.notify_one();
+    let failed = pass.await.unwrap();
+    assert!(failed.is_err(), "the pass reports the outage: {failed:?}");
+    assert_eq!(d.backlog().len(), 1, "the outcome is kept");
+    assert_eq!(instance.readiness().await.outcomes, ReadyCheck::Waiting);
+    // Still away: the next pass fails before claiming anything, and keeps it.
+    clock.set(t0 + ChronoDuration::seconds(2));
+    assert!(d.run_pass(&MessageKind::ALL, &running).await.is_err());
+    assert_eq!(d.backlog().len(), 1);
+    outage.end().await;
+    clock.set(t0 + ChronoDuration::seconds(5));
+    d.run_pass(&MessageKind::ALL, &running).await.unwrap();
+    assert!(d.backlog().is_empty());
+    assert_eq!(instance.readiness().await.outcomes, ReadyCheck::Ok);
+    let m = app.only_message_to("gd-2001").await;
+    assert_eq!(m.status, MessageStatus::Sent);
+    let attempts = app.store.attempts(m.id).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        vec![AttemptOutcome::Sent]
+    );
+    assert_eq!(
+        attempts[0].started_at, t0,
+        "recorded as it happened, not when written"
+    );
+    // Long after the lease: nothing is reclaimed, nothing goes again.
+    clock.set(t0 + ChronoDuration::minutes(5));
+    d.run_pass(&MessageKind::ALL, &running).await.unwrap();
+    assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 1);
 }

@@ -141,6 +141,43 @@ impl TestApp {
         }
     }
 
+    /// Takes the test's own database away until [`Outage::end`]: on SQLite another
+    /// connection holds the write lock (the file is locked), on PostgreSQL the
+    /// database refuses connections and the open ones are ended.
+    pub async fn outage(&self) -> Outage {
+        use sqlx::Connection;
+        match &self.postgres {
+            Some((admin, name)) => {
+                let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+                for sql in [
+                    format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ),
+                ] {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                }
+                Outage::Postgres(conn, name.clone())
+            }
+            None => {
+                let path = self.dir.path().join("herald.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::raw_sql("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Outage::Sqlite(conn)
+            }
+        }
+    }
+
     /// The application over this store, its clock stopped at `at`.
     pub fn app_at(&self, at: DateTime<Utc>) -> herald::app::App {
         herald::app::App::new(
@@ -240,6 +277,32 @@ pub fn with_database(url: &str, database: &str) -> String {
         .map(|i| scheme_end + i)
         .unwrap_or(base.len());
     format!("{}/{database}{query}", &base[..host_end])
+}
+
+/// A database outage made by [`TestApp::outage`].
+pub enum Outage {
+    /// The connection holding SQLite's write lock.
+    Sqlite(sqlx::SqliteConnection),
+    /// The admin connection, and the database that refuses connections.
+    Postgres(sqlx::PgConnection, String),
+}
+
+impl Outage {
+    /// The database answers again.
+    pub async fn end(self) {
+        match self {
+            Outage::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Outage::Postgres(mut conn, name) => {
+                let sql = format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }
 
 /// A fresh PostgreSQL database of its own (so tests run in parallel), or `None` when

@@ -47,6 +47,19 @@ pub enum Fault {
     DropAfterData,
     /// Take the data, then say nothing for this long before accepting.
     StallAfterData(Duration),
+    /// Take the message (it counts as received), tell the gate, and say nothing until
+    /// the gate opens: the moment between a server's acceptance and the sender's
+    /// record of it.
+    AcceptThenWait(Arc<Gate>),
+}
+
+/// Where a test meets the server inside a transaction (see [`Fault::AcceptThenWait`]).
+#[derive(Debug, Default)]
+pub struct Gate {
+    /// Notified when the message has been received.
+    pub arrived: tokio::sync::Notify,
+    /// Notify to let the server answer.
+    pub open: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -193,9 +206,11 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
             let stall = state.lock().unwrap().every_data_stall;
+            let mut gate = None;
             match pending.take() {
                 Some(Fault::DropAfterData) => return Ok(()),
                 Some(Fault::StallAfterData(d)) => tokio::time::sleep(d).await,
+                Some(Fault::AcceptThenWait(g)) => gate = Some(g),
                 _ => {
                     if let Some(d) = stall {
                         tokio::time::sleep(d).await;
@@ -211,6 +226,10 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 });
                 s.received.len()
             };
+            if let Some(gate) = gate {
+                gate.arrived.notify_one();
+                gate.open.notified().await;
+            }
             write
                 .write_all(format!("250 2.0.0 OK queued as {n}\r\n").as_bytes())
                 .await?;
