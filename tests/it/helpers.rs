@@ -128,17 +128,22 @@ impl TestApp {
                     .unwrap();
             }
             None => {
-                let path = self.dir.path().join("herald.db");
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
+                let mut conn = self.sqlite_connection().await;
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite.to_owned()))
                     .execute(&mut conn)
                     .await
                     .unwrap();
             }
         }
+    }
+
+    /// A connection of its own to the SQLite file, outside the store.
+    async fn sqlite_connection(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let path = self.dir.path().join("herald.db");
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap()
     }
 
     /// Takes the test's own database away until [`Outage::end`]: on SQLite another
@@ -164,11 +169,7 @@ impl TestApp {
                 Outage::Postgres(conn, name.clone())
             }
             None => {
-                let path = self.dir.path().join("herald.db");
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
+                let mut conn = self.sqlite_connection().await;
                 sqlx::raw_sql("BEGIN EXCLUSIVE")
                     .execute(&mut conn)
                     .await
