@@ -246,6 +246,52 @@ impl Daemon {
     }
 }
 
+/// How often the daemon measures the database's clock again.
+const CLOCK_EVERY: Duration = Duration::from_secs(60);
+
+/// Sets `clock` to the database's (where the database has a clock of its own:
+/// PostgreSQL), measured as the middle of one round trip; says so in the log when
+/// this machine's clock is a second or more off, or moved by that much since.
+pub async fn set_to_database_clock(
+    clock: &crate::clock::DatabaseClock,
+    store: &dyn Store,
+) -> Result<(), StoreError> {
+    let before = Utc::now();
+    let Some(database) = store.database_now().await? else {
+        return Ok(());
+    };
+    let after = Utc::now();
+    let offset = database - (before + (after - before) / 2);
+    let moved = (offset - clock.offset()).num_milliseconds().abs();
+    clock.set_offset(offset);
+    if offset.num_milliseconds().abs() >= 1000 && moved >= 1000 {
+        tracing::warn!(
+            offset_ms = offset.num_milliseconds(),
+            "this machine's clock is off the database's: Herald keeps the database's time \
+             (leases, schedules, records); set up NTP on this machine"
+        );
+    }
+    Ok(())
+}
+
+/// Keeps `clock` set to the database's until `shutdown`.
+pub async fn follow_database_clock(
+    clock: Arc<crate::clock::DatabaseClock>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CLOCK_EVERY) => {}
+        }
+        // The offset kept is the last one measured; an outage is reported elsewhere.
+        if let Err(e) = set_to_database_clock(&clock, &*store).await {
+            tracing::debug!(error = %e, "the database's clock could not be read");
+        }
+    }
+}
+
 /// Whether the daemon reaches its database, as it tells the log and systemd. Through
 /// an outage it keeps running (degraded): it says so once a minute at most, and
 /// once more when it is over.

@@ -13,8 +13,17 @@ pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Resu
 
 /// `herald run` on an open store.
 pub(super) async fn run_on(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<ExitCode> {
-    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+    // Every instance on one PostgreSQL database keeps the database's time, so that
+    // leases written by one are judged by the others against the same clock.
+    let database_clock = Arc::new(crate::clock::DatabaseClock::default());
+    crate::daemon::set_to_database_clock(&database_clock, &*store).await?;
+    let clock: Arc<dyn crate::clock::Clock> = Arc::clone(&database_clock) as _;
     let shutdown = CancellationToken::new();
+    tokio::spawn(crate::daemon::follow_database_clock(
+        database_clock,
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
     // Built first (nothing runs yet) so that readiness can report its backlog.
     let daemon = Daemon::build_with(settings.clone(), Arc::clone(&store), Arc::clone(&clock))?;
     let app = App::new(

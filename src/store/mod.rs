@@ -946,6 +946,10 @@ pub trait HealthStore: Send + Sync {
     /// when it does not answer.
     async fn check_schema(&self) -> Result<()>;
 
+    /// The database server's clock, where it has one apart from this machine's
+    /// (PostgreSQL); `None` for SQLite, which runs in this process.
+    async fn database_now(&self) -> Result<Option<DateTime<Utc>>>;
+
     /// Closes the connections: every later call fails. For a process that is
     /// stopping, so SQLite folds its write-ahead log back into the file and
     /// PostgreSQL sees its sessions end rather than drop.

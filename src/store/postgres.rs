@@ -62,6 +62,16 @@ impl PgStore {
         )
     }
 
+    /// The database server's clock: every instance on one database judges leases by
+    /// it, whatever its own clock says.
+    async fn server_now(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(Some(
+            sqlx::query_scalar("SELECT now()")
+                .fetch_one(&self.pool)
+                .await?,
+        ))
+    }
+
     /// A task that listens on `herald_wake` and signals the returned `Notify`; it ends
     /// when the daemon drops it.
     async fn listen_for_wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {

@@ -81,6 +81,11 @@ impl SqliteStore {
         Ok(exists > 0)
     }
 
+    /// SQLite runs in this process: its clock is this machine's.
+    async fn server_now(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(None)
+    }
+
     /// SQLite has no notifications between processes: the daemon polls.
     async fn listen_for_wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
         Ok(None)

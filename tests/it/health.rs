@@ -23,6 +23,7 @@ conformance!(
     a_started_instance_has_three_ticks_for_its_first_pass,
     not_ready_while_the_schema_is_behind_this_build,
     not_ready_when_the_database_does_not_answer,
+    the_daemon_keeps_the_database_clock,
 );
 
 /// The API over `store`, on `clock`.
@@ -167,4 +168,33 @@ async fn not_ready_when_the_database_does_not_answer(app: TestApp) {
     assert!(page.contains("herald_database_up 0"), "{page}");
     assert!(!page.contains("herald_queue_depth"), "{page}");
     assert!(page.contains("herald_http_requests_total"), "{page}");
+}
+
+/// `herald run` keeps PostgreSQL's time (`now()`), measured over a round trip, so
+/// every instance on one database judges leases by one clock: a clock set an hour
+/// off comes back to the server's. SQLite runs in the process: nothing to follow.
+async fn the_daemon_keeps_the_database_clock(app: TestApp) {
+    use herald::clock::{Clock, DatabaseClock};
+    let clock = DatabaseClock::default();
+    let an_hour = Duration::hours(1);
+    clock.set_offset(an_hour);
+    assert!(
+        (clock.now() - chrono::Utc::now() - an_hour)
+            .num_milliseconds()
+            .abs()
+            < 100
+    );
+    herald::daemon::set_to_database_clock(&clock, &*app.store)
+        .await
+        .unwrap();
+    if app.store.database_now().await.unwrap().is_some() {
+        // The server runs on this machine: its clock and ours agree within a round trip.
+        assert!(
+            clock.offset().num_milliseconds().abs() < 500,
+            "{:?}",
+            clock.offset()
+        );
+    } else {
+        assert_eq!(clock.offset(), an_hour, "SQLite has no clock of its own");
+    }
 }

@@ -34,6 +34,10 @@ impl HealthStore for Backend {
         self.check_migrated().await
     }
 
+    async fn database_now(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.server_now().await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
