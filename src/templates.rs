@@ -4,8 +4,9 @@
 //! Strict means a template is checked when it is saved: every variable it names
 //! must be one of the documented ones (or a free `vars.NAME` given at send time), and
 //! a trial render with sample values must succeed, so an unknown filter or a typo is
-//! an error then, never a blank in a sent message. Rendering has fuel and a recursion
-//! limit, so a template cannot loop or grow without bound.
+//! an error then, never a blank in a sent message. Rendering has fuel, a recursion
+//! limit and an output bound that stops it as it writes, so a template cannot loop
+//! or grow without bound, whatever the data.
 
 use std::collections::BTreeMap;
 
@@ -64,8 +65,33 @@ const ALLOWED: [&str; 9] = [
 /// far too little for a runaway loop.
 const FUEL: u64 = 50_000;
 
-/// The longest rendered part, in characters.
-const MAX_OUTPUT: usize = 100_000;
+/// The longest rendered part, in bytes: rendering stops there, so a template (or a
+/// family with very many children) cannot build a huge text first.
+const MAX_OUTPUT: usize = 256 * 1024;
+
+/// The rendered text, refusing to grow past its limit: the write that would cross
+/// it fails, which ends the render at once.
+struct Bounded {
+    out: Vec<u8>,
+    left: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.left {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered text is too long"));
+        }
+        self.left -= buf.len();
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// One variant of a named template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -365,18 +391,27 @@ pub fn render(v: &Variant, ctx: &Context) -> Result<Rendered, TemplateError> {
     for (part, source) in parts(v) {
         let env = environment(part == "html");
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-        let text = env
-            .render_str(source, value)
-            .map_err(|e| TemplateError::Render {
-                part,
-                detail: e.to_string(),
-            })?;
-        if text.chars().count() > MAX_OUTPUT {
-            return Err(TemplateError::Render {
-                part,
-                detail: format!("longer than {MAX_OUTPUT} characters"),
-            });
+        let mut text = Bounded {
+            out: Vec::new(),
+            left: MAX_OUTPUT,
+            overflowed: false,
+        };
+        let rendered = env
+            .template_from_str(source)
+            .and_then(|t| t.render_captured_to(value, &mut text).map(|_| ()));
+        if let Err(e) = rendered {
+            let detail = if text.overflowed {
+                format!(
+                    "longer than {} KiB (stopped while rendering)",
+                    MAX_OUTPUT / 1024
+                )
+            } else {
+                e.to_string()
+            };
+            return Err(TemplateError::Render { part, detail });
         }
+        // Whole writes of UTF-8 strings: the bytes are UTF-8.
+        let text = String::from_utf8_lossy(&text.out).into_owned();
         match part {
             "subject" => {
                 if text.contains(['\r', '\n']) {
@@ -447,6 +482,38 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn output_is_bounded_while_rendering_also_when_the_data_makes_it_grow() {
+        // The template is short and cheap in fuel; the data makes it long.
+        let v = email("{% for c in vars.children | split(',') %}{{ vars.pad }}{% endfor %}");
+        let mut vars = BTreeMap::new();
+        vars.insert("children".to_owned(), vec!["Jan"; 200].join(","));
+        vars.insert("pad".to_owned(), "x".repeat(2000));
+        match render(&v, &sample(vars)) {
+            Err(TemplateError::Render { part, detail }) => {
+                assert_eq!(part, "body");
+                assert!(detail.contains("256 KiB"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A string repeated to 100 MB is refused (out of fuel), not built.
+        let v = email("{{ 'x' * 100000000 }}");
+        let refused = render(&v, &sample(BTreeMap::new()));
+        assert!(
+            matches!(refused, Err(TemplateError::Render { .. })),
+            "{refused:?}"
+        );
+        // Within the bound, the same loop renders.
+        let mut vars = BTreeMap::new();
+        vars.insert("children".to_owned(), "Jan,Ola".to_owned());
+        vars.insert("pad".to_owned(), "x".repeat(2000));
+        assert_eq!(render(&v_loop(), &sample(vars)).unwrap().body.len(), 4000);
+    }
+
+    fn v_loop() -> Variant {
+        email("{% for c in vars.children | split(',') %}{{ vars.pad }}{% endfor %}")
     }
 
     #[test]
