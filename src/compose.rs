@@ -92,10 +92,10 @@ impl Content {
                 problem: "is empty (an email needs one)",
             });
         }
-        if subject.contains(['\r', '\n']) {
+        if subject.contains(char::is_control) {
             return Err(ComposeError::BadText {
                 field: "the subject",
-                problem: "must be one line (no CR or LF)",
+                problem: "must be one line, without CR, LF or other control characters",
             });
         }
         Ok(Content {
@@ -747,6 +747,13 @@ mod tests {
     fn subjects_are_one_line_and_bodies_are_not_empty() {
         assert!(Content::email("Closed tomorrow", "The school is closed.").is_ok());
         assert!(Content::email("Closed\r\nBcc: everyone@example.pl", "x").is_err());
+        let tab = Content::email("Closed\ttomorrow", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            tab.contains("the subject") && tab.contains("control"),
+            "{tab}"
+        );
         assert!(Content::email("  ", "x").is_err());
         assert!(Content::email("Subject", " \n ").is_err());
         let nul = Content::email("Subject", "a\0b").unwrap_err().to_string();

@@ -72,6 +72,15 @@ pub struct OutgoingEmail<'a> {
     pub date: DateTime<Utc>,
 }
 
+/// A header's text on one line: control characters (a line break above all) become
+/// spaces. Compose and import refuse them already; this keeps a header from ever
+/// being split, whatever reaches the channel (and lettre from failing on one).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The Message-ID of message `id` created at `created_at`, sent from `from`: the same
 /// for every attempt (diagnosis prints it for a search in the receiving mailbox).
 pub fn message_id(from: &Mailbox, id: MessageId, created_at: DateTime<Utc>) -> String {
@@ -219,8 +228,8 @@ impl EmailChannel {
         };
         let builder = Message::builder()
             .from(self.from.clone())
-            .to(Mailbox::new(Some(email.to_name.to_owned()), to.clone()))
-            .subject(email.subject)
+            .to(Mailbox::new(Some(one_line(email.to_name)), to.clone()))
+            .subject(one_line(email.subject))
             .message_id(Some(self.message_id(email.id, email.created_at)))
             .date(SystemTime::from(email.date));
         // With an HTML body: multipart/alternative, plain text first (clients show

@@ -150,6 +150,44 @@ async fn a_body_that_looks_like_the_end_of_data_arrives_whole_as_one_message() {
     }
 }
 
+/// A display name or subject carrying a line break (which compose and import refuse,
+/// so only a bug could bring one here) still cannot add a header: the channel
+/// encodes them, and the server sees one recipient and no Bcc.
+#[tokio::test]
+async fn a_line_break_in_a_name_or_subject_cannot_add_a_header() {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let settings = crate::helpers::sqlite().await.smtp_settings(&smtp).email;
+    let channel = EmailChannel::build(&settings).unwrap();
+    let to = EmailAddress::parse("anna.nowak@example.pl").unwrap();
+    let email = OutgoingEmail {
+        to_name: "Anna\r\nBcc: evil@example.com",
+        subject: "Zebranie\r\nBcc: evil@example.com\nX-Injected: yes",
+        ..outgoing(&to)
+    };
+    let outcome = channel.send(&email).await;
+    assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].to,
+        ["anna.nowak@example.pl"],
+        "no smuggled recipient"
+    );
+    let (head, _) = received[0].data.split_once("\r\n\r\n").unwrap();
+    for line in head.split("\r\n") {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        assert!(
+            name != "bcc" && name != "x-injected",
+            "an injected header: {line:?} in {head}"
+        );
+        assert!(!line.contains('\r') && !line.contains('\n'), "{line:?}");
+    }
+}
+
 /// The body of a one-part message as text: quoted-printable or base64 undone.
 fn mail_text(data: &str) -> String {
     let (head, body) = data.split_once("\r\n\r\n").expect("headers and a body");
