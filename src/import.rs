@@ -131,6 +131,19 @@ pub enum ImportError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The file is larger than `import.max_file_mib`.
+    #[error(
+        "{file}: the file is {mib} MiB, over the limit of {limit_mib} MiB \
+         (import.max_file_mib); split it, or raise the limit"
+    )]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its size, rounded up.
+        mib: u64,
+        /// The limit.
+        limit_mib: u64,
+    },
     /// Neither `--kind` nor the file name says what the file holds.
     #[error(
         "{file}: cannot tell what the file holds; name it after its contents \
@@ -244,6 +257,8 @@ pub struct ImportOptions {
     pub phone_region: PhoneRegion,
     /// Show a progress bar when the file has more rows than this.
     pub progress_threshold: u64,
+    /// The largest file read, in bytes (`import.max_file_mib`).
+    pub max_file_bytes: u64,
 }
 
 /// One row's fields, as text, with the line it starts on (and, in JSON, its index
@@ -282,10 +297,19 @@ pub async fn import_file(
     options: ImportOptions,
     audit: &AuditEntry,
 ) -> Result<ImportReport, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+    let read = |source| ImportError::Read {
         file: path.to_owned(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > options.max_file_bytes {
+        return Err(ImportError::TooLarge {
+            file: path.to_owned(),
+            mib: size.div_ceil(1024 * 1024),
+            limit_mib: options.max_file_bytes / (1024 * 1024),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
     import_text(store, path, &text, kind, options, audit).await
 }
 

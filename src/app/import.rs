@@ -47,6 +47,7 @@ impl App {
         let options = ImportOptions {
             phone_region: self.settings.school.phone_region,
             progress_threshold: self.settings.import.progress_threshold,
+            max_file_bytes: self.settings.import.max_file_bytes,
         };
         let audit = self.audit_line(
             actor,

@@ -9,6 +9,7 @@ use super::Problems;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawImport {
     pub(super) progress_threshold: u64,
+    pub(super) max_file_mib: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +24,8 @@ pub(super) struct RawDiagnose {
 pub struct ImportSettings {
     /// Show a progress bar for files with more rows than this.
     pub progress_threshold: u64,
+    /// The largest file `herald import` reads, in bytes.
+    pub max_file_bytes: u64,
 }
 
 /// `[diagnose]`: how much history `herald diagnose` shows.
@@ -43,8 +46,16 @@ pub(super) fn check_import(raw: &RawImport, bad: &mut Problems) -> ImportSetting
             "a number of rows of at least 1",
         );
     }
+    if !(1..=16_384).contains(&raw.max_file_mib) {
+        bad.add(
+            "import.max_file_mib",
+            &raw.max_file_mib.to_string(),
+            "a size in MiB from 1 to 16384",
+        );
+    }
     ImportSettings {
         progress_threshold: raw.progress_threshold,
+        max_file_bytes: raw.max_file_mib.clamp(1, 16_384) * 1024 * 1024,
     }
 }
 

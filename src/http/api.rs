@@ -1096,9 +1096,7 @@ async fn import(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Answer {
     let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => super::too_large(&app),
         _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
     })?;
     let text = std::str::from_utf8(&body).map_err(|_| {

@@ -237,18 +237,34 @@ where
     }
 }
 
-/// A JSON body, refused in the API's error shape (400, 413, 415) when it is not one.
+/// A JSON body, refused in the API's error shape (400, 413, 415) when it is not one;
+/// a body over `http.body_limit_kib` is refused naming the limit.
 pub struct Body<T>(pub T);
 
-impl<T, S> FromRequest<S> for Body<T>
+impl<T> FromRequest<App> for Body<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
-    S: Send + Sync,
+    axum::Json<T>: FromRequest<App, Rejection = axum::extract::rejection::JsonRejection>,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Body<T>, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Body(value))
+    async fn from_request(req: Request, app: &App) -> Result<Body<T>, ApiError> {
+        match axum::Json::<T>::from_request(req, app).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(app)),
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// The answer to a body over `http.body_limit_kib`, naming the limit.
+pub fn too_large(app: &App) -> ApiError {
+    let limit = app.settings().http.body_limit / 1024;
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "the request body is over the limit of {limit} KiB (http.body_limit_kib); \
+             send less at once, e.g. an import in parts"
+        ),
+    )
 }

@@ -87,6 +87,42 @@ fn an_unknown_config_key_stops_start_up_naming_the_key() {
     );
 }
 
+/// A file over `import.max_file_mib` is refused before it is read, naming the limit,
+/// and nothing is imported.
+#[test]
+fn an_import_over_the_size_limit_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("external_id,role,name\n");
+    for i in 0..30_000 {
+        csv.push_str(&format!(
+            "s-{i},student,Uczeń numer {i} z dość długim nazwiskiem\n"
+        ));
+    }
+    assert!(csv.len() > 1024 * 1024);
+    std::fs::write(dir.path().join("recipients.csv"), csv).unwrap();
+    let env = [
+        ("HERALD__DATABASE__URL", "sqlite://school.db"),
+        ("HERALD__IMPORT__MAX_FILE_MIB", "1"),
+    ];
+    add_operators(dir.path(), &env, &[]);
+    let out = herald(
+        dir.path(),
+        &["import", "recipients.csv", "--as", "admin"],
+        &env,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "recipients.csv: the file is 2 MiB, over the limit of 1 MiB (import.max_file_mib)"
+        ),
+        "{err}"
+    );
+    let out = herald(dir.path(), &["recipients", "--json"], &env);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing imported");
+}
+
 #[test]
 fn import_exits_non_zero_when_a_row_failed_and_keeps_the_good_rows() {
     let dir = tempfile::tempdir().unwrap();

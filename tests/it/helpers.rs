@@ -74,6 +74,7 @@ impl TestApp {
         ImportOptions {
             phone_region: self.settings.school.phone_region,
             progress_threshold: self.settings.import.progress_threshold,
+            max_file_bytes: self.settings.import.max_file_bytes,
         }
     }
 

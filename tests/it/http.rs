@@ -489,6 +489,8 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["error"]["code"], "too_large");
+    let said = answer["error"]["message"].as_str().unwrap();
+    assert!(said.contains("KiB (http.body_limit_kib)"), "{said}");
     assert!(app.store.holidays(None).await.unwrap().is_empty());
     let many: Vec<Value> = (0..100)
         .map(|i| json!({"external_id": format!("s-8{i:03}"), "role": "student", "name": "Uczeń"}))
@@ -503,6 +505,8 @@ async fn errors_have_one_shape_and_an_oversized_body_writes_nothing(app: TestApp
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["error"]["code"], "too_large");
+    let said = answer["error"]["message"].as_str().unwrap();
+    assert!(said.contains("KiB (http.body_limit_kib)"), "{said}");
     assert!(app.store.recipient("s-8000").await.unwrap().is_none());
 }
 
