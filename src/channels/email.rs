@@ -214,8 +214,35 @@ impl EmailChannel {
         }
     }
 
-    /// Sends one email and classifies the outcome.
+    /// Waits for its turn, then sends one email and classifies the outcome.
     pub async fn send(&self, email: &OutgoingEmail<'_>) -> SendOutcome {
+        match self.wait_turn().await {
+            Ok(turn) => self.send_in_turn(&turn, email).await,
+            Err(refused) => refused,
+        }
+    }
+
+    /// Waits until a connection may be used (at most `email.smtp.max_connections` at
+    /// once): the dispatcher waits here before it hands a message over, so that the
+    /// lease left is judged against the send alone.
+    pub async fn wait_turn(&self) -> Result<Turn<'_>, SendOutcome> {
+        match &self.transport {
+            Transport::File(_) => Ok(Turn { _permit: None }),
+            Transport::Smtp(pool) => match pool.permits.acquire().await {
+                Ok(permit) => Ok(Turn {
+                    _permit: Some(permit),
+                }),
+                Err(_) => Err(SendOutcome::Transient {
+                    code: None,
+                    detail: "the SMTP channel is shutting down".into(),
+                }),
+            },
+        }
+    }
+
+    /// Sends one email in a turn taken with [`Self::wait_turn`], and classifies the
+    /// outcome.
+    pub async fn send_in_turn(&self, _turn: &Turn<'_>, email: &OutgoingEmail<'_>) -> SendOutcome {
         let to: Address = match email.to.as_str().parse() {
             Ok(a) => a,
             Err(e) => {
@@ -331,6 +358,12 @@ async fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> SendOutcome {
     }
 }
 
+/// A turn to send: one of the SMTP connections the channel allows at once, held
+/// until dropped (nothing to hold for the file transport).
+pub struct Turn<'a> {
+    _permit: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
 /// Where in an SMTP transaction a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -380,13 +413,8 @@ impl SmtpPool {
         })
     }
 
+    /// Sends in a turn the caller holds (`EmailChannel::wait_turn`).
     async fn send(&self, from: &Address, to: &Address, bytes: &[u8]) -> SendOutcome {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return SendOutcome::Transient {
-                code: None,
-                detail: "the SMTP channel is shutting down".into(),
-            };
-        };
         let mut phase = Phase::Connecting;
         let result = tokio::time::timeout(
             self.settings.timeout,

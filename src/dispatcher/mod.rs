@@ -736,11 +736,18 @@ impl Dispatcher {
             html: message.html.as_deref(),
             date: now,
         };
+        // The wait for a connection comes before the hand-over, so the lease is
+        // judged against the send alone.
+        let turn = match self.email.wait_turn().await {
+            Ok(turn) => turn,
+            Err(refused) => return Ok(Step::Go(refused)),
+        };
         if !self.hand_over(message, self.email.send_budget()).await? {
             return Ok(Step::End(Finish::Released, Outcome::LeaseLost));
         }
         let started = std::time::Instant::now();
-        let sent = self.email.send(&email).await;
+        let sent = self.email.send_in_turn(&turn, &email).await;
+        drop(turn);
         crate::metrics::sent(
             Channel::Email,
             self.email.transport_name(),

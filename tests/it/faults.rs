@@ -33,6 +33,7 @@ conformance!(
     an_unknown_sms_left_undecided_is_charged_after_a_while,
     a_gateway_that_asks_to_wait_is_not_called_again_before_then,
     an_outcome_the_database_would_not_take_is_kept_and_written_when_it_answers,
+    the_wait_for_an_smtp_connection_counts_against_the_lease,
 );
 
 /// A gateway on loopback that accepts every SMS, and settings that send through it:
@@ -477,4 +478,59 @@ async fn an_outcome_the_database_would_not_take_is_kept_and_written_when_it_answ
     clock.set(t0 + ChronoDuration::minutes(5));
     d.run_pass(&MessageKind::ALL, &running).await.unwrap();
     assert_eq!(smtp.received_for("anna.nowak@example.pl").len(), 1);
+}
+
+/// The wait for an SMTP connection comes before the hand-over: with one connection
+/// and a slow server, the second email waits its turn, and with too little of its
+/// lease left after the wait it is not sent (back to the queue, no attempt) rather
+/// than sent on a claim that may run out mid-send. On the system clock, because the
+/// wait is real time.
+async fn the_wait_for_an_smtp_connection_counts_against_the_lease(app: TestApp) {
+    use crate::smtp::SmtpServer;
+    use herald::config::EmailTransport;
+    use herald::domain::{Audience, Reach};
+    app.import_examples(now()).await;
+    let smtp = SmtpServer::start().await;
+    smtp.slow_down(Duration::from_millis(1500));
+    let mut settings = app.smtp_settings(&smtp);
+    if let EmailTransport::Smtp(s) = &mut settings.email.transport {
+        s.max_connections = 1;
+        s.timeout = Duration::from_secs(2);
+    }
+    // Two seconds of timeout and one of margin: a send needs three of the four.
+    settings.dispatch.lease = Duration::from_secs(4);
+    settings.kinds.informational.respect_send_window = false;
+    let at = chrono::Utc::now();
+    for who in ["gd-2001", "t-3001"] {
+        app.approved_batch(
+            &settings,
+            Audience::Recipient(who.into()),
+            Reach::Students,
+            at,
+        )
+        .await;
+    }
+    let d = Arc::new(herald::dispatcher::Dispatcher::new(
+        Arc::clone(&app.store),
+        herald::dispatcher::Channels::build(&settings).unwrap(),
+        Arc::new(settings),
+        Arc::new(herald::clock::SystemClock),
+        "one-connection".into(),
+    ));
+    let counts = d
+        .run_pass(&MessageKind::ALL, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(counts.sent, 1, "{counts:?}");
+    assert_eq!(smtp.received().len(), 1);
+    let mut waited = Vec::new();
+    for who in ["gd-2001", "t-3001"] {
+        let m = app.only_message_to(who).await;
+        if m.status == MessageStatus::Queued {
+            assert_eq!(m.reason, Some(Reason::RetryScheduled));
+            assert!(app.store.attempts(m.id).await.unwrap().is_empty());
+            waited.push(who);
+        }
+    }
+    assert_eq!(waited.len(), 1, "one sent, one given back: {waited:?}");
 }
