@@ -20,34 +20,52 @@ impl Clock for SystemClock {
     }
 }
 
-/// This machine's clock set to the database's (PostgreSQL's `now()`): every instance
-/// on one database writes and judges leases by the same clock, so one whose clock is
-/// ahead does not take over claims that are still alive, and one behind does not
-/// hold them past their end. The daemon measures the offset now and then
-/// (`daemon::follow_database_clock`); until then it is zero.
+/// The database's clock (PostgreSQL's `now()`), carried forward by this process's
+/// monotonic clock: every instance on one database writes and judges leases by the
+/// same time, so one whose clock is ahead does not take over claims that are still
+/// alive, and one behind does not hold them past their end; a step of this machine's
+/// clock (NTP) does not move it either. The daemon measures it now and then
+/// (`daemon::follow_database_clock`); until the first measurement it is this
+/// machine's clock.
 #[derive(Debug, Default)]
 pub struct DatabaseClock {
-    offset_ms: std::sync::atomic::AtomicI64,
+    /// The database's time at an instant of the monotonic clock.
+    anchor: std::sync::Mutex<Option<(std::time::Instant, DateTime<Utc>)>>,
 }
 
 impl DatabaseClock {
-    /// The database's clock minus this machine's.
-    pub fn offset(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    /// The database's clock read `database` at `instant`.
+    pub fn set(&self, instant: std::time::Instant, database: DateTime<Utc>) {
+        *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) = Some((instant, database));
     }
 
-    /// Sets how far the database's clock is from this machine's.
+    /// Whether it has been measured.
+    pub fn is_set(&self) -> bool {
+        self.anchor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// How far it is from this machine's clock (zero until measured).
+    pub fn offset(&self) -> chrono::Duration {
+        self.now() - Utc::now()
+    }
+
+    /// Sets it `offset` from this machine's clock (tests).
     pub fn set_offset(&self, offset: chrono::Duration) {
-        self.offset_ms.store(
-            offset.num_milliseconds(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.set(std::time::Instant::now(), Utc::now() + offset);
     }
 }
 
 impl Clock for DatabaseClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset()
+        match *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((instant, database)) => {
+                database + chrono::Duration::from_std(instant.elapsed()).unwrap_or_default()
+            }
+            None => Utc::now(),
+        }
     }
 }
 

@@ -174,13 +174,7 @@ impl Content {
                 problem: "is for email only (an SMS is plain text)",
             });
         }
-        if html.trim().is_empty() {
-            return Err(ComposeError::BadText {
-                field: "the HTML body",
-                problem: "is empty",
-            });
-        }
-        self.html = Some(html.to_owned());
+        self.html = Some(readable("the HTML body", html)?.to_owned());
         Ok(self)
     }
 
@@ -194,9 +188,15 @@ impl Content {
 }
 
 fn non_empty(body: &str) -> Result<&str, ComposeError> {
+    readable("the body", body)
+}
+
+/// `body` (the text or the HTML) is not empty and has no control characters but
+/// line breaks and tabs.
+fn readable<'a>(field: &'static str, body: &'a str) -> Result<&'a str, ComposeError> {
     if body.trim().is_empty() {
         return Err(ComposeError::BadText {
-            field: "the body",
+            field,
             problem: "is empty",
         });
     }
@@ -209,7 +209,7 @@ fn non_empty(body: &str) -> Result<&str, ComposeError> {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(ComposeError::BadText {
-            field: "the body",
+            field,
             problem: "contains a control character (such as NUL); only line breaks and tabs \
                       are allowed",
         });
@@ -756,6 +756,15 @@ mod tests {
         );
         assert!(Content::email("  ", "x").is_err());
         assert!(Content::email("Subject", " \n ").is_err());
+        let html = Content::email("Subject", "x")
+            .unwrap()
+            .with_html(Some("<p>a\0b</p>"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            html.contains("the HTML body") && html.contains("NUL"),
+            "{html}"
+        );
         let nul = Content::email("Subject", "a\0b").unwrap_err().to_string();
         assert!(nul.contains("control character"), "{nul}");
         assert!(Content::sms("a\u{1b}[31mred", false, 6).is_err());

@@ -180,7 +180,7 @@ impl Daemon {
             // answers, not only on the next tick.
             if !backlog.is_empty() {
                 match self.dispatcher.flush_backlog().await {
-                    Ok(_) => health.ok(),
+                    Ok(_) => health.ok(backlog.len()),
                     Err(e) => health.failed("recording kept outcomes", &e, backlog.len()),
                 }
             }
@@ -199,7 +199,7 @@ impl Daemon {
                 crate::metrics::tick_lag(lag);
                 match self.dispatcher.run_pass(&MessageKind::ALL, &shutdown).await {
                     Ok(counts) => {
-                        health.ok();
+                        health.ok(backlog.len());
                         log_pass("tick", &counts);
                     }
                     Err(e) => health.failed("a dispatch pass", &e, backlog.len()),
@@ -217,12 +217,12 @@ impl Daemon {
                         .await
                     {
                         Ok(counts) => {
-                            health.ok();
+                            health.ok(backlog.len());
                             log_pass("system message", &counts);
                         }
                         Err(e) => health.failed("a dispatch pass", &e, backlog.len()),
                     },
-                    Ok(false) => health.ok(),
+                    Ok(false) => health.ok(backlog.len()),
                     Err(e) => health.failed("looking for due system messages", &e, backlog.len()),
                 }
             }
@@ -250,20 +250,31 @@ impl Daemon {
 const CLOCK_EVERY: Duration = Duration::from_secs(60);
 
 /// Sets `clock` to the database's (where the database has a clock of its own:
-/// PostgreSQL), measured as the middle of one round trip; says so in the log when
-/// this machine's clock is a second or more off, or moved by that much since.
+/// PostgreSQL), read at the middle of one round trip; a round trip over a second
+/// (a busy pool) keeps the last measurement. Says so in the log when this machine's
+/// clock is a second or more off and that moved by a second or more since the last
+/// measurement (so a steady offset is said once).
 pub async fn set_to_database_clock(
     clock: &crate::clock::DatabaseClock,
     store: &dyn Store,
 ) -> Result<(), StoreError> {
-    let before = Utc::now();
+    let before = std::time::Instant::now();
     let Some(database) = store.database_now().await? else {
         return Ok(());
     };
-    let after = Utc::now();
-    let offset = database - (before + (after - before) / 2);
+    let trip = before.elapsed();
+    if trip > Duration::from_secs(1) && clock.is_set() {
+        tracing::debug!(
+            trip_ms = trip.as_millis(),
+            "the database's clock was read too slowly; kept the last reading"
+        );
+        return Ok(());
+    }
+    let middle = before + trip / 2;
+    let here = Utc::now() - chrono::Duration::from_std(middle.elapsed()).unwrap_or_default();
+    let offset = database - here;
     let moved = (offset - clock.offset()).num_milliseconds().abs();
-    clock.set_offset(offset);
+    clock.set(middle, database);
     if offset.num_milliseconds().abs() >= 1000 && moved >= 1000 {
         tracing::warn!(
             offset_ms = offset.num_milliseconds(),
@@ -329,7 +340,12 @@ impl Health {
         notify_systemd(&[sd_notify::NotifyState::Status(&status)]);
     }
 
-    fn ok(&mut self) {
+    /// The database answered; the outage is over once nothing is `kept` for it
+    /// either (SQLite answers reads while another program holds its write lock).
+    fn ok(&mut self, kept: usize) {
+        if kept > 0 {
+            return;
+        }
         if let Some(since) = self.degraded_since.take() {
             self.last_said = None;
             tracing::info!(

@@ -133,13 +133,13 @@ pub enum ImportError {
     },
     /// The file is larger than `import.max_file_mib`.
     #[error(
-        "{file}: the file is {mib} MiB, over the limit of {limit_mib} MiB \
-         (import.max_file_mib); split it, or raise the limit"
+        "{file}: the file is over the limit of {limit_mib} MiB (import.max_file_mib; it \
+         has at least {mib} MiB): split it, or raise the limit"
     )]
     TooLarge {
         /// The file.
         file: PathBuf,
-        /// Its size, rounded up.
+        /// Its size (as far as it was read), rounded up.
         mib: u64,
         /// The limit.
         limit_mib: u64,
@@ -301,15 +301,29 @@ pub async fn import_file(
         file: path.to_owned(),
         source,
     };
+    let too_large = |size: u64| ImportError::TooLarge {
+        file: path.to_owned(),
+        mib: size.div_ceil(1024 * 1024),
+        limit_mib: options.max_file_bytes / (1024 * 1024),
+    };
+    // The size is checked before reading where the file says it, and the read itself
+    // stops past the limit (a pipe or /dev/fd has no size to say).
     let size = std::fs::metadata(path).map_err(read)?.len();
     if size > options.max_file_bytes {
-        return Err(ImportError::TooLarge {
-            file: path.to_owned(),
-            mib: size.div_ceil(1024 * 1024),
-            limit_mib: options.max_file_bytes / (1024 * 1024),
-        });
+        return Err(too_large(size));
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    let mut text = String::new();
+    {
+        use std::io::Read;
+        std::fs::File::open(path)
+            .map_err(read)?
+            .take(options.max_file_bytes + 1)
+            .read_to_string(&mut text)
+            .map_err(read)?;
+    }
+    if text.len() as u64 > options.max_file_bytes {
+        return Err(too_large(text.len() as u64));
+    }
     import_text(store, path, &text, kind, options, audit).await
 }
 

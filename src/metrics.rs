@@ -51,8 +51,8 @@ pub const HOLD: &str = "herald_dispatch_hold";
 pub const PASS_DURATION: &str = "herald_dispatch_pass_duration_seconds";
 /// How late a tick's pass started after the tick was due.
 pub const TICK_LAG: &str = "herald_dispatch_tick_lag_seconds";
-/// How long one send took as the dispatcher waited for it, by `channel` and
-/// `provider` (for SMS, the wait for the gateway's rate limit included).
+/// How long one send took, by `channel` and `provider`: the call to the server
+/// (the wait for a connection or the rate limit comes before, and is not counted).
 pub const SEND_DURATION: &str = "herald_send_duration_seconds";
 /// Sends by `channel`, `provider` and `outcome` (`sent`, `transient`, `throttled`, `permanent`,
 /// `unknown`).

@@ -144,12 +144,21 @@ pub(super) async fn dispatch(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let DispatchArgs { once: _, at, json } = args;
+    let args_at_given = at.is_some();
     let at = match at {
         Some(text) => school_time(&settings, &text)?,
         None => now,
     };
     let store = store::open(&settings.database).await?;
-    let daemon = Daemon::build_with(settings, store, Arc::new(FixedClock::new(at)))?;
+    // A clock that moves, on the database's time: leases written late in a long pass
+    // must not be born expired for the daemons on the same database. With `--at`,
+    // it starts at that time.
+    let clock = crate::clock::DatabaseClock::default();
+    crate::daemon::set_to_database_clock(&clock, &*store).await?;
+    if args_at_given {
+        clock.set(std::time::Instant::now(), at);
+    }
+    let daemon = Daemon::build_with(settings, store, Arc::new(clock))?;
     let counts = daemon.run_once().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&counts)?);

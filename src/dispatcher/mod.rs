@@ -196,6 +196,46 @@ impl Dispatcher {
         &self.backlog
     }
 
+    /// Keeps an outcome the database would not take through an outage: the server may
+    /// have taken the message, and the outcome must not be lost with the database
+    /// (the message would stay `sending`, and go again when its lease ran out).
+    fn keep(
+        &self,
+        message: &Claimed,
+        finish: Finish,
+        outcome: Outcome,
+        at: DateTime<Utc>,
+        e: StoreError,
+    ) -> Result<Outcome> {
+        let mut backlog = self.backlog.lock();
+        if backlog.len() >= BACKLOG_MAX {
+            tracing::error!(
+                message = %message.id,
+                ?outcome,
+                error = %e,
+                kept = backlog.len(),
+                "the database does not take outcomes and no more can be kept: this one is \
+                 settled by the lease rule"
+            );
+            return Err(e);
+        }
+        backlog.push_back(Unrecorded {
+            id: message.id,
+            claim: message.claim,
+            finish,
+            outcome,
+            at,
+        });
+        tracing::warn!(
+            message = %message.id,
+            ?outcome,
+            error = %e,
+            kept = backlog.len(),
+            "the database did not take the outcome: kept in memory until it answers"
+        );
+        Ok(outcome)
+    }
+
     /// At a stop: one more try to write the outcomes kept through an outage, and an
     /// error in the log for those that stay unwritten (the lease rule settles them).
     pub async fn flush_before_stopping(&self) {
@@ -223,10 +263,27 @@ impl Dispatcher {
             let Some(next) = self.backlog.lock().front().cloned() else {
                 break;
             };
-            let recorded = self
+            let recorded = match self
                 .store
                 .finish(next.id, &self.worker, next.claim, &next.finish, next.at)
-                .await?;
+                .await
+            {
+                Ok(recorded) => recorded,
+                Err(e) if e.is_outage() => return Err(e),
+                // Refused for good, not for an outage: kept, it would block every
+                // later pass. The lease rule settles the message instead.
+                Err(e) => {
+                    self.backlog.lock().pop_front();
+                    tracing::error!(
+                        message = %next.id,
+                        outcome = ?next.outcome,
+                        error = %e,
+                        "the database refuses this kept outcome: the message is settled by \
+                         the lease rule"
+                    );
+                    continue;
+                }
+            };
             self.backlog.lock().pop_front();
             written += 1;
             if !recorded {
@@ -374,6 +431,15 @@ impl Dispatcher {
         let mut drained = false;
         let mut failure = None;
         loop {
+            // Outcomes kept during this pass are written before more is claimed; while
+            // the database will not take them, nothing more is claimed.
+            if !drained
+                && !self.backlog.is_empty()
+                && let Err(e) = self.flush_backlog().await
+            {
+                failure = Some(e);
+                drained = true;
+            }
             let room = concurrency - inflight.len();
             if room > 0 && !drained && !shutdown.is_cancelled() {
                 let now = self.clock.now();
@@ -786,6 +852,9 @@ impl Dispatcher {
                 ));
             }
         };
+        if let Some(held) = self.gateway_resting() {
+            return Ok(held);
+        }
         let size = measure(&message.body);
         let cost = size.segments as i64 * i64::from(self.settings.sms.price_per_segment);
         // Reserved before sending, so the balance can never go below zero,
@@ -811,19 +880,14 @@ impl Dispatcher {
             size,
             sender: self.sms.sender(),
         };
-        // The gateway asked for a wait (`Retry-After`): nothing goes to it until then,
-        // and a message held for that is not an attempt.
-        if let Some(wait) = self.sms.paused_for() {
-            let until = now + chrono_duration(wait);
-            return Ok(Step::End(
-                Finish::Hold(Reason::RetryScheduled, until),
-                Outcome::Held,
-            ));
-        }
         // The rate limit's wait comes before the hand-over, so the lease is judged
         // against the call alone.
         if let Some(refused) = self.sms.wait_turn(&sms).await {
             return Ok(Step::Go(refused));
+        }
+        // Asked to wait while this one waited its turn: held too (its points back).
+        if let Some(held) = self.gateway_resting() {
+            return Ok(held);
         }
         if !self.hand_over(message, self.sms.send_budget()).await? {
             return Ok(Step::End(Finish::Released, Outcome::LeaseLost));
@@ -849,6 +913,19 @@ impl Dispatcher {
         Ok(Step::Go(sent))
     }
 
+    /// While the gateway asked for a wait (`Retry-After`), nothing goes to it: the
+    /// message is held until then, which is not an attempt.
+    fn gateway_resting<T>(&self) -> Option<Step<T>> {
+        let wait = self.sms.paused_for()?;
+        Some(Step::End(
+            Finish::Hold(
+                Reason::RetryScheduled,
+                self.clock.now() + chrono_duration(wait),
+            ),
+            Outcome::Held,
+        ))
+    }
+
     /// What the server's answer makes of the message: sent, retried later (until the
     /// attempts run out), failed, or unknown; with the attempt, started at `now`.
     fn classify(
@@ -858,11 +935,20 @@ impl Dispatcher {
         calendar: &HolidayCalendar,
         now: DateTime<Utc>,
     ) -> (Finish, Outcome) {
+        // A server's words are kept as they came, but for NUL, which PostgreSQL
+        // cannot store (a binary error page read as text): the record must not fail.
+        let stored = |text: String| {
+            if text.contains('\0') {
+                text.replace('\0', "\u{FFFD}")
+            } else {
+                text
+            }
+        };
         let attempt = |outcome: AttemptOutcome, code: Option<u16>, detail: String| Attempt {
             started_at: now,
             outcome,
             code: code.map(i64::from),
-            detail,
+            detail: stored(detail),
             provider_id: None,
         };
         match sent {
@@ -872,7 +958,7 @@ impl Dispatcher {
                 provider_id,
             } => (
                 Finish::Sent(Attempt {
-                    provider_id,
+                    provider_id: provider_id.map(stored),
                     ..attempt(AttemptOutcome::Sent, code, detail)
                 }),
                 Outcome::Sent,
@@ -957,44 +1043,22 @@ impl Dispatcher {
 
     async fn finish(&self, message: &Claimed, finish: Finish, outcome: Outcome) -> Result<Outcome> {
         let at = self.clock.now();
-        let recorded = match self
-            .store
-            .finish(message.id, &self.worker, message.claim, &finish, at)
-            .await
-        {
-            Ok(recorded) => recorded,
-            // The server may have taken the message: its outcome must not be lost
-            // with a passing database failure (the message would stay `sending`,
-            // and go again when its lease ran out). Kept, and written when the
-            // database answers.
-            Err(e) => {
-                let mut backlog = self.backlog.lock();
-                if backlog.len() >= BACKLOG_MAX {
-                    tracing::error!(
-                        message = %message.id,
-                        ?outcome,
-                        error = %e,
-                        kept = backlog.len(),
-                        "the database does not take outcomes and no more can be kept: \
-                         this one is settled by the lease rule"
-                    );
-                    return Err(e);
-                }
-                backlog.push_back(Unrecorded {
-                    id: message.id,
-                    claim: message.claim,
-                    finish,
-                    outcome,
-                    at,
-                });
-                tracing::warn!(
-                    message = %message.id,
-                    ?outcome,
-                    error = %e,
-                    kept = backlog.len(),
-                    "the database did not take the outcome: kept in memory until it answers"
-                );
-                return Ok(outcome);
+        // A moment's blip (a busy SQLite file, a dropped connection) is waited out
+        // here, so the outcome is usually written before more is claimed.
+        let mut pauses = [200u64, 1000].into_iter();
+        let recorded = loop {
+            match self
+                .store
+                .finish(message.id, &self.worker, message.claim, &finish, at)
+                .await
+            {
+                Ok(recorded) => break recorded,
+                Err(e) if e.is_outage() => match pauses.next() {
+                    Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+                    None => return self.keep(message, finish, outcome, at, e),
+                },
+                // Refused for good (not an outage): the lease rule settles it.
+                Err(e) => return Err(e),
             }
         };
         if recorded {

@@ -74,6 +74,39 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or was busy (a restart, a dropped
+    /// connection, a locked SQLite file): a passing state worth waiting out, unlike a
+    /// statement it refuses every time (a constraint, a value it cannot store).
+    pub fn is_outage(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: BUSY (5) and LOCKED (6), with their extended codes.
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    return code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
+                }
+                // PostgreSQL: connection exceptions, shutting down or not accepting
+                // connections, out of connections or resources.
+                code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || code.starts_with("53")
+                    || code == "55000"
+            }
+            _ => false,
+        }
+    }
+}
+
 /// `Result` with a [`StoreError`].
 pub type Result<T> = std::result::Result<T, StoreError>;
 

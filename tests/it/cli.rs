@@ -114,7 +114,8 @@ fn an_import_over_the_size_limit_is_refused_naming_it() {
     let err = text(&out.stderr);
     assert!(
         err.contains(
-            "recipients.csv: the file is 2 MiB, over the limit of 1 MiB (import.max_file_mib)"
+            "recipients.csv: the file is over the limit of 1 MiB (import.max_file_mib; it has \
+             at least 2 MiB)"
         ),
         "{err}"
     );

@@ -34,6 +34,7 @@ conformance!(
     a_gateway_that_asks_to_wait_is_not_called_again_before_then,
     an_outcome_the_database_would_not_take_is_kept_and_written_when_it_answers,
     the_wait_for_an_smtp_connection_counts_against_the_lease,
+    a_kept_outcome_settles_a_message_the_lease_rule_made_unknown,
 );
 
 /// A gateway on loopback that accepts every SMS, and settings that send through it:
@@ -72,6 +73,16 @@ async fn gateway(app: &TestApp, recognises_repeats: bool) -> (MockServer, Settin
     settings.sms.timeout = Duration::from_secs(2);
     an_sms(app, &settings).await;
     (server, settings)
+}
+
+/// A Twilio-like gateway (no idempotency key) at `server`.
+fn twilio_at(server: &MockServer) -> SmsGateway {
+    SmsGateway::Twilio {
+        url: server.uri().parse().unwrap(),
+        account_sid: "AC1".into(),
+        auth_token: SecretString::from("t"),
+        messaging_service_sid: None,
+    }
 }
 
 /// An approved SMS to Anna Nowak, ten points in the wallet.
@@ -355,12 +366,7 @@ async fn a_gateway_that_asks_to_wait_is_not_called_again_before_then(app: TestAp
         .mount(&server)
         .await;
     let mut settings = app.settings.clone();
-    settings.sms.gateway = SmsGateway::Twilio {
-        url: server.uri().parse().unwrap(),
-        account_sid: "AC1".into(),
-        auth_token: SecretString::from("t"),
-        messaging_service_sid: None,
-    };
+    settings.sms.gateway = twilio_at(&server);
     an_sms(&app, &settings).await;
     let t0 = warsaw("2026-11-24 10:00");
     let clock = Arc::new(FixedClock::new(t0));
@@ -533,4 +539,64 @@ async fn the_wait_for_an_smtp_connection_counts_against_the_lease(app: TestApp) 
         }
     }
     assert_eq!(waited.len(), 1, "one sent, one given back: {waited:?}");
+}
+
+/// The gateway takes Anna's SMS while the database is away, for longer than the
+/// lease: another dispatcher's reclaim makes the message `unknown` (Twilio cannot
+/// tell a repeat). When the first dispatcher's kept outcome is written, it settles
+/// that: sent and charged once, not left for a person to resend (and pay twice).
+async fn a_kept_outcome_settles_a_message_the_lease_rule_made_unknown(app: TestApp) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"sid": "SM1"}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&server)
+        .await;
+    let mut settings = app.settings.clone();
+    settings.sms.gateway = twilio_at(&server);
+    settings.sms.timeout = Duration::from_secs(2);
+    settings.dispatch.lease = Duration::from_secs(15);
+    settings.database.busy_timeout = Duration::from_millis(300);
+    settings.database.acquire_timeout = Duration::from_secs(1);
+    an_sms(&app, &settings).await;
+    let t0 = warsaw("2026-11-24 10:00");
+    let store = herald::store::open(&settings.database).await.unwrap();
+    let clock = Arc::new(FixedClock::new(t0));
+    let d = Arc::new(herald::dispatcher::Dispatcher::new(
+        store,
+        herald::dispatcher::Channels::build(&settings).unwrap(),
+        Arc::new(settings.clone()),
+        Arc::clone(&clock) as Arc<dyn herald::clock::Clock>,
+        "cut-off".into(),
+    ));
+    let running = CancellationToken::new();
+    let pass = tokio::spawn({
+        let (d, running) = (Arc::clone(&d), running.clone());
+        async move { d.run_pass(&MessageKind::ALL, &running).await }
+    });
+    // The request is at the gateway: the database goes away before the answer.
+    while server.received_requests().await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let outage = app.outage().await;
+    assert!(pass.await.unwrap().is_err());
+    assert_eq!(d.backlog().len(), 1);
+    outage.end().await;
+    // Another dispatcher, a minute on: the claim's lease is over.
+    let later = Arc::new(FixedClock::new(t0 + ChronoDuration::minutes(1)));
+    app.dispatcher_with(settings, &later)
+        .run_pass(&MessageKind::ALL, &running)
+        .await
+        .unwrap();
+    assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
+    clock.set(t0 + ChronoDuration::minutes(1));
+    d.run_pass(&MessageKind::ALL, &running).await.unwrap();
+    let (status, _, attempts) = anna(&app).await;
+    assert_eq!(status, MessageStatus::Sent);
+    assert_eq!(attempts.last(), Some(&AttemptOutcome::Sent), "{attempts:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(wallet(&app).await, (9, 0), "charged once");
 }

@@ -129,6 +129,11 @@ impl Gateway for Smsapi {
             Ok(b) => b,
             Err(e) => return classify_transport(&e, true),
         };
+        // Asked to wait (429/503 with Retry-After): that comes first, whatever the body.
+        let busy = classify_status(status, &headers, format!("HTTP {status}: {}", clip(&body)));
+        if matches!(busy, SendOutcome::Throttled { .. }) {
+            return busy;
+        }
         let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
         if let Some(error) = json.as_ref().and_then(|j| j.get("error")) {
             let message = json

@@ -151,11 +151,14 @@ impl WalletStore for Backend {
 
     async fn charge_undecided(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
+        // Locked, so a person's resend at the same moment waits instead of having its
+        // new reservation charged here.
+        let ids: Vec<i64> = sqlx::query_scalar(concat!(
             "SELECT id FROM messages
              WHERE status = 'unknown' AND reserved_points > 0 AND updated_at < $1
              ORDER BY id",
-        )
+            for_update!()
+        ))
         .bind(before)
         .fetch_all(&mut *tx)
         .await?;

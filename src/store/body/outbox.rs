@@ -756,7 +756,13 @@ impl OutboxStore for Backend {
             insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
         }
         // The fence: only the claim that is the message's now records its outcome.
-        if status != MessageStatus::Sending.as_str() || current_claim != claim {
+        // A message the lease rule made `unknown` still belongs to that claim (an
+        // outcome kept through a database outage comes late): the answer it waited
+        // for settles it, its points still held. One put back in the queue has had
+        // its points given back and goes again under its key: fenced.
+        let waiting =
+            status == MessageStatus::Sending.as_str() || status == MessageStatus::Unknown.as_str();
+        if !waiting || current_claim != claim {
             tx.commit().await?;
             return Ok(false);
         }
