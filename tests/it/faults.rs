@@ -215,24 +215,24 @@ async fn a_stopping_dispatcher_releases_by_the_same_rule(app: TestApp) {
     let (server, _) = gateway(&app, false).await;
     let m = claimed_and_dropped(&app, "stopping", true).await;
     let at = warsaw("2026-11-24 10:00") + ChronoDuration::seconds(5);
+    let release = |claim: i64, owner: &'static str| {
+        let store = Arc::clone(&app.store);
+        async move {
+            store
+                .release(&[(m.id, claim)], owner, at, &[Channel::Email])
+                .await
+                .unwrap()
+        }
+    };
+    // A claim of another number, or of another owner, is not released.
+    assert_eq!(release(m.claim + 1, "stopping").await, 0);
+    assert_eq!(release(m.claim, "someone-else").await, 0);
+    assert_eq!(anna(&app).await.0, MessageStatus::Sending);
     // Email is recognised by its Message-ID, the SMS channel here is not.
-    let released = app
-        .store
-        .release(&[(m.id, m.claim)], "stopping", at, &[Channel::Email])
-        .await
-        .unwrap();
-    assert_eq!(released, 1);
+    assert_eq!(release(m.claim, "stopping").await, 1);
     assert_eq!(anna(&app).await.0, MessageStatus::Unknown);
     assert!(server.received_requests().await.unwrap().is_empty());
     assert_eq!(wallet(&app).await, (9, 1));
-    // A claim of another number (or another owner) is not released.
-    assert_eq!(
-        app.store
-            .release(&[(m.id, m.claim)], "stopping", at, &[Channel::Email])
-            .await
-            .unwrap(),
-        0
-    );
 }
 
 async fn a_claim_that_is_no_longer_the_messages_changes_nothing(app: TestApp) {
