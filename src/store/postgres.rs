@@ -142,7 +142,10 @@ macro_rules! skip_locked {
 }
 
 /// Strings as a list PostgreSQL binds as `TEXT[]` (`= ANY($1)`).
-fn text_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
+/// A list bound as one parameter (see `text_list`).
+type TextList = Vec<String>;
+
+fn text_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> TextList {
     items.into_iter().map(|s| s.as_ref().to_owned()).collect()
 }
 

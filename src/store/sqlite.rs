@@ -129,7 +129,10 @@ macro_rules! skip_locked {
 }
 
 /// Strings as a JSON array (`json_each`).
-fn text_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+/// A list bound as one parameter (see `text_list`).
+type TextList = String;
+
+fn text_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> TextList {
     let items: Vec<String> = items.into_iter().map(|s| s.as_ref().to_owned()).collect();
     serde_json::to_string(&items).expect("strings serialise")
 }

@@ -48,8 +48,8 @@ use crate::store::{IdempotencyKey, KeyUse, Once};
 use crate::templates::Variant;
 
 use super::{
-    Backend, Db, DbArgs, DbConn, LIST_CLOSE, LIST_OPEN, MIGRATOR, id_list, lock_operators,
-    text_list, wake_other_instances,
+    Backend, Db, DbArgs, DbConn, LIST_CLOSE, LIST_OPEN, MIGRATOR, TextList, id_list,
+    lock_operators, text_list, wake_other_instances,
 };
 
 mod admin;

@@ -592,63 +592,34 @@ impl OutboxStore for Backend {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Claimed>> {
-        let kinds = text_list(kinds.iter().map(|k| k.as_str()));
-        // One statement: SQLite runs it under its single write lock, and PostgreSQL
-        // skips the rows another instance is claiming right now rather than waiting
-        // for them, so a row is never claimed twice. The subquery reads the partial
-        // index of queued messages, not the history.
-        let rows = sqlx::query(concat!(
-            "UPDATE messages
-             SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3,
-                 claim = claim + 1, handed_at = NULL
-             WHERE id IN (
-                 SELECT id FROM messages
-                 WHERE status = 'queued' AND next_attempt_at <= $3
-                   AND kind",
-            in_list!("$4"),
-            "
-                 -- System messages (a password reset) first, then oldest due first.
-                 ORDER BY CASE kind WHEN 'system' THEN 0 ELSE 1 END, next_attempt_at, id
-                 LIMIT $5",
-            skip_locked!(),
-            ")
-             RETURNING id, batch_id, kind, channel, recipient_id, subject, body, html, relevance,
-                       expires_at, attempts,
-                       created_at, segments, send_generation, claim"
-        ))
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(kinds)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut claimed = rows
-            .into_iter()
-            .map(|row| {
-                Ok(Claimed {
-                    id: MessageId(row.try_get("id")?),
-                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
-                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
-                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
-                    recipient_id: row
-                        .try_get::<Option<i64>, _>("recipient_id")?
-                        .map(RecipientId),
-                    subject: row.try_get("subject")?,
-                    body: row.try_get("body")?,
-                    html: row.try_get("html")?,
-                    relevance: row.try_get("relevance")?,
-                    expires_at: row.try_get("expires_at")?,
-                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
-                    created_at: row.try_get("created_at")?,
-                    segments: row.try_get("segments")?,
-                    generation: row.try_get("send_generation")?,
-                    claim: row.try_get("claim")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // RETURNING gives rows in no particular order.
-        claimed.sort_by_key(|c| c.id);
+        // System messages (a password reset) first, then the others, oldest due
+        // first: two claims, each in the order of its own partial index, so a claim
+        // reads `limit` entries of an index instead of sorting the whole queue.
+        let mut claimed = Vec::new();
+        if kinds.contains(&MessageKind::System) {
+            claimed = self
+                .claim_in_order(CLAIM_SYSTEM, now, None, owner, lease_until, limit)
+                .await?;
+        }
+        let others: Vec<&str> = kinds
+            .iter()
+            .filter(|k| **k != MessageKind::System)
+            .map(|k| k.as_str())
+            .collect();
+        let left = limit.saturating_sub(claimed.len() as u32);
+        if left > 0 && !others.is_empty() {
+            let more = self
+                .claim_in_order(
+                    CLAIM_OTHERS,
+                    now,
+                    Some(text_list(others)),
+                    owner,
+                    lease_until,
+                    left,
+                )
+                .await?;
+            claimed.extend(more);
+        }
         Ok(claimed)
     }
 
@@ -1344,5 +1315,101 @@ impl CoordinationStore for Backend {
 
     async fn wakeups(&self) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>> {
         self.listen_for_wakeups().await
+    }
+}
+
+/// The columns a claim returns, for [`Claimed`].
+macro_rules! claimed_columns {
+    () => {
+        "id, batch_id, kind, channel, recipient_id, subject, body, html, relevance, \
+         expires_at, attempts, created_at, segments, send_generation, claim"
+    };
+}
+
+/// Claims due system messages, oldest due first; one statement (SQLite runs it under
+/// its single write lock, PostgreSQL skips the rows another instance is claiming
+/// right now rather than waiting for them, so a row is never claimed twice). The
+/// subquery walks the partial index `messages_due_system`, not the history.
+const CLAIM_SYSTEM: &str = concat!(
+    "UPDATE messages
+     SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3,
+         claim = claim + 1, handed_at = NULL
+     WHERE id IN (
+         SELECT id FROM messages
+         WHERE status = 'queued' AND kind = 'system' AND next_attempt_at <= $3
+         ORDER BY next_attempt_at, id
+         LIMIT $4",
+    skip_locked!(),
+    ")
+     RETURNING ",
+    claimed_columns!()
+);
+
+/// The same for the other kinds named in `$5`, walking `messages_due`.
+const CLAIM_OTHERS: &str = concat!(
+    "UPDATE messages
+     SET status = 'sending', lease_owner = $1, lease_until = $2, updated_at = $3,
+         claim = claim + 1, handed_at = NULL
+     WHERE id IN (
+         SELECT id FROM messages
+         WHERE status = 'queued' AND next_attempt_at <= $3
+           AND kind",
+    in_list!("$5"),
+    "
+         ORDER BY next_attempt_at, id
+         LIMIT $4",
+    skip_locked!(),
+    ")
+     RETURNING ",
+    claimed_columns!()
+);
+
+impl Backend {
+    /// Runs one of the claims above (`kinds` binds `$5` for [`CLAIM_OTHERS`]).
+    async fn claim_in_order(
+        &self,
+        sql: &'static str,
+        now: DateTime<Utc>,
+        kinds: Option<TextList>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        let mut query = sqlx::query(sql)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit));
+        if let Some(kinds) = kinds {
+            query = query.bind(kinds);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: MessageId(row.try_get("id")?),
+                    batch_id: row.try_get::<Option<i64>, _>("batch_id")?.map(BatchId),
+                    kind: parse_code("messages.kind", &row.try_get::<String, _>("kind")?)?,
+                    channel: parse_code("messages.channel", &row.try_get::<String, _>("channel")?)?,
+                    recipient_id: row
+                        .try_get::<Option<i64>, _>("recipient_id")?
+                        .map(RecipientId),
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    html: row.try_get("html")?,
+                    relevance: row.try_get("relevance")?,
+                    expires_at: row.try_get("expires_at")?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(0),
+                    created_at: row.try_get("created_at")?,
+                    segments: row.try_get("segments")?,
+                    generation: row.try_get("send_generation")?,
+                    claim: row.try_get("claim")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
     }
 }
