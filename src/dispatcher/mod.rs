@@ -1,12 +1,15 @@
 //! The dispatcher: claims due messages, checks them again, sends them through their
 //! channel and records every outcome. The only caller of channels.
 //!
-//! A pass is a loop around one step ([`Dispatcher::dispatch`]): claim what is due
-//! (a lease, one statement), then for each message re-check eligibility (consent may
-//! have been withdrawn since it was created), hold it if the window is closed, send,
-//! and record. No transaction is open while a message is on the wire: the claim is
-//! committed first and the outcome is recorded after, each in its own short
-//! transaction.
+//! A pass claims what is due in chunks (a lease, one statement per chunk, the
+//! recipients of the chunk read in one go), and for each message runs one step
+//! ([`Dispatcher::dispatch`]): re-check eligibility (consent may have been withdrawn
+//! since it was created), hold it if the window is closed, send, and record. No
+//! transaction is open while a message is on the wire: the claim is committed first
+//! and the outcome is recorded after, in a short transaction shared with the other
+//! outcomes being recorded at that moment ([`recorder`]).
+
+mod recorder;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,11 +29,13 @@ use crate::domain::sms::measure;
 use crate::domain::window::start_of_day;
 use crate::domain::{
     Channel, EligibilityFacts, EmailAddress, HolidayCalendar, MessageId, MessageKind, PhoneNumber,
-    Reason,
+    Reason, RecipientId,
 };
 use crate::store::{
-    Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Reservation, Store, StoreError,
+    Attempt, AttemptOutcome, Claimed, Finish, PassCounts, RecipientFilter, Reservation, Store,
+    StoreError, Write, Written,
 };
+use recorder::Recorder;
 
 /// What became of one claimed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,11 @@ impl Channels {
 /// SMS sends in flight at once besides the email channel's: gateway calls are short
 /// HTTP requests, and the rate limit paces them anyway.
 const SMS_IN_FLIGHT: usize = 4;
+
+/// Messages claimed per send slot (an SMTP connection, an SMS in flight): one chunk
+/// is being sent while the next waits its turn, so a slot never waits for a claim,
+/// and what a claim holds ahead stays small beside its lease.
+const CLAIMED_PER_SLOT: usize = 2;
 
 /// How long a message waits for credit before it is looked at again; a top-up makes
 /// it due at once.
@@ -168,6 +178,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     worker: String,
     backlog: Arc<Backlog>,
+    recorder: Recorder,
 }
 
 impl Dispatcher {
@@ -180,6 +191,7 @@ impl Dispatcher {
         worker: String,
     ) -> Dispatcher {
         Dispatcher {
+            recorder: Recorder::new(Arc::clone(&store), worker.clone()),
             store,
             email: channels.email,
             sms: channels.sms,
@@ -424,7 +436,8 @@ impl Dispatcher {
                 .calendar(start.with_timezone(&tz).date_naive())
                 .await?,
         );
-        let concurrency = self.email.concurrency().max(1) + SMS_IN_FLIGHT;
+        let slots = self.email.concurrency().max(1) + SMS_IN_FLIGHT;
+        let most = slots * CLAIMED_PER_SLOT;
         let mut counts = PassCounts::default();
         let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
         let mut claimed_by_task: HashMap<tokio::task::Id, (MessageId, i64)> = HashMap::new();
@@ -440,8 +453,10 @@ impl Dispatcher {
                 failure = Some(e);
                 drained = true;
             }
-            let room = concurrency - inflight.len();
-            if room > 0 && !drained && !shutdown.is_cancelled() {
+            // A chunk at a time: claimed when a slot's worth of room is free, so the
+            // slots are still busy with the last chunk while this one is claimed.
+            let room = most - inflight.len();
+            if (room >= slots || inflight.is_empty()) && !drained && !shutdown.is_cancelled() {
                 let now = self.clock.now();
                 let lease_until = now + chrono_duration(self.settings.dispatch.lease);
                 let claimed = match self
@@ -458,12 +473,22 @@ impl Dispatcher {
                     }
                 };
                 drained = claimed.len() < room;
+                // The chunk's recipients in one read; a failure leaves each message to
+                // find its own.
+                let mut facts = match self.facts_of(&claimed).await {
+                    Ok(facts) => facts,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the recipients of a claimed chunk");
+                        HashMap::new()
+                    }
+                };
                 for message in claimed {
                     let id = (message.id, message.claim);
                     let this = Arc::clone(self);
                     let calendar = Arc::clone(&calendar);
-                    let handle =
-                        inflight.spawn(async move { this.dispatch(message, &calendar).await });
+                    let found = message.recipient_id.and_then(|r| facts.remove(&r));
+                    let handle = inflight
+                        .spawn(async move { this.dispatch_with(message, found, &calendar).await });
                     claimed_by_task.insert(handle.id(), id);
                 }
             }
@@ -560,25 +585,48 @@ impl Dispatcher {
     /// The channels that know a repeat of a message by its key: a claim of theirs
     /// that ended without an answer may go again; any other's waits for a person.
     pub fn repeats_recognised(&self) -> Vec<Channel> {
-        // Email: a repeat carries the same Message-ID, which mail systems and people
-        // recognise, as the design accepts for email.
-        let mut channels = vec![Channel::Email];
-        if self.sms.recognises_repeats() {
-            channels.push(Channel::Sms);
+        [Channel::Email, Channel::Sms]
+            .into_iter()
+            .filter(|c| self.recognises_repeats(*c))
+            .collect()
+    }
+
+    /// Whether `channel` knows a repeat of a message by its key.
+    fn recognises_repeats(&self, channel: Channel) -> bool {
+        match channel {
+            // A repeat carries the same Message-ID, which mail systems and people
+            // recognise, as the design accepts for email.
+            Channel::Email => true,
+            Channel::Sms => self.sms.recognises_repeats(),
         }
-        channels
     }
 
     /// Records that `message` is being handed to its channel now, which may take up
     /// to `budget`: `false` when the claim is no longer ours or its lease would run
     /// out before the send could end, and then the send is not made.
+    ///
+    /// Where the channel recognises a repeat, the hand-over changes nothing a crash
+    /// would leave (the message goes again under its key either way), so it is not
+    /// written: the claim's own lease says whether the send fits, as no other
+    /// dispatcher claims the message before that lease runs out. Elsewhere (Twilio)
+    /// it is written before the call, as the lease rule needs it.
     async fn hand_over(&self, message: &Claimed, budget: std::time::Duration) -> Result<bool> {
         let now = self.clock.now();
         // A second's margin for recording the answer after it comes.
         let needed = now + chrono_duration(budget) + ChronoDuration::seconds(1);
-        self.store
-            .hand_over(message.id, message.claim, now, needed)
-            .await
+        if self.recognises_repeats(message.channel) {
+            return Ok(message.lease_until >= needed);
+        }
+        let write = Write::HandOver {
+            id: message.id,
+            claim: message.claim,
+            at: now,
+            lease_needed_until: needed,
+        };
+        match self.recorder.write(write).await? {
+            Written::HandedOver(handed) => Ok(handed),
+            other => unreachable_answer(other),
+        }
     }
 
     /// Lets sends in flight finish within the grace period, then aborts the rest
@@ -648,10 +696,40 @@ impl Dispatcher {
         self.dispatch(message, &calendar).await.map(Some)
     }
 
+    /// The recipients of a claimed chunk, read in one go, by id.
+    async fn facts_of(
+        &self,
+        claimed: &[Claimed],
+    ) -> Result<HashMap<RecipientId, EligibilityFacts>> {
+        let mut ids: Vec<RecipientId> = claimed.iter().filter_map(|m| m.recipient_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let filter = RecipientFilter {
+            ids: Some(ids),
+            ..RecipientFilter::default()
+        };
+        let found = self.store.recipients(&filter).await?;
+        Ok(found.into_iter().map(|f| (f.recipient.id, f)).collect())
+    }
+
     /// Checks, sends and records one claimed message.
     pub async fn dispatch(&self, message: Claimed, calendar: &HolidayCalendar) -> Result<Outcome> {
+        self.dispatch_with(message, None, calendar).await
+    }
+
+    /// [`Self::dispatch`] with its recipient's facts read already (with its chunk's);
+    /// `None` reads them here.
+    async fn dispatch_with(
+        &self,
+        message: Claimed,
+        facts: Option<EligibilityFacts>,
+        calendar: &HolidayCalendar,
+    ) -> Result<Outcome> {
         let now = self.clock.now();
-        let facts = match self.recheck(&message, now).await? {
+        let facts = match self.recheck(&message, facts, now).await? {
             Step::Go(facts) => facts,
             Step::End(finish, outcome) => return self.finish(&message, finish, outcome).await,
         };
@@ -672,12 +750,14 @@ impl Dispatcher {
     async fn recheck(
         &self,
         message: &Claimed,
+        facts: Option<EligibilityFacts>,
         now: DateTime<Utc>,
     ) -> Result<Step<EligibilityFacts>> {
         let settings = &self.settings;
-        let facts = match message.recipient_id {
-            Some(id) => self.store.recipient_by_id(id).await?,
-            None => None,
+        let facts = match (facts, message.recipient_id) {
+            (Some(facts), _) => Some(facts),
+            (None, Some(id)) => self.store.recipient_by_id(id).await?,
+            (None, None) => None,
         };
         let Some(facts) = facts else {
             return Ok(Step::End(
@@ -859,11 +939,17 @@ impl Dispatcher {
         let cost = size.segments as i64 * i64::from(self.settings.sms.price_per_segment);
         // Reserved before sending, so the balance can never go below zero,
         // whatever other dispatchers spend at the same moment.
-        match self
-            .store
-            .reserve(message.id, message.claim, cost, now)
-            .await?
-        {
+        let write = Write::Reserve {
+            id: message.id,
+            claim: message.claim,
+            points: cost,
+            at: now,
+        };
+        let reservation = match self.recorder.write(write).await? {
+            Written::Reserved(reservation) => reservation,
+            other => unreachable_answer(other),
+        };
+        match reservation {
             Reservation::Reserved => {}
             Reservation::ShortOfCredit => {
                 let finish = Finish::Hold(Reason::InsufficientSmsCredit, now + CREDIT_RECHECK);
@@ -1047,12 +1133,15 @@ impl Dispatcher {
         // here, so the outcome is usually written before more is claimed.
         let mut pauses = [200u64, 1000].into_iter();
         let recorded = loop {
-            match self
-                .store
-                .finish(message.id, &self.worker, message.claim, &finish, at)
-                .await
-            {
-                Ok(recorded) => break recorded,
+            let write = Write::Finish {
+                id: message.id,
+                claim: message.claim,
+                finish: finish.clone(),
+                at,
+            };
+            match self.recorder.write(write).await {
+                Ok(Written::Finished(recorded)) => break recorded,
+                Ok(other) => unreachable_answer(other),
                 Err(e) if e.is_outage() => match pauses.next() {
                     Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
                     None => return self.keep(message, finish, outcome, at, e),
@@ -1073,6 +1162,11 @@ impl Dispatcher {
             Ok(Outcome::LeaseLost)
         }
     }
+}
+
+/// The recorder answers each write with its own kind of answer; any other is a bug.
+fn unreachable_answer<T>(answer: Written) -> T {
+    unreachable!("the recorder answered a write with {answer:?}")
 }
 
 fn chrono_duration(d: std::time::Duration) -> ChronoDuration {

@@ -72,6 +72,10 @@ pub enum StoreError {
         /// The value found.
         value: String,
     },
+    /// The failure of a group of writes made in one transaction, met by each of them
+    /// (see [`Store::record`]).
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
 }
 
 impl StoreError {
@@ -79,8 +83,10 @@ impl StoreError {
     /// connection, a locked SQLite file): a passing state worth waiting out, unlike a
     /// statement it refuses every time (a constraint, a value it cannot store).
     pub fn is_outage(&self) -> bool {
-        let StoreError::Database(e) = self else {
-            return false;
+        let e = match self {
+            StoreError::Database(e) => e,
+            StoreError::Shared(e) => return e.is_outage(),
+            _ => return false,
         };
         match e {
             sqlx::Error::Io(_)
@@ -372,6 +378,12 @@ pub trait OutboxStore: Send + Sync {
         finish: &Finish,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Records `writes` of claims held by `owner` in one transaction, in order, each
+    /// answered as its own method would answer it. One commit for many outcomes is
+    /// what lets a dispatcher keep pace with its channels; a write refused for good
+    /// fails them all, and the caller records them one by one to find it.
+    async fn record(&self, owner: &str, writes: &[Write]) -> Result<Vec<Written>>;
 
     /// Cancels every message of a batch that has not been sent (awaiting approval or
     /// queued), as the audit line's actor at its time; the line (with `messages`)

@@ -184,6 +184,9 @@ pub struct Claimed {
     /// this claim records names it, so a dispatcher that lost its lease (and whose
     /// message was claimed again) changes nothing.
     pub claim: i64,
+    /// Until when the claim is this dispatcher's: no other claims the message before
+    /// then, so a send that ends in time cannot meet a second one.
+    pub lease_until: DateTime<Utc>,
 }
 
 /// What a reservation of credit for a claimed SMS came to.
@@ -262,6 +265,56 @@ pub enum Finish {
     /// Not handed to its channel (too little of the lease was left to send within
     /// it): queued again in ten seconds, its credit given back, no attempt counted.
     Released,
+}
+
+/// One of a dispatcher's writes, recorded with others in one transaction
+/// ([`super::Store::record`]): what a send needs before it goes, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// [`super::Store::hand_over`].
+    HandOver {
+        /// The message.
+        id: MessageId,
+        /// The claim.
+        claim: i64,
+        /// When.
+        at: DateTime<Utc>,
+        /// The lease must last until then.
+        lease_needed_until: DateTime<Utc>,
+    },
+    /// [`super::Store::reserve`].
+    Reserve {
+        /// The message.
+        id: MessageId,
+        /// The claim.
+        claim: i64,
+        /// What it costs.
+        points: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// [`super::Store::finish`].
+    Finish {
+        /// The message.
+        id: MessageId,
+        /// The claim.
+        claim: i64,
+        /// How it ended.
+        finish: Finish,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// What a [`Write`] came to, as its single-write method answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// [`Write::HandOver`]: whether the send may go.
+    HandedOver(bool),
+    /// [`Write::Reserve`].
+    Reserved(Reservation),
+    /// [`Write::Finish`]: whether the claim was still the message's.
+    Finished(bool),
 }
 
 /// What an operator does to one message.

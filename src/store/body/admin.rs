@@ -105,48 +105,9 @@ impl WalletStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<Reservation> {
         let mut tx = self.begin_write().await?;
-        // Tied to the claim: a dispatcher whose lease ran out reserves nothing for a
-        // message that is someone else's now (or back in the queue). Added to what
-        // the message holds, never in place of it, so no points go astray.
-        let ours = sqlx::query(
-            "UPDATE messages SET reserved_points = coalesce(reserved_points, 0) + $3
-             WHERE id = $1 AND claim = $2 AND status = 'sending'",
-        )
-        .bind(id.0)
-        .bind(claim)
-        .bind(points)
-        .execute(&mut *tx)
-        .await?;
-        if ours.rows_affected() != 1 {
-            return Ok(Reservation::ClaimLost);
-        }
-        // One conditional update: the balance cannot go below zero, whoever else is
-        // reserving at the same moment.
-        let after: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE wallet SET balance = balance - $1, reserved = reserved + $1
-             WHERE id = 1 AND balance >= $1
-             RETURNING balance, reserved",
-        )
-        .bind(points)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(after) = after else {
-            // Dropping the transaction undoes the message's share too.
-            return Ok(Reservation::ShortOfCredit);
-        };
-        insert_ledger(
-            &mut tx,
-            now,
-            "reserve",
-            points,
-            Some(id.0),
-            None,
-            None,
-            after,
-        )
-        .await?;
+        let reservation = reserve(&mut tx, id, claim, points, now).await?;
         tx.commit().await?;
-        Ok(Reservation::Reserved)
+        Ok(reservation)
     }
 
     async fn charge_undecided(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
@@ -591,4 +552,51 @@ impl OperatorStore for Backend {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Reserves `points` for claim `claim` of a message ([`Store::reserve`]) in the
+/// caller's transaction; nothing changes unless it answers `Reserved`.
+pub(super) async fn reserve(
+    conn: &mut DbConn,
+    id: MessageId,
+    claim: i64,
+    points: i64,
+    now: DateTime<Utc>,
+) -> Result<Reservation> {
+    // Tied to the claim: a dispatcher whose lease ran out reserves nothing for a
+    // message that is someone else's now (or back in the queue).
+    let ours: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT id FROM messages WHERE id = $1 AND claim = $2 AND status = 'sending'",
+        for_update!()
+    ))
+    .bind(id.0)
+    .bind(claim)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if ours.is_none() {
+        return Ok(Reservation::ClaimLost);
+    }
+    // One conditional update: the balance cannot go below zero, whoever else is
+    // reserving at the same moment.
+    let after: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE wallet SET balance = balance - $1, reserved = reserved + $1
+         WHERE id = 1 AND balance >= $1
+         RETURNING balance, reserved",
+    )
+    .bind(points)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(after) = after else {
+        return Ok(Reservation::ShortOfCredit);
+    };
+    // Added to what the message holds, never in place of it, so no points go astray.
+    sqlx::query(
+        "UPDATE messages SET reserved_points = coalesce(reserved_points, 0) + $2 WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(points)
+    .execute(&mut *conn)
+    .await?;
+    insert_ledger(conn, now, "reserve", points, Some(id.0), None, None, after).await?;
+    Ok(Reservation::Reserved)
 }

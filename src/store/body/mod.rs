@@ -36,7 +36,7 @@ use crate::store::{
     Claimed, CoordinationStore, Decided, Decision, DirectoryCounts, DirectoryStore, Finish,
     LedgerEntry, LedgerTotals, MessageAction, MessageFilter, MessageView, NewBatch, NewMessage,
     OutboxStore, PassCounts, RecipientFilter, Refused, Reservation, Result, StatusCount,
-    StoreError, WalletState, WalletStore,
+    StoreError, WalletState, WalletStore, Write, Written,
 };
 use crate::store::{
     AddOperator, AdminStore, AuditEntry, AuditFilter, Hold, NewOperator, OperatorStore,

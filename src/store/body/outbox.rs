@@ -206,6 +206,155 @@ pub(super) async fn settle(
     .await
 }
 
+/// Records the hand-over of claim `claim` ([`Store::hand_over`]).
+async fn hand_over(
+    conn: &mut DbConn,
+    id: MessageId,
+    claim: i64,
+    now: DateTime<Utc>,
+    lease_needed_until: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE messages SET handed_at = $3
+         WHERE id = $1 AND claim = $2 AND status = 'sending' AND lease_until >= $4",
+    )
+    .bind(id.0)
+    .bind(claim)
+    .bind(now)
+    .bind(lease_needed_until)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records how claim `claim` of a message ended ([`Store::finish`]), in the caller's
+/// transaction.
+async fn finish_claim(
+    tx: &mut DbConn,
+    id: MessageId,
+    owner: &str,
+    claim: i64,
+    finish: &Finish,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let row: Option<(String, i64, i64)> = sqlx::query_as(concat!(
+        "SELECT status, claim, attempts FROM messages WHERE id = $1",
+        for_update!()
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, current_claim, attempts)) = row else {
+        return Ok(false);
+    };
+    let attempt = match finish {
+        Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
+            Some(a)
+        }
+        Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) | Finish::Released => None,
+    };
+    // The attempt happened whatever became of the lease: keep the server's answer.
+    if let Some(a) = attempt {
+        insert_attempt(&mut *tx, id.0, attempts + 1, a, owner, now).await?;
+    }
+    // The fence: only the claim that is the message's now records its outcome.
+    // A message the lease rule made `unknown` still belongs to that claim (an
+    // outcome kept through a database outage comes late): the answer it waited
+    // for settles it, its points still held. One put back in the queue has had
+    // its points given back and goes again under its key: fenced.
+    let waiting =
+        status == MessageStatus::Sending.as_str() || status == MessageStatus::Unknown.as_str();
+    if !waiting || current_claim != claim {
+        return Ok(false);
+    }
+    let tried = i64::from(attempt.is_some());
+    let (new_status, reason, next_at, sent_at, note) = match finish {
+        Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
+        Finish::Retry(a, at) => (
+            MessageStatus::Queued,
+            Some(Reason::RetryScheduled),
+            Some(*at),
+            None,
+            a.detail.clone(),
+        ),
+        Finish::Failed(a, reason) => (
+            MessageStatus::Failed,
+            Some(*reason),
+            None,
+            None,
+            a.detail.clone(),
+        ),
+        Finish::Unknown(a) => (
+            MessageStatus::Unknown,
+            Some(Reason::OutcomeUnknown),
+            None,
+            None,
+            a.detail.clone(),
+        ),
+        Finish::Blocked(reason) => (
+            MessageStatus::Blocked,
+            Some(*reason),
+            None,
+            None,
+            "checked again before sending".to_owned(),
+        ),
+        Finish::Hold(reason, until) => (
+            MessageStatus::Queued,
+            Some(*reason),
+            Some(*until),
+            None,
+            format!("held until {}", until.to_rfc3339()),
+        ),
+        Finish::Withdrawn(status, reason) => (
+            *status,
+            Some(*reason),
+            None,
+            None,
+            "checked before sending".to_owned(),
+        ),
+        // Soon, not at once: whatever ate the lease (a long wait for the rate
+        // limit) should not make the same pass claim it again straight away.
+        Finish::Released => (
+            MessageStatus::Queued,
+            Some(Reason::RetryScheduled),
+            Some(now + chrono::Duration::seconds(10)),
+            None,
+            "not sent: too little of the lease was left to send within it".to_owned(),
+        ),
+    };
+    match finish {
+        // The outcome is not known: the points stay reserved until an operator
+        // resends (given back, reserved again) or drops (given back) the message.
+        Finish::Unknown(_) => {}
+        Finish::Sent(_) => settle(&mut *tx, id.0, true, now).await?,
+        _ => settle(&mut *tx, id.0, false, now).await?,
+    }
+    sqlx::query(
+        "UPDATE messages
+         SET status = $2, reason = $3, next_attempt_at = $4,
+             sent_at = coalesce($5, sent_at), attempts = attempts + $6,
+             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = $7
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(new_status.as_str())
+    .bind(reason.map(Reason::as_str))
+    .bind(next_at)
+    .bind(sent_at)
+    .bind(tried)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_event(&mut *tx, id.0, now, new_status, reason, None, &note).await?;
+    if matches!(new_status, MessageStatus::Sent | MessageStatus::Unknown) {
+        // A delivery report may have come before this answer was recorded.
+        super::reports::apply_pending(&mut *tx, id.0, now).await?;
+    } else if new_status.is_final() {
+        super::reports::close_pending(&mut *tx, id.0).await?;
+    }
+    Ok(true)
+}
+
 /// A fingerprint of a batch as stored: its status and texts, and each message still
 /// awaiting a decision with its text, reason, cost and last change. An edit, a
 /// cancellation or a decision since changes it; messages already decided (being sent,
@@ -682,17 +831,14 @@ impl OutboxStore for Backend {
         now: DateTime<Utc>,
         lease_needed_until: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE messages SET handed_at = $3
-             WHERE id = $1 AND claim = $2 AND status = 'sending' AND lease_until >= $4",
+        hand_over(
+            &mut *self.pool.acquire().await?,
+            id,
+            claim,
+            now,
+            lease_needed_until,
         )
-        .bind(id.0)
-        .bind(claim)
-        .bind(now)
-        .bind(lease_needed_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     async fn finish(
@@ -704,126 +850,44 @@ impl OutboxStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, i64, i64)> = sqlx::query_as(concat!(
-            "SELECT status, claim, attempts FROM messages WHERE id = $1",
-            for_update!()
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((status, current_claim, attempts)) = row else {
-            return Ok(false);
-        };
-        let attempt = match finish {
-            Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
-                Some(a)
-            }
-            Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) | Finish::Released => {
-                None
-            }
-        };
-        // The attempt happened whatever became of the lease: keep the server's answer.
-        if let Some(a) = attempt {
-            insert_attempt(&mut tx, id.0, attempts + 1, a, owner, now).await?;
-        }
-        // The fence: only the claim that is the message's now records its outcome.
-        // A message the lease rule made `unknown` still belongs to that claim (an
-        // outcome kept through a database outage comes late): the answer it waited
-        // for settles it, its points still held. One put back in the queue has had
-        // its points given back and goes again under its key: fenced.
-        let waiting =
-            status == MessageStatus::Sending.as_str() || status == MessageStatus::Unknown.as_str();
-        if !waiting || current_claim != claim {
-            tx.commit().await?;
-            return Ok(false);
-        }
-        let tried = i64::from(attempt.is_some());
-        let (new_status, reason, next_at, sent_at, note) = match finish {
-            Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
-            Finish::Retry(a, at) => (
-                MessageStatus::Queued,
-                Some(Reason::RetryScheduled),
-                Some(*at),
-                None,
-                a.detail.clone(),
-            ),
-            Finish::Failed(a, reason) => (
-                MessageStatus::Failed,
-                Some(*reason),
-                None,
-                None,
-                a.detail.clone(),
-            ),
-            Finish::Unknown(a) => (
-                MessageStatus::Unknown,
-                Some(Reason::OutcomeUnknown),
-                None,
-                None,
-                a.detail.clone(),
-            ),
-            Finish::Blocked(reason) => (
-                MessageStatus::Blocked,
-                Some(*reason),
-                None,
-                None,
-                "checked again before sending".to_owned(),
-            ),
-            Finish::Hold(reason, until) => (
-                MessageStatus::Queued,
-                Some(*reason),
-                Some(*until),
-                None,
-                format!("held until {}", until.to_rfc3339()),
-            ),
-            Finish::Withdrawn(status, reason) => (
-                *status,
-                Some(*reason),
-                None,
-                None,
-                "checked before sending".to_owned(),
-            ),
-            // Soon, not at once: whatever ate the lease (a long wait for the rate
-            // limit) should not make the same pass claim it again straight away.
-            Finish::Released => (
-                MessageStatus::Queued,
-                Some(Reason::RetryScheduled),
-                Some(now + chrono::Duration::seconds(10)),
-                None,
-                "not sent: too little of the lease was left to send within it".to_owned(),
-            ),
-        };
-        match finish {
-            // The outcome is not known: the points stay reserved until an operator
-            // resends (given back, reserved again) or drops (given back) the message.
-            Finish::Unknown(_) => {}
-            Finish::Sent(_) => settle(&mut tx, id.0, true, now).await?,
-            _ => settle(&mut tx, id.0, false, now).await?,
-        }
-        sqlx::query(
-            "UPDATE messages
-             SET status = $2, reason = $3, next_attempt_at = $4,
-                 sent_at = coalesce($5, sent_at), attempts = attempts + $6,
-                 lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = $7
-             WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(new_status.as_str())
-        .bind(reason.map(Reason::as_str))
-        .bind(next_at)
-        .bind(sent_at)
-        .bind(tried)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, id.0, now, new_status, reason, None, &note).await?;
-        if matches!(new_status, MessageStatus::Sent | MessageStatus::Unknown) {
-            // A delivery report may have come before this answer was recorded.
-            super::reports::apply_pending(&mut tx, id.0, now).await?;
-        } else if new_status.is_final() {
-            super::reports::close_pending(&mut tx, id.0).await?;
+        let recorded = finish_claim(&mut tx, id, owner, claim, finish, now).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn record(&self, owner: &str, writes: &[Write]) -> Result<Vec<Written>> {
+        let mut tx = self.begin_write().await?;
+        let mut written = Vec::with_capacity(writes.len());
+        for write in writes {
+            written.push(match write {
+                Write::HandOver {
+                    id,
+                    claim,
+                    at,
+                    lease_needed_until,
+                } => Written::HandedOver(
+                    hand_over(&mut tx, *id, *claim, *at, *lease_needed_until).await?,
+                ),
+                Write::Reserve {
+                    id,
+                    claim,
+                    points,
+                    at,
+                } => Written::Reserved(
+                    super::admin::reserve(&mut tx, *id, *claim, *points, *at).await?,
+                ),
+                Write::Finish {
+                    id,
+                    claim,
+                    finish,
+                    at,
+                } => {
+                    Written::Finished(finish_claim(&mut tx, *id, owner, *claim, finish, *at).await?)
+                }
+            });
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(written)
     }
 
     async fn cancel_batch(&self, id: BatchId, audit: &AuditEntry) -> Result<u64> {
@@ -1405,6 +1469,7 @@ impl Backend {
                     segments: row.try_get("segments")?,
                     generation: row.try_get("send_generation")?,
                     claim: row.try_get("claim")?,
+                    lease_until,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
