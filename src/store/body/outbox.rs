@@ -227,48 +227,31 @@ async fn hand_over(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records how claim `claim` of a message ended ([`Store::finish`]), in the caller's
-/// transaction.
-async fn finish_claim(
-    tx: &mut DbConn,
+/// The most outcomes in one set of statements: 9 values per attempt row keep it
+/// far below SQLite's 32,766 bound parameters.
+const FINISH_CHUNK: usize = 512;
+
+/// One outcome to record: claim `claim` of message `id` ended as `finish` at `at`.
+struct Ending<'a> {
     id: MessageId,
-    owner: &str,
     claim: i64,
+    finish: &'a Finish,
+    at: DateTime<Utc>,
+}
+
+/// What an outcome makes of a message: its status, reason, next attempt, time sent
+/// and the note of its event.
+fn ending_of(
     finish: &Finish,
     now: DateTime<Utc>,
-) -> Result<bool> {
-    let row: Option<(String, i64, i64)> = sqlx::query_as(concat!(
-        "SELECT status, claim, attempts FROM messages WHERE id = $1",
-        for_update!()
-    ))
-    .bind(id.0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((status, current_claim, attempts)) = row else {
-        return Ok(false);
-    };
-    let attempt = match finish {
-        Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
-            Some(a)
-        }
-        Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) | Finish::Released => None,
-    };
-    // The attempt happened whatever became of the lease: keep the server's answer.
-    if let Some(a) = attempt {
-        insert_attempt(&mut *tx, id.0, attempts + 1, a, owner, now).await?;
-    }
-    // The fence: only the claim that is the message's now records its outcome.
-    // A message the lease rule made `unknown` still belongs to that claim (an
-    // outcome kept through a database outage comes late): the answer it waited
-    // for settles it, its points still held. One put back in the queue has had
-    // its points given back and goes again under its key: fenced.
-    let waiting =
-        status == MessageStatus::Sending.as_str() || status == MessageStatus::Unknown.as_str();
-    if !waiting || current_claim != claim {
-        return Ok(false);
-    }
-    let tried = i64::from(attempt.is_some());
-    let (new_status, reason, next_at, sent_at, note) = match finish {
+) -> (
+    MessageStatus,
+    Option<Reason>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    String,
+) {
+    match finish {
         Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
         Finish::Retry(a, at) => (
             MessageStatus::Queued,
@@ -321,38 +304,167 @@ async fn finish_claim(
             None,
             "not sent: too little of the lease was left to send within it".to_owned(),
         ),
-    };
+    }
+}
+
+/// The attempt an outcome reports, if the channel was called.
+fn attempt_of(finish: &Finish) -> Option<&Attempt> {
     match finish {
-        // The outcome is not known: the points stay reserved until an operator
-        // resends (given back, reserved again) or drops (given back) the message.
-        Finish::Unknown(_) => {}
-        Finish::Sent(_) => settle(&mut *tx, id.0, true, now).await?,
-        _ => settle(&mut *tx, id.0, false, now).await?,
+        Finish::Sent(a) | Finish::Retry(a, _) | Finish::Failed(a, _) | Finish::Unknown(a) => {
+            Some(a)
+        }
+        Finish::Blocked(_) | Finish::Hold(..) | Finish::Withdrawn(..) | Finish::Released => None,
     }
-    sqlx::query(
-        "UPDATE messages
-         SET status = $2, reason = $3, next_attempt_at = $4,
-             sent_at = coalesce($5, sent_at), attempts = attempts + $6,
-             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = $7
-         WHERE id = $1",
-    )
-    .bind(id.0)
-    .bind(new_status.as_str())
-    .bind(reason.map(Reason::as_str))
-    .bind(next_at)
-    .bind(sent_at)
-    .bind(tried)
-    .bind(now)
-    .execute(&mut *tx)
+}
+
+/// A message as an outcome finds it.
+#[derive(sqlx::FromRow)]
+struct Finishing {
+    id: i64,
+    status: String,
+    claim: i64,
+    attempts: i64,
+    reserved_points: Option<i64>,
+}
+
+/// Records how claims ended ([`Store::finish`], [`Store::record`]) in the caller's
+/// transaction: whether each was still its message's. Set-based, a few statements
+/// for the whole group whatever its size, as a dispatcher records its outcomes by
+/// the hundred; what is rare (credit to settle, a delivery report that came first)
+/// is done per message.
+async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> Result<Vec<bool>> {
+    if endings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Finishing> = sqlx::query_as(concat!(
+        "SELECT id, status, claim, attempts, reserved_points FROM messages WHERE id",
+        in_list!("$1"),
+        " ORDER BY id",
+        for_update!()
+    ))
+    .bind(id_list(endings.iter().map(|e| e.id.0)))
+    .fetch_all(&mut *tx)
     .await?;
-    insert_event(&mut *tx, id.0, now, new_status, reason, None, &note).await?;
-    if matches!(new_status, MessageStatus::Sent | MessageStatus::Unknown) {
-        // A delivery report may have come before this answer was recorded.
-        super::reports::apply_pending(&mut *tx, id.0, now).await?;
-    } else if new_status.is_final() {
-        super::reports::close_pending(&mut *tx, id.0).await?;
+    let found: HashMap<i64, &Finishing> = rows.iter().map(|r| (r.id, r)).collect();
+    // The attempts happened whatever became of the lease: the server's answers are
+    // kept, numbered after those the message had.
+    let attempts: Vec<(&Ending, &Attempt, i64)> = endings
+        .iter()
+        .filter_map(|e| {
+            let row = found.get(&e.id.0)?;
+            Some((e, attempt_of(e.finish)?, row.attempts + 1))
+        })
+        .collect();
+    if !attempts.is_empty() {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO attempts
+                (message_id, number, started_at, finished_at, outcome, code, detail, worker,
+                 provider_id) ",
+        );
+        q.push_values(&attempts, |mut row, (e, a, number)| {
+            row.push_bind(e.id.0)
+                .push_bind(*number)
+                .push_bind(a.started_at)
+                .push_bind(e.at)
+                .push_bind(a.outcome.as_str())
+                .push_bind(a.code)
+                .push_bind(a.detail.as_str())
+                .push_bind(owner)
+                .push_bind(a.provider_id.as_deref());
+        });
+        q.build().execute(&mut *tx).await?;
     }
-    Ok(true)
+    // The fence: only the claim that is the message's now records its outcome. A
+    // message the lease rule made `unknown` still belongs to that claim (an outcome
+    // kept through a database outage comes late): the answer it waited for settles
+    // it, its points still held. One put back in the queue has had its points given
+    // back and goes again under its key: fenced.
+    let recorded: Vec<bool> = endings
+        .iter()
+        .map(|e| {
+            found.get(&e.id.0).is_some_and(|row| {
+                (row.status == MessageStatus::Sending.as_str()
+                    || row.status == MessageStatus::Unknown.as_str())
+                    && row.claim == e.claim
+            })
+        })
+        .collect();
+    let moving: Vec<(&Ending, _)> = endings
+        .iter()
+        .zip(&recorded)
+        .filter(|(_, recorded)| **recorded)
+        .map(|(e, _)| (e, ending_of(e.finish, e.at)))
+        .collect();
+    if moving.is_empty() {
+        return Ok(recorded);
+    }
+    for (e, _) in &moving {
+        let holds = found
+            .get(&e.id.0)
+            .is_some_and(|row| row.reserved_points.is_some_and(|p| p > 0));
+        match e.finish {
+            // The outcome is not known: the points stay reserved until an operator
+            // resends (given back, reserved again) or drops (given back) the message.
+            Finish::Unknown(_) => {}
+            _ if !holds => {}
+            Finish::Sent(_) => settle(&mut *tx, e.id.0, true, e.at).await?,
+            _ => settle(&mut *tx, e.id.0, false, e.at).await?,
+        }
+    }
+    // One statement for every message's new state: a VALUES list joined by id (its
+    // columns are `column1`… on both backends).
+    let mut q = sqlx::QueryBuilder::<Db>::new(
+        "UPDATE messages
+         SET status = v.column2, reason = v.column3, next_attempt_at = v.column4,
+             sent_at = coalesce(v.column5, messages.sent_at),
+             attempts = messages.attempts + v.column6,
+             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = v.column7
+         FROM (",
+    );
+    q.push_values(
+        &moving,
+        |mut row, (e, (status, reason, next_at, sent_at, _))| {
+            row.push_bind(e.id.0)
+                .push_bind(status.as_str())
+                .push_bind(reason.map(Reason::as_str))
+                .push_bind(*next_at)
+                .push_bind(*sent_at)
+                .push_bind(i64::from(attempt_of(e.finish).is_some()))
+                .push_bind(e.at);
+        },
+    );
+    q.push(") AS v WHERE messages.id = v.column1");
+    q.build().execute(&mut *tx).await?;
+    let mut q = sqlx::QueryBuilder::<Db>::new(
+        "INSERT INTO message_events (message_id, at, status, reason, actor, note) ",
+    );
+    q.push_values(&moving, |mut row, (e, (status, reason, _, _, note))| {
+        row.push_bind(e.id.0)
+            .push_bind(e.at)
+            .push_bind(status.as_str())
+            .push_bind(reason.map(Reason::as_str))
+            .push_bind(None::<&str>)
+            .push_bind(note.as_str());
+    });
+    q.build().execute(&mut *tx).await?;
+    // Delivery reports that came before the answer was recorded (rare): looked up
+    // for the group at once, applied or closed per message.
+    let reported: Vec<i64> = sqlx::query_scalar(concat!(
+        "SELECT DISTINCT message_id FROM delivery_reports
+         WHERE effect = 'pending' AND message_id",
+        in_list!("$1")
+    ))
+    .bind(id_list(moving.iter().map(|(e, _)| e.id.0)))
+    .fetch_all(&mut *tx)
+    .await?;
+    for (e, (status, ..)) in moving.iter().filter(|(e, _)| reported.contains(&e.id.0)) {
+        if matches!(status, MessageStatus::Sent | MessageStatus::Unknown) {
+            super::reports::apply_pending(&mut *tx, e.id.0, e.at).await?;
+        } else if status.is_final() {
+            super::reports::close_pending(&mut *tx, e.id.0).await?;
+        }
+    }
+    Ok(recorded)
 }
 
 /// A fingerprint of a batch as stored: its status and texts, and each message still
@@ -850,15 +962,25 @@ impl OutboxStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let recorded = finish_claim(&mut tx, id, owner, claim, finish, now).await?;
+        let ending = Ending {
+            id,
+            claim,
+            finish,
+            at: now,
+        };
+        let recorded = finish_claims(&mut tx, owner, &[ending]).await?;
         tx.commit().await?;
-        Ok(recorded)
+        Ok(recorded[0])
     }
 
     async fn record(&self, owner: &str, writes: &[Write]) -> Result<Vec<Written>> {
         let mut tx = self.begin_write().await?;
         let mut written = Vec::with_capacity(writes.len());
-        for write in writes {
+        // Hand-overs and reservations one by one, in order; the outcomes after them,
+        // together (no message has two writes in one group: each waits for the
+        // answer to its last before it makes the next).
+        let (mut places, mut endings) = (Vec::new(), Vec::new());
+        for (at, write) in writes.iter().enumerate() {
             written.push(match write {
                 Write::HandOver {
                     id,
@@ -880,11 +1002,27 @@ impl OutboxStore for Backend {
                     id,
                     claim,
                     finish,
-                    at,
+                    at: when,
                 } => {
-                    Written::Finished(finish_claim(&mut tx, *id, owner, *claim, finish, *at).await?)
+                    places.push(at);
+                    endings.push(Ending {
+                        id: *id,
+                        claim: *claim,
+                        finish,
+                        at: *when,
+                    });
+                    Written::Finished(false)
                 }
             });
+        }
+        for (places, endings) in places
+            .chunks(FINISH_CHUNK)
+            .zip(endings.chunks(FINISH_CHUNK))
+        {
+            let recorded = finish_claims(&mut tx, owner, endings).await?;
+            for (at, recorded) in places.iter().zip(recorded) {
+                written[*at] = Written::Finished(recorded);
+            }
         }
         tx.commit().await?;
         Ok(written)
