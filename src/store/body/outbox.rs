@@ -241,16 +241,16 @@ struct Ending<'a> {
 
 /// What an outcome makes of a message: its status, reason, next attempt, time sent
 /// and the note of its event.
-fn ending_of(
-    finish: &Finish,
-    now: DateTime<Utc>,
-) -> (
+type NewState = (
     MessageStatus,
     Option<Reason>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     String,
-) {
+);
+
+/// The [`NewState`] `finish` at `now` gives a message.
+fn ending_of(finish: &Finish, now: DateTime<Utc>) -> NewState {
     match finish {
         Finish::Sent(a) => (MessageStatus::Sent, None, None, Some(now), a.detail.clone()),
         Finish::Retry(a, at) => (
