@@ -159,12 +159,15 @@ pub(super) async fn dispatch(
         clock.set(std::time::Instant::now(), at);
     }
     let daemon = Daemon::build_with(settings, store, Arc::new(clock))?;
+    let started = std::time::Instant::now();
     let counts = daemon.run_once().await?;
+    let took = started.elapsed();
     if json {
         println!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
         println!(
-            "Dispatch pass: {} sent, {} to retry, {} failed, {} unknown (for a person to decide), {} held, {} blocked, {} too late or no longer relevant.",
+            "Dispatch pass in {:.1} ms: {} sent, {} to retry, {} failed, {} unknown (for a person to decide), {} held, {} blocked, {} too late or no longer relevant.",
+            took.as_secs_f64() * 1000.0,
             counts.sent,
             counts.retried,
             counts.failed,

@@ -361,6 +361,8 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
                 (message_id, number, started_at, finished_at, outcome, code, detail, worker,
                  provider_id) ",
         );
+        // Not kept prepared: the text changes with the group's size, and hundreds
+        // of such statements would push the ones every pass uses out of the cache.
         q.push_values(&attempts, |mut row, (e, a, number)| {
             row.push_bind(e.id.0)
                 .push_bind(*number)
@@ -372,7 +374,7 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
                 .push_bind(owner)
                 .push_bind(a.provider_id.as_deref());
         });
-        q.build().execute(&mut *tx).await?;
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
     // The fence: only the claim that is the message's now records its outcome. A
     // message the lease rule made `unknown` still belongs to that claim (an outcome
@@ -434,7 +436,7 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
         },
     );
     q.push(") AS v WHERE messages.id = v.column1");
-    q.build().execute(&mut *tx).await?;
+    q.build().persistent(false).execute(&mut *tx).await?;
     let mut q = sqlx::QueryBuilder::<Db>::new(
         "INSERT INTO message_events (message_id, at, status, reason, actor, note) ",
     );
@@ -446,7 +448,7 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
             .push_bind(None::<&str>)
             .push_bind(note.as_str());
     });
-    q.build().execute(&mut *tx).await?;
+    q.build().persistent(false).execute(&mut *tx).await?;
     // Delivery reports that came before the answer was recorded (rare): looked up
     // for the group at once, applied or closed per message.
     let reported: Vec<i64> = sqlx::query_scalar(concat!(
