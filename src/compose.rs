@@ -719,7 +719,19 @@ pub async fn context(
             }
         }
     }
-    Ok(Context {
+    Ok(context_about(settings, facts, vars, students))
+}
+
+/// What a template sees for one recipient when the caller knows which students the
+/// message is about (a rule's occurrence is about one), so nothing is looked up.
+pub fn context_about(
+    settings: &Settings,
+    facts: &EligibilityFacts,
+    vars: &std::collections::BTreeMap<String, String>,
+    students: Vec<Person>,
+) -> Context {
+    let r = &facts.recipient;
+    Context {
         recipient: Person::new(&r.name, r.role.as_str()),
         school: templates::School {
             name: settings.school.name.clone(),
@@ -736,7 +748,7 @@ pub async fn context(
         vars: vars.clone(),
         instalment: None,
         arrears: None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //! occurrence has a unique key (`instalment_due/<instalment>/<days_before>`,
 //! `arrears/<contract>/<since>/<period>`, `birthday/<student>/<year>`) that the store
 //! inserts first, in the transaction that writes the messages: a run repeated,
-//! restarted or raced by another instance creates each message once. A run covers
+//! restarted or raced by another instance creates each message once. Occurrences
+//! are written a few hundred to a transaction, their people read together before
+//! it, so a large school's run costs a few round trips per hundred reminders, not
+//! a dozen per reminder; a run that dies leaves whole occurrences. A run covers
 //! the school days since the last covered one (at most `rules.catch_up_days` back),
 //! so a run missed during downtime is caught up once, by the next run.
 
@@ -19,11 +22,9 @@ use crate::config::{RuleCommon, Settings};
 use crate::domain::codes::stable_codes;
 use crate::domain::schedule::next_fire;
 use crate::domain::window::start_of_day;
-use crate::domain::{
-    Audience, BatchStatus, Channel, EligibilityFacts, MessageKind, MessageStatus, Reason,
-};
-use crate::store::{NewBatch, NewOccurrence, RuleRun, Store, StoreError};
-use crate::templates::{self, Person, Variant};
+use crate::domain::{BatchStatus, Channel, EligibilityFacts, MessageKind, MessageStatus, Reason};
+use crate::store::{NewBatch, NewOccurrence, RuleRun, Store, StoreError, StudentPeople};
+use crate::templates::{self, Compiled, Person, Variant};
 
 stable_codes! {
     /// The periodic rules.
@@ -94,6 +95,14 @@ pub struct RunReport {
     /// someone, an SMS too long): each with its key and why; tried again next run.
     pub failed: Vec<String>,
 }
+
+/// How many occurrences a run writes per transaction. Each write is all or nothing,
+/// so a run killed half-way leaves whole occurrences behind and the next run writes
+/// the rest; one transaction per occurrence made the commits (and the look-ups
+/// before them) most of a run's time. 500 keeps a transaction short enough that
+/// the dispatcher, waiting on SQLite's one writer, is not held up noticeably, and
+/// its statements far under the bound-parameter limits.
+pub const OCCURRENCES_PER_WRITE: usize = 500;
 
 /// When `rule` runs next, after its last run (or today's first fire if it never ran).
 pub fn next_run(
@@ -177,7 +186,7 @@ pub async fn run_rule(
         settings,
         rule,
         common,
-        variants,
+        templates: ChannelTemplates::compile(&variants, common),
         now,
         today,
     };
@@ -194,6 +203,7 @@ pub async fn run_rule(
             .await?
             .into_iter()
             .collect();
+        let mut todo = Vec::new();
         for occurrence in occurrences {
             if !covered_subjects.insert(occurrence.subject.clone()) {
                 continue;
@@ -202,27 +212,38 @@ pub async fn run_rule(
                 report.existing += 1;
                 continue;
             }
-            let built = match run.build(day, &occurrence).await {
-                Ok(b) => b,
-                // One person's bad data must not stop everyone else's reminders.
-                Err(RuleError::Compose(_, e)) => {
-                    tracing::error!(rule = %rule, key = %occurrence.key, error = %e, "an occurrence could not be written");
-                    report.failed.push(format!("{}: {e}", occurrence.key));
-                    first_failed_day = Some(first_failed_day.map_or(day, |d| d.min(day)));
-                    continue;
+            todo.push(occurrence);
+        }
+        for chunk in todo.chunks(OCCURRENCES_PER_WRITE) {
+            let students: Vec<String> = chunk.iter().map(|o| o.student.clone()).collect();
+            let people = store.students_with_people(&students, common.reach).await?;
+            let mut built = Vec::with_capacity(chunk.len());
+            for (occurrence, people) in chunk.iter().zip(people) {
+                let occurrence = match run.build(day, occurrence, people).await {
+                    Ok(b) => b,
+                    // One person's bad data must not stop everyone else's reminders.
+                    Err(RuleError::Compose(_, e)) => {
+                        tracing::error!(rule = %rule, key = %occurrence.key, error = %e, "an occurrence could not be written");
+                        report.failed.push(format!("{}: {e}", occurrence.key));
+                        first_failed_day = Some(first_failed_day.map_or(day, |d| d.min(day)));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                // Nobody to write to (yet): no occurrence, so someone imported later
+                // still gets it.
+                if !occurrence.messages.is_empty() {
+                    built.push(occurrence);
                 }
-                Err(e) => return Err(e),
-            };
-            // Nobody to write to (yet): no occurrence, so someone imported later
-            // still gets it.
-            if built.messages.is_empty() {
-                continue;
             }
-            if store.create_occurrence(&built, now).await? {
-                report.occurrences += 1;
-                report.messages += built.messages.len() as u64;
-            } else {
-                report.existing += 1;
+            let created = store.create_occurrences(&built, now).await?;
+            for (occurrence, created) in built.iter().zip(created) {
+                if created {
+                    report.occurrences += 1;
+                    report.messages += occurrence.messages.len() as u64;
+                } else {
+                    report.existing += 1;
+                }
             }
         }
     }
@@ -309,9 +330,40 @@ struct Run<'a> {
     settings: &'a Settings,
     rule: Rule,
     common: &'a RuleCommon,
-    variants: Vec<Variant>,
+    templates: Vec<ChannelTemplates>,
     now: DateTime<Utc>,
     today: NaiveDate,
+}
+
+/// The variants of the rule's template for one of its channels, each parsed once for
+/// the whole run rather than once per message.
+struct ChannelTemplates {
+    channel: Channel,
+    variants: Vec<Variant>,
+    compiled: Vec<Compiled>,
+}
+
+impl ChannelTemplates {
+    fn compile(variants: &[Variant], common: &RuleCommon) -> Vec<ChannelTemplates> {
+        common
+            .channel
+            .channels()
+            .iter()
+            .map(|&channel| {
+                let variants: Vec<Variant> = variants
+                    .iter()
+                    .filter(|v| v.channel == channel)
+                    .cloned()
+                    .collect();
+                let compiled = variants.iter().map(Compiled::new).collect();
+                ChannelTemplates {
+                    channel,
+                    variants,
+                    compiled,
+                }
+            })
+            .collect()
+    }
 }
 
 impl Run<'_> {
@@ -408,8 +460,14 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// The occurrence with its messages, in the batch of the rule and day.
-    async fn build(&self, day: NaiveDate, o: &Occurrence) -> Result<NewOccurrence, RuleError> {
+    /// The occurrence with its messages, in the batch of the rule and day, written to
+    /// `people` (read for a whole chunk of occurrences at once).
+    async fn build(
+        &self,
+        day: NaiveDate,
+        o: &Occurrence,
+        people: StudentPeople,
+    ) -> Result<NewOccurrence, RuleError> {
         let approval = self.common.requires_approval;
         let (batch_status, status) = if approval {
             (
@@ -419,20 +477,13 @@ impl Run<'_> {
         } else {
             (BatchStatus::Approved, MessageStatus::Queued)
         };
-        let student = self.store.recipient(&o.student).await?;
-        let mut people = self
-            .store
-            .audience(&Audience::Recipient(o.student.clone()), self.common.reach)
-            .await?;
+        let StudentPeople {
+            student,
+            mut people,
+        } = people;
         // An adult student has no guardians: they are written to themselves.
         if people.is_empty() && self.common.reach == crate::domain::Reach::Guardians {
-            people = self
-                .store
-                .audience(
-                    &Audience::Recipient(o.student.clone()),
-                    crate::domain::Reach::Students,
-                )
-                .await?;
+            people = student.iter().cloned().collect();
         }
         let mut messages = Vec::new();
         for person in &people {
@@ -497,33 +548,32 @@ impl Run<'_> {
         student: Option<&EligibilityFacts>,
         o: &Occurrence,
     ) -> Result<Contents, RuleError> {
-        let mut ctx = compose::context(self.store, self.settings, person, &BTreeMap::new())
-            .await
-            .map_err(|e| RuleError::Compose(self.rule, e))?;
-        // The message is about this student (and contract), whoever else the
-        // guardian cares for.
-        if let Some(s) = student {
-            let p = Person::new(&s.recipient.name, "student");
-            ctx.student = Some(p.clone());
-            ctx.students = vec![p];
-        }
+        let ctx = match student {
+            // The message is about this student (and contract), whoever else the
+            // guardian cares for.
+            Some(s) => compose::context_about(
+                self.settings,
+                person,
+                &BTreeMap::new(),
+                vec![Person::new(&s.recipient.name, "student")],
+            ),
+            None => compose::context(self.store, self.settings, person, &BTreeMap::new())
+                .await
+                .map_err(|e| RuleError::Compose(self.rule, e))?,
+        };
         let mut contents = Contents {
             choice: self.common.channel,
             email: None,
             sms: None,
         };
-        for &channel in self.common.channel.channels() {
-            let of_channel: Vec<Variant> = self
-                .variants
-                .iter()
-                .filter(|v| v.channel == channel)
-                .cloned()
-                .collect();
-            let variant = templates::pick(
-                &of_channel,
+        for t in &self.templates {
+            let channel = t.channel;
+            let (variant, compiled) = templates::pick_index(
+                &t.variants,
                 person.recipient.locale.as_deref(),
                 &self.settings.school.default_locale,
             )
+            .map(|i| (&t.variants[i], &t.compiled[i]))
             .ok_or_else(|| RuleError::NoTemplate {
                 rule: self.rule,
                 template: self.common.template.clone(),
@@ -564,7 +614,7 @@ impl Run<'_> {
                 }
                 About::Birthday => {}
             }
-            let rendered = templates::render(variant, &ctx).map_err(|e| {
+            let rendered = compiled.render(&ctx).map_err(|e| {
                 RuleError::Compose(self.rule, ComposeError::Template(variant.name.clone(), e))
             })?;
             let content = Content::for_channel(

@@ -383,47 +383,93 @@ pub fn sample(vars: BTreeMap<String, String>) -> Context {
 /// Renders a variant for one recipient: the subject (email), the body and the HTML
 /// body (when there is one).
 pub fn render(v: &Variant, ctx: &Context) -> Result<Rendered, TemplateError> {
-    let mut out = Rendered {
-        subject: None,
-        body: String::new(),
-        html: None,
-    };
-    for (part, source) in parts(v) {
-        let env = environment(part == "html");
-        let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-        let mut text = Bounded {
-            out: Vec::new(),
-            left: MAX_OUTPUT,
-            overflowed: false,
-        };
-        let rendered = env
-            .template_from_str(source)
-            .and_then(|t| t.render_captured_to(value, &mut text).map(|_| ()));
-        if let Err(e) = rendered {
-            let detail = if text.overflowed {
-                format!(
-                    "longer than {} KiB (stopped while rendering)",
-                    MAX_OUTPUT / 1024
-                )
-            } else {
-                e.to_string()
-            };
-            return Err(TemplateError::Render { part, detail });
-        }
-        // Whole writes of UTF-8 strings: the bytes are UTF-8.
-        let text = String::from_utf8_lossy(&text.out).into_owned();
-        match part {
-            "subject" => {
-                if text.contains(['\r', '\n']) {
-                    return Err(TemplateError::SubjectLines);
-                }
-                out.subject = Some(text);
-            }
-            "html" => out.html = Some(text),
-            _ => out.body = text,
-        }
+    Compiled::new(v).render(ctx)
+}
+
+/// A variant parsed once, to render for many recipients: a rule's run writes to
+/// thousands of people from one template, and parsing it again for each of them
+/// cost more than rendering. Fuel and the output bound still count per render.
+pub struct Compiled {
+    /// Each part in rendering order, with its own environment (the HTML part escapes
+    /// what the others do not), or why it does not parse. A part that does not parse
+    /// fails when it is rendered, after the parts before it, as [`render`] always
+    /// did.
+    parts: Vec<(&'static str, Result<Environment<'static>, String>)>,
+}
+
+/// The name each part is compiled under: the one minijinja gives a template made
+/// from a string, so the errors read as they did when each render parsed anew.
+const PART_NAME: &str = "<string>";
+
+impl Compiled {
+    /// Parses every part of `v`.
+    pub fn new(v: &Variant) -> Compiled {
+        let parts = parts(v)
+            .into_iter()
+            .map(|(part, source)| {
+                let mut env = environment(part == "html");
+                let compiled = env
+                    .add_template_owned(PART_NAME, source.to_owned())
+                    .map(|()| env)
+                    .map_err(|e| e.to_string());
+                (part, compiled)
+            })
+            .collect();
+        Compiled { parts }
     }
-    Ok(out)
+
+    /// Renders the variant for one recipient, as [`render`] does.
+    pub fn render(&self, ctx: &Context) -> Result<Rendered, TemplateError> {
+        let mut out = Rendered {
+            subject: None,
+            body: String::new(),
+            html: None,
+        };
+        let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+        for (part, env) in &self.parts {
+            let part = *part;
+            let mut text = Bounded {
+                out: Vec::new(),
+                left: MAX_OUTPUT,
+                overflowed: false,
+            };
+            let rendered = match env {
+                Ok(env) => env
+                    .get_template(PART_NAME)
+                    .and_then(|t| t.render_captured_to(value.clone(), &mut text).map(|_| ())),
+                Err(detail) => {
+                    return Err(TemplateError::Render {
+                        part,
+                        detail: detail.clone(),
+                    });
+                }
+            };
+            if let Err(e) = rendered {
+                let detail = if text.overflowed {
+                    format!(
+                        "longer than {} KiB (stopped while rendering)",
+                        MAX_OUTPUT / 1024
+                    )
+                } else {
+                    e.to_string()
+                };
+                return Err(TemplateError::Render { part, detail });
+            }
+            // Whole writes of UTF-8 strings: the bytes are UTF-8.
+            let text = String::from_utf8_lossy(&text.out).into_owned();
+            match part {
+                "subject" => {
+                    if text.contains(['\r', '\n']) {
+                        return Err(TemplateError::SubjectLines);
+                    }
+                    out.subject = Some(text);
+                }
+                "html" => out.html = Some(text),
+                _ => out.body = text,
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The variant for `locale`, else for `default_locale`, else the first one.
@@ -432,10 +478,20 @@ pub fn pick<'a>(
     locale: Option<&str>,
     default_locale: &str,
 ) -> Option<&'a Variant> {
+    pick_index(variants, locale, default_locale).map(|i| &variants[i])
+}
+
+/// Where [`pick`]'s choice is in `variants`, for a caller that keeps something
+/// beside each variant (its [`Compiled`] form).
+pub fn pick_index(
+    variants: &[Variant],
+    locale: Option<&str>,
+    default_locale: &str,
+) -> Option<usize> {
     locale
-        .and_then(|l| variants.iter().find(|v| v.locale == l))
-        .or_else(|| variants.iter().find(|v| v.locale == default_locale))
-        .or_else(|| variants.first())
+        .and_then(|l| variants.iter().position(|v| v.locale == l))
+        .or_else(|| variants.iter().position(|v| v.locale == default_locale))
+        .or_else(|| (!variants.is_empty()).then_some(0))
 }
 
 #[cfg(test)]

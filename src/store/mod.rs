@@ -873,6 +873,16 @@ pub struct NewOccurrence {
     pub messages: Vec<NewMessage>,
 }
 
+/// A student a rule writes about, and the people it writes to.
+#[derive(Debug, Clone, Default)]
+pub struct StudentPeople {
+    /// The student, unless the platform's id names nobody.
+    pub student: Option<EligibilityFacts>,
+    /// The people the rule's reach names for the student: the student, their
+    /// guardians, or both.
+    pub people: Vec<EligibilityFacts>,
+}
+
 /// The last run of a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RuleRun {
@@ -899,16 +909,28 @@ pub trait RuleStore: Send + Sync {
     async fn birth_dates(&self) -> Result<Vec<(String, NaiveDate)>>;
 
     /// Which of `keys` exist already (so a run does not render what it would not
-    /// write; `create_occurrence` still decides).
+    /// write; `create_occurrences` still decides).
     async fn existing_occurrences(&self, keys: &[String]) -> Result<Vec<String>>;
 
-    /// Creates an occurrence and its messages in one transaction, unless its key
-    /// exists (then `false`, and nothing is written).
-    async fn create_occurrence(
+    /// For each of `students` (platform ids), in their order: the student, and the
+    /// people `audience(&Audience::Recipient(student), reach)` names, in its order.
+    /// A few statements for the whole list, however long, where a look-up per
+    /// student took a dozen round trips each.
+    async fn students_with_people(
         &self,
-        occurrence: &NewOccurrence,
+        students: &[String],
+        reach: Reach,
+    ) -> Result<Vec<StudentPeople>>;
+
+    /// Creates occurrences and their messages in one transaction: each one whose key
+    /// does not exist yet, with its messages; one whose key exists writes nothing.
+    /// Says, in their order, which ones this call created. All or nothing: a failure
+    /// writes none of them.
+    async fn create_occurrences(
+        &self,
+        occurrences: &[NewOccurrence],
         now: DateTime<Utc>,
-    ) -> Result<bool>;
+    ) -> Result<Vec<bool>>;
 
     /// The last run of `rule`.
     async fn rule_run(&self, rule: &str) -> Result<Option<RuleRun>>;

@@ -121,6 +121,10 @@ macro_rules! in_list {
 const LIST_OPEN: &str = " = ANY(";
 const LIST_CLOSE: &str = ")";
 
+/// The most parameters one statement may bind (the protocol counts them in 16 bits):
+/// multi-row inserts split their rows to stay under it.
+const BIND_LIMIT: usize = 65_535;
+
 /// Row locks: an outcome, a decision or a settlement locks the one row it changes, so
 /// two instances acting on it at once take turns.
 macro_rules! for_update {

@@ -108,6 +108,10 @@ macro_rules! in_list {
 const LIST_OPEN: &str = " IN (SELECT value FROM json_each(";
 const LIST_CLOSE: &str = "))";
 
+/// The most parameters one statement may bind (`SQLITE_MAX_VARIABLE_NUMBER` in the
+/// SQLite that sqlx bundles): multi-row inserts split their rows to stay under it.
+const BIND_LIMIT: usize = 32_766;
+
 /// Row locks: none, SQLite's write transaction already excludes other writers.
 macro_rules! for_update {
     () => {

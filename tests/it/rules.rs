@@ -29,10 +29,13 @@ conformance!(
     a_two_day_outage_is_caught_up_once,
     with_requires_approval_the_messages_wait_in_the_outbox_per_rule_and_day,
     a_long_catch_up_writes_the_latest_reminder_only_and_never_after_the_due_date,
+    a_run_longer_than_one_write_creates_each_reminder_once_and_blocks_with_reasons_in_any_write,
+    a_run_that_fails_half_way_is_completed_by_the_next_run_each_reminder_once,
 );
 
 /// The examples, a student born on a Sunday (29 November 2012) who can be written
-/// to, and one template per rule; every rule enabled, sending without approval.
+/// to, one template per rule (and `named`, for runs of many reminders); every rule
+/// enabled, sending without approval.
 async fn school(app: &TestApp) -> Settings {
     app.import_examples(now()).await;
     let people = app.write(
@@ -65,6 +68,12 @@ async fn school(app: &TestApp) -> Settings {
             "birthday",
             "Wszystkiego najlepszego",
             "Sto lat, {{ recipient.first_name }}!",
+        ),
+        // Names whom each reminder is for and about, for runs of many reminders.
+        (
+            "named",
+            "Rata za {{ student.first_name }} dla {{ recipient.first_name }}",
+            "Termin {{ instalment.due_date }}.",
         ),
     ] {
         let v = herald::templates::Variant {
@@ -581,5 +590,153 @@ async fn a_long_catch_up_writes_the_latest_reminder_only_and_never_after_the_due
             .await
             .iter()
             .all(|m| m.status == MessageStatus::Expired && m.reason == Some(Reason::TooLate))
+    );
+}
+
+/// More reminders than one write takes (`rules::OCCURRENCES_PER_WRITE`): `n` students
+/// `s-i` ("Si Lis"), each with a guardian `g-i` ("Gi Lis") and an instalment due on
+/// 1 December, imported after the examples (whose two reminders come first). The
+/// guardian `g-{no_email}` has no email address. The `named` template names both
+/// people, so each message shows whom it was rendered for and about.
+async fn many_reminders(app: &TestApp, n: usize, no_email: usize) -> Settings {
+    let mut settings = school(app).await;
+    let mut people = String::from("external_id,role,name,email\n");
+    let mut links = String::from("guardian_id,student_id\n");
+    let mut contracts = String::from("external_id,student_id,number,status,consent\n");
+    let mut instalments = String::from("external_id,contract_id,due_date,amount\n");
+    for i in 0..n {
+        let email = if i == no_email {
+            String::new()
+        } else {
+            format!("g{i}@example.pl")
+        };
+        people.push_str(&format!(
+            "s-{i},student,S{i} Lis,\ng-{i},guardian,G{i} Lis,{email}\n"
+        ));
+        links.push_str(&format!("g-{i},s-{i}\n"));
+        contracts.push_str(&format!("c-{i},s-{i},UM/{i},active,yes\n"));
+        instalments.push_str(&format!("i-{i},c-{i},2026-12-01,320.00\n"));
+    }
+    for (name, contents) in [
+        ("recipients.csv", people),
+        ("guardianships.csv", links),
+        ("contracts.csv", contracts),
+        ("instalments.csv", instalments),
+    ] {
+        let report = app.import(&app.write(name, &contents), now()).await;
+        assert!(!report.has_errors(), "{name}: {:?}", report.errors);
+    }
+    settings.rules.instalment_due.template = "named".into();
+    settings
+}
+
+/// Every guardian `g-i` has exactly one reminder, about their own student, with
+/// one "created" event by the rule that matches it.
+async fn each_guardian_reminded_once(app: &TestApp, n: usize, no_email: usize) {
+    let mut to: std::collections::HashMap<String, Vec<MessageView>> = Default::default();
+    for m in periodic(app).await {
+        to.entry(m.recipient.clone()).or_default().push(m);
+    }
+    for i in 0..n {
+        let got = to.remove(&format!("g-{i}")).unwrap_or_default();
+        assert_eq!(got.len(), 1, "g-{i}: {got:?}");
+        let m = &got[0];
+        assert_eq!(
+            m.subject.as_deref(),
+            Some(&*format!("Rata za S{i} dla G{i}"))
+        );
+        let (status, reason) = if i == no_email {
+            (MessageStatus::Blocked, Some(Reason::MissingEmail))
+        } else {
+            (MessageStatus::Queued, None)
+        };
+        assert_eq!((m.status, m.reason), (status, reason), "g-{i}");
+        let events = app.store.events(m.id).await.unwrap();
+        assert_eq!(events.len(), 1, "g-{i}: {events:?}");
+        assert_eq!(events[0].status, status.as_str());
+        assert_eq!(events[0].reason.as_deref(), reason.map(Reason::as_str));
+        assert_eq!(events[0].actor.as_deref(), Some("rule:instalment_due"));
+        assert_eq!(events[0].note.as_deref(), Some("created"));
+    }
+}
+
+async fn a_run_longer_than_one_write_creates_each_reminder_once_and_blocks_with_reasons_in_any_write(
+    app: TestApp,
+) {
+    let n = rules::OCCURRENCES_PER_WRITE + 30;
+    // After the examples' two reminders: in the second write.
+    let no_email = rules::OCCURRENCES_PER_WRITE + 10;
+    let settings = many_reminders(&app, n, no_email).await;
+    let at = warsaw("2026-11-24 07:00");
+    let report = rules::run_rule(&*app.store, &settings, Rule::InstalmentDue, at)
+        .await
+        .unwrap();
+    assert_eq!((report.occurrences, report.existing), (n as u64 + 2, 0));
+    assert_eq!(report.messages, n as u64 + 2);
+    each_guardian_reminded_once(&app, n, no_email).await;
+    let batches = app.store.batches(None).await.unwrap();
+    assert_eq!(batches.len(), 1, "one batch for the rule and day");
+    // Again: every occurrence exists, nothing is written.
+    assert_eq!(
+        run(&app, &settings, Rule::InstalmentDue, at).await,
+        (0, n as u64 + 2)
+    );
+    assert_eq!(periodic(&app).await.len(), n + 2);
+}
+
+async fn a_run_that_fails_half_way_is_completed_by_the_next_run_each_reminder_once(app: TestApp) {
+    let n = rules::OCCURRENCES_PER_WRITE + 30;
+    let no_email = rules::OCCURRENCES_PER_WRITE + 10;
+    let settings = many_reminders(&app, n, no_email).await;
+    // The database refuses the message to a guardian in the second write, as a
+    // run killed there would never commit it.
+    let fails_at = rules::OCCURRENCES_PER_WRITE + 20;
+    app.execute_raw(
+        &format!(
+            "CREATE TRIGGER half_way BEFORE INSERT ON messages \
+             WHEN NEW.recipient_external_id = 'g-{fails_at}' \
+             BEGIN SELECT RAISE(ABORT, 'the run died here'); END;"
+        ),
+        &format!(
+            "CREATE FUNCTION half_way() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.recipient_external_id = 'g-{fails_at}' THEN \
+             RAISE EXCEPTION 'the run died here'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER half_way BEFORE INSERT ON messages \
+             FOR EACH ROW EXECUTE FUNCTION half_way();"
+        ),
+    )
+    .await;
+    let at = warsaw("2026-11-24 07:00");
+    assert!(
+        rules::run_rule(&*app.store, &settings, Rule::InstalmentDue, at)
+            .await
+            .is_err()
+    );
+    // The first write is whole; of the second, nothing: no occurrence without its
+    // messages, no message without its occurrence.
+    let written = periodic(&app).await;
+    assert_eq!(written.len(), rules::OCCURRENCES_PER_WRITE);
+    assert!(written.iter().all(|m| m.status == MessageStatus::Queued));
+    assert!(app.messages_to(&format!("g-{no_email}")).await.is_empty());
+    app.execute_raw(
+        "DROP TRIGGER half_way;",
+        "DROP TRIGGER half_way ON messages;",
+    )
+    .await;
+    let report = rules::run_rule(&*app.store, &settings, Rule::InstalmentDue, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.occurrences, report.existing),
+        (
+            (n + 2 - rules::OCCURRENCES_PER_WRITE) as u64,
+            rules::OCCURRENCES_PER_WRITE as u64
+        )
+    );
+    each_guardian_reminded_once(&app, n, no_email).await;
+    assert_eq!(app.store.batches(None).await.unwrap().len(), 1);
+    assert_eq!(
+        run(&app, &settings, Rule::InstalmentDue, at).await,
+        (0, n as u64 + 2)
     );
 }

@@ -88,88 +88,149 @@ impl RuleStore for Backend {
         .await?)
     }
 
-    async fn create_occurrence(
+    async fn students_with_people(
         &self,
-        occurrence: &NewOccurrence,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        // The key decides: a second run, a restart or another instance finds it and
-        // writes nothing.
-        let fresh = sqlx::query(
-            "INSERT INTO occurrences (key, rule, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&occurrence.key)
-        .bind(&occurrence.rule)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            return Ok(false);
+        students: &[String],
+        reach: Reach,
+    ) -> Result<Vec<StudentPeople>> {
+        if students.is_empty() {
+            return Ok(Vec::new());
         }
-        let b = &occurrence.batch;
-        // The day's batch, locked: an approval cannot slip in between the check below
-        // and the messages joining it.
-        let _: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT id FROM batches WHERE periodic_key = $1",
-            for_update!()
+        // The same people `audience(&Audience::Recipient(student), reach)` names,
+        // for every student at once: reach applies to students; anyone else is
+        // written to as is.
+        let found: Vec<(i64, String, String)> = sqlx::query_as(concat!(
+            "SELECT id, external_id, role FROM recipients WHERE external_id",
+            in_list!("$1")
         ))
-        .bind(&occurrence.periodic_key)
-        .fetch_optional(&mut *tx)
+        .bind(text_list(students))
+        .fetch_all(&self.pool)
         .await?;
-        if b.status == BatchStatus::AwaitingApproval {
-            // The day's batch was decided already: what comes now was not seen by
-            // whoever decided, so it starts a batch of its own (the old one keeps its
-            // key with its id appended).
-            sqlx::query(
-                "UPDATE batches SET periodic_key = periodic_key || '/' || id
-                 WHERE periodic_key = $1 AND status <> 'awaiting_approval'",
-            )
-            .bind(&occurrence.periodic_key)
-            .execute(&mut *tx)
-            .await?;
+        let is_student = |role: &str| role == Role::Student.as_str();
+        let wards: Vec<(i64, i64)> = if reach == Reach::Students {
+            Vec::new()
+        } else {
+            sqlx::query_as(concat!(
+                "SELECT student_id, guardian_id FROM guardianships WHERE student_id",
+                in_list!("$1")
+            ))
+            .bind(id_list(
+                found
+                    .iter()
+                    .filter(|(_, _, role)| is_student(role))
+                    .map(|(id, _, _)| *id),
+            ))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let mut guardians: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (student, guardian) in wards {
+            guardians.entry(student).or_default().push(guardian);
         }
-        sqlx::query(
-            "INSERT INTO batches
-                (kind, channel, status, audience, subject, body, created_by, created_at,
-                 decided_by, decided_at, decision_note, channels, html, periodic_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-                     CASE WHEN $3 = 'approved' THEN $7 END,
-                     CASE WHEN $3 = 'approved' THEN $8 END,
-                     CASE WHEN $3 = 'approved' THEN 'the rule needs no approval' END,
-                     $9, $10, $11)
-             ON CONFLICT (periodic_key) WHERE periodic_key IS NOT NULL DO NOTHING",
-        )
-        .bind(b.kind.as_str())
-        .bind(b.channel.as_str())
-        .bind(b.status.as_str())
-        .bind(&b.audience)
-        .bind(&b.subject)
-        .bind(&b.body)
-        .bind(&b.created_by)
-        .bind(now)
-        .bind(b.channels.as_str())
-        .bind(&b.html)
-        .bind(&occurrence.periodic_key)
-        .execute(&mut *tx)
-        .await?;
-        let batch: i64 = sqlx::query_scalar("SELECT id FROM batches WHERE periodic_key = $1")
-            .bind(&occurrence.periodic_key)
-            .fetch_one(&mut *tx)
+        let mut people_of: HashMap<&str, (i64, std::collections::BTreeSet<i64>)> = HashMap::new();
+        for (id, external_id, role) in &found {
+            let mut ids: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+            if is_student(role) {
+                ids.extend(guardians.get(id).into_iter().flatten().copied());
+            }
+            if reach != Reach::Guardians || !is_student(role) {
+                ids.insert(*id);
+            }
+            people_of.insert(external_id.as_str(), (*id, ids));
+        }
+        // Everyone in one read, in the order `recipients` gives (role, then name);
+        // each student's people keep that order.
+        let everyone: std::collections::BTreeSet<i64> = people_of
+            .values()
+            .flat_map(|(id, ids)| std::iter::once(*id).chain(ids.iter().copied()))
+            .collect();
+        let facts = self
+            .recipients(&RecipientFilter {
+                ids: Some(everyone.into_iter().map(RecipientId).collect()),
+                ..RecipientFilter::default()
+            })
             .await?;
-        sqlx::query("UPDATE occurrences SET batch_id = $2 WHERE key = $1")
-            .bind(&occurrence.key)
+        let position: HashMap<i64, usize> = facts
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.recipient.id.0, i))
+            .collect();
+        Ok(students
+            .iter()
+            .map(|student| {
+                let Some((id, ids)) = people_of.get(student.as_str()) else {
+                    return StudentPeople::default();
+                };
+                let mut people: Vec<usize> = ids
+                    .iter()
+                    .filter_map(|i| position.get(i).copied())
+                    .collect();
+                people.sort_unstable();
+                StudentPeople {
+                    student: position.get(id).map(|&i| facts[i].clone()),
+                    people: people.into_iter().map(|i| facts[i].clone()).collect(),
+                }
+            })
+            .collect())
+    }
+
+    async fn create_occurrences(
+        &self,
+        occurrences: &[NewOccurrence],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        if occurrences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        // The keys decide: a second run, a restart or another instance finds them
+        // and writes nothing for them.
+        let mut fresh = insert_occurrence_keys(&mut tx, occurrences, now).await?;
+        // A key given twice is created once, by its first occurrence.
+        let created: Vec<bool> = occurrences.iter().map(|o| fresh.remove(&o.key)).collect();
+        if !created.contains(&true) {
+            // Nothing of ours: dropping the transaction rolls it back.
+            return Ok(created);
+        }
+        let fresh: Vec<&NewOccurrence> = occurrences
+            .iter()
+            .zip(&created)
+            .filter_map(|(o, &c)| c.then_some(o))
+            .collect();
+        // Each rule and day has one batch, made by its first new occurrence, as when
+        // occurrences were written one at a time.
+        let mut days: Vec<(&str, Vec<&NewOccurrence>)> = Vec::new();
+        for &o in &fresh {
+            match days.iter_mut().find(|(key, _)| *key == o.periodic_key) {
+                Some((_, of_day)) => of_day.push(o),
+                None => days.push((o.periodic_key.as_str(), vec![o])),
+            }
+        }
+        for (_, of_day) in days {
+            let batch = day_batch(&mut tx, of_day[0], now).await?;
+            sqlx::query(concat!(
+                "UPDATE occurrences SET batch_id = $1 WHERE key",
+                in_list!("$2")
+            ))
             .bind(batch)
+            .bind(text_list(of_day.iter().map(|o| &o.key)))
             .execute(&mut *tx)
             .await?;
-        for m in &occurrence.messages {
-            insert_message(&mut tx, Some(batch), m, &b.created_by, now).await?;
+            // Each message's "created" event names who wrote it: the rule.
+            for run in of_day.chunk_by(|a, b| a.batch.created_by == b.batch.created_by) {
+                let messages: Vec<&NewMessage> = run.iter().flat_map(|o| &o.messages).collect();
+                insert_messages(
+                    &mut tx,
+                    Some(batch),
+                    &messages,
+                    &run[0].batch.created_by,
+                    now,
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(created)
     }
 
     async fn rule_run(&self, rule: &str) -> Result<Option<RuleRun>> {
@@ -253,6 +314,87 @@ impl RuleStore for Backend {
         tx.commit().await?;
         Ok(n)
     }
+}
+
+/// Inserts the occurrences' keys, each unless it exists already; returns the keys
+/// inserted now. They go in sorted, so two instances inserting overlapping keys on
+/// PostgreSQL wait for each other in one order and never deadlock.
+async fn insert_occurrence_keys(
+    conn: &mut DbConn,
+    occurrences: &[NewOccurrence],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<String>> {
+    let mut sorted: Vec<&NewOccurrence> = occurrences.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    sorted.dedup_by(|a, b| a.key == b.key);
+    let mut inserted = std::collections::HashSet::with_capacity(sorted.len());
+    for rows in sorted.chunks(BIND_LIMIT / 3) {
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new("INSERT INTO occurrences (key, rule, created_at) ");
+        q.push_values(rows, |mut row, o| {
+            row.push_bind(&o.key).push_bind(&o.rule).push_bind(now);
+        });
+        q.push(" ON CONFLICT (key) DO NOTHING RETURNING key");
+        let keys: Vec<String> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+        inserted.extend(keys);
+    }
+    Ok(inserted)
+}
+
+/// The batch of `o`'s rule and day, made from `o` unless it exists.
+async fn day_batch(conn: &mut DbConn, o: &NewOccurrence, now: DateTime<Utc>) -> Result<i64> {
+    let b = &o.batch;
+    // The day's batch, locked: an approval cannot slip in between the check below
+    // and the messages joining it.
+    let _: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT id FROM batches WHERE periodic_key = $1",
+        for_update!()
+    ))
+    .bind(&o.periodic_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if b.status == BatchStatus::AwaitingApproval {
+        // The day's batch was decided already: what comes now was not seen by
+        // whoever decided, so it starts a batch of its own (the old one keeps its
+        // key with its id appended).
+        sqlx::query(
+            "UPDATE batches SET periodic_key = periodic_key || '/' || id
+             WHERE periodic_key = $1 AND status <> 'awaiting_approval'",
+        )
+        .bind(&o.periodic_key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO batches
+            (kind, channel, status, audience, subject, body, created_by, created_at,
+             decided_by, decided_at, decision_note, channels, html, periodic_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                 CASE WHEN $3 = 'approved' THEN $7 END,
+                 CASE WHEN $3 = 'approved' THEN $8 END,
+                 CASE WHEN $3 = 'approved' THEN 'the rule needs no approval' END,
+                 $9, $10, $11)
+         ON CONFLICT (periodic_key) WHERE periodic_key IS NOT NULL DO NOTHING",
+    )
+    .bind(b.kind.as_str())
+    .bind(b.channel.as_str())
+    .bind(b.status.as_str())
+    .bind(&b.audience)
+    .bind(&b.subject)
+    .bind(&b.body)
+    .bind(&b.created_by)
+    .bind(now)
+    .bind(b.channels.as_str())
+    .bind(&b.html)
+    .bind(&o.periodic_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM batches WHERE periodic_key = $1")
+            .bind(&o.periodic_key)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 #[async_trait]
