@@ -290,14 +290,17 @@ def herald(args, env, *argv, capture=True):
     return done.stdout
 
 
-def prepare(args, env, work):
-    n = args.messages
+def school_files(work, n, domain="example.pl", extra_recipients=()):
+    """Writes the CSV files of a school of N students, each with a guardian (email,
+    phone, SMS on) and an active contract with consent, all in one group; returns
+    their paths."""
     rows = {
         "recipients.csv": ["external_id,role,name,email,phone,sms_enabled"]
         + [line for i in range(n) for line in (
             f"s-{i},student,Student {i},,,no",
-            f"g-{i},guardian,Guardian {i},guardian{i}@example.pl,"
-            f"+48 600 {i // 1000:03d} {i % 1000:03d},yes")],
+            f"g-{i},guardian,Guardian {i},guardian{i}@{domain},"
+            f"+48 600 {i // 1000:03d} {i % 1000:03d},yes")]
+        + list(extra_recipients),
         "groups.csv": ["external_id,name", "grp-1,Everyone"],
         "guardianships.csv": ["guardian_id,student_id"] + [f"g-{i},s-{i}" for i in range(n)],
         "memberships.csv": ["group_id,member_id"] + [f"grp-1,s-{i}" for i in range(n)],
@@ -310,6 +313,12 @@ def prepare(args, env, work):
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         files.append(path)
+    return files
+
+
+def prepare(args, env, work):
+    n = args.messages
+    files = school_files(work, n)
     herald(args, env, "operators", "add", "storm", "--role", "owner")
     herald(args, env, "import", *files, "--as", "storm")
     # Exactly what the SMS will cost: a point spent twice would leave one waiting
