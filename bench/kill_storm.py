@@ -21,7 +21,7 @@ Herald's database:
 
 It exits non-zero when anything is lost, an SMS reached a gateway twice, more
 emails came twice than sends could be in flight at the kills (kills x the
-dispatcher's tasks in flight, 2 x (SMTP connections + 4)), or the wallet does not
+dispatcher's tasks in flight, 2 x (SMTP connections + 8)), or the wallet does not
 add up. Run by bench/kill-storm.sh; see there for the arguments.
 """
 
@@ -410,8 +410,8 @@ def report(args, db, tally, kills, seconds):
     # Emails: a repeat carries the same Message-ID; at most the sends in flight when
     # an instance died may go twice: those on a connection, and those whose answer
     # came and whose record was waiting for its group's commit (a dispatcher claims
-    # two messages per send slot, its SMTP connections plus four).
-    channel_report("email", tally.emails, kills * 2 * (SMTP_CONNECTIONS + 4))
+    # two messages per send slot, its SMTP connections plus eight).
+    channel_report("email", tally.emails, kills * 2 * (SMTP_CONNECTIONS + 8))
     # SMS: never twice through either gateway (SMSAPI refuses a known idx; Twilio's
     # would be paid twice, so Herald holds those as unknown instead).
     channel_report("sms", tally.sms, 0)

@@ -99,7 +99,7 @@ impl Channels {
 
 /// SMS sends in flight at once besides the email channel's: gateway calls are short
 /// HTTP requests, and the rate limit paces them anyway.
-const SMS_IN_FLIGHT: usize = 4;
+const SMS_IN_FLIGHT: usize = 8;
 
 /// Messages claimed per send slot (an SMTP connection, an SMS in flight): one chunk
 /// is being sent while the next waits its turn, so a slot never waits for a claim,

@@ -105,9 +105,15 @@ impl WalletStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<Reservation> {
         let mut tx = self.begin_write().await?;
-        let reservation = reserve(&mut tx, id, claim, points, now).await?;
+        let asked = Reserving {
+            id,
+            claim,
+            points,
+            at: now,
+        };
+        let reservation = reserve_many(&mut tx, &[asked]).await?;
         tx.commit().await?;
-        Ok(reservation)
+        Ok(reservation[0])
     }
 
     async fn charge_undecided(&self, before: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64> {
@@ -554,49 +560,73 @@ impl OperatorStore for Backend {
     }
 }
 
-/// Reserves `points` for claim `claim` of a message ([`Store::reserve`]) in the
-/// caller's transaction; nothing changes unless it answers `Reserved`.
-pub(super) async fn reserve(
+/// A reservation asked for: `points` for claim `claim` of message `id`, at `at`.
+pub(super) struct Reserving {
+    pub(super) id: MessageId,
+    pub(super) claim: i64,
+    pub(super) points: i64,
+    pub(super) at: DateTime<Utc>,
+}
+
+/// Reserves credit for many claims at once ([`Store::reserve`], [`Store::record`]) in
+/// the caller's transaction, in order: each is `Reserved` while the balance covers
+/// it, and nothing changes for the others.
+pub(super) async fn reserve_many(
     conn: &mut DbConn,
-    id: MessageId,
-    claim: i64,
-    points: i64,
-    now: DateTime<Utc>,
-) -> Result<Reservation> {
+    asked: &[Reserving],
+) -> Result<Vec<Reservation>> {
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
     // Tied to the claim: a dispatcher whose lease ran out reserves nothing for a
     // message that is someone else's now (or back in the queue).
-    let ours: Option<i64> = sqlx::query_scalar(concat!(
-        "SELECT id FROM messages WHERE id = $1 AND claim = $2 AND status = 'sending'",
+    let ours: Vec<(i64, i64)> = sqlx::query_as(concat!(
+        "SELECT id, claim FROM messages WHERE status = 'sending' AND id",
+        in_list!("$1"),
+        " ORDER BY id",
         for_update!()
     ))
-    .bind(id.0)
-    .bind(claim)
-    .fetch_optional(&mut *conn)
+    .bind(id_list(asked.iter().map(|r| r.id.0)))
+    .fetch_all(&mut *conn)
     .await?;
-    if ours.is_none() {
-        return Ok(Reservation::ClaimLost);
+    let ours: HashMap<i64, i64> = ours.into_iter().collect();
+    // The balance can never go below zero: the wallet is read under the write lock
+    // (SQLite's, or the row's on PostgreSQL) and each reservation taken from what is
+    // left, whoever else reserves at the same moment.
+    let (mut left, _) = super::outbox::wallet_for_update(conn).await?;
+    let mut taken = Vec::new();
+    let answers = asked
+        .iter()
+        .map(|r| {
+            if ours.get(&r.id.0) != Some(&r.claim) {
+                Reservation::ClaimLost
+            } else if left < r.points {
+                Reservation::ShortOfCredit
+            } else {
+                left -= r.points;
+                taken.push(super::outbox::Movement {
+                    id: r.id.0,
+                    entry: super::outbox::Entry::Reserve,
+                    points: r.points,
+                    at: r.at,
+                });
+                Reservation::Reserved
+            }
+        })
+        .collect();
+    if !taken.is_empty() {
+        // Added to what the message holds, never in place of it, so no points go
+        // astray.
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE messages SET reserved_points = coalesce(messages.reserved_points, 0) + v.column2
+             FROM (",
+        );
+        q.push_values(&taken, |mut row, m| {
+            row.push_bind(m.id).push_bind(m.points);
+        });
+        q.push(") AS v WHERE messages.id = v.column1");
+        q.build().persistent(false).execute(&mut *conn).await?;
+        super::outbox::move_credit(conn, &taken).await?;
     }
-    // One conditional update: the balance cannot go below zero, whoever else is
-    // reserving at the same moment.
-    let after: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE wallet SET balance = balance - $1, reserved = reserved + $1
-         WHERE id = 1 AND balance >= $1
-         RETURNING balance, reserved",
-    )
-    .bind(points)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(after) = after else {
-        return Ok(Reservation::ShortOfCredit);
-    };
-    // Added to what the message holds, never in place of it, so no points go astray.
-    sqlx::query(
-        "UPDATE messages SET reserved_points = coalesce(reserved_points, 0) + $2 WHERE id = $1",
-    )
-    .bind(id.0)
-    .bind(points)
-    .execute(&mut *conn)
-    .await?;
-    insert_ledger(conn, now, "reserve", points, Some(id.0), None, None, after).await?;
-    Ok(Reservation::Reserved)
+    Ok(answers)
 }

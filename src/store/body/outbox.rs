@@ -327,6 +327,92 @@ struct Finishing {
     reserved_points: Option<i64>,
 }
 
+/// What a ledger line does to a message's credit.
+#[derive(Clone, Copy)]
+pub(super) enum Entry {
+    /// Taken from the balance and held.
+    Reserve,
+    /// Held, now spent.
+    Charge,
+    /// Held, now given back to the balance.
+    Refund,
+}
+
+impl Entry {
+    fn as_str(self) -> &'static str {
+        match self {
+            Entry::Reserve => "reserve",
+            Entry::Charge => "charge",
+            Entry::Refund => "refund",
+        }
+    }
+}
+
+/// Credit moved for one message.
+pub(super) struct Movement {
+    pub(super) id: i64,
+    pub(super) entry: Entry,
+    pub(super) points: i64,
+    pub(super) at: DateTime<Utc>,
+}
+
+/// The wallet's balance and reserve, locked until the transaction ends (PostgreSQL;
+/// SQLite's write transaction already excludes other writers).
+pub(super) async fn wallet_for_update(conn: &mut DbConn) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT balance, reserved FROM wallet WHERE id = 1",
+        for_update!()
+    ))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Moves credit for many messages at once: the wallet read once (locked) and written
+/// once, each ledger line with the balance and reserve after it, in order, as if
+/// written one by one.
+pub(super) async fn move_credit(conn: &mut DbConn, movements: &[Movement]) -> Result<()> {
+    if movements.is_empty() {
+        return Ok(());
+    }
+    let (mut balance, mut reserved) = wallet_for_update(conn).await?;
+    let mut lines = Vec::with_capacity(movements.len());
+    for m in movements {
+        match m.entry {
+            Entry::Reserve => {
+                balance -= m.points;
+                reserved += m.points;
+            }
+            Entry::Charge => reserved -= m.points,
+            Entry::Refund => {
+                reserved -= m.points;
+                balance += m.points;
+            }
+        }
+        lines.push((m, balance, reserved));
+    }
+    sqlx::query("UPDATE wallet SET balance = $1, reserved = $2 WHERE id = 1")
+        .bind(balance)
+        .bind(reserved)
+        .execute(&mut *conn)
+        .await?;
+    for chunk in lines.chunks(FINISH_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO wallet_ledger
+                (at, entry, points, message_id, balance_after, reserved_after) ",
+        );
+        q.push_values(chunk, |mut row, (m, balance, reserved)| {
+            row.push_bind(m.at)
+                .push_bind(m.entry.as_str())
+                .push_bind(m.points)
+                .push_bind(m.id)
+                .push_bind(*balance)
+                .push_bind(*reserved);
+        });
+        q.build().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Records how claims ended ([`Store::finish`], [`Store::record`]) in the caller's
 /// transaction: whether each was still its message's. Set-based, a few statements
 /// for the whole group whatever its size, as a dispatcher records its outcomes by
@@ -400,19 +486,28 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
     if moving.is_empty() {
         return Ok(recorded);
     }
-    for (e, _) in &moving {
-        let holds = found
-            .get(&e.id.0)
-            .is_some_and(|row| row.reserved_points.is_some_and(|p| p > 0));
-        match e.finish {
-            // The outcome is not known: the points stay reserved until an operator
-            // resends (given back, reserved again) or drops (given back) the message.
-            Finish::Unknown(_) => {}
-            _ if !holds => {}
-            Finish::Sent(_) => settle(&mut *tx, e.id.0, true, e.at).await?,
-            _ => settle(&mut *tx, e.id.0, false, e.at).await?,
-        }
-    }
+    // Credit held is settled: charged when the server took the message, given back
+    // otherwise; kept while the outcome is unknown, until a person resends (given
+    // back, reserved again) or drops (given back) the message.
+    let settled: Vec<Movement> = moving
+        .iter()
+        .filter_map(|(e, _)| {
+            let points = found.get(&e.id.0)?.reserved_points.filter(|p| *p > 0)?;
+            let entry = match e.finish {
+                Finish::Unknown(_) => return None,
+                Finish::Sent(_) => Entry::Charge,
+                _ => Entry::Refund,
+            };
+            Some(Movement {
+                id: e.id.0,
+                entry,
+                points,
+                at: e.at,
+            })
+        })
+        .collect();
+    move_credit(&mut *tx, &settled).await?;
+    let settled: std::collections::HashSet<i64> = settled.iter().map(|m| m.id).collect();
     // One statement for every message's new state: a VALUES list joined by id (its
     // columns are `column1`… on both backends).
     let mut q = sqlx::QueryBuilder::<Db>::new(
@@ -420,7 +515,8 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
          SET status = v.column2, reason = v.column3, next_attempt_at = v.column4,
              sent_at = coalesce(v.column5, messages.sent_at),
              attempts = messages.attempts + v.column6,
-             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = v.column7
+             lease_owner = NULL, lease_until = NULL, handed_at = NULL, updated_at = v.column7,
+             reserved_points = CASE WHEN v.column8 = 1 THEN NULL ELSE messages.reserved_points END
          FROM (",
     );
     q.push_values(
@@ -432,7 +528,8 @@ async fn finish_claims(tx: &mut DbConn, owner: &str, endings: &[Ending<'_>]) -> 
                 .push_bind(*next_at)
                 .push_bind(*sent_at)
                 .push_bind(i64::from(attempt_of(e.finish).is_some()))
-                .push_bind(e.at);
+                .push_bind(e.at)
+                .push_bind(i64::from(settled.contains(&e.id.0)));
         },
     );
     q.push(") AS v WHERE messages.id = v.column1");
@@ -978,10 +1075,11 @@ impl OutboxStore for Backend {
     async fn record(&self, owner: &str, writes: &[Write]) -> Result<Vec<Written>> {
         let mut tx = self.begin_write().await?;
         let mut written = Vec::with_capacity(writes.len());
-        // Hand-overs and reservations one by one, in order; the outcomes after them,
-        // together (no message has two writes in one group: each waits for the
+        // Hand-overs one by one, in order; the reservations after them, together, and
+        // the outcomes last, together (no message has two writes in one group: each waits for the
         // answer to its last before it makes the next).
         let (mut places, mut endings) = (Vec::new(), Vec::new());
+        let (mut reserving, mut reserves) = (Vec::new(), Vec::new());
         for (at, write) in writes.iter().enumerate() {
             written.push(match write {
                 Write::HandOver {
@@ -996,10 +1094,17 @@ impl OutboxStore for Backend {
                     id,
                     claim,
                     points,
-                    at,
-                } => Written::Reserved(
-                    super::admin::reserve(&mut tx, *id, *claim, *points, *at).await?,
-                ),
+                    at: when,
+                } => {
+                    reserving.push(at);
+                    reserves.push(super::admin::Reserving {
+                        id: *id,
+                        claim: *claim,
+                        points: *points,
+                        at: *when,
+                    });
+                    Written::Reserved(Reservation::ClaimLost)
+                }
                 Write::Finish {
                     id,
                     claim,
@@ -1016,6 +1121,15 @@ impl OutboxStore for Backend {
                     Written::Finished(false)
                 }
             });
+        }
+        for (places, asked) in reserving
+            .chunks(FINISH_CHUNK)
+            .zip(reserves.chunks(FINISH_CHUNK))
+        {
+            let answers = super::admin::reserve_many(&mut tx, asked).await?;
+            for (at, answer) in places.iter().zip(answers) {
+                written[*at] = Written::Reserved(answer);
+            }
         }
         for (places, endings) in places
             .chunks(FINISH_CHUNK)
