@@ -50,14 +50,12 @@ u wychowawcy do środy. Osoby, które nie mogą przyjść, zachęcamy do kontakt
 lub telefonicznego z sekretariatem. Dziękujemy i do zobaczenia. Dyrekcja szkoły."
 echo "$n guardians of $n students in $((n > 20 ? n / 20 : 1)) groups; an email of ${#body} characters"
 echo "target: stored in < 2 s with < 150 MiB peak RSS; its dry run in < 1 s"
-send() {
-  $herald send --as secretary --all-groups --reach guardians --channel email \
-    --subject "$subject" --body "$body" "$@"
-}
-/usr/bin/time -f "send --dry-run: %e s wall, %M KiB peak RSS" send --dry-run --json \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"  {d[\"messages\"]} messages: {d[\"counts\"]}")'
-/usr/bin/time -f "send: %e s wall, %M KiB peak RSS" send --json \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"  batch {d[\"batch_id\"]}, {d[\"messages\"]} messages")'
+send=($herald send --as secretary --all-groups --reach guardians --channel email
+  --subject "$subject" --body "$body" --json)
+/usr/bin/time -f "send --dry-run: %e s wall, %M KiB peak RSS" "${send[@]}" --dry-run \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  {} messages: {}".format(d["messages"], d["counts"]))'
+/usr/bin/time -f "send: %e s wall, %M KiB peak RSS" "${send[@]}" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  batch {}, {} messages".format(d["batch_id"], d["messages"]))'
 python3 - "$work/reference.db" "$n" "$subject" "$body" <<'PY'
 import sqlite3, sys, time
 path, n, subject, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
