@@ -53,6 +53,7 @@ use super::{
 };
 
 mod admin;
+mod bulk;
 mod directory;
 mod health;
 mod outbox;
