@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::access::{Operator, Permission, RoleDef};
