@@ -657,6 +657,17 @@ impl DirectoryStore for Backend {
         Ok(self.recipients(&filter).await?.into_iter().next())
     }
 
+    async fn names(&self, external_ids: &[&str]) -> Result<HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+            "SELECT external_id, name FROM recipients WHERE external_id",
+            in_list!("$1")
+        ))
+        .bind(text_list(external_ids))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>> {
         // Whom the audience names (`base`), the students among them, and the people
         // reach makes of those, in one statement: a whole school's ids stay in the
