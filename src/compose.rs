@@ -2,12 +2,14 @@
 //! person and channel, each already judged by eligibility (ineligible ones are kept
 //! as `blocked` with their reason, so "why didn't they get it" always has an answer).
 
+use std::collections::HashMap;
+
 use crate::config::Settings;
 use crate::domain::access::{AccessError, Operator, Permission};
 use crate::domain::sms::{self, SmsSize};
 use crate::domain::{
     Audience, BatchStatus, Channel, ChannelChoice, EligibilityFacts, MessageKind, MessageStatus,
-    Reach, Reason,
+    Reach, Reason, RecipientId,
 };
 use crate::store::{NewBatch, NewMessage, Store, StoreError};
 use crate::templates::{self, Context, Person, TemplateError, Variant};
@@ -559,6 +561,23 @@ pub async fn compose_send_to(
     reach: Reach,
     contents: &Contents,
 ) -> Result<Send, ComposeError> {
+    Ok(plan(store, settings, op, audience, reach, contents, false)
+        .await?
+        .0)
+}
+
+/// [`compose_send_to`]; with `keep_people`, also giving back the people the audience
+/// named, as the directory described them, for a caller that renders a text per
+/// person (otherwise the list is empty).
+async fn plan(
+    store: &dyn Store,
+    settings: &Settings,
+    op: &Operator,
+    audience: &Audience,
+    reach: Reach,
+    contents: &Contents,
+    keep_people: bool,
+) -> Result<(Send, Vec<EligibilityFacts>), ComposeError> {
     op.require(Permission::Send, "compose messages")?;
     check_reach(store, op, audience).await?;
     let named_groups: Vec<&String> = match audience {
@@ -587,14 +606,20 @@ pub async fn compose_send_to(
     };
     let kind = MessageKind::Informational;
     let mut messages: Vec<NewMessage> = Vec::with_capacity(people.len());
-    for f in &people {
+    let mut kept = Vec::new();
+    // Each person is let go of once judged (unless kept), so in a send to a whole
+    // school the messages take the memory the people held instead of adding to it.
+    for f in people {
         messages.extend(contents.judge(
             settings,
             &f.recipient.external_id,
-            Some(f),
+            Some(&f),
             kind,
             status,
         )?);
+        if keep_people {
+            kept.push(f);
+        }
     }
     // The platform named someone Herald does not know: keep the message, blocked.
     let named: Vec<&String> = match audience {
@@ -611,7 +636,7 @@ pub async fn compose_send_to(
         return Err(ComposeError::EmptyAudience(described));
     }
     let record = contents.of(contents.choice.primary())?;
-    Ok(Send {
+    let send = Send {
         batch: NewBatch {
             kind,
             channel: contents.choice.primary(),
@@ -624,7 +649,8 @@ pub async fn compose_send_to(
             created_by: op.login.clone(),
         },
         messages,
-    })
+    };
+    Ok((send, kept))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -669,15 +695,18 @@ pub async fn compose_templated_send(
             Channel::Sms => contents.sms = Some(content),
         }
     }
-    let mut send = compose_send_to(store, settings, op, audience, reach, &contents).await?;
+    let (mut send, people) = plan(store, settings, op, audience, reach, &contents, true).await?;
+    // Everything a template needs comes from the audience as it was read, and the
+    // students' names from one query: a send to a whole school renders without a
+    // query per person.
+    let facts: HashMap<RecipientId, &EligibilityFacts> =
+        people.iter().map(|f| (f.recipient.id, f)).collect();
+    let names = store.names(&wards(people.iter())).await?;
     for message in &mut send.messages {
-        let Some(id) = message.recipient_id else {
+        let Some(facts) = message.recipient_id.and_then(|id| facts.get(&id)) else {
             continue;
         };
-        let Some(facts) = store.recipient_by_id(id).await? else {
-            continue;
-        };
-        let ctx = context(store, settings, &facts, vars).await?;
+        let ctx = context_named(settings, facts, vars, &names);
         let content = render_content(
             settings,
             MessageKind::Informational,
@@ -705,6 +734,31 @@ pub async fn context(
     facts: &EligibilityFacts,
     vars: &std::collections::BTreeMap<String, String>,
 ) -> Result<Context, ComposeError> {
+    let names = store.names(&wards([facts])).await?;
+    Ok(context_named(settings, facts, vars, &names))
+}
+
+/// The students whose contracts speak for these people, when they are not students
+/// themselves (their platform ids; a student is their own).
+fn wards<'a>(people: impl IntoIterator<Item = &'a EligibilityFacts>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = people
+        .into_iter()
+        .filter(|f| f.recipient.role != crate::domain::Role::Student)
+        .flat_map(|f| f.contracts.iter().map(|c| c.student.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// [`context`] with the students' names already looked up (`names`, by platform id;
+/// one missing from it is left out, as a student no longer in the directory).
+fn context_named(
+    settings: &Settings,
+    facts: &EligibilityFacts,
+    vars: &std::collections::BTreeMap<String, String>,
+    names: &HashMap<String, String>,
+) -> Context {
     let r = &facts.recipient;
     let mut students = Vec::new();
     if r.role == crate::domain::Role::Student {
@@ -712,14 +766,14 @@ pub async fn context(
     } else {
         let mut seen = std::collections::BTreeSet::new();
         for c in &facts.contracts {
-            if seen.insert(c.student.clone())
-                && let Some(s) = store.recipient(&c.student).await?
+            if seen.insert(c.student.as_str())
+                && let Some(name) = names.get(&c.student)
             {
-                students.push(Person::new(&s.recipient.name, "student"));
+                students.push(Person::new(name, "student"));
             }
         }
     }
-    Ok(context_about(settings, facts, vars, students))
+    context_about(settings, facts, vars, students)
 }
 
 /// What a template sees for one recipient when the caller knows which students the

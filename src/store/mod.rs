@@ -6,6 +6,7 @@
 //! queries (two backends rule out one set of compile-checked queries), and one
 //! conformance suite in `tests/it` runs the same tests against each.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -234,6 +235,11 @@ pub trait DirectoryStore: Send + Sync {
 
     /// One recipient by Herald's id (the dispatcher's re-check before sending).
     async fn recipient_by_id(&self, id: RecipientId) -> Result<Option<EligibilityFacts>>;
+
+    /// The names of the recipients with these platform ids, by platform id (those
+    /// not in the directory are left out): what templates call the students a
+    /// message is about, for a whole send in one query.
+    async fn names(&self, external_ids: &[&str]) -> Result<HashMap<String, String>>;
 
     /// The people an audience names, each once: a guardian of two students in it is
     /// one person. Ordered by role then name.

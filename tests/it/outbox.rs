@@ -607,3 +607,197 @@ async fn audiences_of_lists_several_groups_and_teachers_name_each_person_once(ap
     .unwrap_err();
     assert!(err.to_string().contains("g-9z"), "{err}");
 }
+
+conformance!(
+    a_batch_larger_than_one_insert_is_stored_whole_with_its_blocked_messages,
+    a_batch_that_fails_past_its_first_insert_stores_nothing,
+);
+
+/// Guardians `g-0`…, one student each (`s-0`…) in ten groups: every tenth guardian has
+/// no email address, and every seventh contract no consent (a guardian can be both).
+async fn import_guardians(app: &TestApp, count: usize) {
+    use herald::domain::directory::{
+        ContractRecord, ContractStatus, DirectoryRecord, RecipientRecord, Role,
+    };
+    let person = |id: String, role, email: Option<String>| {
+        DirectoryRecord::Recipient(RecipientRecord {
+            name: format!("Person {id}"),
+            external_id: id,
+            role,
+            locale: None,
+            email,
+            phone: None,
+            phone_e164: None,
+            sms_enabled: false,
+            birth_date: None,
+        })
+    };
+    let mut records: Vec<DirectoryRecord> = (0..10)
+        .map(|k| DirectoryRecord::Group {
+            external_id: format!("grp-{k}"),
+            name: format!("Group {k}"),
+        })
+        .collect();
+    for i in 0..count {
+        let email = (i % 10 != 9).then(|| format!("guardian{i}@example.pl"));
+        records.extend([
+            person(format!("s-{i}"), Role::Student, None),
+            person(format!("g-{i}"), Role::Guardian, email),
+            DirectoryRecord::Guardianship {
+                guardian: format!("g-{i}"),
+                student: format!("s-{i}"),
+            },
+            DirectoryRecord::Membership {
+                group: format!("grp-{}", i % 10),
+                member: format!("s-{i}"),
+            },
+            DirectoryRecord::Contract(ContractRecord {
+                external_id: format!("c-{i}"),
+                student: format!("s-{i}"),
+                number: None,
+                status: ContractStatus::Active,
+                consent_email: i % 7 != 6,
+                consent_sms: false,
+                consent_at: None,
+                consent_source: None,
+                balance_cents: None,
+                arrears_since: None,
+            }),
+        ]);
+    }
+    let outcomes = app
+        .store
+        .apply(&records, &audit_line("test", AuditAction::Import, now()))
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+}
+
+/// A send to all groups' guardians, composed by the owner (it waits for approval).
+async fn send_to_guardians(app: &TestApp) -> compose::Send {
+    let content = Content::email("Meeting", "The meeting is on Thursday.").unwrap();
+    compose::compose_send(
+        &*app.store,
+        &app.settings,
+        &app.owner().await,
+        &Audience::AllGroups,
+        Reach::Guardians,
+        &content,
+    )
+    .await
+    .unwrap()
+}
+
+/// More messages than one insert statement takes (the store writes them some
+/// 1,800 rows at a time): every one is stored, in order, with its `created` event,
+/// and the blocked ones keep their reasons.
+async fn a_batch_larger_than_one_insert_is_stored_whole_with_its_blocked_messages(app: TestApp) {
+    let count = 4000;
+    import_guardians(&app, count).await;
+    let send = send_to_guardians(&app).await;
+    assert_eq!(send.messages.len(), count);
+    let batch = app.store_send(&send, now()).await;
+    let stored = app
+        .store
+        .messages(&herald::store::MessageFilter {
+            batch: Some(batch),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Newest first: in composing order, ids ascend.
+    let stored: Vec<_> = stored.into_iter().rev().collect();
+    assert_eq!(stored.len(), count);
+    for (m, planned) in stored.iter().zip(&send.messages) {
+        assert_eq!(
+            (&m.recipient, m.status, m.reason, &m.address),
+            (
+                &planned.recipient_external_id,
+                planned.status,
+                planned.reason,
+                &planned.address
+            )
+        );
+    }
+    // Guardian i: no email when i % 10 == 9 (reported first), else no consent when
+    // i % 7 == 6.
+    let missing_email = count / 10;
+    let no_consent = (0..count).filter(|i| i % 10 != 9 && i % 7 == 6).count();
+    let counts = app.store.batches(None).await.unwrap()[0].counts.clone();
+    let count_of = |status, reason| {
+        counts
+            .iter()
+            .find(|c| c.status == status && c.reason == reason)
+            .map_or(0, |c| c.count as usize)
+    };
+    assert_eq!(
+        count_of(MessageStatus::Blocked, Some(Reason::MissingEmail)),
+        missing_email
+    );
+    assert_eq!(
+        count_of(MessageStatus::Blocked, Some(Reason::NoConsent)),
+        no_consent
+    );
+    assert_eq!(
+        count_of(
+            MessageStatus::AwaitingApproval,
+            Some(Reason::AwaitingApproval)
+        ),
+        count - missing_email - no_consent
+    );
+    for m in [
+        &stored[0],
+        &stored[9],
+        &stored[count / 2],
+        &stored[count - 1],
+    ] {
+        let events = app.store.events(m.id).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (
+                events[0].status.as_str(),
+                events[0].reason.as_deref(),
+                events[0].actor.as_deref(),
+                events[0].note.as_deref()
+            ),
+            (
+                m.status.as_str(),
+                m.reason.map(|r| r.as_str()),
+                Some(OWNER),
+                Some("created")
+            )
+        );
+    }
+}
+
+/// A message the database refuses in the batch's second insert statement: the
+/// statements before it are undone, and the batch, its messages and its audit line
+/// are not there at all.
+async fn a_batch_that_fails_past_its_first_insert_stores_nothing(app: TestApp) {
+    let count = 2500;
+    import_guardians(&app, count).await;
+    let mut send = send_to_guardians(&app).await;
+    send.messages[count - 1].recipient_id = Some(herald::domain::RecipientId(i64::MAX));
+    let audit = herald::store::AuditEntry {
+        subject: "batch {id}".into(),
+        ..audit_line(OWNER, AuditAction::Send, now())
+    };
+    assert!(
+        app.store
+            .create_batch(&send.batch, &send.messages, &audit)
+            .await
+            .is_err()
+    );
+    assert!(app.store.batches(None).await.unwrap().is_empty());
+    let all = herald::store::MessageFilter::default();
+    assert!(app.store.messages(&all).await.unwrap().is_empty());
+    let sends = app
+        .store
+        .audit_log(&herald::store::AuditFilter {
+            action: Some(AuditAction::Send),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(sends.is_empty());
+}

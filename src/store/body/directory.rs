@@ -370,6 +370,32 @@ async fn apply_contract(conn: &mut DbConn, c: &ContractRecord, now: DateTime<Utc
     Ok(Applied::Updated)
 }
 
+/// Contracts read for a listing of recipients: `consents[i]` belongs to the student
+/// `students[i]`, and both lists are in student order, so a student's contracts are
+/// one run found by binary search.
+#[derive(Default)]
+struct Contracts {
+    students: Vec<i64>,
+    consents: Vec<ContractConsent>,
+}
+
+impl Contracts {
+    /// The contracts of `students`, in that order (each student's by contract id), in
+    /// a list of exactly their number.
+    fn covering(&self, students: &[i64]) -> Vec<ContractConsent> {
+        let run = |s: &i64| {
+            let from = self.students.partition_point(|x| x < s);
+            let to = self.students.partition_point(|x| x <= s);
+            &self.consents[from..to]
+        };
+        let mut covering = Vec::with_capacity(students.iter().map(|s| run(s).len()).sum());
+        for s in students {
+            covering.extend_from_slice(run(s));
+        }
+        covering
+    }
+}
+
 #[async_trait]
 impl DirectoryStore for Backend {
     async fn apply(&self, records: &[DirectoryRecord], audit: &AuditEntry) -> Result<Vec<Outcome>> {
@@ -458,9 +484,12 @@ impl DirectoryStore for Backend {
                                   WHEN 'teacher' THEN 2 ELSE 3 END,
                       r.name, r.external_id",
         );
-        let rows = q.build().fetch_all(&self.pool).await?;
-        let mut recipients = Vec::with_capacity(rows.len());
-        for row in rows {
+        // Rows are read as they come rather than all at once: a whole school's rows,
+        // each value copied out of the database, take several times the memory of
+        // the recipients made from them.
+        let mut recipients = Vec::new();
+        let mut rows = q.build().fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
             recipients.push(Recipient {
                 id: RecipientId(row.try_get("id")?),
                 external_id: row.try_get("external_id")?,
@@ -480,6 +509,8 @@ impl DirectoryStore for Backend {
                 ),
             });
         }
+        // A stream holds its connection until it is dropped.
+        drop(rows);
 
         // Guardians' consent comes from their students' contracts.
         let guardians = id_list(
@@ -488,14 +519,18 @@ impl DirectoryStore for Backend {
                 .filter(|r| r.role == Role::Guardian)
                 .map(|r| r.id.0),
         );
-        let wards: Vec<(i64, i64)> = sqlx::query_as(concat!(
+        let mut wards: Vec<(i64, i64)> = Vec::new();
+        let mut rows = sqlx::query_as(concat!(
             "SELECT guardian_id, student_id FROM guardianships
              WHERE guardian_id",
             in_list!("$1")
         ))
         .bind(guardians)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch(&self.pool);
+        while let Some(pair) = rows.try_next().await? {
+            wards.push(pair);
+        }
+        drop(rows);
         let students = id_list(
             recipients
                 .iter()
@@ -503,7 +538,10 @@ impl DirectoryStore for Backend {
                 .map(|r| r.id.0)
                 .chain(wards.iter().map(|(_, s)| *s)),
         );
-        let rows = sqlx::query(concat!(
+        // Each student's contracts, side by side in one list in student order (a
+        // map of small lists would spend more on the lists than on the contracts).
+        let mut contracts = Contracts::default();
+        let mut rows = sqlx::query(concat!(
             "SELECT c.student_id, s.external_id AS student, c.external_id, c.number, c.status,
                     c.consent_email, c.consent_email_at, c.consent_sms, c.consent_sms_at,
                     c.consent_source
@@ -511,32 +549,29 @@ impl DirectoryStore for Backend {
              WHERE c.student_id",
             in_list!("$1"),
             "
-             ORDER BY c.external_id"
+             ORDER BY c.student_id, c.external_id"
         ))
         .bind(students)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut contracts: HashMap<i64, Vec<ContractConsent>> = HashMap::new();
-        for row in rows {
-            contracts
-                .entry(row.try_get("student_id")?)
-                .or_default()
-                .push(ContractConsent {
-                    contract: row.try_get("external_id")?,
-                    number: row.try_get("number")?,
-                    student: row.try_get("student")?,
-                    status: parse_status(&row.try_get::<String, _>("status")?)?,
-                    email: Consent {
-                        given: row.try_get("consent_email")?,
-                        changed_at: row.try_get("consent_email_at")?,
-                    },
-                    sms: Consent {
-                        given: row.try_get("consent_sms")?,
-                        changed_at: row.try_get("consent_sms_at")?,
-                    },
-                    source: row.try_get("consent_source")?,
-                });
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            contracts.students.push(row.try_get("student_id")?);
+            contracts.consents.push(ContractConsent {
+                contract: row.try_get("external_id")?,
+                number: row.try_get("number")?,
+                student: row.try_get("student")?,
+                status: parse_status(&row.try_get::<String, _>("status")?)?,
+                email: Consent {
+                    given: row.try_get("consent_email")?,
+                    changed_at: row.try_get("consent_email_at")?,
+                },
+                sms: Consent {
+                    given: row.try_get("consent_sms")?,
+                    changed_at: row.try_get("consent_sms_at")?,
+                },
+                source: row.try_get("consent_source")?,
+            });
         }
+        drop(rows);
         let mut students_of: HashMap<i64, Vec<i64>> = HashMap::new();
         for (guardian, student) in wards {
             students_of.entry(guardian).or_default().push(student);
@@ -544,21 +579,14 @@ impl DirectoryStore for Backend {
         Ok(recipients
             .into_iter()
             .map(|recipient| {
-                let own = std::iter::once(recipient.id.0);
-                let covering: Vec<ContractConsent> = match recipient.role {
-                    Role::Guardian => students_of
-                        .get(&recipient.id.0)
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|s| contracts.get(s).into_iter().flatten().cloned())
-                        .collect(),
-                    _ => own
-                        .flat_map(|s| contracts.get(&s).into_iter().flatten().cloned())
-                        .collect(),
+                let own = [recipient.id.0];
+                let students: &[i64] = match recipient.role {
+                    Role::Guardian => students_of.get(&recipient.id.0).map_or(&[], Vec::as_slice),
+                    _ => &own,
                 };
                 EligibilityFacts {
+                    contracts: contracts.covering(students),
                     recipient,
-                    contracts: covering,
                 }
             })
             .collect())
@@ -629,104 +657,80 @@ impl DirectoryStore for Backend {
         Ok(self.recipients(&filter).await?.into_iter().next())
     }
 
-    async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>> {
-        let base: Vec<i64> = match audience {
-            Audience::Recipient(external_id) => {
-                sqlx::query_scalar("SELECT id FROM recipients WHERE external_id = $1")
-                    .bind(external_id)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Audience::Group(group) => {
-                sqlx::query_scalar(
-                    "SELECT m.recipient_id FROM group_members m
-                     JOIN groups g ON g.id = m.group_id
-                     JOIN recipients r ON r.id = m.recipient_id
-                     WHERE g.external_id = $1 AND r.role = 'student'",
-                )
-                .bind(group)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Audience::List(ids) => {
-                sqlx::query_scalar(concat!(
-                    "SELECT id FROM recipients
-                     WHERE external_id",
-                    in_list!("$1")
-                ))
-                .bind(text_list(ids))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Audience::Groups(groups) => {
-                sqlx::query_scalar(concat!(
-                    "SELECT DISTINCT m.recipient_id FROM group_members m
-                     JOIN groups g ON g.id = m.group_id
-                     JOIN recipients r ON r.id = m.recipient_id
-                     WHERE g.external_id",
-                    in_list!("$1"),
-                    "
-                       AND r.role = 'student'"
-                ))
-                .bind(text_list(groups))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Audience::TeachersOf(group) => {
-                sqlx::query_scalar(
-                    "SELECT m.recipient_id FROM group_members m
-                     JOIN groups g ON g.id = m.group_id
-                     JOIN recipients r ON r.id = m.recipient_id
-                     WHERE g.external_id = $1 AND r.role = 'teacher'",
-                )
-                .bind(group)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Audience::AllGroups => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT m.recipient_id FROM group_members m
-                     JOIN recipients r ON r.id = m.recipient_id WHERE r.role = 'student'",
-                )
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Audience::ActiveContracts => {
-                sqlx::query_scalar(
-                    "SELECT DISTINCT student_id FROM contracts WHERE status = 'active'",
-                )
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        // Reach applies to the students among them; anyone else is written to as is.
-        let students: Vec<i64> = sqlx::query_scalar(concat!(
-            "SELECT id FROM recipients
-             WHERE id",
-            in_list!("$1"),
-            " AND role = 'student'"
+    async fn names(&self, external_ids: &[&str]) -> Result<HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(concat!(
+            "SELECT external_id, name FROM recipients WHERE external_id",
+            in_list!("$1")
         ))
-        .bind(id_list(base.iter().copied()))
+        .bind(text_list(external_ids))
         .fetch_all(&self.pool)
         .await?;
-        let guardians: Vec<i64> = if reach == Reach::Students {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(concat!(
-                "SELECT DISTINCT guardian_id FROM guardianships
-                 WHERE student_id",
-                in_list!("$1")
-            ))
-            .bind(id_list(students.iter().copied()))
-            .fetch_all(&self.pool)
-            .await?
-        };
-        let mut ids: std::collections::BTreeSet<i64> = guardians.into_iter().collect();
-        for id in base {
-            if reach != Reach::Guardians || !students.contains(&id) {
-                ids.insert(id);
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn audience(&self, audience: &Audience, reach: Reach) -> Result<Vec<EligibilityFacts>> {
+        // Whom the audience names (`base`), the students among them, and the people
+        // reach makes of those, in one statement: a whole school's ids stay in the
+        // database instead of crossing to Herald and back for each step.
+        let mut q = sqlx::QueryBuilder::<Db>::new("WITH base(id) AS (");
+        let members = "SELECT m.recipient_id FROM group_members m
+                       JOIN groups g ON g.id = m.group_id
+                       JOIN recipients r ON r.id = m.recipient_id
+                       WHERE r.role = ";
+        match audience {
+            Audience::Recipient(external_id) => {
+                q.push("SELECT id FROM recipients WHERE external_id = ")
+                    .push_bind(external_id.clone());
+            }
+            Audience::List(ids) => {
+                q.push("SELECT id FROM recipients WHERE external_id")
+                    .push(LIST_OPEN)
+                    .push_bind(text_list(ids))
+                    .push(LIST_CLOSE);
+            }
+            Audience::Group(group) => {
+                q.push(members)
+                    .push("'student' AND g.external_id = ")
+                    .push_bind(group.clone());
+            }
+            Audience::TeachersOf(group) => {
+                q.push(members)
+                    .push("'teacher' AND g.external_id = ")
+                    .push_bind(group.clone());
+            }
+            Audience::Groups(groups) => {
+                q.push(members)
+                    .push("'student' AND g.external_id")
+                    .push(LIST_OPEN)
+                    .push_bind(text_list(groups))
+                    .push(LIST_CLOSE);
+            }
+            Audience::AllGroups => {
+                q.push(
+                    "SELECT m.recipient_id FROM group_members m
+                     JOIN recipients r ON r.id = m.recipient_id WHERE r.role = 'student'",
+                );
+            }
+            Audience::ActiveContracts => {
+                q.push("SELECT student_id FROM contracts WHERE status = 'active'");
             }
         }
+        // Reach applies to the students among them; anyone else is written to as is.
+        q.push(
+            "), students(id) AS (
+                 SELECT id FROM recipients WHERE role = 'student' AND id IN (SELECT id FROM base))
+             SELECT DISTINCT id FROM base",
+        );
+        if reach == Reach::Guardians {
+            q.push(" WHERE id NOT IN (SELECT id FROM students)");
+        }
+        if reach != Reach::Students {
+            q.push(
+                " UNION SELECT guardian_id FROM guardianships
+                  WHERE student_id IN (SELECT id FROM students)",
+            );
+        }
+        let ids: Vec<i64> = q.build_query_scalar().fetch_all(&self.pool).await?;
         let filter = RecipientFilter {
             ids: Some(ids.into_iter().map(RecipientId).collect()),
             ..RecipientFilter::default()

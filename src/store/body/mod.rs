@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::access::{Operator, Permission, RoleDef};
@@ -56,6 +57,7 @@ use super::{
 };
 
 mod admin;
+mod bulk;
 mod directory;
 mod health;
 mod outbox;

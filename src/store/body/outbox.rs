@@ -762,9 +762,7 @@ impl OutboxStore for Backend {
         .bind(&batch.html)
         .fetch_one(&mut *tx)
         .await?;
-        for m in messages {
-            insert_message(&mut tx, Some(id), m, &batch.created_by, now).await?;
-        }
+        bulk::insert_messages(&mut tx, id, messages, &batch.created_by, now).await?;
         insert_audit(&mut tx, &audit.for_id(id)).await?;
         tx.commit().await?;
         Ok(BatchId(id))
