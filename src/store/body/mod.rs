@@ -28,8 +28,8 @@ use crate::domain::{
     MessageStatus, Reach, Reason,
 };
 use crate::store::shared::{
-    ApplyError, Applying, OperatorRow, Outcome, build_operators, build_roles, consent_at,
-    failure_mark, parse_code, parse_reason, parse_role, parse_status,
+    OperatorRow, Outcome, build_operators, build_roles, consent_at, failure_mark, parse_code,
+    parse_reason, parse_role, parse_status,
 };
 use crate::store::{
     ActionResult, Applied, Attempt, AttemptOutcome, BatchEdit, BatchSummary, CalendarStore,
