@@ -10,7 +10,8 @@
 //!
 //! The SQL itself is shared with PostgreSQL (`body.rs`); this file keeps what is
 //! SQLite's own: opening the file, the write transaction, lists bound as JSON arrays
-//! (`json_each`), and no row locks, since SQLite has one writer at a time.
+//! (`json_each`) and rows read as one (`json_group_array`), and no row locks, since
+//! SQLite has one writer at a time.
 
 use std::path::Path;
 
@@ -107,6 +108,16 @@ macro_rules! in_list {
 /// The same for a query builder: what goes before and after the bound list.
 const LIST_OPEN: &str = " IN (SELECT value FROM json_each(";
 const LIST_CLOSE: &str = "))";
+
+/// `SELECT` of the columns of every row found as one JSON array of arrays, read with
+/// `json_rows`: the import reads thousands of references at a time, and each row
+/// costs a hand-over between sqlx's SQLite thread and the caller, while one value
+/// costs one.
+macro_rules! json_rows {
+    ($columns:literal) => {
+        concat!("SELECT json_group_array(json_array(", $columns, "))")
+    };
+}
 
 /// Row locks: none, SQLite's write transaction already excludes other writers.
 macro_rules! for_update {

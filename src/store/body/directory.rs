@@ -114,13 +114,16 @@ struct People(HashMap<String, (i64, Role)>);
 
 impl People {
     async fn read<'a>(conn: &mut DbConn, ids: impl IntoIterator<Item = &'a str>) -> Result<People> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(concat!(
-            "SELECT external_id, id, role FROM recipients WHERE external_id",
-            in_list!("$1")
-        ))
-        .bind(text_list(ids))
-        .fetch_all(conn)
-        .await?;
+        let rows: Vec<(String, i64, String)> = json_rows(
+            sqlx::query_scalar(concat!(
+                json_rows!("external_id, id, role"),
+                " FROM recipients WHERE external_id",
+                in_list!("$1")
+            ))
+            .bind(text_list(ids))
+            .fetch_one(conn)
+            .await?,
+        )?;
         let mut people = HashMap::with_capacity(rows.len());
         for (external_id, id, role) in rows {
             people.insert(external_id, (id, parse_role(&role)?));
@@ -155,17 +158,25 @@ impl People {
     }
 }
 
-/// Herald's ids of the rows `sql` finds by the platform's ids (`$1`, a list): a run's
-/// references to groups or contracts, read in one query.
+/// The rows of a `json_rows!` query, from the one JSON array it gives.
+fn json_rows<T: serde::de::DeserializeOwned>(json: String) -> Result<Vec<T>> {
+    serde_json::from_str(&json).map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// Herald's ids of the rows `sql` (a `json_rows!` query of `external_id, id`) finds by
+/// the platform's ids (`$1`, a list): a run's references to groups or contracts, read
+/// in one query.
 async fn ids_named<'a>(
     conn: &mut DbConn,
     sql: &'static str,
     ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashMap<String, i64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(sql)
-        .bind(text_list(ids))
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(String, i64)> = json_rows(
+        sqlx::query_scalar(sql)
+            .bind(text_list(ids))
+            .fetch_one(conn)
+            .await?,
+    )?;
     Ok(rows.into_iter().collect())
 }
 
@@ -412,7 +423,8 @@ async fn apply_memberships(
     let groups = ids_named(
         conn,
         concat!(
-            "SELECT external_id, id FROM groups WHERE external_id",
+            json_rows!("external_id, id"),
+            " FROM groups WHERE external_id",
             in_list!("$1")
         ),
         links.iter().map(|(g, _)| *g),
@@ -440,8 +452,8 @@ async fn apply_memberships(
 struct LinkTable {
     table: &'static str,
     columns: [&'static str; 2],
-    /// The stored links of the ids in `$1` (a list) on one side: the side with few
-    /// links per id.
+    /// The stored links of the ids in `$1` (a list) on one side, the side with few
+    /// links per id (a `json_rows!` query).
     stored: &'static str,
     /// Which side `stored` takes: 0 for the first column, 1 for the second.
     side: usize,
@@ -452,7 +464,8 @@ const GUARDIANSHIPS: LinkTable = LinkTable {
     table: "guardianships",
     columns: ["guardian_id", "student_id"],
     stored: concat!(
-        "SELECT guardian_id, student_id FROM guardianships WHERE guardian_id",
+        json_rows!("guardian_id, student_id"),
+        " FROM guardianships WHERE guardian_id",
         in_list!("$1")
     ),
     side: 0,
@@ -463,7 +476,8 @@ const MEMBERSHIPS: LinkTable = LinkTable {
     table: "group_members",
     columns: ["group_id", "recipient_id"],
     stored: concat!(
-        "SELECT group_id, recipient_id FROM group_members WHERE recipient_id",
+        json_rows!("group_id, recipient_id"),
+        " FROM group_members WHERE recipient_id",
         in_list!("$1")
     ),
     side: 1,
@@ -480,10 +494,12 @@ async fn insert_links(
     now: DateTime<Utc>,
 ) -> Result<Vec<Outcome>> {
     let side = |(a, b): (i64, i64)| if links.side == 0 { a } else { b };
-    let stored: Vec<(i64, i64)> = sqlx::query_as(links.stored)
-        .bind(id_list(resolved.iter().flatten().map(|link| side(*link))))
-        .fetch_all(&mut *conn)
-        .await?;
+    let stored: Vec<(i64, i64)> = json_rows(
+        sqlx::query_scalar(links.stored)
+            .bind(id_list(resolved.iter().flatten().map(|link| side(*link))))
+            .fetch_one(&mut *conn)
+            .await?,
+    )?;
     let mut known: HashSet<(i64, i64)> = stored.into_iter().collect();
     let mut new = Vec::new();
     let outcomes = resolved
@@ -654,7 +670,8 @@ async fn apply_instalments(
     let contracts = ids_named(
         conn,
         concat!(
-            "SELECT external_id, id FROM contracts WHERE external_id",
+            json_rows!("external_id, id"),
+            " FROM contracts WHERE external_id",
             in_list!("$1")
         ),
         records.iter().map(|i| i.contract.as_str()),

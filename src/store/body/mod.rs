@@ -5,9 +5,10 @@
 //! is compiled once per backend against that backend's types (`Db`, `DbConn`,
 //! `DbArgs`, `Backend`). What really differs between SQLite and PostgreSQL stays in
 //! the backend file: opening and migrating, the write transaction (`BEGIN IMMEDIATE`
-//! under SQLite's single writer), how a list is bound (`json_each` or `= ANY`), row
-//! locks and `SKIP LOCKED` (the `for_update!`, `skip_locked!`, `in_list!` and `unpaid!`
-//! fragments), and `LISTEN`/`NOTIFY`.
+//! under SQLite's single writer), how a list is bound (`json_each` or `= ANY`) and
+//! rows read as one JSON array, row locks and `SKIP LOCKED` (the `for_update!`,
+//! `skip_locked!`, `in_list!`, `json_rows!` and `unpaid!` fragments), and
+//! `LISTEN`/`NOTIFY`.
 //!
 //! This file holds the writers every area uses (a message, an event, a ledger line,
 //! an audit line); each area's store traits are in a file of their own.
