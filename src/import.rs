@@ -1,9 +1,11 @@
 //! Import of the school's directory from CSV and JSON files.
 //!
-//! A file is read whole and every row is checked before anything is written; rows
-//! that are good are applied (upserted by the platform's ids), rows that are bad are
-//! reported with file, line (and for JSON the record's section and index), field,
-//! value and what was expected, and do not stop the good ones. Contact points are stored as given even when they do not parse, so that
+//! A file is read whole and its structure checked before anything is written; then
+//! its rows are checked a slice at a time, on a thread of their own, while the store
+//! writes the slice before. Rows that are good are applied (upserted by the
+//! platform's ids), rows that are bad are reported with file, line (and for JSON the
+//! record's section and index), field, value and what was expected, and do not stop
+//! the good ones. Contact points are stored as given even when they do not parse, so that
 //! Herald can say why a message to that person is blocked; such rows are warned about.
 
 use std::collections::HashMap;
@@ -261,6 +263,9 @@ pub struct ImportOptions {
     pub max_file_bytes: u64,
 }
 
+/// Rows checked and applied at a time: the store takes them in a few transactions.
+const SLICE_ROWS: usize = 1000;
+
 /// One row's fields, as text, with the line it starts on (and, in JSON, its index
 /// in its array).
 struct Row {
@@ -378,45 +383,49 @@ pub async fn import_text(
     let mut report = ImportReport::default();
     for (kind, rows) in sections {
         progress.set_message(kind.as_str());
-        let checked = check_rows(kind, rows, options.phone_region);
         let counts = report.counts_mut(kind);
-        let mut good: Vec<(u64, Option<u64>, DirectoryRecord)> = Vec::new();
+        // Rows are checked on a thread of their own, a slice ahead of the store, which
+        // meanwhile writes the slice before: checking (reading phone numbers above
+        // all) costs a good part of what writing does, and this way the two overlap.
+        // Slices keep the progress bar moving and memory flat.
+        let (sender, mut slices) = tokio::sync::mpsc::channel(1);
+        let region = options.phone_region;
+        let checker = tokio::task::spawn_blocking(move || {
+            let mut checked = check_rows(kind, rows, region);
+            loop {
+                let slice: Vec<Checked> = checked.by_ref().take(SLICE_ROWS).collect();
+                // A closed channel: the import failed and stopped reading.
+                if slice.is_empty() || sender.blocking_send(slice).is_err() {
+                    break;
+                }
+            }
+        });
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        for c in checked {
-            for (field, value, expected) in c.warnings {
-                warnings.push(problem(
-                    &file,
-                    (c.line, c.index),
-                    kind,
-                    field,
-                    value,
-                    expected,
-                ));
-            }
-            match c.record {
-                Ok(record) => good.push((c.line, c.index, record)),
-                Err(problems) => {
-                    counts.failed += 1;
-                    progress.inc(1);
-                    for (field, value, expected) in problems {
-                        errors.push(problem(
-                            &file,
-                            (c.line, c.index),
-                            kind,
-                            field,
-                            value,
-                            expected,
-                        ));
+        while let Some(slice) = slices.recv().await {
+            // The good records, and where each is in the file.
+            let mut good: Vec<DirectoryRecord> = Vec::with_capacity(slice.len());
+            let mut places: Vec<(u64, Option<u64>)> = Vec::with_capacity(slice.len());
+            for c in slice {
+                let place = (c.line, c.index);
+                let found = |(field, value, expected): Problem| {
+                    problem(&file, place, kind, field, value, expected)
+                };
+                warnings.extend(c.warnings.into_iter().map(found));
+                match c.record {
+                    Ok(record) => {
+                        good.push(record);
+                        places.push(place);
+                    }
+                    Err(problems) => {
+                        counts.failed += 1;
+                        progress.inc(1);
+                        errors.extend(problems.into_iter().map(found));
                     }
                 }
             }
-        }
-        // Apply in slices so the progress bar moves and memory stays flat.
-        for slice in good.chunks(1000) {
-            let records: Vec<DirectoryRecord> = slice.iter().map(|(_, _, r)| r.clone()).collect();
-            let outcomes = store.apply(&records, audit).await?;
-            for ((line, index, _), outcome) in slice.iter().zip(outcomes) {
+            let outcomes = store.apply(&good, audit).await?;
+            for ((line, index), outcome) in places.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(Applied::Created) => counts.created += 1,
                     Ok(Applied::Updated) => counts.updated += 1,
@@ -425,7 +434,7 @@ pub async fn import_text(
                         counts.failed += 1;
                         errors.push(problem(
                             &file,
-                            (*line, *index),
+                            (line, index),
                             kind,
                             refused.field().to_owned(),
                             refused.value().to_owned(),
@@ -434,7 +443,12 @@ pub async fn import_text(
                     }
                 }
             }
-            progress.inc(slice.len() as u64);
+            progress.inc(good.len() as u64);
+        }
+        // A panic while checking ends the slices early: it goes on here rather than
+        // passing for a shorter file.
+        if let Err(e) = checker.await {
+            std::panic::resume_unwind(e.into_panic());
         }
         report.errors.append(&mut errors);
         report.warnings.append(&mut warnings);
@@ -636,51 +650,54 @@ fn read_json(
     Ok(out)
 }
 
-/// Checks rows into records, field by field, and finds ids repeated in the file.
-fn check_rows(kind: ImportKind, rows: Vec<Row>, region: PhoneRegion) -> Vec<Checked> {
+/// Checks rows into records, field by field, and finds ids repeated in the file; row
+/// by row, as the caller takes them.
+fn check_rows(
+    kind: ImportKind,
+    rows: Vec<Row>,
+    region: PhoneRegion,
+) -> impl Iterator<Item = Checked> {
     let mut first_line: HashMap<String, (u64, Option<u64>)> = HashMap::new();
-    rows.into_iter()
-        .map(|row| {
-            let mut checker = RowChecker {
-                row: &row,
-                problems: Vec::new(),
-                warnings: Vec::new(),
-            };
-            let record = checker.record(kind, region);
-            let mut problems = checker.problems;
-            let warnings = checker.warnings;
-            if let Some(record) = &record {
-                let key = record_key(record);
-                match first_line.get(&key) {
-                    Some((first, index)) => problems.push((
-                        key_field(kind).to_owned(),
-                        key.clone(),
-                        match index {
-                            Some(i) => format!(
-                                "a value not used by another record ({kind}[{i}], line {first}, \
+    rows.into_iter().map(move |row| {
+        let mut checker = RowChecker {
+            row: &row,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let record = checker.record(kind, region);
+        let mut problems = checker.problems;
+        let warnings = checker.warnings;
+        if let Some(record) = &record {
+            let key = record_key(record);
+            match first_line.get(&key) {
+                Some((first, index)) => problems.push((
+                    key_field(kind).to_owned(),
+                    key.clone(),
+                    match index {
+                        Some(i) => format!(
+                            "a value not used by another record ({kind}[{i}], line {first}, \
                                  has it already)"
-                            ),
-                            None => format!(
-                                "a value not used by another row (line {first} has it already)"
-                            ),
-                        },
-                    )),
-                    None => {
-                        first_line.insert(key, (row.line, row.index));
-                    }
+                        ),
+                        None => {
+                            format!("a value not used by another row (line {first} has it already)")
+                        }
+                    },
+                )),
+                None => {
+                    first_line.insert(key, (row.line, row.index));
                 }
             }
-            Checked {
-                line: row.line,
-                index: row.index,
-                record: match record {
-                    Some(r) if problems.is_empty() => Ok(r),
-                    _ => Err(problems),
-                },
-                warnings,
-            }
-        })
-        .collect()
+        }
+        Checked {
+            line: row.line,
+            index: row.index,
+            record: match record {
+                Some(r) if problems.is_empty() => Ok(r),
+                _ => Err(problems),
+            },
+            warnings,
+        }
+    })
 }
 
 fn key_field(kind: ImportKind) -> &'static str {

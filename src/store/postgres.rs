@@ -7,7 +7,8 @@
 //! one created on instance A is sent by instance B at once.
 //!
 //! The SQL itself is shared with SQLite (`body.rs`); this file keeps what is
-//! PostgreSQL's own: connecting, lists bound as arrays (`= ANY`), row locks and
+//! PostgreSQL's own: connecting, lists bound as arrays (`= ANY`), rows read as one
+//! JSON array (`json_agg`), row locks and
 //! `SKIP LOCKED`, the table lock for the first owner, and `LISTEN`/`NOTIFY`.
 
 use secrecy::ExposeSecret;
@@ -124,6 +125,18 @@ const LIST_CLOSE: &str = ")";
 /// The most parameters one statement may bind (the protocol counts them in 16 bits):
 /// multi-row inserts split their rows to stay under it.
 const BIND_LIMIT: usize = 65_535;
+
+/// `SELECT` of the columns of every row found as one JSON array of arrays (as text; an
+/// empty array when none), read with `json_rows`: the same SQL as SQLite's.
+macro_rules! json_rows {
+    ($columns:literal) => {
+        concat!(
+            "SELECT coalesce(json_agg(json_build_array(",
+            $columns,
+            ")), '[]')::text"
+        )
+    };
+}
 
 /// Row locks: an outcome, a decision or a settlement locks the one row it changes, so
 /// two instances acting on it at once take turns.

@@ -12,33 +12,6 @@ use crate::domain::directory::{ContractStatus, Role};
 
 pub(super) type Outcome = std::result::Result<Applied, Refused>;
 
-/// Why one record was not applied: refused by the data, or a failing store (which
-/// aborts the whole import).
-pub(super) enum ApplyError {
-    Refused(Refused),
-    Store(StoreError),
-}
-
-impl From<Refused> for ApplyError {
-    fn from(r: Refused) -> Self {
-        ApplyError::Refused(r)
-    }
-}
-
-impl From<sqlx::Error> for ApplyError {
-    fn from(e: sqlx::Error) -> Self {
-        ApplyError::Store(e.into())
-    }
-}
-
-impl From<StoreError> for ApplyError {
-    fn from(e: StoreError) -> Self {
-        ApplyError::Store(e)
-    }
-}
-
-pub(super) type Applying = std::result::Result<Applied, ApplyError>;
-
 pub(super) fn parse_role(text: &str) -> Result<Role> {
     Role::from_str(text).map_err(|_| StoreError::Corrupt {
         column: "recipients.role",

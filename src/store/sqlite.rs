@@ -10,7 +10,8 @@
 //!
 //! The SQL itself is shared with PostgreSQL (`body.rs`); this file keeps what is
 //! SQLite's own: opening the file, the write transaction, lists bound as JSON arrays
-//! (`json_each`), and no row locks, since SQLite has one writer at a time.
+//! (`json_each`) and rows read as one (`json_group_array`), and no row locks, since
+//! SQLite has one writer at a time.
 
 use std::path::Path;
 
@@ -111,6 +112,16 @@ const LIST_CLOSE: &str = "))";
 /// The most parameters one statement may bind (`SQLITE_MAX_VARIABLE_NUMBER` in the
 /// SQLite that sqlx bundles): multi-row inserts split their rows to stay under it.
 const BIND_LIMIT: usize = 32_766;
+
+/// `SELECT` of the columns of every row found as one JSON array of arrays, read with
+/// `json_rows`: the import reads thousands of references at a time, and each row
+/// costs a hand-over between sqlx's SQLite thread and the caller, while one value
+/// costs one.
+macro_rules! json_rows {
+    ($columns:literal) => {
+        concat!("SELECT json_group_array(json_array(", $columns, "))")
+    };
+}
 
 /// Row locks: none, SQLite's write transaction already excludes other writers.
 macro_rules! for_update {

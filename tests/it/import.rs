@@ -3,11 +3,15 @@
 
 use chrono::Duration;
 use herald::domain::Channel;
+use herald::domain::audit::AuditAction;
+use herald::domain::directory::{
+    ContractRecord, ContractStatus, DirectoryRecord, InstalmentRecord, RecipientRecord, Role,
+};
 use herald::import::{ImportError, ImportKind, KindCounts};
-use herald::store::RecipientFilter;
+use herald::store::{Applied, AuditFilter, RecipientFilter};
 
 use crate::conformance;
-use crate::helpers::{TestApp, example, now};
+use crate::helpers::{TestApp, audit_line, example, now};
 
 conformance!(
     csv_with_bad_rows_imports_the_good_ones_and_reports_each_bad_line,
@@ -19,6 +23,8 @@ conformance!(
     a_json_document_imports_every_section_in_dependency_order,
     names_and_addresses_with_line_breaks_are_refused,
     instalments_balances_and_birth_dates_are_checked_row_by_row,
+    files_of_several_chunks_report_bad_rows_in_later_chunks_and_import_again_unchanged,
+    records_repeated_within_one_chunk_are_judged_in_order,
 );
 
 fn counts(report: &herald::import::ImportReport, kind: ImportKind) -> KindCounts {
@@ -376,4 +382,316 @@ async fn instalments_balances_and_birth_dates_are_checked_row_by_row(app: TestAp
     let report = app.import(&bad, now()).await;
     assert_eq!(report.errors[0].field, "birth_date");
     assert_eq!(report.errors[0].line, 2);
+}
+
+/// More rows than one transaction (500 records) and one slice of the import (1000
+/// rows), so every kind crosses both boundaries.
+const MANY: usize = 1_200;
+
+/// What a file of many rows reports: the lines and fields of its errors, and its counts.
+fn outcome(
+    report: &herald::import::ImportReport,
+    kind: ImportKind,
+) -> (Vec<(u64, String, String)>, KindCounts) {
+    let errors = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.field.clone(), e.expected.clone()))
+        .collect();
+    (errors, counts(report, kind))
+}
+
+async fn files_of_several_chunks_report_bad_rows_in_later_chunks_and_import_again_unchanged(
+    app: TestApp,
+) {
+    // Student i is on line 2 + 2i, guardian i on line 3 + 2i.
+    let mut people = String::from("external_id,role,name,email\n");
+    let mut groups = String::from("external_id,name\n");
+    // Row i of the other files is on line i + 2.
+    let mut guardianships = String::from("guardian_id,student_id\n");
+    let mut memberships = String::from("group_id,member_id\n");
+    let mut contracts = String::from("external_id,student_id,status,consent\n");
+    for i in 0..MANY {
+        people +=
+            &format!("s-{i},student,Student {i},\ng-{i},guardian,Guardian {i},g{i}@example.pl\n");
+        let guardian = match i {
+            700 => "g-none".to_owned(),
+            1100 => format!("s-{i}"),
+            _ => format!("g-{i}"),
+        };
+        guardianships += &format!("{guardian},s-{i}\n");
+        let (group, member) = match i {
+            999 => ("grp-none".to_owned(), format!("s-{i}")),
+            1000 => (format!("grp-{}", i % 10), format!("g-{i}")),
+            _ => (format!("grp-{}", i % 10), format!("s-{i}")),
+        };
+        memberships += &format!("{group},{member}\n");
+        let student = match i {
+            650 => "s-none".to_owned(),
+            1150 => format!("g-{i}"),
+            _ => format!("s-{i}"),
+        };
+        contracts += &format!("c-{i},{student},active,yes\n");
+    }
+    for k in 0..10 {
+        groups += &format!("grp-{k},Group {k}\n");
+    }
+    let files = [
+        (ImportKind::Recipients, app.write("recipients.csv", &people)),
+        (ImportKind::Groups, app.write("groups.csv", &groups)),
+        (
+            ImportKind::Guardianships,
+            app.write("guardianships.csv", &guardianships),
+        ),
+        (
+            ImportKind::Memberships,
+            app.write("memberships.csv", &memberships),
+        ),
+        (
+            ImportKind::Contracts,
+            app.write("contracts.csv", &contracts),
+        ),
+    ];
+    let unknown = |what: &str, id: &str| {
+        format!("no {what} with external id \"{id}\" exists (import it first)")
+    };
+    let wrong = |id: &str, found: &str, expected: &str| {
+        format!("\"{id}\" is a {found}, expected {expected}")
+    };
+    let want_errors = |kind: ImportKind| -> Vec<(u64, String, String)> {
+        match kind {
+            ImportKind::Guardianships => vec![
+                (702, "guardian_id".into(), unknown("guardian", "g-none")),
+                (
+                    1102,
+                    "guardian_id".into(),
+                    wrong("s-1100", "student", "guardian"),
+                ),
+            ],
+            ImportKind::Memberships => vec![
+                (1001, "group_id".into(), unknown("group", "grp-none")),
+                (
+                    1002,
+                    "member_id".into(),
+                    wrong("g-1000", "guardian", "student or teacher"),
+                ),
+            ],
+            ImportKind::Contracts => vec![
+                (652, "student_id".into(), unknown("student", "s-none")),
+                (
+                    1152,
+                    "student_id".into(),
+                    wrong("g-1150", "guardian", "student"),
+                ),
+            ],
+            _ => Vec::new(),
+        }
+    };
+    let rows = |kind: ImportKind| match kind {
+        ImportKind::Recipients => 2 * MANY as u64,
+        ImportKind::Groups => 10,
+        _ => MANY as u64,
+    };
+    for (kind, file) in &files {
+        let report = app.import(file, now()).await;
+        let failed = want_errors(*kind).len() as u64;
+        assert_eq!(
+            outcome(&report, *kind),
+            (
+                want_errors(*kind),
+                KindCounts {
+                    created: rows(*kind) - failed,
+                    updated: 0,
+                    unchanged: 0,
+                    failed
+                }
+            ),
+            "{kind}"
+        );
+    }
+    let anna = app.store.recipient("g-1199").await.unwrap().unwrap();
+    assert_eq!(
+        anna.contracts.len(),
+        1,
+        "the last guardian sees her student's contract"
+    );
+    assert!(
+        app.store
+            .recipient("g-700")
+            .await
+            .unwrap()
+            .unwrap()
+            .contracts
+            .is_empty()
+    );
+
+    // The same files again, days later: every row as it was, the same errors, and no
+    // audit line, since nothing changed.
+    let imports = || async {
+        app.store
+            .audit_log(&AuditFilter {
+                action: Some(AuditAction::Import),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    let lines_before = imports().await;
+    let before = app
+        .store
+        .recipients(&RecipientFilter::default())
+        .await
+        .unwrap();
+    let later = now() + Duration::days(3);
+    for (kind, file) in &files {
+        let report = app.try_import(file, Some(*kind), later).await.unwrap();
+        let failed = want_errors(*kind).len() as u64;
+        assert_eq!(
+            outcome(&report, *kind),
+            (
+                want_errors(*kind),
+                KindCounts {
+                    created: 0,
+                    updated: 0,
+                    unchanged: rows(*kind) - failed,
+                    failed
+                }
+            ),
+            "{kind} again"
+        );
+    }
+    assert_eq!(imports().await, lines_before);
+    assert_eq!(
+        app.store
+            .recipients(&RecipientFilter::default())
+            .await
+            .unwrap(),
+        before
+    );
+
+    // One change in a later chunk is found among the unchanged rows.
+    let renamed = people.replace(
+        "s-1150,student,Student 1150,",
+        "s-1150,student,Student Renamed,",
+    );
+    let report = app
+        .import(&app.write("recipients.csv", &renamed), later)
+        .await;
+    assert_eq!(
+        counts(&report, ImportKind::Recipients),
+        KindCounts {
+            created: 0,
+            updated: 1,
+            unchanged: 2 * MANY as u64 - 1,
+            failed: 0
+        }
+    );
+    let renamed = app.store.recipient("s-1150").await.unwrap().unwrap();
+    assert_eq!(renamed.recipient.name, "Student Renamed");
+    assert_eq!(imports().await, lines_before + 1, "one chunk changed");
+}
+
+async fn records_repeated_within_one_chunk_are_judged_in_order(app: TestApp) {
+    let person = |id: &str, role: Role, name: &str| {
+        DirectoryRecord::Recipient(RecipientRecord {
+            external_id: id.into(),
+            role,
+            name: name.into(),
+            locale: None,
+            email: None,
+            phone: None,
+            phone_e164: None,
+            sms_enabled: false,
+            birth_date: None,
+        })
+    };
+    let contract = DirectoryRecord::Contract(ContractRecord {
+        external_id: "c-1".into(),
+        student: "s-1".into(),
+        number: None,
+        status: ContractStatus::Active,
+        consent_email: true,
+        consent_sms: false,
+        consent_at: None,
+        consent_source: None,
+        balance_cents: None,
+        arrears_since: None,
+    });
+    let guardianship = DirectoryRecord::Guardianship {
+        guardian: "g-1".into(),
+        student: "s-1".into(),
+    };
+    // One chunk of every kind, each record referring to those before it.
+    let records = [
+        person("s-1", Role::Student, "Ala"),
+        person("s-1", Role::Student, "Ala Kot"),
+        person("s-1", Role::Student, "Ala Kot"),
+        person("g-1", Role::Guardian, "Ewa Kot"),
+        guardianship.clone(),
+        guardianship,
+        DirectoryRecord::Group {
+            external_id: "grp-1".into(),
+            name: "1A".into(),
+        },
+        DirectoryRecord::Membership {
+            group: "grp-1".into(),
+            member: "g-1".into(),
+        },
+        DirectoryRecord::Membership {
+            group: "grp-1".into(),
+            member: "s-1".into(),
+        },
+        contract.clone(),
+        contract,
+        DirectoryRecord::Instalment(InstalmentRecord {
+            external_id: "i-1".into(),
+            contract: "c-1".into(),
+            due_date: "2026-10-01".parse().unwrap(),
+            amount_cents: 30_000,
+            paid: false,
+            paid_amount_cents: None,
+        }),
+    ];
+    let outcomes = app
+        .store
+        .apply(&records, &audit_line("test", AuditAction::Import, now()))
+        .await
+        .unwrap();
+    let applied: Vec<Option<Applied>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
+    use Applied::{Created, Unchanged, Updated};
+    assert_eq!(
+        applied,
+        [
+            Some(Created),
+            Some(Updated),
+            Some(Unchanged),
+            Some(Created),
+            Some(Created),
+            Some(Unchanged),
+            Some(Created),
+            None,
+            Some(Created),
+            Some(Created),
+            Some(Unchanged),
+            Some(Created),
+        ]
+    );
+    assert_eq!(outcomes[7].as_ref().unwrap_err().field(), "member_id");
+    let ala = app.store.recipient("s-1").await.unwrap().unwrap();
+    assert_eq!(ala.recipient.name, "Ala Kot");
+    let ewa = app.store.recipient("g-1").await.unwrap().unwrap();
+    assert_eq!(
+        ewa.contracts.len(),
+        1,
+        "the guardianship and contract were written"
+    );
+    let groups = app.store.groups().await.unwrap();
+    assert_eq!((groups[0].students, groups[0].teachers), (1, 0));
+    let due = app
+        .store
+        .unpaid_instalments_due("2026-10-01".parse().unwrap(), "2026-10-31".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
 }

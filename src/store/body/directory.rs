@@ -1,5 +1,12 @@
-//! The directory's SQL: import (one record at a time, each whole or not at all), recipients with
-//! what eligibility needs, audiences, and the calendar.
+//! The directory's SQL: import (a chunk of records per transaction, each record whole
+//! or not at all: what a chunk refers to and what exists read in one query per table,
+//! the changes written in multi-row statements), recipients with what eligibility
+//! needs, audiences, and the calendar.
+
+use std::collections::HashSet;
+
+use sqlx::FromRow;
+use sqlx::query_builder::Separated;
 
 use super::*;
 
@@ -7,367 +14,723 @@ use super::*;
 /// rows is not a commit per row, small enough that readers never wait long.
 const APPLY_CHUNK: usize = 500;
 
-/// A recipient reference that must exist and have one of `roles`: its id.
-async fn require_recipient(
-    conn: &mut DbConn,
-    field: &'static str,
-    external_id: &str,
-    roles: &[Role],
-    expected: &'static str,
-) -> std::result::Result<i64, ApplyError> {
-    let row = sqlx::query("SELECT id, role FROM recipients WHERE external_id = $1")
-        .bind(external_id)
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else {
-        return Err(Refused::Unknown {
-            field,
-            value: external_id.to_owned(),
-            expected,
-        }
-        .into());
-    };
-    let role = parse_role(&row.try_get::<String, _>("role")?)?;
-    if !roles.contains(&role) {
-        return Err(Refused::WrongRole {
-            field,
-            value: external_id.to_owned(),
-            found: role,
-            expected,
-        }
-        .into());
-    }
-    Ok(row.try_get("id")?)
+/// The most values one statement binds: SQLite's limit (`SQLITE_MAX_VARIABLE_NUMBER`,
+/// 32,766); PostgreSQL's (65,535) is higher. A multi-row statement takes as many rows
+/// as fit.
+const MAX_BINDS: usize = 32_766;
+
+/// Multi-row `INSERT INTO table (columns) VALUES (…), (…) tail` statements writing
+/// `rows`, as many to a statement as [`MAX_BINDS`] allows; `bind` pushes one row's
+/// values in the order of `columns`. None when there are no rows.
+fn insert_statements<T>(
+    table: &str,
+    columns: &[&str],
+    tail: &str,
+    rows: &[T],
+    mut bind: impl FnMut(Separated<'_, Db, &'static str>, &T),
+) -> Vec<sqlx::QueryBuilder<Db>> {
+    rows.chunks(MAX_BINDS / columns.len())
+        .map(|slice| {
+            let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+                "INSERT INTO {table} ({}) ",
+                columns.join(", ")
+            ));
+            q.push_values(slice, &mut bind).push(" ").push(tail);
+            q
+        })
+        .collect()
 }
 
-/// Inserts a link row (guardianship, membership) unless it exists.
-async fn insert_link(
+/// The rows a run of records names by key, as stored (read in one query), then as
+/// each record leaves them: every record is judged against what the records before it
+/// left, as if applied one at a time, and a key given twice is written once, with its
+/// last values.
+struct Judged<V> {
+    rows: HashMap<String, (V, bool)>,
+    changed: Vec<String>,
+}
+
+impl<V: PartialEq> Judged<V> {
+    fn new(stored: impl IntoIterator<Item = (String, V)>) -> Self {
+        Judged {
+            rows: stored.into_iter().map(|(k, v)| (k, (v, false))).collect(),
+            changed: Vec::new(),
+        }
+    }
+
+    /// The rows `sql` finds by the platform's ids in `$1` (a list), as they stand:
+    /// `external_id` is the key, the other columns make the row.
+    async fn read<'a>(
+        conn: &mut DbConn,
+        sql: &'static str,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Self>
+    where
+        V: for<'r> FromRow<'r, <Db as sqlx::Database>::Row>,
+    {
+        let rows = sqlx::query(sql)
+            .bind(text_list(keys))
+            .fetch_all(conn)
+            .await?;
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            stored.push((row.try_get("external_id")?, V::from_row(&row)?));
+        }
+        Ok(Judged::new(stored))
+    }
+
+    /// What the record with `key` does, `want` giving the row it asks for from the
+    /// row as it stands (if any).
+    fn judge(&mut self, key: &str, want: impl FnOnce(Option<&V>) -> V) -> Applied {
+        let old = self.rows.get(key);
+        let new = want(old.map(|(v, _)| v));
+        let applied = match old {
+            None => Applied::Created,
+            Some((v, _)) if *v == new => return Applied::Unchanged,
+            Some(_) => Applied::Updated,
+        };
+        let was_changed = self
+            .rows
+            .insert(key.to_owned(), (new, true))
+            .is_some_and(|(_, changed)| changed);
+        if !was_changed {
+            self.changed.push(key.to_owned());
+        }
+        applied
+    }
+
+    /// The rows to write, by key, in the order the records first changed them.
+    fn changed(&self) -> Vec<(&str, &V)> {
+        self.changed
+            .iter()
+            .map(|k| (k.as_str(), &self.rows[k].0))
+            .collect()
+    }
+}
+
+/// Recipients by the platform's id, with Herald's id and their role: the people a
+/// run of records refers to, read in one query.
+struct People(HashMap<String, (i64, Role)>);
+
+impl People {
+    async fn read<'a>(conn: &mut DbConn, ids: impl IntoIterator<Item = &'a str>) -> Result<People> {
+        let rows: Vec<(String, i64, String)> = json_rows(
+            sqlx::query_scalar(concat!(
+                json_rows!("external_id, id, role"),
+                " FROM recipients WHERE external_id",
+                in_list!("$1")
+            ))
+            .bind(text_list(ids))
+            .fetch_one(conn)
+            .await?,
+        )?;
+        let mut people = HashMap::with_capacity(rows.len());
+        for (external_id, id, role) in rows {
+            people.insert(external_id, (id, parse_role(&role)?));
+        }
+        Ok(People(people))
+    }
+
+    /// A reference that must exist and have one of `roles`: its id.
+    fn require(
+        &self,
+        field: &'static str,
+        external_id: &str,
+        roles: &[Role],
+        expected: &'static str,
+    ) -> std::result::Result<i64, Refused> {
+        let Some(&(id, role)) = self.0.get(external_id) else {
+            return Err(Refused::Unknown {
+                field,
+                value: external_id.to_owned(),
+                expected,
+            });
+        };
+        if !roles.contains(&role) {
+            return Err(Refused::WrongRole {
+                field,
+                value: external_id.to_owned(),
+                found: role,
+                expected,
+            });
+        }
+        Ok(id)
+    }
+}
+
+/// The rows of a `json_rows!` query, from the one JSON array it gives.
+fn json_rows<T: serde::de::DeserializeOwned>(json: String) -> Result<Vec<T>> {
+    serde_json::from_str(&json).map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// Herald's ids of the rows `sql` (a `json_rows!` query of `external_id, id`) finds by
+/// the platform's ids (`$1`, a list): a run's references to groups or contracts, read
+/// in one query.
+async fn ids_named<'a>(
     conn: &mut DbConn,
     sql: &'static str,
-    a: i64,
-    b: i64,
-    now: DateTime<Utc>,
-) -> Applying {
-    let done = sqlx::query(sql)
-        .bind(a)
-        .bind(b)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(if done.rows_affected() == 1 {
-        Applied::Created
-    } else {
-        Applied::Unchanged
-    })
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = json_rows(
+        sqlx::query_scalar(sql)
+            .bind(text_list(ids))
+            .fetch_one(conn)
+            .await?,
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
-/// Applies one record. Every record checks its references before its one write, so
-/// a refused record has written nothing and needs no savepoint.
-async fn apply_one(conn: &mut DbConn, record: &DirectoryRecord, now: DateTime<Utc>) -> Applying {
-    match record {
-        DirectoryRecord::Recipient(r) => apply_recipient(conn, r, now).await,
-        DirectoryRecord::Guardianship { guardian, student } => {
-            let guardian =
-                require_recipient(conn, "guardian_id", guardian, &[Role::Guardian], "guardian")
-                    .await?;
-            let student =
-                require_recipient(conn, "student_id", student, &[Role::Student], "student").await?;
-            insert_link(
-                conn,
-                "INSERT INTO guardianships (guardian_id, student_id, created_at)
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                guardian,
-                student,
-                now,
-            )
-            .await
-        }
-        DirectoryRecord::Group { external_id, name } => {
-            apply_group(conn, external_id, name, now).await
-        }
-        DirectoryRecord::Membership { group, member } => {
-            let group_id: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM groups WHERE external_id = $1")
-                    .bind(group)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let group_id = group_id.ok_or_else(|| Refused::Unknown {
-                field: "group_id",
-                value: group.to_owned(),
-                expected: "group",
-            })?;
-            let member = require_recipient(
-                conn,
-                "member_id",
-                member,
-                &[Role::Student, Role::Teacher],
-                "student or teacher",
-            )
-            .await?;
-            insert_link(
-                conn,
-                "INSERT INTO group_members (group_id, recipient_id, created_at)
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                group_id,
-                member,
-                now,
-            )
-            .await
-        }
-        DirectoryRecord::Contract(c) => apply_contract(conn, c, now).await,
-        DirectoryRecord::Instalment(i) => apply_instalment(conn, i, now).await,
-    }
-}
-
-async fn apply_instalment(conn: &mut DbConn, i: &InstalmentRecord, now: DateTime<Utc>) -> Applying {
-    let contract: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM contracts WHERE external_id = $1")
-            .bind(&i.contract)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let contract = contract.ok_or_else(|| Refused::Unknown {
-        field: "contract_id",
-        value: i.contract.clone(),
-        expected: "contract",
-    })?;
-    let existing: Option<(i64, i64, NaiveDate, i64, bool, Option<i64>)> = sqlx::query_as(
-        "SELECT id, contract_id, due_date, amount_cents, paid, paid_amount_cents
-         FROM instalments WHERE external_id = $1",
-    )
-    .bind(&i.external_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match existing {
-        None => {
-            sqlx::query(
-                "INSERT INTO instalments (external_id, contract_id, due_date, amount_cents, paid,
-                     paid_amount_cents, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-            )
-            .bind(&i.external_id)
-            .bind(contract)
-            .bind(i.due_date)
-            .bind(i.amount_cents)
-            .bind(i.paid)
-            .bind(i.paid_amount_cents)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Ok(Applied::Created)
-        }
-        Some(old)
-            if old
-                == (
-                    old.0,
-                    contract,
-                    i.due_date,
-                    i.amount_cents,
-                    i.paid,
-                    i.paid_amount_cents,
-                ) =>
-        {
-            Ok(Applied::Unchanged)
-        }
-        Some((id, ..)) => {
-            sqlx::query(
-                "UPDATE instalments SET contract_id = $2, due_date = $3, amount_cents = $4,
-                     paid = $5, paid_amount_cents = $6, updated_at = $7
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(contract)
-            .bind(i.due_date)
-            .bind(i.amount_cents)
-            .bind(i.paid)
-            .bind(i.paid_amount_cents)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Ok(Applied::Updated)
-        }
-    }
-}
-
-async fn apply_recipient(conn: &mut DbConn, r: &RecipientRecord, now: DateTime<Utc>) -> Applying {
-    let existing = sqlx::query(
-        "SELECT id, role, name, locale, email, phone, phone_e164, sms_enabled, birth_date
-         FROM recipients WHERE external_id = $1",
-    )
-    .bind(&r.external_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = existing else {
-        sqlx::query(
-            "INSERT INTO recipients
-                (external_id, role, name, locale, email, phone, phone_e164, sms_enabled,
-                 created_at, updated_at, birth_date)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
-        )
-        .bind(&r.external_id)
-        .bind(r.role.as_str())
-        .bind(&r.name)
-        .bind(&r.locale)
-        .bind(&r.email)
-        .bind(&r.phone)
-        .bind(&r.phone_e164)
-        .bind(r.sms_enabled)
-        .bind(now)
-        .bind(r.birth_date)
-        .execute(conn)
-        .await?;
-        return Ok(Applied::Created);
-    };
-    let same = row.try_get::<String, _>("role")? == r.role.as_str()
-        && row.try_get::<String, _>("name")? == r.name
-        && row.try_get::<Option<String>, _>("locale")? == r.locale
-        && row.try_get::<Option<String>, _>("email")? == r.email
-        && row.try_get::<Option<String>, _>("phone")? == r.phone
-        && row.try_get::<Option<String>, _>("phone_e164")? == r.phone_e164
-        && row.try_get::<bool, _>("sms_enabled")? == r.sms_enabled
-        && row.try_get::<Option<NaiveDate>, _>("birth_date")? == r.birth_date;
-    if same {
-        return Ok(Applied::Unchanged);
-    }
-    sqlx::query(
-        "UPDATE recipients
-         SET role = $2, name = $3, locale = $4, email = $5, phone = $6, phone_e164 = $7,
-             sms_enabled = $8, updated_at = $9, birth_date = $10,
-             -- A new address is a fresh start: the old one's refusal no longer applies.
-             email_failing_since = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failing_since END,
-             email_failure = CASE WHEN email IS NOT DISTINCT FROM $5 THEN email_failure END,
-             phone_failing_since = CASE WHEN phone_e164 IS NOT DISTINCT FROM $7 THEN phone_failing_since END,
-             phone_failure = CASE WHEN phone_e164 IS NOT DISTINCT FROM $7 THEN phone_failure END
-         WHERE id = $1",
-    )
-    .bind(row.try_get::<i64, _>("id")?)
-    .bind(r.role.as_str())
-    .bind(&r.name)
-    .bind(&r.locale)
-    .bind(&r.email)
-    .bind(&r.phone)
-    .bind(&r.phone_e164)
-    .bind(r.sms_enabled)
-    .bind(now)
-    .bind(r.birth_date)
-    .execute(conn)
-    .await?;
-    Ok(Applied::Updated)
-}
-
-async fn apply_group(
-    conn: &mut DbConn,
+/// A reference to a group or contract that must exist: its id.
+fn require_known(
+    ids: &HashMap<String, i64>,
+    field: &'static str,
     external_id: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Applying {
-    let existing: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, name FROM groups WHERE external_id = $1")
-            .bind(external_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match existing {
-        None => {
-            sqlx::query(
-                "INSERT INTO groups (external_id, name, created_at, updated_at)
-                 VALUES ($1, $2, $3, $3)",
-            )
-            .bind(external_id)
-            .bind(name)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Applied::Created
-        }
-        Some((_, old)) if old == name => Applied::Unchanged,
-        Some((id, _)) => {
-            sqlx::query("UPDATE groups SET name = $2, updated_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(name)
-                .bind(now)
-                .execute(conn)
-                .await?;
-            Applied::Updated
-        }
-    })
+    expected: &'static str,
+) -> std::result::Result<i64, Refused> {
+    ids.get(external_id)
+        .copied()
+        .ok_or_else(|| Refused::Unknown {
+            field,
+            value: external_id.to_owned(),
+            expected,
+        })
 }
 
-async fn apply_contract(conn: &mut DbConn, c: &ContractRecord, now: DateTime<Utc>) -> Applying {
-    let student_id =
-        require_recipient(conn, "student_id", &c.student, &[Role::Student], "student").await?;
-    let existing = sqlx::query(
-        "SELECT id, student_id, number, status, consent_email, consent_email_at, consent_sms,
-                consent_sms_at, consent_source, balance_cents, arrears_since
-         FROM contracts WHERE external_id = $1",
-    )
-    .bind(&c.external_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = existing else {
-        // A new contract's consent dates from when the platform says, or from now.
-        let at = c.consent_at.unwrap_or(now);
-        sqlx::query(
-            "INSERT INTO contracts
-                (external_id, student_id, number, status, consent_email, consent_email_at,
-                 consent_sms, consent_sms_at, consent_source, created_at, updated_at,
-                 balance_cents, arrears_since)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $8, $9, $9, $10, $11)",
-        )
-        .bind(&c.external_id)
-        .bind(student_id)
-        .bind(&c.number)
-        .bind(c.status.as_str())
-        .bind(c.consent_email)
-        .bind(at)
-        .bind(c.consent_sms)
-        .bind(&c.consent_source)
-        .bind(now)
-        .bind(c.balance_cents)
-        .bind(c.arrears_since)
-        .execute(conn)
-        .await?;
-        return Ok(Applied::Created);
-    };
-    let old_email: bool = row.try_get("consent_email")?;
-    let old_sms: bool = row.try_get("consent_sms")?;
-    let old_email_at: Option<DateTime<Utc>> = row.try_get("consent_email_at")?;
-    let old_sms_at: Option<DateTime<Utc>> = row.try_get("consent_sms_at")?;
-    let email_at = consent_at(c.consent_at, c.consent_email, old_email, old_email_at, now);
-    let sms_at = consent_at(c.consent_at, c.consent_sms, old_sms, old_sms_at, now);
-    let same = row.try_get::<i64, _>("student_id")? == student_id
-        && row.try_get::<Option<String>, _>("number")? == c.number
-        && row.try_get::<String, _>("status")? == c.status.as_str()
-        && old_email == c.consent_email
-        && old_sms == c.consent_sms
-        && old_email_at == email_at
-        && old_sms_at == sms_at
-        && row.try_get::<Option<String>, _>("consent_source")? == c.consent_source
-        && row.try_get::<Option<i64>, _>("balance_cents")? == c.balance_cents
-        && row.try_get::<Option<NaiveDate>, _>("arrears_since")? == c.arrears_since;
-    if same {
-        return Ok(Applied::Unchanged);
+/// Applies one chunk of records in order. A run of records of one kind is applied
+/// together, and a later run sees what an earlier one wrote. Every record's
+/// references are checked before anything is written, so a refused record has written
+/// nothing.
+async fn apply_chunk(
+    conn: &mut DbConn,
+    chunk: &[DirectoryRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(chunk.len());
+    for run in chunk.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
+        // Every record of a run is of the kind of its first.
+        let applied = match &run[0] {
+            DirectoryRecord::Recipient(_) => {
+                let records = of_kind(run, |r| match r {
+                    DirectoryRecord::Recipient(r) => Some(r),
+                    _ => None,
+                });
+                apply_recipients(conn, &records, now).await?
+            }
+            DirectoryRecord::Group { .. } => {
+                let groups = of_kind(run, |r| match r {
+                    DirectoryRecord::Group { external_id, name } => Some((external_id, name)),
+                    _ => None,
+                });
+                apply_groups(conn, &groups, now).await?
+            }
+            DirectoryRecord::Guardianship { .. } => {
+                let links = of_kind(run, |r| match r {
+                    DirectoryRecord::Guardianship { guardian, student } => {
+                        Some((guardian.as_str(), student.as_str()))
+                    }
+                    _ => None,
+                });
+                apply_guardianships(conn, &links, now).await?
+            }
+            DirectoryRecord::Membership { .. } => {
+                let links = of_kind(run, |r| match r {
+                    DirectoryRecord::Membership { group, member } => {
+                        Some((group.as_str(), member.as_str()))
+                    }
+                    _ => None,
+                });
+                apply_memberships(conn, &links, now).await?
+            }
+            DirectoryRecord::Contract(_) => {
+                let records = of_kind(run, |r| match r {
+                    DirectoryRecord::Contract(c) => Some(c),
+                    _ => None,
+                });
+                apply_contracts(conn, &records, now).await?
+            }
+            DirectoryRecord::Instalment(_) => {
+                let records = of_kind(run, |r| match r {
+                    DirectoryRecord::Instalment(i) => Some(i),
+                    _ => None,
+                });
+                apply_instalments(conn, &records, now).await?
+            }
+        };
+        outcomes.extend(applied);
     }
-    sqlx::query(
-        "UPDATE contracts
-         SET student_id = $2, number = $3, status = $4, consent_email = $5,
-             consent_email_at = $6, consent_sms = $7, consent_sms_at = $8,
-             consent_source = $9, updated_at = $10, balance_cents = $11, arrears_since = $12
-         WHERE id = $1",
+    Ok(outcomes)
+}
+
+/// The records of a run, which are all of one kind, as that kind.
+fn of_kind<'a, T>(
+    run: &'a [DirectoryRecord],
+    pick: impl Fn(&'a DirectoryRecord) -> Option<T>,
+) -> Vec<T> {
+    run.iter().filter_map(pick).collect()
+}
+
+/// A recipient as stored, compared whole to what a record asks for.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct RecipientRow {
+    role: String,
+    name: String,
+    locale: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    phone_e164: Option<String>,
+    sms_enabled: bool,
+    birth_date: Option<NaiveDate>,
+}
+
+async fn apply_recipients(
+    conn: &mut DbConn,
+    records: &[&RecipientRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let mut judged: Judged<RecipientRow> = Judged::read(
+        conn,
+        concat!(
+            "SELECT external_id, role, name, locale, email, phone, phone_e164, sms_enabled,
+                    birth_date
+             FROM recipients WHERE external_id",
+            in_list!("$1")
+        ),
+        records.iter().map(|r| &r.external_id),
     )
-    .bind(row.try_get::<i64, _>("id")?)
-    .bind(student_id)
-    .bind(&c.number)
-    .bind(c.status.as_str())
-    .bind(c.consent_email)
-    .bind(email_at)
-    .bind(c.consent_sms)
-    .bind(sms_at)
-    .bind(&c.consent_source)
-    .bind(now)
-    .bind(c.balance_cents)
-    .bind(c.arrears_since)
-    .execute(conn)
     .await?;
-    Ok(Applied::Updated)
+    let outcomes: Vec<Outcome> = records
+        .iter()
+        .map(|r| {
+            Ok(judged.judge(&r.external_id, |_| RecipientRow {
+                role: r.role.as_str().to_owned(),
+                name: r.name.clone(),
+                locale: r.locale.clone(),
+                email: r.email.clone(),
+                phone: r.phone.clone(),
+                phone_e164: r.phone_e164.clone(),
+                sms_enabled: r.sms_enabled,
+                birth_date: r.birth_date,
+            }))
+        })
+        .collect();
+    for mut q in insert_statements(
+        "recipients",
+        &[
+            "external_id",
+            "role",
+            "name",
+            "locale",
+            "email",
+            "phone",
+            "phone_e164",
+            "sms_enabled",
+            "created_at",
+            "updated_at",
+            "birth_date",
+        ],
+        "ON CONFLICT (external_id) DO UPDATE
+         SET role = excluded.role, name = excluded.name, locale = excluded.locale,
+             email = excluded.email, phone = excluded.phone, phone_e164 = excluded.phone_e164,
+             sms_enabled = excluded.sms_enabled, updated_at = excluded.updated_at,
+             birth_date = excluded.birth_date,
+             -- A new address is a fresh start: the old one's refusal no longer applies.
+             email_failing_since = CASE WHEN recipients.email IS NOT DISTINCT FROM excluded.email
+                                        THEN recipients.email_failing_since END,
+             email_failure = CASE WHEN recipients.email IS NOT DISTINCT FROM excluded.email
+                                  THEN recipients.email_failure END,
+             phone_failing_since = CASE WHEN recipients.phone_e164 IS NOT DISTINCT FROM excluded.phone_e164
+                                        THEN recipients.phone_failing_since END,
+             phone_failure = CASE WHEN recipients.phone_e164 IS NOT DISTINCT FROM excluded.phone_e164
+                                  THEN recipients.phone_failure END",
+        &judged.changed(),
+        |mut row, (external_id, r)| {
+            row.push_bind(external_id.to_owned())
+                .push_bind(r.role.clone())
+                .push_bind(r.name.clone())
+                .push_bind(r.locale.clone())
+                .push_bind(r.email.clone())
+                .push_bind(r.phone.clone())
+                .push_bind(r.phone_e164.clone())
+                .push_bind(r.sms_enabled)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(r.birth_date);
+        },
+    ) {
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
+}
+
+async fn apply_groups(
+    conn: &mut DbConn,
+    groups: &[(&String, &String)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let stored: Vec<(String, String)> = sqlx::query_as(concat!(
+        "SELECT external_id, name FROM groups WHERE external_id",
+        in_list!("$1")
+    ))
+    .bind(text_list(groups.iter().map(|(id, _)| id)))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut judged = Judged::new(stored);
+    let outcomes: Vec<Outcome> = groups
+        .iter()
+        .map(|(id, name)| Ok(judged.judge(id, |_| (*name).clone())))
+        .collect();
+    for mut q in insert_statements(
+        "groups",
+        &["external_id", "name", "created_at", "updated_at"],
+        "ON CONFLICT (external_id) DO UPDATE
+         SET name = excluded.name, updated_at = excluded.updated_at",
+        &judged.changed(),
+        |mut row, (id, name)| {
+            row.push_bind(id.to_string())
+                .push_bind(name.to_string())
+                .push_bind(now)
+                .push_bind(now);
+        },
+    ) {
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
+}
+
+async fn apply_guardianships(
+    conn: &mut DbConn,
+    links: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let people = People::read(conn, links.iter().flat_map(|(g, s)| [*g, *s])).await?;
+    let resolved: Vec<std::result::Result<(i64, i64), Refused>> = links
+        .iter()
+        .map(|(guardian, student)| {
+            Ok((
+                people.require("guardian_id", guardian, &[Role::Guardian], "guardian")?,
+                people.require("student_id", student, &[Role::Student], "student")?,
+            ))
+        })
+        .collect();
+    insert_links(conn, &GUARDIANSHIPS, resolved, now).await
+}
+
+async fn apply_memberships(
+    conn: &mut DbConn,
+    links: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let groups = ids_named(
+        conn,
+        concat!(
+            json_rows!("external_id, id"),
+            " FROM groups WHERE external_id",
+            in_list!("$1")
+        ),
+        links.iter().map(|(g, _)| *g),
+    )
+    .await?;
+    let people = People::read(conn, links.iter().map(|(_, m)| *m)).await?;
+    let resolved: Vec<std::result::Result<(i64, i64), Refused>> = links
+        .iter()
+        .map(|(group, member)| {
+            Ok((
+                require_known(&groups, "group_id", group, "group")?,
+                people.require(
+                    "member_id",
+                    member,
+                    &[Role::Student, Role::Teacher],
+                    "student or teacher",
+                )?,
+            ))
+        })
+        .collect();
+    insert_links(conn, &MEMBERSHIPS, resolved, now).await
+}
+
+/// A table of links between two rows (guardianships, memberships).
+struct LinkTable {
+    table: &'static str,
+    columns: [&'static str; 2],
+    /// The stored links of the ids in `$1` (a list) on one side, the side with few
+    /// links per id (a `json_rows!` query).
+    stored: &'static str,
+    /// Which side `stored` takes: 0 for the first column, 1 for the second.
+    side: usize,
+}
+
+/// A guardian has a few students.
+const GUARDIANSHIPS: LinkTable = LinkTable {
+    table: "guardianships",
+    columns: ["guardian_id", "student_id"],
+    stored: concat!(
+        json_rows!("guardian_id, student_id"),
+        " FROM guardianships WHERE guardian_id",
+        in_list!("$1")
+    ),
+    side: 0,
+};
+
+/// A member is in a few groups; a group has many members.
+const MEMBERSHIPS: LinkTable = LinkTable {
+    table: "group_members",
+    columns: ["group_id", "recipient_id"],
+    stored: concat!(
+        json_rows!("group_id, recipient_id"),
+        " FROM group_members WHERE recipient_id",
+        in_list!("$1")
+    ),
+    side: 1,
+};
+
+/// Inserts the links that are not stored yet, read in one query. A link is `Created`
+/// by the record that first gives it, and `Unchanged` when it was stored or a record
+/// before gave it. (A link another import makes meanwhile is not made twice: the
+/// insert does nothing on a conflict.)
+async fn insert_links(
+    conn: &mut DbConn,
+    links: &LinkTable,
+    resolved: Vec<std::result::Result<(i64, i64), Refused>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let side = |(a, b): (i64, i64)| if links.side == 0 { a } else { b };
+    let stored: Vec<(i64, i64)> = json_rows(
+        sqlx::query_scalar(links.stored)
+            .bind(id_list(resolved.iter().flatten().map(|link| side(*link))))
+            .fetch_one(&mut *conn)
+            .await?,
+    )?;
+    let mut known: HashSet<(i64, i64)> = stored.into_iter().collect();
+    let mut new = Vec::new();
+    let outcomes = resolved
+        .into_iter()
+        .map(|link| {
+            let link = link?;
+            Ok(if known.insert(link) {
+                new.push(link);
+                Applied::Created
+            } else {
+                Applied::Unchanged
+            })
+        })
+        .collect();
+    let [a, b] = links.columns;
+    for mut q in insert_statements(
+        links.table,
+        &[a, b, "created_at"],
+        "ON CONFLICT DO NOTHING",
+        &new,
+        |mut row, (x, y)| {
+            row.push_bind(*x).push_bind(*y).push_bind(now);
+        },
+    ) {
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
+}
+
+/// A contract as stored, compared whole to what a record asks for.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct ContractRow {
+    student_id: i64,
+    number: Option<String>,
+    status: String,
+    consent_email: bool,
+    consent_email_at: Option<DateTime<Utc>>,
+    consent_sms: bool,
+    consent_sms_at: Option<DateTime<Utc>>,
+    consent_source: Option<String>,
+    balance_cents: Option<i64>,
+    arrears_since: Option<NaiveDate>,
+}
+
+async fn apply_contracts(
+    conn: &mut DbConn,
+    records: &[&ContractRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let people = People::read(conn, records.iter().map(|c| c.student.as_str())).await?;
+    let mut judged: Judged<ContractRow> = Judged::read(
+        conn,
+        concat!(
+            "SELECT external_id, student_id, number, status, consent_email, consent_email_at,
+                    consent_sms, consent_sms_at, consent_source, balance_cents, arrears_since
+             FROM contracts WHERE external_id",
+            in_list!("$1")
+        ),
+        records.iter().map(|c| &c.external_id),
+    )
+    .await?;
+    let outcomes: Vec<Outcome> = records
+        .iter()
+        .map(|c| {
+            let student_id =
+                people.require("student_id", &c.student, &[Role::Student], "student")?;
+            Ok(judged.judge(&c.external_id, |old| {
+                let (email_at, sms_at) = match old {
+                    // A new contract's consent dates from when the platform says, or
+                    // from now.
+                    None => {
+                        let at = c.consent_at.unwrap_or(now);
+                        (Some(at), Some(at))
+                    }
+                    Some(old) => (
+                        consent_at(
+                            c.consent_at,
+                            c.consent_email,
+                            old.consent_email,
+                            old.consent_email_at,
+                            now,
+                        ),
+                        consent_at(
+                            c.consent_at,
+                            c.consent_sms,
+                            old.consent_sms,
+                            old.consent_sms_at,
+                            now,
+                        ),
+                    ),
+                };
+                ContractRow {
+                    student_id,
+                    number: c.number.clone(),
+                    status: c.status.as_str().to_owned(),
+                    consent_email: c.consent_email,
+                    consent_email_at: email_at,
+                    consent_sms: c.consent_sms,
+                    consent_sms_at: sms_at,
+                    consent_source: c.consent_source.clone(),
+                    balance_cents: c.balance_cents,
+                    arrears_since: c.arrears_since,
+                }
+            }))
+        })
+        .collect();
+    for mut q in insert_statements(
+        "contracts",
+        &[
+            "external_id",
+            "student_id",
+            "number",
+            "status",
+            "consent_email",
+            "consent_email_at",
+            "consent_sms",
+            "consent_sms_at",
+            "consent_source",
+            "created_at",
+            "updated_at",
+            "balance_cents",
+            "arrears_since",
+        ],
+        "ON CONFLICT (external_id) DO UPDATE
+         SET student_id = excluded.student_id, number = excluded.number,
+             status = excluded.status, consent_email = excluded.consent_email,
+             consent_email_at = excluded.consent_email_at, consent_sms = excluded.consent_sms,
+             consent_sms_at = excluded.consent_sms_at, consent_source = excluded.consent_source,
+             updated_at = excluded.updated_at, balance_cents = excluded.balance_cents,
+             arrears_since = excluded.arrears_since",
+        &judged.changed(),
+        |mut row, (external_id, c)| {
+            row.push_bind(external_id.to_owned())
+                .push_bind(c.student_id)
+                .push_bind(c.number.clone())
+                .push_bind(c.status.clone())
+                .push_bind(c.consent_email)
+                .push_bind(c.consent_email_at)
+                .push_bind(c.consent_sms)
+                .push_bind(c.consent_sms_at)
+                .push_bind(c.consent_source.clone())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(c.balance_cents)
+                .push_bind(c.arrears_since);
+        },
+    ) {
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
+}
+
+/// An instalment as stored, compared whole to what a record asks for.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct InstalmentRow {
+    contract_id: i64,
+    due_date: NaiveDate,
+    amount_cents: i64,
+    paid: bool,
+    paid_amount_cents: Option<i64>,
+}
+
+async fn apply_instalments(
+    conn: &mut DbConn,
+    records: &[&InstalmentRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>> {
+    let contracts = ids_named(
+        conn,
+        concat!(
+            json_rows!("external_id, id"),
+            " FROM contracts WHERE external_id",
+            in_list!("$1")
+        ),
+        records.iter().map(|i| i.contract.as_str()),
+    )
+    .await?;
+    let mut judged: Judged<InstalmentRow> = Judged::read(
+        conn,
+        concat!(
+            "SELECT external_id, contract_id, due_date, amount_cents, paid, paid_amount_cents
+             FROM instalments WHERE external_id",
+            in_list!("$1")
+        ),
+        records.iter().map(|i| &i.external_id),
+    )
+    .await?;
+    let outcomes: Vec<Outcome> = records
+        .iter()
+        .map(|i| {
+            let contract_id = require_known(&contracts, "contract_id", &i.contract, "contract")?;
+            Ok(judged.judge(&i.external_id, |_| InstalmentRow {
+                contract_id,
+                due_date: i.due_date,
+                amount_cents: i.amount_cents,
+                paid: i.paid,
+                paid_amount_cents: i.paid_amount_cents,
+            }))
+        })
+        .collect();
+    for mut q in insert_statements(
+        "instalments",
+        &[
+            "external_id",
+            "contract_id",
+            "due_date",
+            "amount_cents",
+            "paid",
+            "paid_amount_cents",
+            "created_at",
+            "updated_at",
+        ],
+        "ON CONFLICT (external_id) DO UPDATE
+         SET contract_id = excluded.contract_id, due_date = excluded.due_date,
+             amount_cents = excluded.amount_cents, paid = excluded.paid,
+             paid_amount_cents = excluded.paid_amount_cents, updated_at = excluded.updated_at",
+        &judged.changed(),
+        |mut row, (external_id, i)| {
+            row.push_bind(external_id.to_owned())
+                .push_bind(i.contract_id)
+                .push_bind(i.due_date)
+                .push_bind(i.amount_cents)
+                .push_bind(i.paid)
+                .push_bind(i.paid_amount_cents)
+                .push_bind(now)
+                .push_bind(now);
+        },
+    ) {
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(outcomes)
 }
 
 /// Contracts read for a listing of recipients: `consents[i]` belongs to the student
@@ -403,21 +766,17 @@ impl DirectoryStore for Backend {
         let mut outcomes = Vec::with_capacity(records.len());
         for chunk in records.chunks(APPLY_CHUNK) {
             let mut tx = self.begin_write().await?;
+            // A failing statement returns here, and dropping the transaction rolls
+            // the chunk back.
+            let applied = apply_chunk(&mut tx, chunk, now).await?;
             let mut counts = [0u64; 4];
-            for record in chunk {
-                let outcome = match apply_one(&mut tx, record, now).await {
-                    Ok(applied) => Ok(applied),
-                    Err(ApplyError::Refused(refused)) => Err(refused),
-                    // Dropping the transaction rolls the chunk back.
-                    Err(ApplyError::Store(e)) => return Err(e),
-                };
+            for outcome in &applied {
                 counts[match outcome {
                     Ok(Applied::Created) => 0,
                     Ok(Applied::Updated) => 1,
                     Ok(Applied::Unchanged) => 2,
                     Err(_) => 3,
                 }] += 1;
-                outcomes.push(outcome);
             }
             // A chunk that changed something commits with its own audit line.
             if counts[0] + counts[1] > 0 {
@@ -431,6 +790,7 @@ impl DirectoryStore for Backend {
                 insert_audit(&mut tx, &line).await?;
             }
             tx.commit().await?;
+            outcomes.extend(applied);
         }
         Ok(outcomes)
     }

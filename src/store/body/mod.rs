@@ -5,10 +5,11 @@
 //! is compiled once per backend against that backend's types (`Db`, `DbConn`,
 //! `DbArgs`, `Backend`). What really differs between SQLite and PostgreSQL stays in
 //! the backend file: opening and migrating, the write transaction (`BEGIN IMMEDIATE`
-//! under SQLite's single writer), how a list is bound (`json_each` or `= ANY`), row
-//! locks and `SKIP LOCKED` (the `for_update!`, `skip_locked!`, `in_list!` and `unpaid!`
-//! fragments), how many parameters one statement may bind (`BIND_LIMIT`, which
-//! multi-row inserts split their rows by), and `LISTEN`/`NOTIFY`.
+//! under SQLite's single writer), how a list is bound (`json_each` or `= ANY`) and
+//! rows read as one JSON array, row locks and `SKIP LOCKED` (the `for_update!`,
+//! `skip_locked!`, `in_list!`, `json_rows!` and `unpaid!` fragments), how many
+//! parameters one statement may bind (`BIND_LIMIT`, which multi-row inserts split
+//! their rows by), and `LISTEN`/`NOTIFY`.
 //!
 //! This file holds the writers every area uses (messages, an event, a ledger line,
 //! an audit line); each area's store traits are in a file of their own.
@@ -30,8 +31,8 @@ use crate::domain::{
     MessageStatus, Reach, Reason,
 };
 use crate::store::shared::{
-    ApplyError, Applying, OperatorRow, Outcome, build_operators, build_roles, consent_at,
-    failure_mark, parse_code, parse_reason, parse_role, parse_status,
+    OperatorRow, Outcome, build_operators, build_roles, consent_at, failure_mark, parse_code,
+    parse_reason, parse_role, parse_status,
 };
 use crate::store::{
     ActionResult, Applied, Attempt, AttemptOutcome, BatchEdit, BatchSummary, CalendarStore,
