@@ -21,7 +21,9 @@
 #   bench/dispatch.sh --all [--postgres URL]  all of the above with their defaults
 #
 # Options for every part: --no-build (use target/release/herald as it is),
-# --herald BIN, --keep (keep the work folder), --connections C (default 20).
+# --herald BIN, --keep (keep the work folder), --connections C (default 20),
+# --runs R (throughput: R runs of smtp-source and of Herald on the same queue, the
+# medians judged; default 3).
 #
 # Postfix's smtp-sink and smtp-source come from Debian's postfix package, downloaded
 # (`apt-get download`, no mail server installed) and unpacked once into

@@ -487,8 +487,12 @@ impl Dispatcher {
                     let this = Arc::clone(self);
                     let calendar = Arc::clone(&calendar);
                     let found = message.recipient_id.and_then(|r| facts.remove(&r));
-                    let handle = inflight
-                        .spawn(async move { this.dispatch_with(message, found, &calendar).await });
+                    // Boxed: the send's state (lettre's, the recorder's) makes the
+                    // future many KiB, copied several times on its way into a task
+                    // when spawned by value.
+                    let handle = inflight.spawn(Box::pin(async move {
+                        this.dispatch_with(message, found, &calendar).await
+                    }));
                     claimed_by_task.insert(handle.id(), id);
                 }
             }

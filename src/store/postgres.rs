@@ -25,6 +25,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL runs its writers side by side, so reads need no
+    /// connections of their own (SQLite's store has a pool for each).
+    reads: PgPool,
 }
 
 /// The names `body.rs` is written against.
@@ -46,7 +49,10 @@ impl PgStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            reads: pool.clone(),
+            pool,
+        })
     }
 
     /// A write transaction: PostgreSQL's default; the statements lock the rows they

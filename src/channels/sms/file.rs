@@ -1,11 +1,11 @@
 //! The `file` gateway: each SMS becomes one JSON line in a file, so Herald runs with
 //! no gateway at all (the default on a fresh machine).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
 
 use super::{Gateway, OutgoingSms};
 use crate::channels::SendOutcome;
@@ -14,7 +14,7 @@ use crate::channels::SendOutcome;
 pub struct FileGateway {
     path: PathBuf,
     // One writer at a time, so lines never interleave.
-    lock: Mutex<()>,
+    lock: Arc<Mutex<()>>,
 }
 
 impl FileGateway {
@@ -22,7 +22,7 @@ impl FileGateway {
     pub fn new(path: PathBuf) -> FileGateway {
         FileGateway {
             path,
-            lock: Mutex::new(()),
+            lock: Arc::new(Mutex::new(())),
         }
     }
 }
@@ -67,20 +67,16 @@ impl Gateway for FileGateway {
         })
         .to_string();
         line.push('\n');
-        let _guard = self.lock.lock().await;
-        let written = async {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(dir).await?;
-            }
-            let mut file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            file.write_all(line.as_bytes()).await?;
-            file.flush().await
-        }
-        .await;
+        // One hop to a blocking thread for the whole append: tokio's file calls
+        // each take one, and four of them per SMS, one SMS at a time under the
+        // lock, were what bounded this gateway.
+        let (path, lock) = (self.path.clone(), Arc::clone(&self.lock));
+        let written = tokio::task::spawn_blocking(move || {
+            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            append(&path, line.as_bytes())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match written {
             Ok(()) => SendOutcome::Sent {
                 code: None,
@@ -93,4 +89,18 @@ impl Gateway for FileGateway {
             },
         }
     }
+}
+
+/// Appends `line` to the file at `path`, creating the file and its folder if needed.
+/// Opened for each line, so a file moved away or removed while Herald runs is
+/// simply started again.
+fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line)
 }

@@ -7,7 +7,7 @@ impl WalletStore for Backend {
     async fn wallet(&self) -> Result<WalletState> {
         let (balance, reserved, low_since): (i64, i64, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT balance, reserved, low_since FROM wallet WHERE id = 1")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?;
         Ok(WalletState {
             balance,
@@ -22,7 +22,7 @@ impl WalletStore for Backend {
              FROM wallet_ledger ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|row| {
@@ -44,7 +44,7 @@ impl WalletStore for Backend {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT entry, CAST(coalesce(sum(points), 0) AS BIGINT) FROM wallet_ledger GROUP BY entry",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut totals = LedgerTotals::default();
         for (entry, points) in rows {
@@ -152,7 +152,7 @@ impl WalletStore for Backend {
              WHERE channel = 'sms' AND status = 'queued' AND next_attempt_at < $1",
         )
         .bind(before)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -199,7 +199,7 @@ async fn hold_row(conn: &mut DbConn, lock: bool) -> Result<Option<Hold>> {
 #[async_trait]
 impl AdminStore for Backend {
     async fn hold(&self) -> Result<Option<Hold>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         hold_row(&mut conn, false).await
     }
 
@@ -255,7 +255,7 @@ impl AdminStore for Backend {
         .bind(filter.action.map(|a| a.as_str()))
         .bind(filter.since)
         .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .into_iter()
@@ -313,7 +313,7 @@ impl TemplateStore for Backend {
              WHERE ($1 IS NULL OR name = $1) ORDER BY name, channel, locale",
         )
         .bind(name)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|(name, locale, channel, subject, body, html)| {
@@ -338,7 +338,7 @@ impl OperatorStore for Backend {
                  WHERE login = $1",
         )
         .bind(login)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         if rows.is_empty() {
             return Ok(None);
@@ -347,7 +347,7 @@ impl OperatorStore for Backend {
             "SELECT login, permission, granted FROM operator_permissions WHERE login = $1",
         )
         .bind(login)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let roles = self.roles().await?;
         Ok(build_operators(rows, exceptions, &roles)?.pop())
@@ -358,11 +358,11 @@ impl OperatorStore for Backend {
             "SELECT login, name, role, teacher, locale, password_set_at FROM operators
                  ORDER BY login",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let exceptions: Vec<(String, String, bool)> =
             sqlx::query_as("SELECT login, permission, granted FROM operator_permissions")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         let roles = self.roles().await?;
         build_operators(rows, exceptions, &roles)
@@ -372,11 +372,11 @@ impl OperatorStore for Backend {
         let rows: Vec<(String, String, bool)> = sqlx::query_as(
             "SELECT name, description, builtin FROM roles ORDER BY builtin DESC, name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let permissions: Vec<(String, String)> =
             sqlx::query_as("SELECT role, permission FROM role_permissions ORDER BY permission")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         build_roles(rows, permissions)
     }
@@ -477,7 +477,7 @@ impl OperatorStore for Backend {
         let hash: Option<Option<String>> =
             sqlx::query_scalar("SELECT password_hash FROM operators WHERE login = $1")
                 .bind(login)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         Ok(hash.flatten())
     }

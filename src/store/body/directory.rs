@@ -848,7 +848,7 @@ impl DirectoryStore for Backend {
         // each value copied out of the database, take several times the memory of
         // the recipients made from them.
         let mut recipients = Vec::new();
-        let mut rows = q.build().fetch(&self.pool);
+        let mut rows = q.build().fetch(&self.reads);
         while let Some(row) = rows.try_next().await? {
             recipients.push(Recipient {
                 id: RecipientId(row.try_get("id")?),
@@ -886,7 +886,7 @@ impl DirectoryStore for Backend {
             in_list!("$1")
         ))
         .bind(guardians)
-        .fetch(&self.pool);
+        .fetch(&self.reads);
         while let Some(pair) = rows.try_next().await? {
             wards.push(pair);
         }
@@ -912,7 +912,7 @@ impl DirectoryStore for Backend {
              ORDER BY c.student_id, c.external_id"
         ))
         .bind(students)
-        .fetch(&self.pool);
+        .fetch(&self.reads);
         while let Some(row) = rows.try_next().await? {
             contracts.students.push(row.try_get("student_id")?);
             contracts.consents.push(ContractConsent {
@@ -971,7 +971,7 @@ impl DirectoryStore for Backend {
              GROUP BY g.id, g.external_id, g.name
              ORDER BY g.name, g.external_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|row| {
@@ -996,7 +996,7 @@ impl DirectoryStore for Backend {
                (SELECT count(*) FROM contracts) AS contracts,
                (SELECT count(*) FROM contracts WHERE status = 'active') AS active_contracts",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(DirectoryCounts {
             students: row.try_get("students")?,
@@ -1023,7 +1023,7 @@ impl DirectoryStore for Backend {
             in_list!("$1")
         ))
         .bind(text_list(external_ids))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.into_iter().collect())
     }
@@ -1090,7 +1090,7 @@ impl DirectoryStore for Backend {
                   WHERE student_id IN (SELECT id FROM students)",
             );
         }
-        let ids: Vec<i64> = q.build_query_scalar().fetch_all(&self.pool).await?;
+        let ids: Vec<i64> = q.build_query_scalar().fetch_all(&self.reads).await?;
         let filter = RecipientFilter {
             ids: Some(ids.into_iter().map(RecipientId).collect()),
             ..RecipientFilter::default()
@@ -1177,7 +1177,7 @@ impl CalendarStore for Backend {
              ORDER BY first_day, last_day, id",
         )
         .bind(from)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .into_iter()
@@ -1202,7 +1202,7 @@ impl CalendarStore for Backend {
         )
         .bind(from)
         .bind(until)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 }

@@ -777,7 +777,7 @@ impl OutboxStore for Backend {
              FROM batches WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC",
         )
         .bind(status)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let counts: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
             "SELECT m.batch_id, m.status, m.reason, count(*) FROM messages m
@@ -787,7 +787,7 @@ impl OutboxStore for Backend {
              ORDER BY m.batch_id, count(*) DESC",
         )
         .bind(status)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut by_batch: HashMap<i64, Vec<StatusCount>> = HashMap::new();
         for (batch, status, reason, count) in counts {
@@ -992,7 +992,7 @@ impl OutboxStore for Backend {
         ))
         .bind(now)
         .bind(kinds)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -1411,7 +1411,7 @@ impl OutboxStore for Backend {
         ));
         let rows = bind_filter(query, filter)
             .bind(filter.limit.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.into_iter()
             .map(|row| {
@@ -1444,7 +1444,7 @@ impl OutboxStore for Backend {
             message_filter!(),
             " GROUP BY m.status, m.reason ORDER BY count(*) DESC, m.status, m.reason"
         ));
-        let rows = bind_filter(query, filter).fetch_all(&self.pool).await?;
+        let rows = bind_filter(query, filter).fetch_all(&self.reads).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(StatusCount {
@@ -1468,7 +1468,7 @@ impl OutboxStore for Backend {
                  WHERE message_id = $1 ORDER BY number, id",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|(started_at, outcome, code, detail, provider_id)| {
@@ -1526,7 +1526,7 @@ impl OutboxStore for Backend {
     async fn last_pass(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(
             sqlx::query_scalar("SELECT max(finished_at) FROM dispatcher_passes")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?,
         )
     }
@@ -1552,7 +1552,7 @@ impl OutboxStore for Backend {
                  ORDER BY m.channel, r.locale",
         )
         .bind(batch.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|(channel, locale, recipient, subject, body, html)| {
@@ -1589,7 +1589,7 @@ impl OutboxStore for Backend {
         .bind(kind.as_str())
         .bind(since)
         .bind(except.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(n)
     }
