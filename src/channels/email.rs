@@ -253,7 +253,21 @@ impl EmailChannel {
                 };
             }
         };
+        // The envelope given, so lettre does not parse it back out of the headers
+        // it was just given (the SMTP transport takes its own addresses anyway).
+        let envelope =
+            match lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to.clone()]) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    return SendOutcome::Permanent {
+                        code: None,
+                        detail: format!("the message cannot be addressed: {e}"),
+                        address_failing: false,
+                    };
+                }
+            };
         let builder = Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(Mailbox::new(Some(one_line(email.to_name)), to.clone()))
             .subject(one_line(email.subject))
