@@ -112,6 +112,21 @@ impl PgStore {
         Ok(Some(wake))
     }
 
+    /// Refreshes the planner's statistics with `analyze` (an `ANALYZE` of the tables a
+    /// bulk change touched) once `rows` rows changed. Autovacuum does it too, but up
+    /// to a minute later: a 100,000-message batch sent at once would be claimed
+    /// meanwhile with plans made for an empty queue (every claim reading and sorting
+    /// the whole queue instead of walking `messages_due`). Best effort: the change is
+    /// committed already, and a failure only leaves it to autovacuum.
+    async fn refresh_statistics(&self, rows: u64, analyze: &'static str) {
+        if rows < super::REFRESH_STATISTICS_AFTER {
+            return;
+        }
+        if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
+            tracing::warn!(error = %e, analyze, "the planner's statistics were not refreshed");
+        }
+    }
+
     /// The pool, for tests that need to look underneath.
     pub fn pool(&self) -> &PgPool {
         &self.pool

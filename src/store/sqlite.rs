@@ -109,6 +109,11 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// SQLite plans without statistics unless `ANALYZE` was ever run, so a bulk
+    /// change leaves no plan stale: nothing to refresh (PostgreSQL's store has work
+    /// here).
+    async fn refresh_statistics(&self, _rows: u64, _analyze: &'static str) {}
+
     /// The pool, for tests that need to look underneath.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

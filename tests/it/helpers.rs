@@ -138,6 +138,18 @@ impl TestApp {
         }
     }
 
+    /// On PostgreSQL, a connection of its own to the test's database, outside the
+    /// store; `None` on SQLite.
+    pub async fn postgres_connection(&self) -> Option<sqlx::PgConnection> {
+        use sqlx::Connection;
+        let (admin, name) = self.postgres.as_ref()?;
+        Some(
+            sqlx::PgConnection::connect(&with_database(admin, name))
+                .await
+                .unwrap(),
+        )
+    }
+
     /// A connection of its own to the SQLite file, outside the store.
     async fn sqlite_connection(&self) -> sqlx::SqliteConnection {
         use sqlx::Connection;

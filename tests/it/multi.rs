@@ -180,6 +180,37 @@ fn deliveries(smtp: &SmtpServer) -> HashMap<String, usize> {
     per
 }
 
+/// When PostgreSQL last analyzed `messages` (`None`: never).
+async fn messages_analyzed_at(app: &TestApp) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut conn = app.postgres_connection().await?;
+    sqlx::query_scalar(
+        "SELECT greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables
+         WHERE relname = 'messages'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// A large batch refreshes the planner's statistics as it is stored, so its first
+/// claims are planned for the queue it makes, not for an empty table; a small one
+/// leaves that to autovacuum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_refreshes_the_planners_statistics_on_postgresql() {
+    let Some(app) = postgres().await else { return };
+    queue_messages(&app.store, 10, now()).await;
+    assert_eq!(
+        messages_analyzed_at(&app).await,
+        None,
+        "10 messages: no ANALYZE"
+    );
+    queue_messages(&app.store, 1000, now()).await;
+    assert!(
+        messages_analyzed_at(&app).await.is_some(),
+        "1000 messages: messages analyzed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_drain_5000_messages_each_received_exactly_once() {
     let Some(app) = postgres().await else { return };

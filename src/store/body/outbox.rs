@@ -765,6 +765,8 @@ impl OutboxStore for Backend {
         bulk::insert_messages(&mut tx, id, messages, &batch.created_by, now).await?;
         insert_audit(&mut tx, &audit.for_id(id)).await?;
         tx.commit().await?;
+        self.refresh_statistics(messages.len() as u64, ANALYZE_QUEUE)
+            .await;
         Ok(BatchId(id))
     }
 
@@ -884,6 +886,8 @@ impl OutboxStore for Backend {
         .rows_affected();
         insert_audit(&mut tx, &audit.with_detail("messages", moved)).await?;
         tx.commit().await?;
+        // An approved batch is a queue the planner has not seen yet.
+        self.refresh_statistics(moved, ANALYZE_QUEUE).await;
         Ok(Decided::Done(moved))
     }
 
@@ -1679,6 +1683,11 @@ const CLAIM_OTHERS: &str = concat!(
      RETURNING ",
     claimed_columns!()
 );
+
+/// What a batch's dispatch reads, for the planner's statistics after a large batch is
+/// stored or approved: the queue it claims from, and the recipients, wards and
+/// contracts it reads each chunk's facts from (freshly imported, as often as not).
+const ANALYZE_QUEUE: &str = "ANALYZE messages, recipients, guardianships, contracts";
 
 impl Backend {
     /// Runs one of the claims above (`kinds` binds `$5` for [`CLAIM_OTHERS`]).
