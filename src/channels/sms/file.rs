@@ -3,9 +3,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Mutex;
 
 use super::{Gateway, OutgoingSms};
 use crate::channels::SendOutcome;
@@ -67,13 +68,18 @@ impl Gateway for FileGateway {
         })
         .to_string();
         line.push('\n');
+        // Waited for here, where a send given up on (a dispatcher stopping) stops
+        // waiting; held until the append has finished, even if the send is given up
+        // meanwhile, so that lines never interleave.
+        let guard = Arc::clone(&self.lock).lock_owned().await;
         // One hop to a blocking thread for the whole append: tokio's file calls
         // each take one, and four of them per SMS, one SMS at a time under the
         // lock, were what bounded this gateway.
-        let (path, lock) = (self.path.clone(), Arc::clone(&self.lock));
+        let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            append(&path, line.as_bytes())
+            let appended = append(&path, line.as_bytes());
+            drop(guard);
+            appended
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));

@@ -15,7 +15,7 @@ impl HealthStore for Backend {
             "SELECT kind, channel, status, reason, count(*) FROM messages
              GROUP BY kind, channel, status, reason",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(|(kind, channel, status, reason, count)| {
@@ -39,6 +39,9 @@ impl HealthStore for Backend {
     }
 
     async fn close(&self) {
+        // The readers first: on SQLite the connection that closes last checkpoints
+        // the WAL into the file and removes it, and only the writer may.
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

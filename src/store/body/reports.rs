@@ -223,7 +223,7 @@ impl ReportStore for Backend {
              FROM delivery_reports WHERE message_id = $1 ORDER BY id",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.into_iter()
             .map(

@@ -273,7 +273,7 @@ impl RuleStore for Backend {
             "instalment" => {
                 sqlx::query_scalar("SELECT NOT paid FROM instalments WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.reads)
                     .await?
             }
             "arrears" => {
@@ -282,7 +282,7 @@ impl RuleStore for Backend {
                      FROM contracts WHERE id = $1",
                 )
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?
             }
             _ => Some(true),

@@ -53,7 +53,7 @@ impl SessionStore for Backend {
         )
         .bind(id_sha256)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 

@@ -69,7 +69,7 @@ impl TokenStore for Backend {
             token_columns!(),
             " FROM api_tokens ORDER BY id DESC"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter().map(token_record).collect()
     }
@@ -81,7 +81,7 @@ impl TokenStore for Backend {
             ", secret_sha256 FROM api_tokens WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(|row| Ok((token_record(&row)?, row.try_get("secret_sha256")?)))
             .transpose()
