@@ -84,7 +84,9 @@ async fn run(messages: usize, connections: usize) {
         .apply(&records, &audit(AuditAction::Import))
         .await
         .unwrap();
-    let body = "Dear teacher,\n\nthe staff meeting moves to Thursday 15:00.\n".repeat(10);
+    let body: std::sync::Arc<str> = "Dear teacher,\n\nthe staff meeting moves to Thursday 15:00.\n"
+        .repeat(10)
+        .into();
     let batch: Vec<NewMessage> = (0..messages)
         .map(|i| NewMessage {
             kind: MessageKind::System,
@@ -110,7 +112,7 @@ async fn run(messages: usize, connections: usize) {
         status: herald::domain::BatchStatus::Approved,
         audience: "bench".into(),
         subject: Some("Staff meeting".into()),
-        body: body.clone(),
+        body: body.to_string(),
         html: None,
         created_by: "bench".into(),
     };

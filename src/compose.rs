@@ -3,6 +3,7 @@
 //! as `blocked` with their reason, so "why didn't they get it" always has an answer).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::domain::access::{AccessError, Operator, Permission};
@@ -74,13 +75,13 @@ pub enum ComposeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     /// The subject (email).
-    pub subject: Option<String>,
-    /// The body as it will be sent.
-    pub body: String,
+    pub subject: Option<Arc<str>>,
+    /// The body as it will be sent; each message made from it shares it.
+    pub body: Arc<str>,
     /// Its SMS size (SMS only).
     pub sms: Option<SmsSize>,
     /// An HTML body sent beside the plain text (email only).
-    pub html: Option<String>,
+    pub html: Option<Arc<str>>,
 }
 
 impl Content {
@@ -101,8 +102,8 @@ impl Content {
             });
         }
         Ok(Content {
-            subject: Some(subject.to_owned()),
-            body: non_empty(body)?.to_owned(),
+            subject: Some(subject.into()),
+            body: non_empty(body)?.into(),
             sms: None,
             html: None,
         })
@@ -138,7 +139,7 @@ impl Content {
         }
         Ok(Content {
             subject: None,
-            body: text,
+            body: text.into(),
             sms: Some(size),
             html: None,
         })
@@ -176,7 +177,7 @@ impl Content {
                 problem: "is for email only (an SMS is plain text)",
             });
         }
-        self.html = Some(readable("the HTML body", html)?.to_owned());
+        self.html = Some(readable("the HTML body", html)?.into());
         Ok(self)
     }
 
@@ -643,9 +644,9 @@ async fn plan(
             channels: contents.choice,
             status: batch_status,
             audience: described,
-            subject: record.subject.clone(),
-            body: record.body.clone(),
-            html: record.html.clone(),
+            subject: record.subject.as_deref().map(str::to_owned),
+            body: record.body.to_string(),
+            html: record.html.as_deref().map(str::to_owned),
             created_by: op.login.clone(),
         },
         messages,

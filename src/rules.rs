@@ -514,7 +514,13 @@ impl Run<'_> {
         }
         let (subject, body, html) = messages
             .first()
-            .map(|m| (m.subject.clone(), m.body.clone(), m.html.clone()))
+            .map(|m| {
+                (
+                    m.subject.as_deref().map(str::to_owned),
+                    m.body.to_string(),
+                    m.html.as_deref().map(str::to_owned),
+                )
+            })
             .unwrap_or_else(|| {
                 (
                     None,

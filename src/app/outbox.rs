@@ -398,9 +398,9 @@ impl App {
         let edit = BatchEdit {
             channel,
             segments: content.sms.map(|s| s.segments as i64),
-            subject: content.subject,
-            body: content.body,
-            html: content.html,
+            subject: content.subject.as_deref().map(str::to_owned),
+            body: content.body.to_string(),
+            html: content.html.as_deref().map(str::to_owned),
         };
         let audit = self.audit_line(
             actor,

@@ -10,7 +10,7 @@ pub(super) async fn holidays_command(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let HolidaysArgs { action } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     holidays(&store, &settings, action, now).await
 }
 
@@ -21,7 +21,7 @@ pub(super) async fn rules(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let RulesArgs { action, json } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     rules_command(&store, &settings, action, json, now).await
 }
 
@@ -33,7 +33,7 @@ pub(super) async fn operators(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let OperatorsArgs { action } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     operators_command(&store, &settings, action, now).await
 }
 
@@ -44,7 +44,7 @@ pub(super) async fn templates(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let TemplatesArgs { action } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     templates_command(&store, &settings, action, now).await
 }
 
@@ -109,7 +109,7 @@ pub(super) async fn wallet(
         ledger,
         json,
     } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     if let Some(WalletCommand::TopUp {
         points,
         operator,
@@ -138,7 +138,7 @@ pub(super) async fn hold(
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let HoldArgs { action } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     match action {
         None => {
             match store.hold().await? {
@@ -190,7 +190,7 @@ pub(super) async fn audit(
         json,
     } = args;
     let since = since.map(|s| parse_since(&settings, &s, now)).transpose()?;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let filter = crate::store::AuditFilter {
         actor,
         action,

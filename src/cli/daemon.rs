@@ -5,7 +5,7 @@ use super::*;
 /// Run the daemon: a dispatch pass on each tick of dispatch.schedule, system
 /// messages at once; stops cleanly on SIGTERM or SIGINT.
 pub(super) async fn run(settings: Settings, _now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let ran = run_on(Arc::clone(&store), settings).await;
     store.close().await;
     ran
@@ -149,7 +149,7 @@ pub(super) async fn dispatch(
         Some(text) => school_time(&settings, &text)?,
         None => now,
     };
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     // A clock that moves, on the database's time: leases written late in a long pass
     // must not be born expired for the daemons on the same database. With `--at`,
     // it starts at that time.
@@ -208,7 +208,7 @@ pub(super) async fn status_command(
         limit: Some(limit),
         ..MessageFilter::default()
     };
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let app = app(&store, &settings, now);
     if summary {
         let counts = app

@@ -15,7 +15,7 @@ pub(super) async fn diagnose(
         message,
         json,
     } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     diagnose_command(&app(&store, &settings, now), recipient, message, json).await
 }
 

@@ -34,7 +34,7 @@ pub(super) async fn import_command(
         operator,
         json,
     } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     import(&app(&store, &settings, now), &files, kind, &operator, json).await
 }
 
@@ -52,7 +52,7 @@ pub(super) async fn recipients_command(
         channel,
         json,
     } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let filter = RecipientFilter {
         role,
         group,
@@ -77,7 +77,7 @@ pub(super) async fn groups(
     _now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
     let GroupsArgs { json } = args;
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let groups = store.groups().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&groups)?);

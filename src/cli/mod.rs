@@ -4,6 +4,7 @@
 //!
 //! `args` is the grammar; one module per group of commands translates; `print` formats.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,9 +52,25 @@ use print::*;
 
 /// Runs a command with the loaded settings.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    OPENED
+        .scope(RefCell::new(Vec::new()), async {
+            // On the heap: every command's future is inline in this one, and in a
+            // debug build that is more than a test thread's stack.
+            let result = Box::pin(command(cli, settings)).await;
+            let opened = OPENED.with(|opened| std::mem::take(&mut *opened.borrow_mut()));
+            for store in opened {
+                store.close().await;
+            }
+            result.map_err(with_hint)
+        })
+        .await
+}
+
+/// The command's own function.
+async fn command(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     // The one reading of the clock for a command: everything below takes `now`.
     let now = Utc::now();
-    let result = match cli.command {
+    match cli.command {
         Command::Migrate => directory::migrate(settings, now).await,
         Command::Import(args) => directory::import_command(args, settings, now).await,
         Command::Recipients(args) => directory::recipients_command(args, settings, now).await,
@@ -80,8 +97,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Operators(args) => admin::operators(args, settings, now).await,
         Command::Tokens(args) => tokens::tokens(args, settings, now).await,
         Command::Demo(args) => demo::demo_command(args, settings, now).await,
-    };
-    result.map_err(with_hint)
+    }
 }
 
 /// The HTML body in `path`, if one was given.
@@ -91,6 +107,23 @@ pub(super) fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
             .with_context(|| format!("--html-file {}: cannot read it as UTF-8 text", p.display()))
     })
     .transpose()
+}
+
+tokio::task_local! {
+    /// The stores this command opened, closed when it ends: on SQLite the last
+    /// connection to close writes the WAL back into the database file and removes
+    /// it, so that a copy of the file made afterwards holds everything (an ended
+    /// process leaves the WAL beside the file instead, and the next writer pays for
+    /// it). Kept per command, not per process: tests run commands side by side.
+    static OPENED: RefCell<Vec<Arc<dyn Store>>>;
+}
+
+/// Opens the store for a command (see [`OPENED`]).
+pub(super) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store::open(&settings.database).await?;
+    // Outside `run` (no command to close it) the store is only opened.
+    let _ = OPENED.try_with(|opened| opened.borrow_mut().push(Arc::clone(&store)));
+    Ok(store)
 }
 
 /// Who reads from the command line: whoever holds the database's credentials may read

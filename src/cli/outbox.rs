@@ -36,7 +36,7 @@ pub(super) async fn notify(
         content,
         transliterate,
     };
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let (id, message) = app(&store, &settings, now)
         .notify_with(&Actor::operator(actor), &request)
         .await
@@ -97,7 +97,7 @@ pub(super) async fn send(
         content,
         transliterate,
     };
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let composed = app(&store, &settings, now)
         .send(&Actor::operator(operator), &request, dry_run)
         .await
@@ -191,11 +191,11 @@ pub(super) async fn outbox(
     let OutboxArgs { action, all, json } = args;
     match action {
         Some(action) => {
-            let store = store::open(&settings.database).await?;
+            let store = open_store(&settings).await?;
             outbox_action(&store, &settings, action, now).await
         }
         None => {
-            let store = store::open(&settings.database).await?;
+            let store = open_store(&settings).await?;
             let batches = store
                 .batches((!all).then_some(BatchStatus::AwaitingApproval))
                 .await?;
@@ -321,7 +321,7 @@ pub(super) async fn act(
     action: MessageAction,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let store = store::open(&settings.database).await?;
+    let store = open_store(settings).await?;
     let before = app(&store, settings, now)
         .act_on_message(&Actor::operator(login), MessageId(message), action)
         .await
@@ -343,7 +343,7 @@ pub(super) async fn decide(
     seen: Option<&str>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let store = store::open(&settings.database).await?;
+    let store = open_store(settings).await?;
     let verb = match decision {
         Decision::Approve => "approved",
         Decision::Reject(_) => "rejected",

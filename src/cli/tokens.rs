@@ -8,7 +8,7 @@ pub(super) async fn tokens(
     settings: Settings,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let store = store::open(&settings.database).await?;
+    let store = open_store(&settings).await?;
     let app = app(&store, &settings, now);
     match args.action {
         Some(TokensCommand::Create { name, operator, by }) => {

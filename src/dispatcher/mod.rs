@@ -32,8 +32,8 @@ use crate::domain::{
     Reason, RecipientId,
 };
 use crate::store::{
-    Attempt, AttemptOutcome, Claimed, Finish, PassCounts, RecipientFilter, Reservation, Store,
-    StoreError, Write, Written,
+    Attempt, AttemptOutcome, Claimed, Finish, PassCounts, Reservation, Store, StoreError, Write,
+    Written,
 };
 use recorder::Recorder;
 
@@ -711,11 +711,7 @@ impl Dispatcher {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let filter = RecipientFilter {
-            ids: Some(ids),
-            ..RecipientFilter::default()
-        };
-        let found = self.store.recipients(&filter).await?;
+        let found = self.store.facts_of(&ids).await?;
         Ok(found.into_iter().map(|f| (f.recipient.id, f)).collect())
     }
 

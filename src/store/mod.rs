@@ -224,6 +224,11 @@ pub trait DirectoryStore: Send + Sync {
     /// by role then name.
     async fn recipients(&self, filter: &RecipientFilter) -> Result<Vec<EligibilityFacts>>;
 
+    /// The recipients with these ids, with the contracts that speak for each, in no
+    /// particular order (those not in the directory are left out): the dispatcher's
+    /// read of a claimed chunk's people, which has no use for an order.
+    async fn facts_of(&self, ids: &[RecipientId]) -> Result<Vec<EligibilityFacts>>;
+
     /// One recipient by the platform's id.
     async fn recipient(&self, external_id: &str) -> Result<Option<EligibilityFacts>>;
 

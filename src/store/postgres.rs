@@ -143,18 +143,35 @@ macro_rules! in_list {
 const LIST_OPEN: &str = " = ANY(";
 const LIST_CLOSE: &str = ")";
 
+/// Writes the `n`th parameter (from 1, in the order of the text) into SQL written by
+/// hand: `$n`.
+fn push_parameter(sql: &mut String, n: usize) {
+    use std::fmt::Write;
+    write!(sql, "${n}").expect("writing to a String");
+}
+
 /// The most parameters one statement may bind (the protocol counts them in 16 bits):
 /// multi-row inserts split their rows to stay under it.
 const BIND_LIMIT: usize = 65_535;
 
 /// `SELECT` of the columns of every row found as one JSON array of arrays (as text; an
-/// empty array when none), read with `json_rows`: the same SQL as SQLite's.
+/// empty array when none), read with `json_rows`: the same SQL as SQLite's. With
+/// `order by`, the rows are in that order.
 macro_rules! json_rows {
     ($columns:literal) => {
         concat!(
             "SELECT coalesce(json_agg(json_build_array(",
             $columns,
             ")), '[]')::text"
+        )
+    };
+    ($columns:literal, order by $order:literal) => {
+        concat!(
+            "SELECT coalesce(json_agg(json_build_array(",
+            $columns,
+            ") ORDER BY ",
+            $order,
+            "), '[]')::text"
         )
     };
 }

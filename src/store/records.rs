@@ -1,6 +1,8 @@
 //! The outbox's records: what a store takes to create messages and batches, and
 //! what it gives back about them (listings, claims, attempts, outcomes, decisions).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::domain::directory::RecipientId;
@@ -22,11 +24,12 @@ pub struct NewMessage {
     /// The address it goes to, when there is a valid one.
     pub address: Option<String>,
     /// The subject (email).
-    pub subject: Option<String>,
-    /// The text.
-    pub body: String,
-    /// The HTML body sent beside the text (email only).
-    pub html: Option<String>,
+    pub subject: Option<Arc<str>>,
+    /// The text: shared by every message of a batch whose text is not rendered per
+    /// person, so a send to a whole school holds it once.
+    pub body: Arc<str>,
+    /// The HTML body sent beside the text (email only), shared as the text is.
+    pub html: Option<Arc<str>>,
     /// The rule occurrence that made it (periodic messages).
     pub occurrence_key: Option<String>,
     /// What must still hold when it is sent (`instalment:<id>`, `arrears:<id>`).

@@ -131,6 +131,14 @@ macro_rules! in_list {
 const LIST_OPEN: &str = " IN (SELECT value FROM json_each(";
 const LIST_CLOSE: &str = "))";
 
+/// Writes the `n`th parameter (from 1, in the order of the text) into SQL written by
+/// hand: `?`. A numbered `?NNN` or `$NNN` would do, but SQLite looks each one up
+/// among all the names before it, which for a statement of thousands of parameters
+/// takes seconds.
+fn push_parameter(sql: &mut String, _n: usize) {
+    sql.push('?');
+}
+
 /// The most parameters one statement may bind (`SQLITE_MAX_VARIABLE_NUMBER` in the
 /// SQLite that sqlx bundles): multi-row inserts split their rows to stay under it.
 const BIND_LIMIT: usize = 32_766;
@@ -138,10 +146,19 @@ const BIND_LIMIT: usize = 32_766;
 /// `SELECT` of the columns of every row found as one JSON array of arrays, read with
 /// `json_rows`: the import reads thousands of references at a time, and each row
 /// costs a hand-over between sqlx's SQLite thread and the caller, while one value
-/// costs one.
+/// costs one. With `order by`, the rows are in that order.
 macro_rules! json_rows {
     ($columns:literal) => {
         concat!("SELECT json_group_array(json_array(", $columns, "))")
+    };
+    ($columns:literal, order by $order:literal) => {
+        concat!(
+            "SELECT json_group_array(json_array(",
+            $columns,
+            ") ORDER BY ",
+            $order,
+            ")"
+        )
     };
 }
 

@@ -526,7 +526,7 @@ async fn a_templated_send_names_all_of_a_guardians_students_in_their_own_locale(
         .find(|m| m.recipient_external_id == "gd-2002")
         .unwrap();
     assert_eq!(piotr.subject.as_deref(), Some("Meeting czwartek"));
-    assert_eq!(piotr.body, "Hello Piotr, about: Maja.");
+    assert_eq!(&*piotr.body, "Hello Piotr, about: Maja.");
     // The approver reads one rendered message per locale.
     let batch = app.store_send(&send, now()).await;
     let samples = app.store.sample_messages(batch).await.unwrap();

@@ -586,7 +586,7 @@ async fn several_dispatchers_never_spend_more_than_the_wallet_holds(app: TestApp
                 recipient_external_id: f.recipient.external_id.clone(),
                 address: f.recipient.phone.clone(),
                 subject: None,
-                body: text.clone(),
+                body: text.clone().into(),
                 status: MessageStatus::Queued,
                 reason: None,
                 html: None,

@@ -422,8 +422,8 @@ fn previews(composed: &Composed, wanted: &str) -> Vec<Preview> {
             channel: m.channel.to_string(),
             recipient: m.recipient_external_id.clone(),
             address: m.address.clone(),
-            subject: m.subject.clone(),
-            body: m.body.clone(),
+            subject: m.subject.as_deref().map(str::to_owned),
+            body: m.body.to_string(),
             status: m.status.to_string(),
             reason: m.reason.map(|r| r.to_string()),
         });

@@ -131,7 +131,11 @@ async fn for_recipient(
     };
     match ctx.app.send(&ctx.actor, &request, true).await {
         Ok(composed) => match composed.send.messages.into_iter().next() {
-            Some(m) => (m.subject, Some(m.body), None),
+            Some(m) => (
+                m.subject.as_deref().map(str::to_owned),
+                Some(m.body.to_string()),
+                None,
+            ),
             None => (None, None, Some(format!("{who}: no message"))),
         },
         Err(e) => (None, None, Some(e.to_string())),

@@ -163,6 +163,122 @@ fn json_rows<T: serde::de::DeserializeOwned>(json: String) -> Result<Vec<T>> {
     serde_json::from_str(&json).map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
 }
 
+/// The people with these ids (given once each) with the contracts that speak for
+/// each, in no particular order.
+async fn facts_of(reads: &sqlx::Pool<Db>, ids: &[i64]) -> Result<Vec<EligibilityFacts>> {
+    // Each person's facts are made as their row is read, in a list sized up
+    // front: a whole school copied from one list into another, or into a list
+    // grown by doubling, was twice the memory of the people read.
+    let mut people = Vec::with_capacity(ids.len());
+    let sql = concat!(
+        json_rows!(
+            "id, external_id, role, name, locale, email, phone,
+             CASE WHEN sms_enabled THEN 1 ELSE 0 END,
+             email_failing_since, email_failure, phone_failing_since, phone_failure"
+        ),
+        " FROM recipients WHERE id",
+        in_list!("$1")
+    );
+    json_chunks(sql, ids, reads, |row: ListedRecipient| {
+        people.push(EligibilityFacts {
+            recipient: row.into_recipient()?,
+            contracts: Vec::new(),
+        });
+        Ok(())
+    })
+    .await?;
+
+    // Guardians' consent comes from their students' contracts.
+    let guardians: Vec<i64> = people
+        .iter()
+        .filter(|f| f.recipient.role == Role::Guardian)
+        .map(|f| f.recipient.id.0)
+        .collect();
+    let mut wards: Vec<(i64, i64)> = Vec::with_capacity(guardians.len());
+    let sql = concat!(
+        json_rows!("guardian_id, student_id"),
+        " FROM guardianships WHERE guardian_id",
+        in_list!("$1")
+    );
+    json_chunks(sql, &guardians, reads, |pair| {
+        wards.push(pair);
+        Ok(())
+    })
+    .await?;
+    wards.sort_unstable();
+    let mut students: Vec<i64> = people
+        .iter()
+        .filter(|f| f.recipient.role == Role::Student)
+        .map(|f| f.recipient.id.0)
+        .chain(wards.iter().map(|(_, s)| *s))
+        .collect();
+    // Once each, or a student in two chunks would bring their contracts twice.
+    students.sort_unstable();
+    students.dedup();
+    // Each student's contracts, side by side in one list in student order (a
+    // map of small lists would spend more on the lists than on the contracts).
+    let sql = concat!(
+        json_rows!(
+            "c.student_id, s.external_id, c.external_id, c.number, c.status,
+             CASE WHEN c.consent_email THEN 1 ELSE 0 END, c.consent_email_at,
+             CASE WHEN c.consent_sms THEN 1 ELSE 0 END, c.consent_sms_at, c.consent_source"
+        ),
+        " FROM contracts c JOIN recipients s ON s.id = c.student_id WHERE c.student_id",
+        in_list!("$1")
+    );
+    let mut contracts = Contracts(Vec::with_capacity(students.len()));
+    json_chunks(sql, &students, reads, |row: ListedContract| {
+        contracts.0.push((row.0, row.into_consent()?));
+        Ok(())
+    })
+    .await?;
+    contracts
+        .0
+        .sort_unstable_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.contract.cmp(&y.contract)));
+    // The wards are in guardian order, so a guardian's students are one run.
+    let mut theirs = Vec::new();
+    for f in &mut people {
+        theirs.clear();
+        let id = f.recipient.id.0;
+        if f.recipient.role == Role::Guardian {
+            let from = wards.partition_point(|(g, _)| *g < id);
+            let to = wards.partition_point(|(g, _)| *g <= id);
+            theirs.extend(wards[from..to].iter().map(|(_, s)| *s));
+        } else {
+            theirs.push(id);
+        }
+        f.contracts = contracts.covering(&theirs);
+    }
+    Ok(people)
+}
+
+/// Ids per statement of `json_chunks`: a few hundred kilobytes of JSON each way.
+const IDS_PER_CHUNK: usize = 5_000;
+
+/// Each row that `sql` (a `json_rows!` query of rows whose id is in the list `$1`)
+/// finds for `ids`, handed to `each`, the ids a chunk at a time: one value per chunk
+/// is neither a hand-over between threads per row nor a whole school's rows in one
+/// string. The rows come in no particular order.
+async fn json_chunks<T: serde::de::DeserializeOwned>(
+    sql: &'static str,
+    ids: &[i64],
+    reads: &sqlx::Pool<Db>,
+    mut each: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    for chunk in ids.chunks(IDS_PER_CHUNK) {
+        let rows: Vec<T> = json_rows(
+            sqlx::query_scalar(sql)
+                .bind(id_list(chunk.iter().copied()))
+                .fetch_one(reads)
+                .await?,
+        )?;
+        for row in rows {
+            each(row)?;
+        }
+    }
+    Ok(())
+}
+
 /// Herald's ids of the rows `sql` (a `json_rows!` query of `external_id, id`) finds by
 /// the platform's ids (`$1`, a list): a run's references to groups or contracts, read
 /// in one query.
@@ -733,27 +849,119 @@ async fn apply_instalments(
     Ok(outcomes)
 }
 
-/// Contracts read for a listing of recipients: `consents[i]` belongs to the student
-/// `students[i]`, and both lists are in student order, so a student's contracts are
-/// one run found by binary search.
-#[derive(Default)]
-struct Contracts {
-    students: Vec<i64>,
-    consents: Vec<ContractConsent>,
+/// A recipient as `recipients` reads it, one array of a `json_rows!` value, in the
+/// order of its columns (flags as 0 or 1, so that both backends spell them alike).
+#[derive(serde::Deserialize)]
+struct ListedRecipient(
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    u8,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
+
+impl ListedRecipient {
+    fn into_recipient(self) -> Result<Recipient> {
+        let ListedRecipient(
+            id,
+            external_id,
+            role,
+            name,
+            locale,
+            email,
+            phone,
+            sms,
+            email_since,
+            email_failure,
+            phone_since,
+            phone_failure,
+        ) = self;
+        Ok(Recipient {
+            id: RecipientId(id),
+            external_id,
+            role: parse_role(&role)?,
+            name,
+            locale,
+            email,
+            phone,
+            sms_enabled: sms != 0,
+            email_failure: failure_mark(email_failure, email_since),
+            phone_failure: failure_mark(phone_failure, phone_since),
+        })
+    }
 }
+
+/// A contract as `recipients` reads it: the student's id, then what eligibility needs.
+#[derive(serde::Deserialize)]
+struct ListedContract(
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    u8,
+    Option<DateTime<Utc>>,
+    u8,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
+
+impl ListedContract {
+    fn into_consent(self) -> Result<ContractConsent> {
+        let ListedContract(
+            _,
+            student,
+            contract,
+            number,
+            status,
+            email,
+            email_at,
+            sms,
+            sms_at,
+            source,
+        ) = self;
+        Ok(ContractConsent {
+            contract,
+            number,
+            student,
+            status: parse_status(&status)?,
+            email: Consent {
+                given: email != 0,
+                changed_at: email_at,
+            },
+            sms: Consent {
+                given: sms != 0,
+                changed_at: sms_at,
+            },
+            source,
+        })
+    }
+}
+
+/// Contracts read for a listing of recipients, each beside its student's id, in
+/// student order (each student's by contract id), so a student's contracts are one
+/// run found by binary search.
+struct Contracts(Vec<(i64, ContractConsent)>);
 
 impl Contracts {
     /// The contracts of `students`, in that order (each student's by contract id), in
     /// a list of exactly their number.
     fn covering(&self, students: &[i64]) -> Vec<ContractConsent> {
         let run = |s: &i64| {
-            let from = self.students.partition_point(|x| x < s);
-            let to = self.students.partition_point(|x| x <= s);
-            &self.consents[from..to]
+            let from = self.0.partition_point(|(x, _)| x < s);
+            let to = self.0.partition_point(|(x, _)| x <= s);
+            &self.0[from..to]
         };
         let mut covering = Vec::with_capacity(students.iter().map(|s| run(s).len()).sum());
         for s in students {
-            covering.extend_from_slice(run(s));
+            covering.extend(run(s).iter().map(|(_, c)| c.clone()));
         }
         covering
     }
@@ -799,11 +1007,20 @@ impl DirectoryStore for Backend {
         // Only the conditions a filter sets are in the statement: `($1 IS NULL OR …)`
         // hides the indexes from the planner, and a look-up by id would scan every
         // recipient (it is on the path of every message sent).
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT r.id, r.external_id, r.role, r.name, r.locale, r.email, r.phone, r.sms_enabled,
-                    r.email_failing_since, r.email_failure, r.phone_failing_since, r.phone_failure
-             FROM recipients r WHERE TRUE",
-        );
+        //
+        // Who, in order, as one list of ids; then their rows a chunk at a time, in
+        // no order, each put in its place. One statement giving every row in order
+        // would hand each row across from sqlx's SQLite thread, or hold a whole
+        // school in one string, or sort it twice to cut it into pages.
+        let mut q = sqlx::QueryBuilder::<Db>::new(concat!(
+            json_rows!(
+                "r.id",
+                order by "CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
+                                      WHEN 'teacher' THEN 2 ELSE 3 END,
+                          r.name, r.external_id"
+            ),
+            " FROM recipients r WHERE TRUE"
+        ));
         if let Some(role) = filter.role {
             q.push(" AND r.role = ").push_bind(role.as_str());
         }
@@ -839,117 +1056,19 @@ impl DirectoryStore for Backend {
                 .push_bind(id_list(ids.iter().map(|i| i.0)))
                 .push(LIST_CLOSE);
         }
-        q.push(
-            " ORDER BY CASE r.role WHEN 'student' THEN 0 WHEN 'guardian' THEN 1
-                                  WHEN 'teacher' THEN 2 ELSE 3 END,
-                      r.name, r.external_id",
-        );
-        // Rows are read as they come rather than all at once: a whole school's rows,
-        // each value copied out of the database, take several times the memory of
-        // the recipients made from them.
-        let mut recipients = Vec::new();
-        let mut rows = q.build().fetch(&self.reads);
-        while let Some(row) = rows.try_next().await? {
-            recipients.push(Recipient {
-                id: RecipientId(row.try_get("id")?),
-                external_id: row.try_get("external_id")?,
-                role: parse_role(&row.try_get::<String, _>("role")?)?,
-                name: row.try_get("name")?,
-                locale: row.try_get("locale")?,
-                email: row.try_get("email")?,
-                phone: row.try_get("phone")?,
-                sms_enabled: row.try_get("sms_enabled")?,
-                email_failure: failure_mark(
-                    row.try_get("email_failure")?,
-                    row.try_get("email_failing_since")?,
-                ),
-                phone_failure: failure_mark(
-                    row.try_get("phone_failure")?,
-                    row.try_get("phone_failing_since")?,
-                ),
-            });
-        }
-        // A stream holds its connection until it is dropped.
-        drop(rows);
+        let ids: Vec<(i64,)> = json_rows(q.build_query_scalar().fetch_one(&self.reads).await?)?;
+        let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
+        let mut people = facts_of(&self.reads, &ids).await?;
+        let place: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        people.sort_by_cached_key(|f| place.get(&f.recipient.id.0).copied());
+        Ok(people)
+    }
 
-        // Guardians' consent comes from their students' contracts.
-        let guardians = id_list(
-            recipients
-                .iter()
-                .filter(|r| r.role == Role::Guardian)
-                .map(|r| r.id.0),
-        );
-        let mut wards: Vec<(i64, i64)> = Vec::new();
-        let mut rows = sqlx::query_as(concat!(
-            "SELECT guardian_id, student_id FROM guardianships
-             WHERE guardian_id",
-            in_list!("$1")
-        ))
-        .bind(guardians)
-        .fetch(&self.reads);
-        while let Some(pair) = rows.try_next().await? {
-            wards.push(pair);
-        }
-        drop(rows);
-        let students = id_list(
-            recipients
-                .iter()
-                .filter(|r| r.role == Role::Student)
-                .map(|r| r.id.0)
-                .chain(wards.iter().map(|(_, s)| *s)),
-        );
-        // Each student's contracts, side by side in one list in student order (a
-        // map of small lists would spend more on the lists than on the contracts).
-        let mut contracts = Contracts::default();
-        let mut rows = sqlx::query(concat!(
-            "SELECT c.student_id, s.external_id AS student, c.external_id, c.number, c.status,
-                    c.consent_email, c.consent_email_at, c.consent_sms, c.consent_sms_at,
-                    c.consent_source
-             FROM contracts c JOIN recipients s ON s.id = c.student_id
-             WHERE c.student_id",
-            in_list!("$1"),
-            "
-             ORDER BY c.student_id, c.external_id"
-        ))
-        .bind(students)
-        .fetch(&self.reads);
-        while let Some(row) = rows.try_next().await? {
-            contracts.students.push(row.try_get("student_id")?);
-            contracts.consents.push(ContractConsent {
-                contract: row.try_get("external_id")?,
-                number: row.try_get("number")?,
-                student: row.try_get("student")?,
-                status: parse_status(&row.try_get::<String, _>("status")?)?,
-                email: Consent {
-                    given: row.try_get("consent_email")?,
-                    changed_at: row.try_get("consent_email_at")?,
-                },
-                sms: Consent {
-                    given: row.try_get("consent_sms")?,
-                    changed_at: row.try_get("consent_sms_at")?,
-                },
-                source: row.try_get("consent_source")?,
-            });
-        }
-        drop(rows);
-        let mut students_of: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (guardian, student) in wards {
-            students_of.entry(guardian).or_default().push(student);
-        }
-        Ok(recipients
-            .into_iter()
-            .map(|recipient| {
-                let own = [recipient.id.0];
-                let students: &[i64] = match recipient.role {
-                    Role::Guardian => students_of.get(&recipient.id.0).map_or(&[], Vec::as_slice),
-                    _ => &own,
-                };
-                EligibilityFacts {
-                    contracts: contracts.covering(students),
-                    recipient,
-                }
-            })
-            .collect())
+    async fn facts_of(&self, ids: &[RecipientId]) -> Result<Vec<EligibilityFacts>> {
+        let mut ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        facts_of(&self.reads, &ids).await
     }
 
     async fn recipient(&self, external_id: &str) -> Result<Option<EligibilityFacts>> {
@@ -1032,7 +1151,9 @@ impl DirectoryStore for Backend {
         // Whom the audience names (`base`), the students among them, and the people
         // reach makes of those, in one statement: a whole school's ids stay in the
         // database instead of crossing to Herald and back for each step.
-        let mut q = sqlx::QueryBuilder::<Db>::new("WITH base(id) AS (");
+        // The ids come back as one JSON value (see `json_rows!`).
+        let mut q =
+            sqlx::QueryBuilder::<Db>::new(concat!(json_rows!("id"), " FROM (WITH base(id) AS ("));
         let members = "SELECT m.recipient_id FROM group_members m
                        JOIN groups g ON g.id = m.group_id
                        JOIN recipients r ON r.id = m.recipient_id
@@ -1076,23 +1197,39 @@ impl DirectoryStore for Backend {
             }
         }
         // Reach applies to the students among them; anyone else is written to as is.
-        q.push(
-            "), students(id) AS (
-                 SELECT id FROM recipients WHERE role = 'student' AND id IN (SELECT id FROM base))
-             SELECT DISTINCT id FROM base",
+        // A group's members are read as students already.
+        let only_students = matches!(
+            audience,
+            Audience::Group(_) | Audience::Groups(_) | Audience::AllGroups
         );
-        if reach == Reach::Guardians {
-            q.push(" WHERE id NOT IN (SELECT id FROM students)");
+        q.push(if only_students {
+            "), students(id) AS (SELECT id FROM base) "
+        } else {
+            "), students(id) AS (
+                 SELECT b.id FROM base b JOIN recipients r ON r.id = b.id WHERE r.role = 'student') "
+        });
+        // Someone may be named twice (a guardian of two students): the look-up by id
+        // below reads each person once, so nothing here sorts a school to remove them.
+        let mut parts = Vec::new();
+        match reach {
+            Reach::Guardians if only_students => {}
+            Reach::Guardians => parts.push(
+                "SELECT b.id FROM base b JOIN recipients r ON r.id = b.id
+                 WHERE r.role <> 'student'",
+            ),
+            _ => parts.push("SELECT id FROM base"),
         }
         if reach != Reach::Students {
-            q.push(
-                " UNION SELECT guardian_id FROM guardianships
-                  WHERE student_id IN (SELECT id FROM students)",
+            parts.push(
+                "SELECT guardian_id AS id FROM guardianships
+                 WHERE student_id IN (SELECT id FROM students)",
             );
         }
-        let ids: Vec<i64> = q.build_query_scalar().fetch_all(&self.reads).await?;
+        q.push(parts.join(" UNION ALL "));
+        q.push(") AS audience");
+        let ids: Vec<(i64,)> = json_rows(q.build_query_scalar().fetch_one(&self.reads).await?)?;
         let filter = RecipientFilter {
-            ids: Some(ids.into_iter().map(RecipientId).collect()),
+            ids: Some(ids.into_iter().map(|(id,)| RecipientId(id)).collect()),
             ..RecipientFilter::default()
         };
         self.recipients(&filter).await

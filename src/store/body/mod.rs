@@ -18,7 +18,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::access::{Operator, Permission, RoleDef};
@@ -54,7 +53,7 @@ use crate::templates::Variant;
 
 use super::{
     BIND_LIMIT, Backend, Db, DbArgs, DbConn, LIST_CLOSE, LIST_OPEN, MIGRATOR, TextList, id_list,
-    lock_operators, text_list, wake_other_instances,
+    lock_operators, push_parameter, text_list, wake_other_instances,
 };
 
 mod admin;
@@ -107,70 +106,8 @@ async fn insert_message(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let ids = insert_messages(conn, batch, &[m], actor, now).await?;
+    let ids = bulk::insert_messages_returning(conn, batch, &[m], actor, now).await?;
     Ok(ids[0])
-}
-
-/// Inserts messages (into `batch`, if any), each with its "created" event by
-/// `actor`; returns their ids, in no particular order. A rule's run writes hundreds
-/// at once: one multi-row statement for the messages and one for their events,
-/// however many, each binding at most `BIND_LIMIT` values.
-async fn insert_messages(
-    conn: &mut DbConn,
-    batch: Option<i64>,
-    messages: &[&NewMessage],
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<i64>> {
-    const BINDS_PER_ROW: usize = 18;
-    let mut all = Vec::with_capacity(messages.len());
-    for rows in messages.chunks(BIND_LIMIT / BINDS_PER_ROW) {
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "INSERT INTO messages
-                (batch_id, kind, channel, recipient_id, recipient_external_id, address,
-                 subject, body, status, reason, next_attempt_at, created_at, updated_at,
-                 segments, html, occurrence_key, relevance, expires_at) ",
-        );
-        q.push_values(rows, |mut row, m| {
-            let due = (m.status == MessageStatus::Queued).then_some(now);
-            row.push_bind(batch)
-                .push_bind(m.kind.as_str())
-                .push_bind(m.channel.as_str())
-                .push_bind(m.recipient_id.map(|r| r.0))
-                .push_bind(&m.recipient_external_id)
-                .push_bind(&m.address)
-                .push_bind(&m.subject)
-                .push_bind(&m.body)
-                .push_bind(m.status.as_str())
-                .push_bind(m.reason.map(Reason::as_str))
-                .push_bind(due)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(m.segments)
-                .push_bind(&m.html)
-                .push_bind(&m.occurrence_key)
-                .push_bind(&m.relevance)
-                .push_bind(m.expires_at);
-        });
-        q.push(" RETURNING id");
-        let ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
-        // Each event is read from its message's row, so it matches its message
-        // whatever order RETURNING gave the ids in.
-        sqlx::query(concat!(
-            "INSERT INTO message_events (message_id, at, status, reason, actor, note)
-             SELECT id, $1, status, reason, $2, 'created' FROM messages
-             WHERE id",
-            in_list!("$3"),
-            " ORDER BY id"
-        ))
-        .bind(now)
-        .bind(actor)
-        .bind(id_list(ids.iter().copied()))
-        .execute(&mut *conn)
-        .await?;
-        all.extend(ids);
-    }
-    Ok(all)
 }
 
 async fn insert_event(

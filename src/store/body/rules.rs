@@ -219,7 +219,7 @@ impl RuleStore for Backend {
             // Each message's "created" event names who wrote it: the rule.
             for run in of_day.chunk_by(|a, b| a.batch.created_by == b.batch.created_by) {
                 let messages: Vec<&NewMessage> = run.iter().flat_map(|o| &o.messages).collect();
-                insert_messages(
+                bulk::insert_messages_returning(
                     &mut tx,
                     Some(batch),
                     &messages,
