@@ -1260,12 +1260,18 @@ pub async fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>> {
 /// Applies pending migrations to the database the settings name.
 pub async fn migrate(settings: &DatabaseSettings) -> Result<Vec<i64>> {
     match &settings.backend {
+        // Closed afterwards: on SQLite that writes the WAL back into the file.
         Backend::Sqlite(path) => {
-            sqlite::SqliteStore::open(path, settings)
-                .await?
-                .migrate()
-                .await
+            let store = sqlite::SqliteStore::open(path, settings).await?;
+            let applied = store.migrate().await;
+            store.close().await;
+            applied
         }
-        Backend::Postgres => postgres::PgStore::open(settings).await?.migrate().await,
+        Backend::Postgres => {
+            let store = postgres::PgStore::open(settings).await?;
+            let applied = store.migrate().await;
+            store.close().await;
+            applied
+        }
     }
 }

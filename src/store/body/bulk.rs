@@ -35,6 +35,15 @@ const COLUMNS: [&str; 18] = [
 /// the one number that must hold, so the chunk is sized by it.
 pub(super) const MESSAGES_PER_INSERT: usize = 32_766 / COLUMNS.len();
 
+/// Whether a statement of `rows` rows is kept prepared on its connection. One row's
+/// text is always the same, and a full chunk's comes in a few forms (which columns
+/// are shared); other sizes vary with every batch and rule run, and a prepared
+/// statement of a thousand rows holds megabytes of SQLite's memory, so those are
+/// parsed each time and let go.
+fn kept_prepared(rows: usize) -> bool {
+    rows == 1 || rows == MESSAGES_PER_INSERT
+}
+
 /// One value of a message row, borrowed from the message.
 #[derive(Clone, Copy, PartialEq)]
 enum Cell<'a> {
@@ -155,8 +164,9 @@ pub(super) async fn insert_messages_returning(
     for rows in messages.chunks(MESSAGES_PER_INSERT) {
         let (mut sql, args) = insert_statement(batch, rows, now)?;
         sql.push_str(" RETURNING id");
-        // Only column names and numbered placeholders are written into the text.
+        // Only column names and parameters are written into the text.
         let ids: Vec<i64> = sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(kept_prepared(rows.len()))
             .fetch_all(&mut *conn)
             .await?;
         // Each event is read from its message's row, so it matches its message
@@ -194,8 +204,9 @@ pub(super) async fn insert_messages(
         rows.clear();
         rows.extend(chunk);
         let (sql, args) = insert_statement(Some(batch), &rows, now)?;
-        // Only column names and numbered placeholders are written into the text.
+        // Only column names and parameters are written into the text.
         sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(kept_prepared(rows.len()))
             .execute(&mut *conn)
             .await?;
     }

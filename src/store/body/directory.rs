@@ -1129,11 +1129,7 @@ impl DirectoryStore for Backend {
     }
 
     async fn recipient_by_id(&self, id: RecipientId) -> Result<Option<EligibilityFacts>> {
-        let filter = RecipientFilter {
-            ids: Some(vec![id]),
-            ..RecipientFilter::default()
-        };
-        Ok(self.recipients(&filter).await?.into_iter().next())
+        Ok(facts_of(&self.reads, &[id.0]).await?.into_iter().next())
     }
 
     async fn names(&self, external_ids: &[&str]) -> Result<HashMap<String, String>> {
