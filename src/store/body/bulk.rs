@@ -2,8 +2,8 @@
 //! thousands of messages, and a statement per message (and another per event) spends
 //! its time on round trips to the database, not on writing rows. A value that every
 //! row of a statement has alike (the batch, the time, the text of a batch that is not
-//! rendered per person) is bound once and named by each row, instead of being copied
-//! into the statement once per row.
+//! rendered per person) is bound once, in the statement's `SELECT`, instead of being
+//! copied into the statement once per row.
 
 use super::*;
 
