@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         }
     };
     herald::telemetry::init(&settings.telemetry);
+    cli::write_to_stdout();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -67,7 +67,7 @@ pub(super) async fn sms_info(
     let size = crate::domain::sms::measure(&text);
     let cost = size.segments as i64 * i64::from(settings.sms.price_per_segment);
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "encoding": size.encoding,
@@ -77,7 +77,7 @@ pub(super) async fn sms_info(
             })
         );
     } else {
-        println!(
+        say!(
             "{} units in {}, {} segment(s), {cost} point(s){}",
             size.units,
             size.encoding,
@@ -89,7 +89,7 @@ pub(super) async fn sms_info(
             }
         );
         if size.segments > settings.sms.max_segments as usize {
-            println!(
+            say!(
                 "Longer than sms.max_segments = {}: Herald would refuse it.",
                 settings.sms.max_segments
             );
@@ -120,9 +120,10 @@ pub(super) async fn wallet(
             .top_up(&Actor::operator(operator), points, &note)
             .await
             .map_err(cli_error)?;
-        println!(
+        say!(
             "Added {points} point(s): the balance is {} ({} reserved). Messages waiting for credit go on the next pass.",
-            w.balance, w.reserved
+            w.balance,
+            w.reserved
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -142,8 +143,8 @@ pub(super) async fn hold(
     match action {
         None => {
             match store.hold().await? {
-                Some(h) => println!("{}", hold_banner(&h, &settings)),
-                None => println!("Dispatch is running (the hold switch is off)."),
+                Some(h) => say!("{}", hold_banner(&h, &settings)),
+                None => say!("Dispatch is running (the hold switch is off)."),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -153,11 +154,11 @@ pub(super) async fn hold(
                 .await
                 .map_err(cli_error)?;
             if change == HoldChange::Switched {
-                println!(
+                say!(
                     "Dispatch is on hold on every instance; messages wait as queued. `herald hold off --as LOGIN` resumes."
                 );
             } else {
-                println!("Dispatch was on hold already.");
+                say!("Dispatch was on hold already.");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -167,9 +168,9 @@ pub(super) async fn hold(
                 .await
                 .map_err(cli_error)?;
             if change == HoldChange::Switched {
-                println!("Dispatch resumes: what waited goes on the next pass.");
+                say!("Dispatch resumes: what waited goes on the next pass.");
             } else {
-                println!("Dispatch was not on hold.");
+                say!("Dispatch was not on hold.");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -202,9 +203,9 @@ pub(super) async fn audit(
         .await
         .map_err(cli_error)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        say!("{}", serde_json::to_string_pretty(&lines)?);
     } else if lines.is_empty() {
-        println!("The audit log has nothing that matches.");
+        say!("The audit log has nothing that matches.");
     } else {
         let tz = settings.school.time_zone;
         let rows = lines
@@ -230,33 +231,37 @@ pub(super) async fn audit(
 pub(super) async fn print_wallet(app: &App, ledger: i64, json: bool) -> anyhow::Result<()> {
     let w = app.wallet_view(&READER, ledger).await.map_err(cli_error)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&w)?);
+        say!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(());
     }
     let settings = app.settings();
-    println!(
+    say!(
         "SMS wallet ({} gateway, sender {:?}):",
         settings.sms.gateway.name(),
         settings.sms.sender
     );
-    println!("  balance:   {} point(s)", w.balance);
-    println!(
+    say!("  balance:   {} point(s)", w.balance);
+    say!(
         "  reserved:  {} point(s) (held for SMS being sent)",
         w.reserved
     );
-    println!(
+    say!(
         "  threshold: {} point(s); SMS due in the next 24 h need {}",
-        w.low_balance_threshold, w.needed_next_24h
+        w.low_balance_threshold,
+        w.needed_next_24h
     );
     if w.low {
-        println!("  LOW: top it up with `herald wallet top-up POINTS --as LOGIN --note TEXT`");
+        say!("  LOW: top it up with `herald wallet top-up POINTS --as LOGIN --note TEXT`");
     }
-    println!(
+    say!(
         "  totals:    {} topped up, {} charged, {} reserved now ({} per segment)",
-        w.totals.top_ups, w.totals.charges, w.reserved, w.price_per_segment
+        w.totals.top_ups,
+        w.totals.charges,
+        w.reserved,
+        w.price_per_segment
     );
     if w.ledger.is_empty() {
-        println!("The ledger is empty.");
+        say!("The ledger is empty.");
         return Ok(());
     }
     let tz = settings.school.time_zone;
@@ -324,7 +329,7 @@ pub(super) async fn rules_command(
                                 eprintln!("herald: {}: could not be written: {f}", report.rule);
                             }
                             failed |= !report.failed.is_empty();
-                            println!(
+                            say!(
                                 "{}: {} new occurrence(s), {} message(s); {} existed already (days {}).",
                                 report.rule,
                                 report.occurrences,
@@ -355,9 +360,9 @@ pub(super) async fn rules_command(
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                say!("{}", serde_json::to_string_pretty(&reports)?);
             } else if reports.is_empty() && !failed {
-                println!("No rule is due (`herald rules` shows when each runs next).");
+                say!("No rule is due (`herald rules` shows when each runs next).");
             }
             Ok(if failed {
                 ExitCode::FAILURE
@@ -413,7 +418,7 @@ async fn list_rules(
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        say!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
     let when = |t: Option<DateTime<Utc>>| {
@@ -501,7 +506,7 @@ pub(super) async fn operators_command(
                     ),
                     other => cli_error(other),
                 })?;
-            println!(
+            say!(
                 "Added operator {login} ({}) with the role {role}.",
                 added.name
             );
@@ -512,7 +517,7 @@ pub(super) async fn operators_command(
             app.set_password(&Actor::operator(operator), &login, &password)
                 .await
                 .map_err(cli_error)?;
-            println!("{login}'s password is set; they can sign in to the console.");
+            say!("{login}'s password is set; they can sign in to the console.");
             Ok(ExitCode::SUCCESS)
         }
         OperatorsCommand::SetRole {
@@ -524,7 +529,7 @@ pub(super) async fn operators_command(
                 .set_role(&Actor::operator(operator), &login, &role)
                 .await
                 .map_err(cli_error)?;
-            println!(
+            say!(
                 "{login} now has the role {role}: {}.",
                 permission_list(&after.permissions)
             );
@@ -545,12 +550,12 @@ pub(super) async fn operators_command(
                 .await
                 .map_err(cli_error)?;
             if change.changed == 0 {
-                println!(
+                say!(
                     "Nothing to change: {login} may {}.",
                     permission_list(&change.operator.permissions)
                 );
             } else {
-                println!(
+                say!(
                     "{login} may now: {}.",
                     permission_list(&change.operator.permissions)
                 );
@@ -572,7 +577,7 @@ pub(super) async fn operators_command(
             app.save_role(&Actor::operator(operator), &role)
                 .await
                 .map_err(cli_error)?;
-            println!("Saved role {name}: {}.", permission_list(&role.permissions));
+            say!("Saved role {name}: {}.", permission_list(&role.permissions));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -583,9 +588,9 @@ async fn list_operators(app: &App, json: bool) -> anyhow::Result<ExitCode> {
     let store = app.store();
     let all = store.operators().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        say!("{}", serde_json::to_string_pretty(&all)?);
     } else if all.is_empty() {
-        println!(
+        say!(
             "No operators yet. Add the first owner with `herald operators add LOGIN --role owner --name \"…\"`."
         );
     } else {
@@ -625,7 +630,7 @@ async fn list_roles(app: &App, json: bool) -> anyhow::Result<ExitCode> {
     let store = app.store();
     let roles = store.roles().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&roles)?);
+        say!("{}", serde_json::to_string_pretty(&roles)?);
     } else {
         let rows = roles
             .iter()
@@ -639,9 +644,9 @@ async fn list_roles(app: &App, json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         print_table(&["ROLE", "KIND", "PERMISSIONS", "DESCRIPTION"], rows);
-        println!("\nPermissions:");
+        say!("\nPermissions:");
         for p in Permission::ALL {
-            println!("  {:<22} {}", p.as_str(), p.describe());
+            say!("  {:<22} {}", p.as_str(), p.describe());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -680,18 +685,20 @@ pub(super) async fn templates_command(
                     AppError::Invalid { problem, .. } => anyhow::anyhow!(problem),
                     other => cli_error(other),
                 })?;
-            println!(
+            say!(
                 "Saved template {:?} ({}, {}).",
-                variant.name, variant.locale, variant.channel
+                variant.name,
+                variant.locale,
+                variant.channel
             );
             Ok(ExitCode::SUCCESS)
         }
         TemplatesCommand::List { json } => {
             let all = store.templates(None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                say!("{}", serde_json::to_string_pretty(&all)?);
             } else if all.is_empty() {
-                println!(
+                say!(
                     "No templates. Add one with `herald templates add NAME --body TEXT --as LOGIN`."
                 );
             } else {
@@ -716,15 +723,15 @@ pub(super) async fn templates_command(
                 bail!("there is no template {name:?}");
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&variants)?);
+                say!("{}", serde_json::to_string_pretty(&variants)?);
             } else {
                 for v in variants {
-                    println!("{} — {} — {}", v.name, v.channel, v.locale);
+                    say!("{} — {} — {}", v.name, v.channel, v.locale);
                     if let Some(s) = &v.subject {
-                        println!("  subject: {s}");
+                        say!("  subject: {s}");
                     }
                     for line in v.body.lines() {
-                        println!("  | {line}");
+                        say!("  | {line}");
                     }
                 }
             }
@@ -774,19 +781,21 @@ pub(super) async fn templates_command(
                     ..ctx
                 },
             )?;
-            println!("({} variant)", variant.locale);
+            say!("({} variant)", variant.locale);
             if let Some(s) = subject {
-                println!("Subject: {s}");
+                say!("Subject: {s}");
             }
-            println!("{body}");
+            say!("{body}");
             if let Some(html) = html {
-                println!("--- HTML ---\n{html}");
+                say!("--- HTML ---\n{html}");
             }
             if channel == Channel::Sms {
                 let size = crate::domain::sms::measure(&body);
-                println!(
+                say!(
                     "({} units in {}, {} segment(s))",
-                    size.units, size.encoding, size.segments
+                    size.units,
+                    size.encoding,
+                    size.segments
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -805,11 +814,9 @@ pub(super) async fn holidays(
         HolidaysCommand::List { all, json } => {
             let list = store.holidays((!all).then_some(today)).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                println!(
-                    "No holidays. Add one with `herald holidays add NAME FIRST_DAY [LAST_DAY]`."
-                );
+                say!("No holidays. Add one with `herald holidays add NAME FIRST_DAY [LAST_DAY]`.");
             } else {
                 let rows = list
                     .iter()
@@ -843,7 +850,7 @@ pub(super) async fn holidays(
                 .await
                 .map_err(cli_error)
                 .with_context(|| format!("cannot add the holiday {name:?}"))?;
-            println!(
+            say!(
                 "Added holiday {} (id {}): {} to {}.",
                 stored.name,
                 stored.id.unwrap_or_default(),
@@ -851,7 +858,7 @@ pub(super) async fn holidays(
                 stored.last_day
             );
             if stored.last_day < today {
-                println!("Note: it is already over, so it changes nothing.");
+                say!("Note: it is already over, so it changes nothing.");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -865,7 +872,7 @@ pub(super) async fn holidays(
                     ),
                     other => cli_error(other),
                 })?;
-            println!("Removed holiday {id}.");
+            say!("Removed holiday {id}.");
             Ok(ExitCode::SUCCESS)
         }
     }

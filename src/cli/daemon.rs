@@ -163,9 +163,9 @@ pub(super) async fn dispatch(
     let counts = daemon.run_once().await?;
     let took = started.elapsed();
     if json {
-        println!("{}", serde_json::to_string_pretty(&counts)?);
+        say!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
-        println!(
+        say!(
             "Dispatch pass in {:.1} ms: {} sent, {} to retry, {} failed, {} unknown (for a person to decide), {} held, {} blocked, {} too late or no longer relevant.",
             took.as_secs_f64() * 1000.0,
             counts.sent,
@@ -219,7 +219,7 @@ pub(super) async fn status_command(
     } else {
         let listing = app.messages(&READER, &filter).await.map_err(cli_error)?;
         if !json && let Some(h) = &listing.hold {
-            println!("{}\n", hold_banner(h, &settings));
+            say!("{}\n", hold_banner(h, &settings));
         }
         print_messages(&settings, &listing.messages, json)?;
     }

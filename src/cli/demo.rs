@@ -13,6 +13,7 @@ pub(super) async fn demo_command(
     let DemoArgs { dir, at, serve } = args;
     if serve && let Some(dir) = dir.as_deref().filter(|d| d.join("herald.db").exists()) {
         let demo = DemoSchool::open(settings, dir, now).await?;
+        close_when_done(&demo.store());
         return serve_demo(demo).await;
     }
     // One clock for the whole demo: with `--at`, composing, approving, the
@@ -33,36 +34,37 @@ pub(super) async fn demo_command(
         Err(e @ DemoError::Exists(_)) => bail!("{e}; pass another --dir or remove it"),
         other => other?,
     };
-    println!("Herald demo school \"{}\"", demo.settings.school.name);
-    println!("  database:    {}", demo.database.display());
-    println!(
+    close_when_done(&demo.store());
+    say!("Herald demo school \"{}\"", demo.settings.school.name);
+    say!("  database:    {}", demo.database.display());
+    say!(
         "  import file: {} (the JSON import format)",
         demo.school_file.display()
     );
-    println!();
+    say!();
     let directory = demo.directory().await?;
     print_directory(&directory);
-    println!();
+    say!();
     let tz = demo.settings.school.time_zone;
     print_timing(&demo.settings, &directory.calendar, at, tz);
-    println!();
+    say!();
     let sends = demo.send().await?;
     print_sends(&sends)?;
     let runs = demo.run_rules().await?;
-    println!(
+    say!(
         "Periodic rules run at {} (`herald rules run`):",
         at.with_timezone(&tz).format("%a %d %b %H:%M")
     );
     print_rules(&runs);
-    println!();
+    say!();
     let pass = demo.dispatch().await?;
     print_pass(&demo, &sends, &pass, &directory.calendar);
-    println!();
+    say!();
     if serve {
-        println!();
+        say!();
         return serve_demo(demo).await;
     }
-    println!("Look around (the demo database is selected by HERALD__DATABASE__URL):");
+    say!("Look around (the demo database is selected by HERALD__DATABASE__URL):");
     let url = format!("HERALD__DATABASE__URL=sqlite://{}", demo.database.display());
     for command in [
         "status --summary",
@@ -72,11 +74,11 @@ pub(super) async fn demo_command(
         "operators list",
         "audit",
     ] {
-        println!("  {url} herald {command}");
+        say!("  {url} herald {command}");
     }
-    println!();
-    println!("Open the web console on this demo school (sign-ins are printed when it starts):");
-    println!("  herald demo --serve --dir {}", demo.dir.display());
+    say!();
+    say!("Open the web console on this demo school (sign-ins are printed when it starts):");
+    say!("  herald demo --serve --dir {}", demo.dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,15 +94,15 @@ async fn serve_demo(demo: DemoSchool) -> anyhow::Result<ExitCode> {
         ip if ip.is_ipv6() => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    println!(
+    say!(
         "The console of the demo school: http://{host}:{}/console/",
         listen.port()
     );
-    println!("Sign in as (these passwords are new each time and shown only now):");
+    say!("Sign in as (these passwords are new each time and shown only now):");
     for (login, role, password) in &sign_ins {
-        println!("  {login:<16} {role:<10} {password}");
+        say!("  {login:<16} {role:<10} {password}");
     }
-    println!(
+    say!(
         "Emails go to {} and SMS to {}. Stop with Ctrl-C.",
         demo.dir.join("outbox").display(),
         demo.dir.join("sms.jsonl").display()
@@ -113,7 +115,7 @@ async fn serve_demo(demo: DemoSchool) -> anyhow::Result<ExitCode> {
 /// Who is in the school, who can be reached by which channel, and why not.
 fn print_directory(d: &Directory) {
     let counts = &d.counts;
-    println!(
+    say!(
         "Directory: {} students, {} guardians, {} teachers, {} staff; {} groups; {} contracts ({} active).",
         counts.students,
         counts.guardians,
@@ -124,20 +126,22 @@ fn print_directory(d: &Directory) {
         counts.active_contracts
     );
     for g in &d.groups {
-        println!(
+        say!(
             "  {:<18} {} students, {} teacher(s)",
-            g.name, g.students, g.teachers
+            g.name,
+            g.students,
+            g.teachers
         );
     }
-    println!();
+    say!();
     let judged = &d.everyone;
-    println!("Who can be reached:");
+    say!("Who can be reached:");
     for channel in Channel::ALL {
         let reachable = judged
             .iter()
             .filter(|(_, v)| v[&channel].is_empty())
             .count();
-        println!(
+        say!(
             "  by {:<6} {reachable:>3} of {} people",
             format!("{}:", channel_name(channel)),
             judged.len()
@@ -147,8 +151,8 @@ fn print_directory(d: &Directory) {
         .iter()
         .filter(|(_, v)| v.values().all(|r| !r.is_empty()))
         .count();
-    println!("  by neither: {nowhere}");
-    println!();
+    say!("  by neither: {nowhere}");
+    say!();
     // Younger students usually have no contact points of their own: the school
     // writes to their guardians. Listing each of them would bury the real faults.
     let through_guardians = |f: &EligibilityFacts, v: &BTreeMap<Channel, Vec<Reason>>| {
@@ -167,9 +171,9 @@ fn print_directory(d: &Directory) {
             }
         }
     }
-    println!("Why the others cannot be reached (people per reason and channel):");
+    say!("Why the others cannot be reached (people per reason and channel):");
     for ((reason, channel), n) in &tally {
-        println!(
+        say!(
             "  {n:>3}  {:<6} {:<22} {}",
             channel_name(*channel),
             reason.as_str(),
@@ -180,23 +184,23 @@ fn print_directory(d: &Directory) {
         .iter()
         .filter(|(f, v)| through_guardians(f, v))
         .count();
-    println!();
-    println!(
+    say!();
+    say!(
         "{young} students have no email or phone of their own; messages for them go to their guardians."
     );
-    println!("What to fix, person by person:");
+    say!("What to fix, person by person:");
     for (facts, v) in judged
         .iter()
         .filter(|(f, v)| v.values().any(|r| !r.is_empty()) && !through_guardians(f, v))
     {
         let r = &facts.recipient;
-        println!("  {} ({}, {})", r.name, r.role, r.external_id);
+        say!("  {} ({}, {})", r.name, r.role, r.external_id);
         for (channel, reasons) in v.iter().filter(|(_, r)| !r.is_empty()) {
             let words: Vec<String> = reasons
                 .iter()
                 .map(|x| explain(*x, *channel, facts))
                 .collect();
-            println!(
+            say!(
                 "    {:<6} {}",
                 format!("{}:", channel_name(*channel)),
                 words.join("; ")
@@ -207,19 +211,19 @@ fn print_directory(d: &Directory) {
 
 /// The dry run, the approver's view and what was sent.
 fn print_sends(s: &Sends) -> anyhow::Result<()> {
-    println!("A dry run of the email to all groups (`herald send --dry-run`):");
+    say!("A dry run of the email to all groups (`herald send --dry-run`):");
     print_send(&s.dry_run.send, None, false)?;
     print_summary(&s.dry_run.summary);
-    println!();
+    say!();
     let sms_batch = s.sms_view.batch.id;
-    println!(
+    say!(
         "The approver's view of the SMS batch {sms_batch} (`herald outbox show {sms_batch}`), version {}:",
         s.sms_view.version
     );
     print_summary(&s.sms_view.summary);
-    println!();
+    say!();
     let sms = &s.sms.send;
-    println!(
+    say!(
         "SMS: batch {sms_batch} \"{}\" ({} segment each, transliterated to GSM-7) to the \
          guardians ({} messages); the wallet holds {} points.",
         sms.batch.body,
@@ -228,7 +232,7 @@ fn print_sends(s: &Sends) -> anyhow::Result<()> {
         crate::demo::CREDIT
     );
     let email = &s.email.send;
-    println!(
+    say!(
         "Sending: a system message to gd-01, and batch {} \"{}\" to {} ({} messages), \
          approved by the demo owner.",
         s.email.batch.map(|b| b.to_string()).unwrap_or_default(),
@@ -247,9 +251,11 @@ fn print_rules(runs: &[RuleRun]) {
         } else {
             "going with the next pass"
         };
-        println!(
+        say!(
             "  {}: {} occurrence(s), {} message(s), {how}",
-            run.rule, run.report.occurrences, run.report.messages
+            run.rule,
+            run.report.occurrences,
+            run.report.messages
         );
     }
 }
@@ -267,7 +273,7 @@ fn print_pass(demo: &DemoSchool, sends: &Sends, pass: &Pass, calendar: &HolidayC
         .chain(&sends.sms.send.messages)
         .filter(|m| m.status == MessageStatus::Blocked)
         .count() as u64;
-    println!(
+    say!(
         "One dispatch pass at {} ({}): {} sent, {} held, {} blocked, {} failed.",
         at.with_timezone(&tz).format("%a %d %b %H:%M"),
         tz.name(),
@@ -277,14 +283,14 @@ fn print_pass(demo: &DemoSchool, sends: &Sends, pass: &Pass, calendar: &HolidayC
         counts.failed
     );
     for c in &pass.statuses {
-        println!("  {:>4}  {}", c.count, status_words(c.status, c.reason));
+        say!("  {:>4}  {}", c.count, status_words(c.status, c.reason));
     }
     if let Some(reason) = settings.send_window.hold_reason(at, calendar) {
         let next = settings.send_window.next_opening(at, calendar);
         let opens = next
             .map(|t| t.format("%a %d %b %H:%M").to_string())
             .unwrap_or_else(|| "no opening within a year".into());
-        println!(
+        say!(
             "It is {} at the school: {}. The batch waits until {opens}; the system message \
              did not wait. To see the batch go, run the demo as if in school hours: \
              `herald demo --at {}T10:00`.",
@@ -295,12 +301,12 @@ fn print_pass(demo: &DemoSchool, sends: &Sends, pass: &Pass, calendar: &HolidayC
         );
     }
     let (outbox, files) = &pass.outbox;
-    println!(
+    say!(
         "The sent email is in {} ({files} .eml file(s), one per message, named by Message-ID).",
         outbox.display()
     );
     let (sms_file, texts) = &pass.sms;
-    println!(
+    say!(
         "The sent SMS are in {} ({texts} line(s)); the wallet has {} point(s) left. SMS \
          waiting for credit go on the first pass after `herald wallet top-up`.",
         sms_file.display(),
@@ -315,7 +321,7 @@ pub(super) fn print_timing(
     tz: Tz,
 ) {
     let w = &settings.send_window;
-    println!("Send window ({}):", tz.name());
+    say!("Send window ({}):", tz.name());
     for day in [
         chrono::Weekday::Mon,
         chrono::Weekday::Tue,
@@ -325,14 +331,14 @@ pub(super) fn print_timing(
         chrono::Weekday::Sat,
         chrono::Weekday::Sun,
     ] {
-        println!("  {day}  {}", w.describe_day(day));
+        say!("  {day}  {}", w.describe_day(day));
     }
     for h in calendar.holidays() {
-        println!("  day off: {} ({} to {})", h.name, h.first_day, h.last_day);
+        say!("  day off: {} ({} to {})", h.name, h.first_day, h.last_day);
     }
     let local = now.with_timezone(&tz);
     match w.hold_reason(now, calendar) {
-        None => println!(
+        None => say!(
             "Now ({}) the window is open: informational messages would go on the next dispatch tick.",
             local.format("%a %d %b %H:%M")
         ),
@@ -341,7 +347,7 @@ pub(super) fn print_timing(
                 .next_opening(now, calendar)
                 .map(|t| t.format("%a %d %b %H:%M").to_string())
                 .unwrap_or_else(|| "no opening within a year".into());
-            println!(
+            say!(
                 "Now ({}) informational messages would be held ({}: {}) until {next}; system messages go at once.",
                 local.format("%a %d %b %H:%M"),
                 reason.as_str(),

@@ -32,7 +32,7 @@ pub(super) async fn doctor(
         .iter()
         .any(|c| c.verdict == crate::diagnose::Verdict::Error);
     if json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        say!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         for c in &checks {
             print_check(c);
@@ -66,16 +66,16 @@ async fn diagnose_message(app: &App, id: i64, json: bool) -> anyhow::Result<Exit
         .await
         .map_err(cli_error)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        say!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "Message {id} to {} ({}):",
         t.message.message.recipient,
         t.message.message.address.as_deref().unwrap_or("no address")
     );
     if let Some(b) = &t.batch {
-        println!(
+        say!(
             "  batch {} \"{}\" composed by {}{}",
             b.id,
             b.audience,
@@ -94,9 +94,9 @@ async fn diagnose_message(app: &App, id: i64, json: bool) -> anyhow::Result<Exit
             }
         );
     }
-    println!("Timeline:");
+    say!("Timeline:");
     for e in &t.events {
-        println!(
+        say!(
             "  {}  {}{}{}{}",
             e.at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S"),
             e.status,
@@ -114,7 +114,7 @@ async fn diagnose_message(app: &App, id: i64, json: bool) -> anyhow::Result<Exit
                 .unwrap_or_default()
         );
     }
-    println!("Now:");
+    say!("Now:");
     print_message_diagnosis(&t.message, tz);
     Ok(ExitCode::SUCCESS)
 }
@@ -129,7 +129,7 @@ async fn diagnose_person(app: &App, query: String, json: bool) -> anyhow::Result
         .await
         .map_err(cli_error)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&lookup)?);
+        say!("{}", serde_json::to_string_pretty(&lookup)?);
         return Ok(match lookup {
             Lookup::One(_) => ExitCode::SUCCESS,
             _ => ExitCode::FAILURE,
@@ -140,12 +140,12 @@ async fn diagnose_person(app: &App, query: String, json: bool) -> anyhow::Result
             "nobody matches {query:?}: try the platform's id, Herald's id, an email address or a phone number (`herald recipients --search TEXT` searches)"
         ),
         Lookup::Ambiguous { query, matches } => {
-            println!(
+            say!(
                 "{} people match {query:?}; diagnose one by their id:",
                 matches.len()
             );
             for r in matches {
-                println!(
+                say!(
                     "  {}  {} ({}) {} {}",
                     r.external_id,
                     r.name,
@@ -159,21 +159,24 @@ async fn diagnose_person(app: &App, query: String, json: bool) -> anyhow::Result
         Lookup::One(d) => d,
     };
     let r = &d.recipient;
-    println!(
+    say!(
         "{} ({}, {}, Herald id {})",
-        r.name, r.role, r.external_id, r.id.0
+        r.name,
+        r.role,
+        r.external_id,
+        r.id.0
     );
-    println!(
+    say!(
         "  email {}   phone {}{}",
         r.email.as_deref().unwrap_or("-"),
         r.phone.as_deref().unwrap_or("-"),
         if r.sms_enabled { " (receives SMS)" } else { "" }
     );
     for rel in &d.related {
-        println!("  {}: {} ({})", rel.relation, rel.name, rel.external_id);
+        say!("  {}: {} ({})", rel.relation, rel.name, rel.external_id);
     }
     for c in &d.channels {
-        println!(
+        say!(
             "\n{}: {}",
             channel_name(c.channel),
             if c.eligible {
@@ -191,21 +194,21 @@ async fn diagnose_person(app: &App, query: String, json: bool) -> anyhow::Result
             print_check(check);
         }
     }
-    println!("\nTiming:");
+    say!("\nTiming:");
     for check in &d.timing {
         print_check(check);
     }
-    println!("\nDispatcher:");
+    say!("\nDispatcher:");
     for check in &d.dispatcher {
         print_check(check);
     }
-    println!(
+    say!(
         "\nRecent messages ({} of the last {} days, newest first):",
         d.messages.len(),
         settings.diagnose.recent_days
     );
     if d.messages.is_empty() {
-        println!("  none");
+        say!("  none");
     }
     for m in &d.messages {
         print_message_diagnosis(m, tz);

@@ -6,12 +6,12 @@ use super::*;
 pub(super) async fn migrate(settings: Settings, _now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let applied = store::migrate(&settings.database).await?;
     if applied.is_empty() {
-        println!(
+        say!(
             "The database {} is up to date.",
             settings.database.redacted_url()
         );
     } else {
-        println!(
+        say!(
             "Applied {} migration(s) to {}.",
             applied.len(),
             settings.database.redacted_url()
@@ -80,9 +80,9 @@ pub(super) async fn groups(
     let store = open_store(&settings).await?;
     let groups = store.groups().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&groups)?);
+        say!("{}", serde_json::to_string_pretty(&groups)?);
     } else if groups.is_empty() {
-        println!("No groups. Import some with `herald import groups.csv --as LOGIN`.");
+        say!("No groups. Import some with `herald import groups.csv --as LOGIN`.");
     } else {
         let rows = groups
             .iter()
@@ -138,7 +138,7 @@ pub(super) async fn import(
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        say!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -161,11 +161,11 @@ pub(super) async fn recipients(
         .await
         .map_err(cli_error)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        say!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(());
     }
     if views.is_empty() {
-        println!("No recipients match.");
+        say!("No recipients match.");
         return Ok(());
     }
     let channels: Vec<Channel> = views[0].channels.keys().copied().collect();
@@ -202,9 +202,9 @@ pub(super) async fn recipients(
         }
     }
     if !tally.is_empty() {
-        println!();
+        say!();
         for ((c, r), n) in tally {
-            println!("{n:>5} {c:<5} {:<22} {}", r.as_str(), r.describe());
+            say!("{n:>5} {c:<5} {:<22} {}", r.as_str(), r.describe());
         }
     }
     Ok(())

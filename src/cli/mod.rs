@@ -37,6 +37,18 @@ use crate::import::{ImportKind, ImportReport};
 use crate::store::{self, RecipientFilter, Store};
 use crate::store::{Decision, MessageAction, MessageFilter};
 
+/// `println!` for a command's output. A reader that has gone away
+/// (`herald recipients --json | head`) ends the command quietly, as it ends any Unix
+/// tool, where `println!` would panic; any other failure to write is an error line.
+macro_rules! say {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod admin;
 mod args;
 mod daemon;
@@ -100,6 +112,34 @@ async fn command(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Set by the binary (see [`write_to_stdout`]).
+static TO_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Has commands write their output to the process's standard output themselves, so
+/// that a reader that has gone away ends the process quietly (see [`say!`]). Only
+/// the binary asks for it: a program that runs commands in-process (the tests) keeps
+/// `print!`, which its test harness captures.
+pub fn write_to_stdout() {
+    TO_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes a command's output (see [`say!`]). By the time anything is printed, what
+/// the command changes is committed, so ending the process here loses nothing.
+fn write_out(text: std::fmt::Arguments) {
+    use std::io::Write;
+    if !TO_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+        print!("{text}");
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_fmt(text) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("herald: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+}
+
 /// The HTML body in `path`, if one was given.
 pub(super) fn read_html(path: Option<&Path>) -> anyhow::Result<Option<String>> {
     path.map(|p| {
@@ -121,9 +161,15 @@ tokio::task_local! {
 /// Opens the store for a command (see [`OPENED`]).
 pub(super) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let store = store::open(&settings.database).await?;
-    // Outside `run` (no command to close it) the store is only opened.
-    let _ = OPENED.try_with(|opened| opened.borrow_mut().push(Arc::clone(&store)));
+    close_when_done(&store);
     Ok(store)
+}
+
+/// Has the command close `store` when it ends (see [`OPENED`]), for a store opened
+/// elsewhere than [`open_store`] (the demo school's).
+pub(super) fn close_when_done(store: &Arc<dyn Store>) {
+    // Outside `run` (no command to close it) the store is only opened.
+    let _ = OPENED.try_with(|opened| opened.borrow_mut().push(Arc::clone(store)));
 }
 
 /// Who reads from the command line: whoever holds the database's credentials may read

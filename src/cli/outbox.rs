@@ -43,13 +43,13 @@ pub(super) async fn notify(
         .map_err(cli_error)?;
     match message.reason {
         Some(reason) if message.status == MessageStatus::Blocked => {
-            println!(
+            say!(
                 "Message {id} to {recipient} is blocked: {} ({}).",
                 reason.describe(),
                 reason.as_str()
             );
         }
-        _ => println!("Message {id} to {recipient} is queued; `herald run` sends it at once."),
+        _ => say!("Message {id} to {recipient} is queued; `herald run` sends it at once."),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -200,7 +200,7 @@ pub(super) async fn outbox(
                 .batches((!all).then_some(BatchStatus::AwaitingApproval))
                 .await?;
             if !json && let Some(h) = store.hold().await? {
-                println!("{}\n", hold_banner(&h, &settings));
+                say!("{}\n", hold_banner(&h, &settings));
             }
             print_batches(&batches, json, all)?;
             Ok(ExitCode::SUCCESS)
@@ -227,22 +227,22 @@ pub(super) async fn outbox_action(
                 })?;
             let (b, summary, samples) = (&view.batch, &view.summary, &view.samples);
             if json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                say!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 if let Some(h) = &view.hold {
-                    println!("{}\n", hold_banner(h, settings));
+                    say!("{}\n", hold_banner(h, settings));
                 }
                 print_batches(std::slice::from_ref(b), false, true)?;
                 if samples.is_empty() {
-                    println!("Text:");
+                    say!("Text:");
                     for line in b.body.lines() {
-                        println!("  | {line}");
+                        say!("  | {line}");
                     }
                 }
                 // What people will read: one message per channel and locale, as
                 // rendered for its recipient.
                 for m in samples {
-                    println!(
+                    say!(
                         "{} to {} ({}):",
                         channel_name(m.channel),
                         m.recipient,
@@ -251,19 +251,20 @@ pub(super) async fn outbox_action(
                             .unwrap_or(&settings.school.default_locale)
                     );
                     if let Some(subject) = &m.subject {
-                        println!("  | Subject: {subject}");
+                        say!("  | Subject: {subject}");
                     }
                     for line in m.body.lines() {
-                        println!("  | {line}");
+                        say!("  | {line}");
                     }
                     if m.html.is_some() {
-                        println!("  | (with an HTML version)");
+                        say!("  | (with an HTML version)");
                     }
                 }
                 print_summary(summary);
-                println!(
+                say!(
                     "Version:   {} (approve exactly this: `herald approve {batch} --seen {} --as LOGIN`)",
-                    view.version, view.version
+                    view.version,
+                    view.version
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -293,7 +294,7 @@ pub(super) async fn outbox_action(
                 .edit_batch(&Actor::operator(operator), BatchId(batch), &text)
                 .await
                 .map_err(cli_error)?;
-            println!(
+            say!(
                 "Batch {batch} edited: {n} unsent message(s) take the new text and wait for approval{}.",
                 if was.batch.status == BatchStatus::Approved {
                     " again"
@@ -308,7 +309,7 @@ pub(super) async fn outbox_action(
                 .cancel_batch(&Actor::operator(operator), BatchId(batch))
                 .await
                 .map_err(cli_error)?;
-            println!("Batch {batch}: {n} unsent message(s) cancelled.");
+            say!("Batch {batch}: {n} unsent message(s) cancelled.");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -330,7 +331,7 @@ pub(super) async fn act(
         MessageAction::Resend => "queued again",
         MessageAction::Cancel => "cancelled",
     };
-    println!("Message {message} ({before}) {verb} by {login}.");
+    say!("Message {message} ({before}) {verb} by {login}.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,17 +371,17 @@ pub(super) async fn decide(
     if seen.is_none() {
         // Without --seen the decision is on the batch as it was at that moment: show
         // what that was, as `outbox show` would have.
-        println!("Decided on version {}:", taken.view.version);
+        say!("Decided on version {}:", taken.view.version);
         print_summary(&taken.view.summary);
     }
     let n = taken.messages;
     if !only.is_empty() && n < only.len() as u64 {
-        println!(
+        say!(
             "Note: {} of the messages named are not in batch {batch} or no longer await approval.",
             only.len() as u64 - n
         );
     }
-    println!(
+    say!(
         "{} {verb} by {login}: {n} message(s) {}.",
         if only.is_empty() {
             format!("Batch {batch}")

@@ -12,16 +12,16 @@ pub(super) fn print_check(c: &crate::diagnose::Check) {
         Verdict::Error => "ERROR  ",
     };
     let reason = c.reason.map(|r| format!(" [{r}]")).unwrap_or_default();
-    println!("  {mark} {}{reason}", c.text);
+    say!("  {mark} {}{reason}", c.text);
     if let Some(fix) = &c.fix {
-        println!("          fix: {fix}");
+        say!("          fix: {fix}");
     }
 }
 
 pub(super) fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz: Tz) {
     let v = &m.message;
     let at = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
-    println!(
+    say!(
         "  #{} {} {} {} — {}{}",
         v.id,
         at(v.created_at),
@@ -37,10 +37,10 @@ pub(super) fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz:
         .next_attempt_at
         .filter(|_| v.status == MessageStatus::Queued)
     {
-        println!("      next attempt {}", at(next));
+        say!("      next attempt {}", at(next));
     }
     for (i, a) in m.attempts.iter().enumerate() {
-        println!(
+        say!(
             "      attempt {} at {}: {:?}{} {}{}",
             i + 1,
             at(a.started_at),
@@ -54,10 +54,10 @@ pub(super) fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz:
         );
     }
     if let Some(id) = &m.message_id {
-        println!("      Message-ID: {id}");
+        say!("      Message-ID: {id}");
     }
     for r in &m.delivery_reports {
-        println!(
+        say!(
             "      delivery report from {} at {}: {}{} — {}",
             r.gateway,
             at(r.received_at),
@@ -69,12 +69,12 @@ pub(super) fn print_message_diagnosis(m: &crate::diagnose::MessageDiagnosis, tz:
         );
     }
     for advice in &m.advice {
-        println!("      → {advice}");
+        say!("      → {advice}");
     }
 }
 
 pub(super) fn print_summary(s: &Summary) {
-    println!(
+    say!(
         "Will go:   {} message(s){}",
         s.will_go,
         if s.sent > 0 {
@@ -88,14 +88,14 @@ pub(super) fn print_summary(s: &Summary) {
             .parse::<Reason>()
             .map(|r| r.describe())
             .unwrap_or_default();
-        println!("Blocked:   {n} — {reason}: {words}");
+        say!("Blocked:   {n} — {reason}: {words}");
     }
     for (status, n) in &s.other {
-        println!("Also:      {n} {status}");
+        say!("Also:      {n} {status}");
     }
     if s.sms_segments > 0 {
         let short = s.sms_cost - s.wallet_balance;
-        println!(
+        say!(
             "SMS cost:  {} segment(s) = {} point(s); the wallet holds {}{}",
             s.sms_segments,
             s.sms_cost,
@@ -107,7 +107,7 @@ pub(super) fn print_summary(s: &Summary) {
             }
         );
     }
-    println!("When:      {}", s.when);
+    say!("When:      {}", s.when);
 }
 
 /// The hold switch in one prominent line.
@@ -138,7 +138,7 @@ pub(super) fn print_send(
                 serde_json::json!({"status": status, "reason": reason, "count": count})
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "batch_id": id,
@@ -152,18 +152,19 @@ pub(super) fn print_send(
         return Ok(());
     }
     match id {
-        Some(id) => println!(
+        Some(id) => say!(
             "Batch {id} ({}): {}",
-            send.batch.status, send.batch.audience
+            send.batch.status,
+            send.batch.audience
         ),
-        None => println!("Dry run, nothing created: {}", send.batch.audience),
+        None => say!("Dry run, nothing created: {}", send.batch.audience),
     }
-    println!("  {} message(s):", send.messages.len());
+    say!("  {} message(s):", send.messages.len());
     for ((status, reason), n) in &counts {
-        println!("  {n:>5}  {}", status_words(*status, *reason));
+        say!("  {n:>5}  {}", status_words(*status, *reason));
     }
     if send.batch.status == BatchStatus::AwaitingApproval && id.is_some() {
-        println!(
+        say!(
             "  It waits in the outbox: `herald approve {} --as LOGIN`.",
             id.unwrap_or(BatchId(0))
         );
@@ -184,11 +185,11 @@ pub(super) fn print_batches(
     all: bool,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(batches)?);
+        say!("{}", serde_json::to_string_pretty(batches)?);
         return Ok(());
     }
     if batches.is_empty() {
-        println!(
+        say!(
             "{}",
             if all {
                 "No batches."
@@ -200,7 +201,7 @@ pub(super) fn print_batches(
     }
     for b in batches {
         let total: i64 = b.counts.iter().map(|c| c.count).sum();
-        println!(
+        say!(
             "Batch {} — {} — {} {} by {} at {}",
             b.id,
             b.status,
@@ -209,10 +210,10 @@ pub(super) fn print_batches(
             b.created_by,
             b.created_at.format("%Y-%m-%d %H:%M UTC")
         );
-        println!("  to:      {} ({total} message(s))", b.audience);
-        println!("  subject: {}", b.subject.as_deref().unwrap_or("-"));
+        say!("  to:      {} ({total} message(s))", b.audience);
+        say!("  subject: {}", b.subject.as_deref().unwrap_or("-"));
         if let (Some(by), Some(at)) = (&b.decided_by, b.decided_at) {
-            println!(
+            say!(
                 "  decided: {} by {by} at {}{}",
                 b.status,
                 at.format("%Y-%m-%d %H:%M UTC"),
@@ -223,23 +224,23 @@ pub(super) fn print_batches(
             );
         }
         for c in &b.counts {
-            println!("  {:>5}  {}", c.count, status_words(c.status, c.reason));
+            say!("  {:>5}  {}", c.count, status_words(c.status, c.reason));
         }
-        println!();
+        say!();
     }
     Ok(())
 }
 
 pub(super) fn print_counts(counts: &[crate::store::StatusCount], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(counts)?);
+        say!("{}", serde_json::to_string_pretty(counts)?);
         return Ok(());
     }
     if counts.is_empty() {
-        println!("No messages match.");
+        say!("No messages match.");
     }
     for c in counts {
-        println!("{:>7}  {}", c.count, status_words(c.status, c.reason));
+        say!("{:>7}  {}", c.count, status_words(c.status, c.reason));
     }
     Ok(())
 }
@@ -250,11 +251,11 @@ pub(super) fn print_messages(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(messages)?);
+        say!("{}", serde_json::to_string_pretty(messages)?);
         return Ok(());
     }
     if messages.is_empty() {
-        println!("No messages match.");
+        say!("No messages match.");
         return Ok(());
     }
     let tz = settings.school.time_zone;
@@ -303,21 +304,24 @@ pub(super) fn print_messages(
 }
 
 pub(super) fn print_import_report(file: &Path, report: &ImportReport) {
-    println!("{}:", file.display());
+    say!("{}:", file.display());
     for (kind, c) in &report.counts {
-        println!(
+        say!(
             "  {kind:<14} {} created, {} updated, {} unchanged, {} failed",
-            c.created, c.updated, c.unchanged, c.failed
+            c.created,
+            c.updated,
+            c.unchanged,
+            c.failed
         );
     }
     for w in &report.warnings {
-        println!("  warning: {w}");
+        say!("  warning: {w}");
     }
     for e in &report.errors {
-        println!("  error: {e}");
+        say!("  error: {e}");
     }
     if report.has_errors() {
-        println!(
+        say!(
             "  {} row(s) were not imported; fix them and import the file again (the \
              rows already in are left as they are).",
             report.errors.len()
@@ -346,7 +350,7 @@ pub(super) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}", w = *w))
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        say!("{}", text.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &rows {

@@ -16,11 +16,12 @@ pub(super) async fn tokens(
                 .create_token(&Actor::operator(by), &name, &operator)
                 .await
                 .map_err(cli_error)?;
-            println!(
+            say!(
                 "Token {:?} acts as {}. Keep it now: Herald keeps only its hash and cannot show it again.",
-                new.record.name, new.record.operator
+                new.record.name,
+                new.record.operator
             );
-            println!("{}", new.token);
+            say!("{}", new.token);
         }
         Some(TokensCommand::Revoke { name, by }) => {
             app.revoke_token(&Actor::operator(by), &name)
@@ -31,14 +32,14 @@ pub(super) async fn tokens(
                     ),
                     other => cli_error(other),
                 })?;
-            println!("Token {name:?} is revoked: its next request is refused.");
+            say!("Token {name:?} is revoked: its next request is refused.");
         }
         None => {
             let list = app.tokens(&READER).await.map_err(cli_error)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                say!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                println!(
+                say!(
                     "No API tokens. Create one with `herald tokens create NAME --operator LOGIN --as LOGIN`."
                 );
             } else {

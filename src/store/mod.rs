@@ -533,8 +533,8 @@ pub trait CoordinationStore: Send + Sync {
 /// The channel of PostgreSQL notifications that wake dispatchers.
 pub const WAKE_CHANNEL: &str = "herald_wake";
 
-/// Messages a batch stored or approved must count before the store refreshes the
-/// database planner's statistics of what dispatching them reads.
+/// Messages queued (batches stored or approved, rules' runs) the store counts before
+/// it refreshes the database planner's statistics of what dispatching them reads.
 const REFRESH_STATISTICS_AFTER: u64 = 1000;
 
 /// The SMS wallet: a balance, points reserved for messages being sent, a ledger.

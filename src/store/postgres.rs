@@ -11,6 +11,9 @@
 //! JSON array (`json_agg`), row locks and
 //! `SKIP LOCKED`, the table lock for the first owner, and `LISTEN`/`NOTIFY`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Transaction};
@@ -28,6 +31,9 @@ pub struct PgStore {
     /// The same pool: PostgreSQL runs its writers side by side, so reads need no
     /// connections of their own (SQLite's store has a pool for each).
     reads: PgPool,
+    /// Messages queued since the planner's statistics were last refreshed (see
+    /// `refresh_statistics`), shared by the store's clones.
+    unanalysed: Arc<AtomicU64>,
 }
 
 /// The names `body.rs` is written against.
@@ -52,6 +58,7 @@ impl PgStore {
         Ok(PgStore {
             reads: pool.clone(),
             pool,
+            unanalysed: Arc::default(),
         })
     }
 
@@ -113,15 +120,20 @@ impl PgStore {
     }
 
     /// Refreshes the planner's statistics with `analyze` (an `ANALYZE` of the tables a
-    /// bulk change touched) once `rows` rows changed. Autovacuum does it too, but up
-    /// to a minute later: a 100,000-message batch sent at once would be claimed
-    /// meanwhile with plans made for an empty queue (every claim reading and sorting
-    /// the whole queue instead of walking `messages_due`). Best effort: the change is
-    /// committed already, and a failure only leaves it to autovacuum.
+    /// bulk change touched) once `rows`, with those counted before since the last
+    /// refresh, reach [`super::REFRESH_STATISTICS_AFTER`] (a rule's run writes its
+    /// messages a few hundred at a time). Autovacuum does it too, but up to a minute
+    /// later: a 100,000-message batch sent at once would be claimed meanwhile with
+    /// plans made for an empty queue (every claim reading and sorting the whole queue
+    /// instead of walking `messages_due`). Best effort: the change is committed
+    /// already, and a failure only leaves it to autovacuum.
     async fn refresh_statistics(&self, rows: u64, analyze: &'static str) {
-        if rows < super::REFRESH_STATISTICS_AFTER {
+        let counted = self.unanalysed.fetch_add(rows, Ordering::Relaxed) + rows;
+        if counted < super::REFRESH_STATISTICS_AFTER {
             return;
         }
+        // Two stores reaching the count together both refresh: harmless.
+        self.unanalysed.store(0, Ordering::Relaxed);
         if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
             tracing::warn!(error = %e, analyze, "the planner's statistics were not refreshed");
         }

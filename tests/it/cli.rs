@@ -5,6 +5,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn herald(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    herald_command(dir, args, env)
+        .output()
+        .expect("the herald binary runs")
+}
+
+/// `herald ARGS` in `dir` with only the environment `env` adds to the test's.
+fn herald_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir).args(args);
     // The developer's own overrides must not leak into the test.
@@ -15,7 +22,7 @@ fn herald(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("the herald binary runs")
+    cmd
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -286,6 +293,23 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     }
     assert!(stdout.contains("\"kowalczyk@gmail\""), "{stdout}");
     assert!(stdout.contains("Christmas break"), "{stdout}");
+    // Closed when done, so the file alone holds everything.
+    assert!(!dir.path().join("herald-demo/herald.db-wal").exists());
+
+    // Read by a reader that goes away (`| head`): the command ends quietly.
+    let mut child = herald_command(
+        dir.path(),
+        &["recipients", "--json"],
+        &[("HERALD__DATABASE__URL", "sqlite://herald-demo/herald.db")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "nothing said, no panic");
 
     // A second run makes a new folder instead of touching the first; run in school
     // hours, the approved batch goes and lands as .eml files.

@@ -56,6 +56,12 @@ use super::{
     lock_operators, push_parameter, text_list, wake_other_instances,
 };
 
+/// What dispatching a queue reads, for the planner's statistics once many messages
+/// were queued (a large batch stored or approved, a rule's run): the queue it claims
+/// from, and the recipients, wards and contracts it reads each chunk's facts from
+/// (freshly imported, as often as not).
+const ANALYZE_QUEUE: &str = "ANALYZE messages, recipients, guardianships, contracts";
+
 mod admin;
 mod bulk;
 mod directory;

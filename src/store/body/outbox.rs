@@ -993,6 +993,9 @@ impl OutboxStore for Backend {
         .rows_affected();
         insert_audit(&mut tx, &audit.with_detail("messages", moved)).await?;
         tx.commit().await?;
+        if matches!(decision, Decision::Approve) {
+            self.refresh_statistics(moved, ANALYZE_QUEUE).await;
+        }
         Ok(Decided::Done(moved))
     }
 
@@ -1738,11 +1741,6 @@ const CLAIM_OTHERS: &str = concat!(
      RETURNING ",
     claimed_columns!()
 );
-
-/// What a batch's dispatch reads, for the planner's statistics after a large batch is
-/// stored or approved: the queue it claims from, and the recipients, wards and
-/// contracts it reads each chunk's facts from (freshly imported, as often as not).
-const ANALYZE_QUEUE: &str = "ANALYZE messages, recipients, guardianships, contracts";
 
 impl Backend {
     /// Runs one of the claims above (`kinds` binds `$5` for [`CLAIM_OTHERS`]).
