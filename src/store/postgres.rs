@@ -119,20 +119,26 @@ impl PgStore {
         Ok(Some(wake))
     }
 
+    /// Counts `rows` messages queued (committed) toward the next refresh of the
+    /// planner's statistics.
+    fn count_queued(&self, rows: u64) {
+        self.unanalysed.fetch_add(rows, Ordering::Relaxed);
+    }
+
     /// Refreshes the planner's statistics with `analyze` (an `ANALYZE` of the tables a
-    /// bulk change touched) once `rows`, with those counted before since the last
-    /// refresh, reach [`super::REFRESH_STATISTICS_AFTER`] (a rule's run writes its
-    /// messages a few hundred at a time). Autovacuum does it too, but up to a minute
+    /// bulk change touched) once the messages counted since the last refresh reach
+    /// [`super::REFRESH_STATISTICS_AFTER`]. Autovacuum does it too, but up to a minute
     /// later: a 100,000-message batch sent at once would be claimed meanwhile with
     /// plans made for an empty queue (every claim reading and sorting the whole queue
-    /// instead of walking `messages_due`). Best effort: the change is committed
-    /// already, and a failure only leaves it to autovacuum.
-    async fn refresh_statistics(&self, rows: u64, analyze: &'static str) {
-        let counted = self.unanalysed.fetch_add(rows, Ordering::Relaxed) + rows;
-        if counted < super::REFRESH_STATISTICS_AFTER {
+    /// instead of walking `messages_due`). Called where a bulk change ends, not per
+    /// part of it (a rule's run writes a few hundred at a time, and an `ANALYZE` of a
+    /// large school takes a few hundred milliseconds). Best effort: the change is
+    /// committed already, and a failure only leaves it to autovacuum.
+    async fn refresh_statistics(&self, analyze: &'static str) {
+        if self.unanalysed.load(Ordering::Relaxed) < super::REFRESH_STATISTICS_AFTER {
             return;
         }
-        // Two stores reaching the count together both refresh: harmless.
+        // Two calls reaching the count together both refresh: harmless.
         self.unanalysed.store(0, Ordering::Relaxed);
         if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
             tracing::warn!(error = %e, analyze, "the planner's statistics were not refreshed");

@@ -110,9 +110,12 @@ impl SqliteStore {
     }
 
     /// SQLite plans without statistics unless `ANALYZE` was ever run, so a bulk
-    /// change leaves no plan stale: nothing to refresh (PostgreSQL's store has work
-    /// here).
-    async fn refresh_statistics(&self, _rows: u64, _analyze: &'static str) {}
+    /// change leaves no plan stale: nothing to count or refresh (PostgreSQL's store
+    /// has work here).
+    fn count_queued(&self, _rows: u64) {}
+
+    /// See [`SqliteStore::count_queued`].
+    async fn refresh_statistics(&self, _analyze: &'static str) {}
 
     /// The pool, for tests that need to look underneath.
     pub fn pool(&self) -> &SqlitePool {

@@ -740,3 +740,36 @@ async fn a_run_that_fails_half_way_is_completed_by_the_next_run_each_reminder_on
         (0, n as u64 + 2)
     );
 }
+
+/// On PostgreSQL, a run writing thousands of reminders (a few hundred to a write)
+/// refreshes the planner's statistics once, when it ends, so the dispatch that
+/// follows is planned for the queue it made; not once per thousand written, which
+/// on a large school would cost the run a few hundred milliseconds each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_refreshes_the_planners_statistics_once_on_postgresql() {
+    let Some(app) = crate::helpers::postgres().await else {
+        return;
+    };
+    let analyzed = || async {
+        let mut conn = app.postgres_connection().await.unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'messages'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+    };
+    let n = 4 * rules::OCCURRENCES_PER_WRITE + 100;
+    let settings = many_reminders(&app, n, 0).await;
+    assert_eq!(analyzed().await, 0, "nothing queued yet");
+    let at = warsaw("2026-11-24 07:00");
+    assert_eq!(
+        run(&app, &settings, Rule::InstalmentDue, at).await,
+        (n as u64 + 2, 0)
+    );
+    assert_eq!(
+        analyzed().await,
+        1,
+        "{n} reminders: one ANALYZE, at the end"
+    );
+}

@@ -817,8 +817,8 @@ impl OutboxStore for Backend {
         // Sent without approval: a queue the planner has not seen yet (one waiting
         // for approval is refreshed when it is approved).
         if batch.status == BatchStatus::Approved {
-            self.refresh_statistics(messages.len() as u64, ANALYZE_QUEUE)
-                .await;
+            self.count_queued(messages.len() as u64);
+            self.refresh_statistics(ANALYZE_QUEUE).await;
         }
         Ok(BatchId(id))
     }
@@ -941,7 +941,8 @@ impl OutboxStore for Backend {
         tx.commit().await?;
         // An approved batch is a queue the planner has not seen yet.
         if matches!(decision, Decision::Approve) {
-            self.refresh_statistics(moved, ANALYZE_QUEUE).await;
+            self.count_queued(moved);
+            self.refresh_statistics(ANALYZE_QUEUE).await;
         }
         Ok(Decided::Done(moved))
     }
@@ -994,7 +995,8 @@ impl OutboxStore for Backend {
         insert_audit(&mut tx, &audit.with_detail("messages", moved)).await?;
         tx.commit().await?;
         if matches!(decision, Decision::Approve) {
-            self.refresh_statistics(moved, ANALYZE_QUEUE).await;
+            self.count_queued(moved);
+            self.refresh_statistics(ANALYZE_QUEUE).await;
         }
         Ok(Decided::Done(moved))
     }

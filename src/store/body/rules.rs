@@ -232,8 +232,8 @@ impl RuleStore for Backend {
             }
         }
         tx.commit().await?;
-        // A run writes a few hundred at a time; the store counts them up to a refresh.
-        self.refresh_statistics(written, ANALYZE_QUEUE).await;
+        // Refreshed once the rule's run ends (`record_rule_run`).
+        self.count_queued(written);
         Ok(created)
     }
 
@@ -263,6 +263,8 @@ impl RuleStore for Backend {
         .bind(run.covered_through)
         .execute(&self.pool)
         .await?;
+        // The run's end: what its parts counted (`create_occurrences`) is refreshed.
+        self.refresh_statistics(ANALYZE_QUEUE).await;
         Ok(())
     }
 
