@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli::run(args, settings)) {
+        Ok(_) if cli::output_failed() => ExitCode::FAILURE,
         Ok(code) => code,
         Err(e) => {
             eprintln!("herald: {e:#}");

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,9 +38,9 @@ use crate::import::{ImportKind, ImportReport};
 use crate::store::{self, RecipientFilter, Store};
 use crate::store::{Decision, MessageAction, MessageFilter};
 
-/// `println!` for a command's output. A reader that has gone away
-/// (`herald recipients --json | head`) ends the command quietly, as it ends any Unix
-/// tool, where `println!` would panic; any other failure to write is an error line.
+/// `println!` for a command's output. Where `println!` would panic when the reader
+/// has gone away (`herald recipients --json | head`), the command goes on without
+/// printing (see [`write_out`]).
 macro_rules! say {
     () => {
         $crate::cli::write_out(format_args!("\n"))
@@ -112,31 +113,53 @@ async fn command(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Set by the binary (see [`write_to_stdout`]).
-static TO_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How the command's output fares (see [`write_out`]).
+static OUTPUT: AtomicU8 = AtomicU8::new(OUTPUT_PRINT);
+/// In-process (the tests): `print!`, which a test harness captures.
+const OUTPUT_PRINT: u8 = 0;
+/// The binary: written to standard output, errors seen.
+const OUTPUT_STDOUT: u8 = 1;
+/// The reader has gone away: nothing more is written.
+const OUTPUT_GONE: u8 = 2;
+/// Writing failed otherwise (a full disk): nothing more is written, and the command
+/// fails (see [`output_failed`]).
+const OUTPUT_FAILED: u8 = 3;
 
 /// Has commands write their output to the process's standard output themselves, so
-/// that a reader that has gone away ends the process quietly (see [`say!`]). Only
-/// the binary asks for it: a program that runs commands in-process (the tests) keeps
-/// `print!`, which its test harness captures.
+/// that they see a reader that has gone away (see [`say!`]). Only the binary asks for
+/// it: a program that runs commands in-process (the tests) keeps `print!`, which its
+/// test harness captures.
 pub fn write_to_stdout() {
-    TO_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
+    OUTPUT.store(OUTPUT_STDOUT, Ordering::Relaxed);
 }
 
-/// Writes a command's output (see [`say!`]). By the time anything is printed, what
-/// the command changes is committed, so ending the process here loses nothing.
+/// Whether the command's output could not be written for another reason than its
+/// reader going away: the binary then exits with a failure whatever the command did.
+pub fn output_failed() -> bool {
+    OUTPUT.load(Ordering::Relaxed) == OUTPUT_FAILED
+}
+
+/// Writes a command's output (see [`say!`]). A failure to write does not end the
+/// command: output can come before the work it describes is done (the demo prints
+/// its school before it sends, an import each file's report before the next file),
+/// so the command goes on to its end, stores closed and exit code its own, and only
+/// stops printing. A reader that has gone away (`| head`) is what every Unix tool
+/// meets quietly; any other failure is said once on standard error (`output_failed`).
 fn write_out(text: std::fmt::Arguments) {
     use std::io::Write;
-    if !TO_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
-        print!("{text}");
-        return;
-    }
-    if let Err(e) = std::io::stdout().lock().write_fmt(text) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("herald: cannot write the output: {e}");
-            std::process::exit(1);
+    match OUTPUT.load(Ordering::Relaxed) {
+        OUTPUT_PRINT => print!("{text}"),
+        OUTPUT_STDOUT => {
+            if let Err(e) = std::io::stdout().lock().write_fmt(text) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    OUTPUT.store(OUTPUT_GONE, Ordering::Relaxed);
+                } else {
+                    eprintln!("herald: cannot write the output: {e}");
+                    OUTPUT.store(OUTPUT_FAILED, Ordering::Relaxed);
+                }
+            }
         }
-        std::process::exit(0);
+        _ => {}
     }
 }
 

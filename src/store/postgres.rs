@@ -135,11 +135,16 @@ impl PgStore {
     /// large school takes a few hundred milliseconds). Best effort: the change is
     /// committed already, and a failure only leaves it to autovacuum.
     async fn refresh_statistics(&self, analyze: &'static str) {
-        if self.unanalysed.load(Ordering::Relaxed) < super::REFRESH_STATISTICS_AFTER {
+        // Taken to zero by one caller only, so two never refresh for the same count
+        // (the second ANALYZE would wait for the first) and none counted is lost.
+        let taken = self
+            .unanalysed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n >= super::REFRESH_STATISTICS_AFTER).then_some(0)
+            });
+        if taken.is_err() {
             return;
         }
-        // Two calls reaching the count together both refresh: harmless.
-        self.unanalysed.store(0, Ordering::Relaxed);
         if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
             tracing::warn!(error = %e, analyze, "the planner's statistics were not refreshed");
         }

@@ -310,6 +310,44 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "nothing said, no panic");
+    // A command whose work follows its first lines does all of it all the same: the
+    // demo prints its school before it sends, runs its rules and dispatches.
+    let mut child = herald_command(
+        dir.path(),
+        &["demo", "--dir", "piped", "--at", "2026-11-24T10:00"],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let sent = std::fs::read_dir(dir.path().join("piped/outbox"))
+        .unwrap()
+        .count();
+    assert!(sent > 0, "the demo's pass went on: {sent} emails");
+    assert!(!dir.path().join("piped/herald.db-wal").exists(), "closed");
+    // Output that cannot be written for another reason fails the command, saying so.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = herald_command(
+        dir.path(),
+        &["recipients"],
+        &[("HERALD__DATABASE__URL", "sqlite://herald-demo/herald.db")],
+    )
+    .stdout(full)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot write the output"), "{err}");
+    assert_eq!(err.matches("cannot write").count(), 1, "said once: {err}");
 
     // A second run makes a new folder instead of touching the first; run in school
     // hours, the approved batch goes and lands as .eml files.

@@ -206,7 +206,7 @@ impl RuleStore for Backend {
                 None => days.push((o.periodic_key.as_str(), vec![o])),
             }
         }
-        let mut written = 0;
+        let mut written = 0u64;
         for (_, of_day) in days {
             let batch = day_batch(&mut tx, of_day[0], now).await?;
             sqlx::query(concat!(
@@ -220,7 +220,11 @@ impl RuleStore for Backend {
             // Each message's "created" event names who wrote it: the rule.
             for run in of_day.chunk_by(|a, b| a.batch.created_by == b.batch.created_by) {
                 let messages: Vec<&NewMessage> = run.iter().flat_map(|o| &o.messages).collect();
-                written += messages.len() as u64;
+                // Those awaiting approval are counted when approved.
+                written += messages
+                    .iter()
+                    .filter(|m| m.status == MessageStatus::Queued)
+                    .count() as u64;
                 bulk::insert_messages_returning(
                     &mut tx,
                     Some(batch),
