@@ -25,6 +25,17 @@ fn herald_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs `cmd` with its standard output a pipe whose reader is gone before it writes.
+fn with_reader_gone(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -297,32 +308,20 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
     assert!(!dir.path().join("herald-demo/herald.db-wal").exists());
 
     // Read by a reader that goes away (`| head`): the command ends quietly.
-    let mut child = herald_command(
+    let out = with_reader_gone(herald_command(
         dir.path(),
         &["recipients", "--json"],
         &[("HERALD__DATABASE__URL", "sqlite://herald-demo/herald.db")],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "nothing said, no panic");
     // A command whose work follows its first lines does all of it all the same: the
     // demo prints its school before it sends, runs its rules and dispatches.
-    let mut child = herald_command(
+    let out = with_reader_gone(herald_command(
         dir.path(),
         &["demo", "--dir", "piped", "--at", "2026-11-24T10:00"],
         &[],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    ));
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
