@@ -11,20 +11,22 @@ use herald::config::Settings;
 const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    cli::write_to_stdout();
     let args = Cli::parse();
     let settings = match Settings::load(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("herald: {e}");
+            cli::write_err(format_args!("herald: {e}\n"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     herald::telemetry::init(&settings.telemetry);
-    cli::write_to_stdout();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("herald: cannot start the async runtime: {e}");
+            cli::write_err(format_args!(
+                "herald: cannot start the async runtime: {e}\n"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
         Ok(_) if cli::output_failed() => ExitCode::FAILURE,
         Ok(code) => code,
         Err(e) => {
-            eprintln!("herald: {e:#}");
+            cli::write_err(format_args!("herald: {e:#}\n"));
             ExitCode::FAILURE
         }
     }

@@ -326,7 +326,7 @@ pub(super) async fn rules_command(
                     Ok(report) => {
                         if !json {
                             for f in &report.failed {
-                                eprintln!("herald: {}: could not be written: {f}", report.rule);
+                                complain!("herald: {}: could not be written: {f}", report.rule);
                             }
                             failed |= !report.failed.is_empty();
                             say!(
@@ -350,11 +350,11 @@ pub(super) async fn rules_command(
                         match &e {
                             crate::rules::RuleError::NoTemplate {
                                 template, channel, ..
-                            } => eprintln!(
+                            } => complain!(
                                 "herald: {e}; add it with `herald templates add {template} \
                                  --channel {channel} …`"
                             ),
-                            _ => eprintln!("herald: {e}"),
+                            _ => complain!("herald: {e}"),
                         }
                     }
                 }

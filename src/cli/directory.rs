@@ -130,8 +130,8 @@ pub(super) async fn import(
                 if json {
                     reports.push(serde_json::json!({"file": file, "error": problem}));
                 } else {
-                    eprintln!("herald: {problem}");
-                    eprintln!("  nothing was imported from {}", file.display());
+                    complain!("herald: {problem}");
+                    complain!("  nothing was imported from {}", file.display());
                 }
             }
             Err(other) => return Err(cli_error(other)),

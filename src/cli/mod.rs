@@ -50,6 +50,14 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` for a command's complaints: a standard error that cannot be written
+/// (`herald import … 2>&1 | head`) is no reason to panic (see [`write_err`]).
+macro_rules! complain {
+    ($($arg:tt)*) => {
+        $crate::cli::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod admin;
 mod args;
 mod daemon;
@@ -154,12 +162,24 @@ fn write_out(text: std::fmt::Arguments) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     OUTPUT.store(OUTPUT_GONE, Ordering::Relaxed);
                 } else {
-                    eprintln!("herald: cannot write the output: {e}");
+                    write_err(format_args!("herald: cannot write the output: {e}\n"));
                     OUTPUT.store(OUTPUT_FAILED, Ordering::Relaxed);
                 }
             }
         }
         _ => {}
+    }
+}
+
+/// Writes to standard error (see [`complain!`]); where that fails there is nowhere
+/// left to say so, and the command goes on as [`write_out`] lets it.
+pub fn write_err(text: std::fmt::Arguments) {
+    use std::io::Write;
+    match OUTPUT.load(Ordering::Relaxed) {
+        OUTPUT_PRINT => eprint!("{text}"),
+        _ => {
+            let _ = std::io::stderr().lock().write_fmt(text);
+        }
     }
 }
 

@@ -330,6 +330,24 @@ fn the_demo_creates_a_school_and_prints_who_can_be_reached_and_why_not() {
         .count();
     assert!(sent > 0, "the demo's pass went on: {sent} emails");
     assert!(!dir.path().join("piped/herald.db-wal").exists(), "closed");
+    // Nor does a standard error whose reader is gone (`2>&1 | head`) make it panic:
+    // the import's complaint goes nowhere and its exit code stays its own.
+    std::fs::write(dir.path().join("unnamed.csv"), "a,b\n1,2\n").unwrap();
+    let mut child = herald_command(
+        dir.path(),
+        &["import", "unnamed.csv", "--as", "demo-owner"],
+        &[("HERALD__DATABASE__URL", "sqlite://herald-demo/herald.db")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop((child.stdout.take(), child.stderr.take()));
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(1),
+        "a failure, not a panic"
+    );
     // Output that cannot be written for another reason fails the command, saying so.
     let full = std::fs::OpenOptions::new()
         .write(true)
